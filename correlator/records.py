@@ -1,0 +1,109 @@
+"""Records the correlator consumes: signal transitions, change events and the context the
+pipeline hands over for triage evidence and attribution.
+
+They are frozen and JSON-able so the same objects flow live and in replay, and so the
+contract records (`to_record`) are produced in exactly one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from detectors.base import Direction, Layer
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """Unix seconds → RFC 3339 in UTC with millisecond precision (the contract's time form)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A detector transition, enriched with where it came from (contract signal record)."""
+
+    ts: float
+    feature: str
+    metric: str
+    layer: Layer
+    detector: str
+    state: Literal["firing", "cleared"]
+    value: float
+    baseline: float | None
+    score: float
+    direction: Direction
+    series: str = ""
+    n: int | None = None
+    page_alone: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity of the series that fired: (feature, metric, series)."""
+        return (self.feature, self.metric, self.series)
+
+    def to_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "ts": rfc3339(self.ts),
+            "feature": self.feature,
+            "metric": self.metric,
+            "layer": self.layer,
+            "detector": self.detector,
+            "state": self.state,
+            "value": self.value,
+            "baseline": self.baseline,
+            "score": self.score,
+            "direction": str(self.direction),
+        }
+        if self.series:
+            rec["series"] = self.series
+        if self.n is not None:
+            rec["n"] = self.n
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """A `change` event: prompt, model, deploy, flag, index, provider, config or other."""
+
+    ts: float
+    kind: str
+    feature: str | None  # None: applies to every feature
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSnapshot:
+    """The current window value of one metric of one feature, for triage evidence."""
+
+    metric: str
+    layer: Layer
+    value: float
+    baseline: float | None
+    n: int | None
+
+
+LabelCounts = Mapping[str, Mapping[str, int]]
+"""label name → label value → count (values beyond a per-label cap are folded into `__other__`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureContext:
+    """What the pipeline knows about a feature around an incident, handed to the correlator.
+
+    `bad_labels` count the label values of anomalous traffic (failed, refused or malformed
+    calls, and scores below their baseline) since the incident's onset; `all_labels` count all
+    traffic over the same span; `baseline_labels` count all traffic over the hour before onset.
+    """
+
+    feature: str
+    metrics: Mapping[str, MetricSnapshot]
+    bad_labels: LabelCounts
+    all_labels: LabelCounts
+    baseline_labels: LabelCounts

@@ -1,0 +1,72 @@
+"""Records and the protocol every detector follows.
+
+Detectors are small stateful estimators (after river's detectors): O(1) memory, time as an
+argument, state that round-trips through plain JSON-able dicts so the daemon can snapshot it
+to SQLite and replay can resume from it. Nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+
+Layer = Literal["infra", "api", "behavioral", "quality"]
+LAYERS: tuple[Layer, ...] = ("infra", "api", "behavioral", "quality")
+
+
+class Direction(StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One evaluated value of one series at one tick (or one `metric` event).
+
+    `n` is the number of observations behind `value` (calls in the window, scores in the
+    window); rate detectors read `value` as k/n, so `n` is what makes 3/5 differ from 60/100.
+    `series` is "" for feature-level metrics and e.g. "provider=openai,model=gpt-4o" for the
+    per-provider availability series.
+    """
+
+    ts: float
+    feature: str
+    layer: Layer
+    metric: str
+    value: float
+    n: int | None = None
+    series: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A detector changed state. Carries what the contract signal record needs."""
+
+    ts: float
+    state: Literal["firing", "cleared"]
+    value: float
+    baseline: float | None
+    score: float
+    direction: Direction
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What the pipeline needs from a detector.
+
+    `update` learns from and scores one observation and returns a `Transition` only when the
+    firing state changes. `kind` is the contract `detector` field ("static", "ewma", ...).
+    """
+
+    kind: ClassVar[str]
+
+    @property
+    def firing(self) -> bool: ...
+
+    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None: ...
+
+    def to_state(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self: ...
