@@ -1,0 +1,480 @@
+"""Four-layer metrics per feature over trailing windows, in fixed memory.
+
+Events land in per-feature buckets of `tick_s` seconds keyed by their own timestamp (so a late
+event still counts in the window it belongs to). At each tick the trailing window is the sum
+of its buckets; buckets older than the retention are dropped, so memory depends on the number
+of features, label values (capped) and the retention, never on the number of events.
+
+Alongside the windows the aggregator keeps cumulative counters for `/metrics`: raw counts a
+central Prometheus can sum across pods (DESIGN.md "State").
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from daemon.events import LlmCall, Score
+from daemon.sketch import bucket_of, merge_into, quantiles
+from detectors.base import Layer, Sample
+
+OTHER = "__other__"
+
+# OpenTelemetry gen_ai.client.operation.duration advisory buckets, in seconds.
+GEN_AI_DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+
+INFRA_METRICS = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "throughput_rpm",
+    "error_rate",
+    "input_tokens_per_request",
+    "output_tokens_per_request",
+    "cost_per_request_usd",
+)
+API_METRICS = (
+    "rate_limited_rate",
+    "auth_failure_rate",
+    "provider_error_rate",
+    "availability",
+    "retry_rate",
+)
+BEHAVIORAL_METRICS = (
+    "refusal_rate",
+    "format_compliance_rate",
+    "output_length_mean",
+    "output_length_cv",
+)
+
+
+def status_class(status: int | None, error: str | None) -> str:
+    """The status label of the request counter: 2xx, 4xx, 5xx, 429, error (status 0 or no
+    status but an error string), or unknown (no status, no error: counted as success)."""
+    if status is None:
+        return "error" if error else "unknown"
+    if status == 0:
+        return "error"
+    if status == 429:
+        return "429"
+    return f"{status // 100}xx"
+
+
+class _Bucket:
+    """Accumulators of one feature over one tick. Plain attributes: this is the hot path."""
+
+    __slots__ = (
+        "calls",
+        "failed",
+        "rate_limited",
+        "auth_failed",
+        "provider_failed",
+        "retried",
+        "in_tok_sum",
+        "in_tok_n",
+        "out_tok_sum",
+        "out_tok_n",
+        "cost_sum",
+        "cost_n",
+        "refused",
+        "refusal_n",
+        "format_ok",
+        "format_n",
+        "chars_sum",
+        "chars_sq",
+        "chars_n",
+        "latency",
+        "series",
+        "scores",
+        "labels",
+    )
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failed = 0
+        self.rate_limited = 0
+        self.auth_failed = 0
+        self.provider_failed = 0
+        self.retried = 0
+        self.in_tok_sum = 0
+        self.in_tok_n = 0
+        self.out_tok_sum = 0
+        self.out_tok_n = 0
+        self.cost_sum = 0.0
+        self.cost_n = 0
+        self.refused = 0
+        self.refusal_n = 0
+        self.format_ok = 0
+        self.format_n = 0
+        self.chars_sum = 0
+        self.chars_sq = 0
+        self.chars_n = 0
+        self.latency: dict[int, int] = {}
+        # availability per "provider=…,model=…,endpoint=…": [ok, total]
+        self.series: dict[str, list[int]] = {}
+        # score name → [sum, n]
+        self.scores: dict[str, list[float]] = {}
+        # label name → value → [all, bad]
+        self.labels: dict[str, dict[str, list[int]]] = {}
+
+
+@dataclass(slots=True)
+class _Feature:
+    buckets: dict[int, _Bucket] = field(default_factory=dict)
+    # Slow EW mean of each score, so the aggregator can call a score "bad" for attribution.
+    score_ref: dict[str, float] = field(default_factory=dict)
+
+
+class Aggregator:
+    """Owns the per-feature buckets and the cumulative counters.
+
+    Not thread-safe; the daemon calls it from the event loop only.
+    """
+
+    def __init__(
+        self,
+        tick_s: float = 15.0,
+        window_s: float = 300.0,
+        quality_window_s: float = 900.0,
+        retention_s: float = 7200.0,
+        max_label_values: int = 50,
+        max_features: int = 1000,
+        score_directions: Mapping[str, str] | None = None,
+    ) -> None:
+        if tick_s <= 0 or window_s < tick_s or quality_window_s < tick_s:
+            raise ValueError("need 0 < tick_s <= window_s and tick_s <= quality_window_s")
+        self.tick_s = tick_s
+        self.window_s = window_s
+        self.quality_window_s = quality_window_s
+        self.retention_s = max(retention_s, window_s, quality_window_s)
+        self.max_label_values = max_label_values
+        self.max_features = max_features
+        self.score_directions = dict(score_directions or {})
+        self._features: dict[str, _Feature] = {}
+        # Cumulative counters for /metrics (never reset; Prometheus computes rates).
+        self.requests_total: dict[tuple[str, str, str, str], int] = {}
+        self.duration_hist: dict[tuple[str, str, str], list[float]] = {}  # counts..., sum
+        self.tokens_total: dict[tuple[str, str, str, str], int] = {}
+        self.cost_total: dict[tuple[str, str, str], float] = {}
+        self.refusals_total: dict[str, int] = {}
+        self.format_failures_total: dict[str, int] = {}
+        self.retries_total: dict[str, int] = {}
+        self.score_hist: dict[tuple[str, str], list[float]] = {}
+
+    # ---- ingest ---------------------------------------------------------------------------
+
+    @property
+    def features(self) -> list[str]:
+        return list(self._features)
+
+    def _feature(self, name: str) -> _Feature | None:
+        feat = self._features.get(name)
+        if feat is None:
+            if len(self._features) >= self.max_features:
+                return None
+            feat = self._features[name] = _Feature()
+        return feat
+
+    def _bucket(self, feat: _Feature, ts: float) -> _Bucket:
+        key = int(ts // self.tick_s)
+        bucket = feat.buckets.get(key)
+        if bucket is None:
+            bucket = feat.buckets[key] = _Bucket()
+        return bucket
+
+    def add_call(self, ev: LlmCall) -> bool:
+        """Count one call; False when the feature cap is reached (the caller counts it)."""
+        feat = self._feature(ev.feature)
+        if feat is None:
+            return False
+        b = self._bucket(feat, ev.ts)
+        status = ev.status
+        b.calls += 1
+        ok = (200 <= status < 300) if status is not None else not ev.error
+        bad = not ok
+        if not ok:
+            b.failed += 1
+            if status == 429:
+                b.rate_limited += 1
+            elif status == 401 or status == 403:
+                b.auth_failed += 1
+            elif status is None or status == 0 or status >= 500:
+                b.provider_failed += 1
+        latency = ev.latency_ms
+        if ok and latency is not None:
+            k = bucket_of(latency)
+            b.latency[k] = b.latency.get(k, 0) + 1
+        if ev.retries:
+            b.retried += 1
+        if ev.input_tokens is not None:
+            b.in_tok_sum += ev.input_tokens
+            b.in_tok_n += 1
+        if ev.output_tokens is not None:
+            b.out_tok_sum += ev.output_tokens
+            b.out_tok_n += 1
+        if ev.cost_usd is not None:
+            b.cost_sum += ev.cost_usd
+            b.cost_n += 1
+        if ev.refused is not None:
+            b.refusal_n += 1
+            if ev.refused:
+                b.refused += 1
+                bad = True
+        if ev.format_ok is not None:
+            b.format_n += 1
+            if ev.format_ok:
+                b.format_ok += 1
+            else:
+                bad = True
+        if ev.output_chars is not None:
+            b.chars_sum += ev.output_chars
+            b.chars_sq += ev.output_chars * ev.output_chars
+            b.chars_n += 1
+        provider = ev.provider or ""
+        model = ev.model or ""
+        skey = f"provider={provider},model={model},endpoint={ev.endpoint or ''}"
+        pair = b.series.get(skey)
+        if pair is None:
+            pair = b.series[skey] = [0, 0]
+        pair[1] += 1
+        if ok:
+            pair[0] += 1
+        self._count_labels(b, ev, bad)
+        self._count_totals(ev, provider, model, ok)
+        return True
+
+    def _count_labels(self, b: _Bucket, ev: LlmCall | Score, bad: bool) -> None:
+        pairs: list[tuple[str, str]] = []
+        if isinstance(ev, LlmCall):
+            if ev.provider:
+                pairs.append(("provider", ev.provider))
+            if ev.model:
+                pairs.append(("model", ev.model))
+            if ev.endpoint:
+                pairs.append(("endpoint", ev.endpoint))
+        if ev.labels:
+            pairs.extend(ev.labels.items())
+        cap = self.max_label_values
+        inc = 1 if bad else 0
+        for name, value in pairs:
+            values = b.labels.get(name)
+            if values is None:
+                if len(b.labels) >= cap:
+                    continue  # too many label names: keep the ones seen first
+                values = b.labels[name] = {}
+            counts = values.get(value)
+            if counts is None:
+                if len(values) >= cap:
+                    value = OTHER
+                    counts = values.get(OTHER)
+                if counts is None:
+                    counts = values[value] = [0, 0]
+            counts[0] += 1
+            counts[1] += inc
+
+    def _count_totals(self, ev: LlmCall, provider: str, model: str, ok: bool) -> None:
+        feature = ev.feature
+        key = (feature, provider, model, status_class(ev.status, ev.error))
+        self.requests_total[key] = self.requests_total.get(key, 0) + 1
+        if ev.latency_ms is not None:
+            hkey = (feature, provider, model)
+            hist = self.duration_hist.get(hkey)
+            if hist is None:
+                hist = self.duration_hist[hkey] = [0.0] * (len(GEN_AI_DURATION_BUCKETS) + 2)
+            seconds = ev.latency_ms / 1000.0
+            hist[bisect.bisect_left(GEN_AI_DURATION_BUCKETS, seconds)] += 1
+            hist[-1] += seconds
+        if ev.input_tokens:
+            tkey = (feature, provider, model, "input")
+            self.tokens_total[tkey] = self.tokens_total.get(tkey, 0) + ev.input_tokens
+        if ev.output_tokens:
+            tkey = (feature, provider, model, "output")
+            self.tokens_total[tkey] = self.tokens_total.get(tkey, 0) + ev.output_tokens
+        if ev.cost_usd:
+            ckey = (feature, provider, model)
+            self.cost_total[ckey] = self.cost_total.get(ckey, 0.0) + ev.cost_usd
+        if ev.refused:
+            self.refusals_total[feature] = self.refusals_total.get(feature, 0) + 1
+        if ev.format_ok is False:
+            self.format_failures_total[feature] = self.format_failures_total.get(feature, 0) + 1
+        if ev.retries:
+            self.retries_total[feature] = self.retries_total.get(feature, 0) + ev.retries
+
+    def add_score(self, ev: Score) -> bool:
+        feat = self._feature(ev.feature)
+        if feat is None:
+            return False
+        b = self._bucket(feat, ev.ts)
+        acc = b.scores.get(ev.name)
+        if acc is None:
+            acc = b.scores[ev.name] = [0.0, 0]
+        acc[0] += ev.value
+        acc[1] += 1
+        # A score is "bad" when it is on the wrong side of its slow running mean; enough to
+        # tell which label values the low scores come from, without a second threshold.
+        ref = feat.score_ref.get(ev.name)
+        higher_better = self.score_directions.get(ev.name, "higher") == "higher"
+        bad = ref is not None and (ev.value < ref if higher_better else ev.value > ref)
+        feat.score_ref[ev.name] = ev.value if ref is None else ref + 0.001 * (ev.value - ref)
+        self._count_labels(b, ev, bad)
+        hkey = (ev.feature, ev.name)
+        hist = self.score_hist.get(hkey)
+        if hist is None:
+            hist = self.score_hist[hkey] = [0.0] * (len(SCORE_BUCKETS) + 2)
+        hist[bisect.bisect_left(SCORE_BUCKETS, ev.value)] += 1
+        hist[-1] += ev.value
+        return True
+
+    # ---- evaluation -----------------------------------------------------------------------
+
+    def _span(self, feat: _Feature, start: float, end: float) -> list[_Bucket]:
+        lo = int(start // self.tick_s)
+        hi = int(end // self.tick_s)  # exclusive: the bucket starting at `end` is not included
+        if hi - lo <= len(feat.buckets):
+            return [b for k in range(lo, hi) if (b := feat.buckets.get(k)) is not None]
+        return [b for k, b in feat.buckets.items() if lo <= k < hi]
+
+    def evaluate(self, now: float) -> list[Sample]:
+        """The samples of every feature for the tick ending at `now`."""
+        out: list[Sample] = []
+        for name, feat in self._features.items():
+            out.extend(self._evaluate_feature(name, feat, now))
+        return out
+
+    def _evaluate_feature(self, name: str, feat: _Feature, now: float) -> list[Sample]:
+        buckets = self._span(feat, now - self.window_s, now)
+        samples: list[Sample] = []
+        if buckets:
+            samples.extend(self._call_samples(name, buckets, now))
+        qbuckets = (
+            buckets
+            if self.quality_window_s == self.window_s
+            else self._span(feat, now - self.quality_window_s, now)
+        )
+        sums: dict[str, list[float]] = {}
+        for b in qbuckets:
+            for sname, (total, n) in b.scores.items():
+                acc = sums.get(sname)
+                if acc is None:
+                    sums[sname] = [total, n]
+                else:
+                    acc[0] += total
+                    acc[1] += n
+        for sname, (total, n) in sums.items():
+            samples.append(Sample(now, name, "quality", f"score:{sname}", total / n, int(n)))
+        return samples
+
+    def _call_samples(self, name: str, buckets: list[_Bucket], now: float) -> list[Sample]:
+        calls = failed = rl = auth = prov = retried = 0
+        in_sum = in_n = out_sum = out_n = cost_n = 0
+        cost = 0.0
+        refused = refusal_n = fmt_ok = fmt_n = chars_n = 0
+        chars_sum = chars_sq = 0
+        latency: dict[int, int] = {}
+        series: dict[str, list[int]] = {}
+        for b in buckets:
+            calls += b.calls
+            failed += b.failed
+            rl += b.rate_limited
+            auth += b.auth_failed
+            prov += b.provider_failed
+            retried += b.retried
+            in_sum += b.in_tok_sum
+            in_n += b.in_tok_n
+            out_sum += b.out_tok_sum
+            out_n += b.out_tok_n
+            cost += b.cost_sum
+            cost_n += b.cost_n
+            refused += b.refused
+            refusal_n += b.refusal_n
+            fmt_ok += b.format_ok
+            fmt_n += b.format_n
+            chars_sum += b.chars_sum
+            chars_sq += b.chars_sq
+            chars_n += b.chars_n
+            merge_into(latency, b.latency)
+            for key, (ok, total) in b.series.items():
+                pair = series.get(key)
+                if pair is None:
+                    series[key] = [ok, total]
+                else:
+                    pair[0] += ok
+                    pair[1] += total
+        if calls == 0:
+            return []
+        out: list[Sample] = []
+
+        def add(layer: Layer, metric: str, value: float, n: int, series: str = "") -> None:
+            out.append(Sample(now, name, layer, metric, value, n, series))
+
+        ok_n = sum(latency.values())
+        if ok_n:
+            p50, p95, p99 = quantiles(latency, (0.5, 0.95, 0.99))
+            assert p50 is not None and p95 is not None and p99 is not None
+            add("infra", "latency_p50_ms", p50, ok_n)
+            add("infra", "latency_p95_ms", p95, ok_n)
+            add("infra", "latency_p99_ms", p99, ok_n)
+        add("infra", "throughput_rpm", calls * 60.0 / self.window_s, calls)
+        add("infra", "error_rate", failed / calls, calls)
+        if in_n:
+            add("infra", "input_tokens_per_request", in_sum / in_n, in_n)
+        if out_n:
+            add("infra", "output_tokens_per_request", out_sum / out_n, out_n)
+        if cost_n:
+            add("infra", "cost_per_request_usd", cost / cost_n, cost_n)
+        add("api", "rate_limited_rate", rl / calls, calls)
+        add("api", "auth_failure_rate", auth / calls, calls)
+        add("api", "provider_error_rate", prov / calls, calls)
+        add("api", "retry_rate", retried / calls, calls)
+        add("api", "availability", (calls - failed) / calls, calls)
+        if len(series) > 1:
+            for key, (ok, total) in series.items():
+                add("api", "availability", ok / total, total, key)
+        if refusal_n:
+            add("behavioral", "refusal_rate", refused / refusal_n, refusal_n)
+        if fmt_n:
+            add("behavioral", "format_compliance_rate", fmt_ok / fmt_n, fmt_n)
+        if chars_n:
+            mean = chars_sum / chars_n
+            add("behavioral", "output_length_mean", mean, chars_n)
+            if chars_n > 1 and mean > 0:
+                var = max(0.0, (chars_sq - chars_n * mean * mean) / (chars_n - 1))
+                add("behavioral", "output_length_cv", math.sqrt(var) / mean, chars_n)
+        return out
+
+    def label_counts(
+        self, feature: str, start: float, end: float, bad_only: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """Label value counts of a feature's traffic over [start, end)."""
+        feat = self._features.get(feature)
+        out: dict[str, dict[str, int]] = {}
+        if feat is None:
+            return out
+        idx = 1 if bad_only else 0
+        for b in self._span(feat, start, end):
+            for lname, values in b.labels.items():
+                acc = out.setdefault(lname, {})
+                for value, counts in values.items():
+                    if counts[idx]:
+                        acc[value] = acc.get(value, 0) + counts[idx]
+        return out
+
+    def expire(self, now: float) -> None:
+        """Drop buckets older than the retention; call once per tick.
+
+        A feature keeps its slot (and its counters) once seen, so the feature cap is stable
+        across idle hours and `/metrics` counters never go backwards.
+        """
+        oldest = int((now - self.retention_s) // self.tick_s)
+        for feat in self._features.values():
+            stale = [k for k in feat.buckets if k < oldest]
+            for k in stale:
+                del feat.buckets[k]
+
+
+# Score histogram buckets: scores are mostly in [0, 1] or small integer scales (1-5, 1-10).
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
