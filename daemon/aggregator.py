@@ -463,6 +463,55 @@ class Aggregator:
                         acc[value] = acc.get(value, 0) + counts[idx]
         return out
 
+    # ---- persistence ----------------------------------------------------------------------
+
+    _SCALARS = (
+        "calls", "failed", "rate_limited", "auth_failed", "provider_failed", "retried",
+        "in_tok_sum", "in_tok_n", "out_tok_sum", "out_tok_n", "cost_sum", "cost_n", "refused",
+        "refusal_n", "format_ok", "format_n", "chars_sum", "chars_sq", "chars_n",
+    )  # fmt: skip
+
+    def to_state(self) -> dict[str, object]:
+        """The open windows, so a restart does not forget the last minutes of traffic."""
+        features: dict[str, object] = {}
+        for name, feat in self._features.items():
+            buckets = []
+            for key, b in feat.buckets.items():
+                buckets.append(
+                    {
+                        "k": key,
+                        "s": [getattr(b, f) for f in self._SCALARS],
+                        "lat": [[k, c] for k, c in b.latency.items()],
+                        "series": b.series,
+                        "scores": b.scores,
+                        "labels": b.labels,
+                    }
+                )
+            features[name] = {"buckets": buckets, "score_ref": feat.score_ref}
+        return {"v": 1, "tick_s": self.tick_s, "features": features}
+
+    def load_state(self, state: Mapping[str, object]) -> None:
+        if not state:
+            return
+        if state.get("v") != 1 or state.get("tick_s") != self.tick_s:
+            raise ValueError("window snapshot is from another version or tick size")
+        features = state["features"]
+        assert isinstance(features, dict)
+        for name, fstate in features.items():
+            feat = self._features.setdefault(name, _Feature())
+            feat.score_ref.update(fstate["score_ref"])
+            for bstate in fstate["buckets"]:
+                b = _Bucket()
+                for f, v in zip(self._SCALARS, bstate["s"], strict=True):
+                    setattr(b, f, v)
+                b.latency = {int(k): int(c) for k, c in bstate["lat"]}
+                b.series = {k: list(v) for k, v in bstate["series"].items()}
+                b.scores = {k: list(v) for k, v in bstate["scores"].items()}
+                b.labels = {
+                    n: {v: list(c) for v, c in vals.items()} for n, vals in bstate["labels"].items()
+                }
+                feat.buckets[int(bstate["k"])] = b
+
     def expire(self, now: float) -> None:
         """Drop buckets older than the retention; call once per tick.
 

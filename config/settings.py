@@ -1,0 +1,253 @@
+"""Settings: embedded defaults, a YAML file, then `LLM_ONCALL_*` environment variables.
+
+The top-level keys listen/state/ingest/correlation/receivers/routes/features/silences are a
+contract (DESIGN.md "Configuration"); the others are extensions. Precedence follows the
+twelve-factor habit: the environment overrides the file, the file overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config.receivers import NotifyConfig, ReceiverConfig, RouteConfig, validate_routes
+
+
+class _Strict(BaseModel):
+    # A typo in a config key should be an error that names it, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(9477, ge=0, le=65535)
+    public_url: str | None = None  # how links in pages reach this daemon's API
+
+
+class StateConfig(_Strict):
+    path: Path = Path("./llm-oncall-state/state.db")
+    snapshot_interval_s: float = Field(60.0, gt=0)
+
+
+class IngestConfig(_Strict):
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    lateness_s: float = Field(300.0, ge=0)
+    max_features: int = Field(1000, gt=0)
+    max_label_values: int = Field(50, gt=0)
+    # Load shedding: past this many events waiting for the pipeline, answer 503 Retry-After.
+    max_pending_events: int = Field(200_000, gt=0)
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> IngestConfig:
+        if self.token is None and self.token_file is not None:
+            self.token = SecretStr(_read_secret(self.token_file, "ingest.token_file"))
+        return self
+
+
+class AggregationConfig(_Strict):
+    tick_s: float = Field(15.0, gt=0)
+    window_s: float = Field(300.0, gt=0)
+    quality_window_s: float = Field(900.0, gt=0)
+    retention_s: float = Field(7200.0, gt=0)
+
+    @model_validator(mode="after")
+    def _windows_hold_ticks(self) -> AggregationConfig:
+        if self.window_s < self.tick_s or self.quality_window_s < self.tick_s:
+            raise ValueError("window_s and quality_window_s must be >= tick_s")
+        return self
+
+
+class CorrelationConfig(_Strict):
+    window_s: float = Field(600.0, gt=0)
+    min_signals: int = Field(2, ge=1)
+    cooldown_s: float = Field(900.0, ge=0)
+    change_lookback_s: float = Field(7200.0, ge=0)
+    renotify_s: float = Field(0.0, ge=0)  # 0 = never re-notify an open incident
+
+
+class RuleConfig(_Strict):
+    """One detector on one metric. Rules for a metric replace that metric's defaults."""
+
+    metric: str = Field(min_length=1)
+    detector: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    page_alone: bool = False
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _params_build(self) -> RuleConfig:
+        from detectors.factory import build_detector
+
+        try:
+            build_detector(self.detector, self.params)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"detector {self.detector!r}: {exc}") from None
+        return self
+
+
+class RunbookConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")  # any runbook fields travel into the page
+    url: str | None = None
+    dashboard: str | None = None
+    owner: str | None = None
+
+
+class FeatureConfig(_Strict):
+    runbook: RunbookConfig = Field(default_factory=RunbookConfig)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    scores: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
+
+
+class SilenceMatcher(_Strict):
+    name: str
+    value: str
+    is_regex: bool = False
+    is_equal: bool = True
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> SilenceMatcher:
+        if self.is_regex:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"value is not a valid regex: {exc}") from None
+        return self
+
+
+class SilenceConfig(_Strict):
+    id: str | None = None
+    matchers: list[SilenceMatcher] = Field(min_length=1)
+    starts_at: float | str | None = None
+    ends_at: float | str
+    created_by: str = "config"
+    comment: str = ""
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLM_ONCALL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
+    correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    rules: list[RuleConfig] = Field(default_factory=list)  # apply to every feature
+    scores: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
+    silences: list[SilenceConfig] = Field(default_factory=list)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="after")
+    def _routes_name_receivers(self) -> Settings:
+        errors = validate_routes(self.receivers, self.routes)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the YAML file, which arrives as init kwargs.
+        return (env_settings, init_settings, file_secret_settings)
+
+    def feature(self, name: str) -> FeatureConfig:
+        return self.features.get(name) or _EMPTY_FEATURE
+
+    def score_direction(self, feature: str, name: str) -> str:
+        return self.feature(feature).scores.get(name) or self.scores.get(name, "higher")
+
+    def summary(self) -> str:
+        return (
+            f"listen {self.listen.host}:{self.listen.port}, state {self.state.path}, "
+            f"{len(self.features)} feature(s), {len(self.rules)} global rule(s), "
+            f"{len(self.receivers)} receiver(s), {len(self.routes)} route(s), "
+            f"{len(self.silences)} silence(s)"
+        )
+
+
+_EMPTY_FEATURE = FeatureConfig()
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` are "yaml.path: message" lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def _read_secret(path: Path, where: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def yaml_path(loc: tuple[int | str, ...]) -> str:
+    """('features', 'bot', 'rules', 0, 'params') → features.bot.rules[0].params"""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults, overlaid by the YAML file (if any), overlaid by the environment."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{path}: the top level must be a mapping of keys"])
+        data = loaded
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            errors.append(f"{yaml_path(loc)}: {msg}")
+        raise ConfigError(errors) from None
+
+
+def _is_union_tag(part: int | str) -> bool:
+    # Discriminated unions add the tag ("pagerduty", "function-after[...]") to the location.
+    return isinstance(part, str) and (part.startswith("function-") or part in _RECEIVER_TYPES)
+
+
+_RECEIVER_TYPES = {"pagerduty", "opsgenie", "slack", "webhook", "log"}

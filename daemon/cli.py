@@ -1,0 +1,112 @@
+"""The `llm-oncall` command line (DESIGN.md "Command line", a contract)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from contextlib import ExitStack
+from typing import IO
+
+from config.settings import ConfigError, Settings, load_settings
+
+
+def _settings_or_exit(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        where = path or "environment"
+        print(f"llm-oncall: invalid configuration ({where}):", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.app import Daemon
+    from daemon.logs import configure
+
+    settings = _settings_or_exit(args.config)
+    log = configure(settings.log.level, settings.log.format)
+    log.info("starting", config=args.config or "embedded defaults", summary=settings.summary())
+    asyncio.run(Daemon(settings, log).serve())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from daemon.logs import configure
+    from daemon.replay import print_summary, replay
+
+    settings = _settings_or_exit(args.config)
+    configure("warning", settings.log.format)
+    with ExitStack() as stack:
+        sig_out: IO[bytes] | None = None
+        inc_out: IO[bytes] | None = None
+        if args.signals:
+            sig_out = stack.enter_context(open(args.signals, "wb"))
+        if args.incidents:
+            inc_out = stack.enter_context(open(args.incidents, "wb"))
+        try:
+            result = replay(args.input, settings, sig_out, inc_out)
+        except FileNotFoundError as exc:
+            print(f"llm-oncall: cannot read {exc.filename}: no such file", file=sys.stderr)
+            return 1
+    print_summary(result)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.errors)} error(s)", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok — {settings.summary()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-oncall",
+        description="On-call alerting for LLM-powered features: one page per real incident.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon (embedded defaults without --config)")
+    run.add_argument("--config", help="YAML settings file")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("replay", help="run the pipeline over a JSONL file in simulated time")
+    rep.add_argument("input", help="events, one JSON object per line (.gz ok, - for stdin)")
+    rep.add_argument("--config", help="YAML settings file")
+    rep.add_argument("--signals", help="write signal transitions here (JSONL)")
+    rep.add_argument("--incidents", help="write the final record of every incident (JSONL)")
+    rep.set_defaults(func=cmd_replay)
+
+    demo = sub.add_parser("demo", help="synthetic traffic with injected faults, end to end")
+    demo.add_argument("--hours", type=float, default=30.0, help="simulated hours of traffic")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", help="also write the generated events here (JSONL)")
+    demo.set_defaults(func=cmd_demo)
+
+    chk = sub.add_parser("check-config", help="validate a settings file")
+    chk.add_argument("file")
+    chk.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

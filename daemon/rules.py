@@ -1,0 +1,63 @@
+"""Which detectors watch which series: configured rules over per-layer defaults.
+
+Precedence, most specific first: a feature's own rules for a metric, then global `rules`,
+then the per-layer defaults of `detectors.defaults`. Rules for a metric replace the defaults
+for that metric (so an operator can swap a default EWMA for a static line) rather than adding
+to them; `enabled: false` switches a metric off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.defaults import default_rules
+from detectors.factory import build_detector
+
+from config.settings import RuleConfig, Settings
+from detectors.base import Detector, Layer
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    kind: str
+    params: dict[str, Any]
+    page_alone: bool
+
+    def build(self) -> Detector:
+        return build_detector(self.kind, self.params)
+
+
+class RuleBook:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cache: dict[tuple[str, Layer, str], tuple[Rule, ...]] = {}
+
+    def rules_for(self, feature: str, layer: Layer, metric: str) -> tuple[Rule, ...]:
+        key = (feature, layer, metric)
+        rules = self._cache.get(key)
+        if rules is None:
+            rules = self._cache[key] = self._resolve(feature, layer, metric)
+        return rules
+
+    def _resolve(self, feature: str, layer: Layer, metric: str) -> tuple[Rule, ...]:
+        for configured in (self._settings.feature(feature).rules, self._settings.rules):
+            matching = [r for r in configured if _matches(r, metric)]
+            if matching:
+                return tuple(
+                    Rule(r.detector, dict(r.params), r.page_alone) for r in matching if r.enabled
+                )
+        direction = "higher"
+        if metric.startswith("score:"):
+            direction = self._settings.score_direction(feature, metric.removeprefix("score:"))
+        return tuple(
+            Rule(spec.kind, dict(spec.params), spec.page_alone)
+            for spec in default_rules(layer, metric, higher_is_better=direction == "higher")
+        )
+
+
+def _matches(rule: RuleConfig, metric: str) -> bool:
+    # "score:*" style globs let one rule cover every score name.
+    if rule.metric.endswith("*"):
+        return metric.startswith(rule.metric[:-1])
+    return rule.metric == metric
