@@ -268,7 +268,7 @@ class Aggregator:
                 values = b.labels[name] = {}
             counts = values.get(value)
             if counts is None:
-                if len(values) >= cap:
+                if len(values) >= cap - 1:  # the cap includes the __other__ slot
                     value = OTHER
                     counts = values.get(OTHER)
                 if counts is None:

@@ -1,0 +1,218 @@
+"""The read/write API beside ingest: incidents, postmortems, silences, OpenAPI, status page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from correlator.records import rfc3339
+
+if TYPE_CHECKING:
+    from daemon.app import Daemon
+
+STATUSES = ("open", "resolved")
+SEVERITIES = ("critical", "warning", "watch")
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "since: must be RFC 3339 with a zone or Unix seconds"}',
+            content_type="application/json",
+        ) from None
+    if parsed.tzinfo is None:
+        raise web.HTTPBadRequest(
+            text='{"error": "since: needs a time zone"}', content_type="application/json"
+        )
+    return parsed.timestamp()
+
+
+def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise web.HTTPBadRequest(
+            text=f'{{"error": "{name}: must be one of {", ".join(allowed)}"}}',
+            content_type="application/json",
+        )
+    return value
+
+
+def add_routes(app: web.Application, daemon: Daemon) -> None:
+    async def list_incidents(request: web.Request) -> web.Response:
+        try:
+            limit = min(1000, max(1, int(request.query.get("limit", "100"))))
+        except ValueError:
+            raise web.HTTPBadRequest(
+                text='{"error": "limit: must be an integer"}', content_type="application/json"
+            ) from None
+        records = daemon.store.incidents(
+            status=_choice(request, "status", STATUSES),
+            feature=request.query.get("feature"),
+            severity=_choice(request, "severity", SEVERITIES),
+            since=_since(request.query.get("since")),
+            limit=limit,
+        )
+        return web.json_response({"incidents": records})
+
+    async def get_incident(request: web.Request) -> web.Response:
+        record = daemon.store.incident(request.match_info["id"])
+        if record is None:
+            return web.json_response({"error": "no such incident"}, status=404)
+        return web.json_response(record)
+
+    async def postmortem(request: web.Request) -> web.Response:
+        record = daemon.store.incident(request.match_info["id"])
+        if record is None:
+            return web.json_response({"error": "no such incident"}, status=404)
+        runbook = daemon.settings.feature(record["feature"]).runbook.model_dump(exclude_none=True)
+        return web.Response(text=postmortem_markdown(record, runbook), content_type="text/markdown")
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    async def status_page(request: web.Request) -> web.Response:
+        open_ = daemon.store.incidents(status="open", limit=50)
+        recent = daemon.store.incidents(status="resolved", limit=10)
+        return web.Response(
+            text=status_html(open_, recent, daemon.clock()), content_type="text/html"
+        )
+
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_get("/api/v1/incidents/{id}/postmortem", postmortem)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/", status_page)
+
+
+def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
+    """A postmortem skeleton with the facts filled in; people write the why."""
+    lines = [
+        f"# Postmortem: {rec['summary']}",
+        "",
+        f"- Incident: `{rec['id']}` ({rec['severity']}, domain `{rec['domain']}`)",
+        f"- Feature: `{rec['feature']}`",
+        f"- Opened: {rec['opened_at']}; resolved: {rec.get('resolved_at') or 'still open'}",
+        f"- Paged: {'yes' if rec.get('paged') else 'no'}",
+    ]
+    if runbook.get("url"):
+        lines.append(f"- Runbook: {runbook['url']}")
+    lines += ["", "## Timeline", ""]
+    events: list[tuple[str, str]] = []
+    for ch in rec.get("changes", []):
+        events.append((ch["ts"], f"change ({ch['kind']}): {ch.get('description', '')}"))
+    for sig in rec.get("signals", []):
+        base = sig.get("baseline")
+        base_text = "n/a" if base is None else f"{base:.4g}"
+        text = f"{sig['metric']} fired ({sig['detector']}): {sig['value']:.4g} vs {base_text}"
+        events.append((sig["onset"], text))
+        if sig.get("cleared"):
+            events.append((sig["cleared"], f"{sig['metric']} cleared"))
+    for ts, text in sorted(events):
+        lines.append(f"- {ts} — {text}")
+    lines += ["", "## Triage", ""]
+    for t in rec.get("triage", []):
+        lines.append(f"- **{t['question']}**: {'yes' if t['answer'] else 'no'} — {t['evidence']}")
+    if rec.get("attribution"):
+        lines += ["", "## Attribution", "", "| label | value | anomalous share | baseline share |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for a in rec["attribution"]:
+            lines.append(f"| {a['label']} | {a['value']} | {a['anomalous_share']:.0%} | "
+                         f"{a['baseline_share']:.0%} |")  # fmt: skip
+    lines += ["", "## Root cause", "", "_To be written._", "", "## Action items", "", "- [ ] "]
+    return "\n".join(lines) + "\n"
+
+
+def status_html(open_: list[dict[str, Any]], recent: list[dict[str, Any]], now: float) -> str:
+    from html import escape
+
+    def rows(records: list[dict[str, Any]]) -> str:
+        if not records:
+            return "<tr><td colspan=5><em>none</em></td></tr>"
+        return "".join(
+            f"<tr><td>{escape(r['severity'])}</td><td>{escape(r['domain'])}</td>"
+            f"<td>{escape(r['feature'])}</td><td>{escape(r['opened_at'])}</td>"
+            f"<td><a href='/api/v1/incidents/{escape(r['id'])}'>{escape(r['summary'])}</a>"
+            "</td></tr>"
+            for r in records
+        )
+
+    head = (
+        "<tr><th>severity</th><th>domain</th><th>feature</th><th>opened</th><th>summary</th></tr>"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>llm-oncall</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
+        f"<h1>llm-oncall</h1><p>as of {rfc3339(now)} · <a href='/metrics'>metrics</a> · "
+        "<a href='/openapi.json'>API</a></p>"
+        f"<h2>Open incidents ({len(open_)})</h2><table>{head}{rows(open_)}</table>"
+        f"<h2>Recently resolved</h2><table>{head}{rows(recent)}</table></body></html>"
+    )
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "llm-oncall", "version": "0.1.0"},
+    "paths": {
+        "/v1/events": {
+            "post": {
+                "summary": "Ingest events: a JSON object, an array, or NDJSON (gzip allowed).",
+                "responses": {
+                    "200": {"description": "at least one event accepted"},
+                    "400": {"description": "no event accepted; per-event errors"},
+                    "401": {"description": "missing or wrong bearer token"},
+                    "413": {"description": "body over the limit"},
+                    "503": {"description": "shedding load; see Retry-After"},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus exposition", "responses": {"200": {"description": "ok"}}}
+        },
+        "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "readiness",
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+        "/api/v1/incidents": {
+            "get": {
+                "summary": "Incidents, newest first",
+                "parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for n in ("status", "feature", "severity", "since", "limit")
+                ],
+                "responses": {"200": {"description": "ok"}, "400": {"description": "bad filter"}},
+            }
+        },
+        "/api/v1/incidents/{id}": {
+            "get": {
+                "summary": "One incident (contract record)",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
+            }
+        },
+        "/api/v1/incidents/{id}/postmortem": {
+            "get": {
+                "summary": "Postmortem skeleton in Markdown",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
+            }
+        },
+    },
+}

@@ -1,0 +1,184 @@
+"""The aggregator against a brute-force reference on random event streams."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.aggregator import OTHER, Aggregator
+from daemon.events import LlmCall, Score, validate_items
+
+TICK, WINDOW = 15.0, 300.0
+T0 = 1_767_225_600.0
+
+statuses = st.sampled_from([200, 200, 200, 201, 429, 401, 403, 500, 503, 529, 0, None])
+calls = st.fixed_dictionaries(
+    {
+        "type": st.just("llm_call"),
+        "ts": st.floats(T0, T0 + 900, allow_nan=False),
+        "feature": st.sampled_from(["a", "b"]),
+        "status": statuses,
+    },
+    optional={
+        "latency_ms": st.floats(0, 120_000, allow_nan=False),
+        "retries": st.integers(0, 3),
+        "input_tokens": st.integers(0, 10_000),
+        "output_tokens": st.integers(0, 4_000),
+        "cost_usd": st.floats(0, 1, allow_nan=False),
+        "refused": st.booleans(),
+        "format_ok": st.booleans(),
+        "output_chars": st.integers(0, 20_000),
+        "error": st.sampled_from(["timeout", "boom"]),
+        "provider": st.sampled_from(["openai", "anthropic"]),
+    },
+)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def reference(events: list[LlmCall], feature: str, now: float) -> dict[str, float]:
+    win = [e for e in events if e.feature == feature and now - WINDOW <= _bucket_start(e.ts) < now]
+    out: dict[str, float] = {}
+    if not win:
+        return out
+
+    def ok(e: LlmCall) -> bool:
+        return (200 <= e.status < 300) if e.status is not None else not e.error
+
+    n = len(win)
+    failed = [e for e in win if not ok(e)]
+    out["error_rate"] = len(failed) / n
+    out["availability"] = 1 - len(failed) / n
+    out["rate_limited_rate"] = sum(e.status == 429 for e in failed) / n
+    out["auth_failure_rate"] = sum(e.status in (401, 403) for e in failed) / n
+    out["provider_error_rate"] = (
+        sum(e.status is None or e.status == 0 or e.status >= 500 for e in failed) / n
+    )
+    out["retry_rate"] = sum(bool(e.retries) for e in win) / n
+    out["throughput_rpm"] = n * 60 / WINDOW
+    lat = [e.latency_ms for e in win if ok(e) and e.latency_ms is not None]
+    for q, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
+        if lat:
+            out[name] = nearest_rank(lat, q)
+    refusals = [e.refused for e in win if e.refused is not None]
+    if refusals:
+        out["refusal_rate"] = sum(refusals) / len(refusals)
+    fmt = [e.format_ok for e in win if e.format_ok is not None]
+    if fmt:
+        out["format_compliance_rate"] = sum(fmt) / len(fmt)
+    toks = [e.input_tokens for e in win if e.input_tokens is not None]
+    if toks:
+        out["input_tokens_per_request"] = sum(toks) / len(toks)
+    chars = [e.output_chars for e in win if e.output_chars is not None]
+    if chars:
+        out["output_length_mean"] = sum(chars) / len(chars)
+    return out
+
+
+def _bucket_start(ts: float) -> float:
+    return math.floor(ts / TICK) * TICK
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(calls, min_size=1, max_size=300), st.integers(1, 60))
+def test_window_metrics_match_brute_force(raw: list[dict[str, Any]], tick_no: int) -> None:
+    events, rejected = validate_items(raw)
+    assert rejected == []
+    agg = Aggregator(tick_s=TICK, window_s=WINDOW, quality_window_s=WINDOW)
+    for ev in events:
+        assert isinstance(ev, LlmCall)
+        agg.add_call(ev)
+    now = T0 + tick_no * TICK
+    got: dict[tuple[str, str], float] = {
+        (s.feature, s.metric): s.value for s in agg.evaluate(now) if not s.series
+    }
+    calls_only = [e for e in events if isinstance(e, LlmCall)]
+    for feature in ("a", "b"):
+        want = reference(calls_only, feature, now)
+        for metric, value in want.items():
+            have = got[(feature, metric)]
+            if metric.startswith("latency_"):
+                # The sketch promises 1% relative error (the issue asks for 2%); zero is exact.
+                assert abs(have - value) <= 0.01 * value + 1e-3, (metric, have, value)
+            else:
+                assert math.isclose(have, value, rel_tol=1e-9, abs_tol=1e-9), (metric, have, value)
+        assert {m for f, m in got if f == feature} >= set(want)
+
+
+def test_memory_is_bounded_by_retention_not_events() -> None:
+    agg = Aggregator(tick_s=15, window_s=300, quality_window_s=300, retention_s=600)
+    for i in range(20_000):
+        ts = T0 + i * 0.1
+        (ev,), _ = validate_items(
+            [
+                {
+                    "type": "llm_call",
+                    "ts": ts,
+                    "feature": "f",
+                    "latency_ms": 100 + i % 7,
+                    "labels": {"request": f"r{i}"},
+                }
+            ]
+        )
+        assert isinstance(ev, LlmCall)
+        agg.add_call(ev)
+        if i % 30 == 0:
+            agg.expire(ts)
+    feat = agg._features["f"]
+    assert len(feat.buckets) <= 600 / 15 + 2
+    # 20,000 distinct label values are capped per bucket with an __other__ bucket.
+    for b in feat.buckets.values():
+        assert len(b.labels["request"]) <= agg.max_label_values
+        assert OTHER in b.labels["request"]
+
+
+def test_scores_mean_and_bad_labels() -> None:
+    agg = Aggregator(tick_s=15, window_s=300, quality_window_s=300)
+    raw = [
+        {
+            "type": "score",
+            "ts": T0 + i,
+            "feature": "f",
+            "name": "faith",
+            "value": 0.9 if i % 2 else 0.3,
+            "labels": {"prompt_version": "v2" if i % 2 else "v3"},
+        }
+        for i in range(100)
+    ]
+    events, _ = validate_items(raw)
+    for ev in events:
+        assert isinstance(ev, Score)
+        agg.add_score(ev)
+    (sample,) = [s for s in agg.evaluate(T0 + 150) if s.metric == "score:faith"]
+    assert sample.n == 100 and math.isclose(sample.value, 0.6)
+    bad = agg.label_counts("f", T0, T0 + 150, bad_only=True)["prompt_version"]
+    assert bad.get("v3", 0) >= 45 and bad.get("v2", 0) == 0
+
+
+def test_state_round_trip_gives_same_samples() -> None:
+    agg = Aggregator()
+    raw = [
+        {
+            "type": "llm_call",
+            "ts": T0 + i,
+            "feature": "f",
+            "latency_ms": float(i),
+            "status": 200 if i % 9 else 500,
+            "labels": {"p": str(i % 3)},
+        }
+        for i in range(200)
+    ]
+    events, _ = validate_items(raw)
+    for ev in events:
+        assert isinstance(ev, LlmCall)
+        agg.add_call(ev)
+    again = Aggregator()
+    again.load_state(agg.to_state())
+    assert again.evaluate(T0 + 210) == agg.evaluate(T0 + 210)
+    assert again.label_counts("f", T0, T0 + 210) == agg.label_counts("f", T0, T0 + 210)
