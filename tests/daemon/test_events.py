@@ -46,11 +46,23 @@ def test_minimal_events_of_each_type_are_accepted() -> None:
 
 def test_full_llm_call_keeps_every_field() -> None:
     full = CALL | {
-        "provider": "openai", "model": "gpt-4o", "endpoint": "chat", "latency_ms": 812.5,
-        "status": 200, "error": None, "retries": 1, "input_tokens": 10, "output_tokens": 5,
-        "cost_usd": 0.001, "refused": False, "format_ok": True, "output_chars": 40,
-        "request_id": "r1", "labels": {"prompt_version": "v42"}, "unknown_field": [1, 2],
-    }  # fmt: skip
+        "provider": "openai",
+        "model": "gpt-4o",
+        "endpoint": "chat",
+        "latency_ms": 812.5,
+        "status": 200,
+        "error": None,
+        "retries": 1,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cost_usd": 0.001,
+        "refused": False,
+        "format_ok": True,
+        "output_chars": 40,
+        "request_id": "r1",
+        "labels": {"prompt_version": "v42"},
+        "unknown_field": [1, 2],
+    }
     (ev,), rejected = parse_body(orjson.dumps(full), None)
     assert rejected == []
     assert isinstance(ev, LlmCall)
@@ -135,8 +147,9 @@ def test_score_value_must_be_finite_number() -> None:
 
 
 def test_metric_layer_is_one_of_four() -> None:
-    err = one_error({"type": "metric", "ts": 1, "feature": "f", "layer": "gpu", "name": "n",
-                     "value": 1})  # fmt: skip
+    err = one_error(
+        {"type": "metric", "ts": 1, "feature": "f", "layer": "gpu", "name": "n", "value": 1}
+    )
     assert err.startswith("layer: Input should be 'infra', 'api', 'behavioral' or 'quality'")
 
 
@@ -162,8 +175,10 @@ def test_ndjson_indexes_are_line_numbers() -> None:
     lines = [orjson.dumps(CALL), b"", b"{not json", orjson.dumps(CALL | {"retries": -1})]
     events, rejected = parse_body(b"\n".join(lines), "application/x-ndjson")
     assert len(events) == 1
-    assert [(r.index, r.error.split(":")[0]) for r in rejected] == [(2, "line is not valid JSON"),
-                                                                   (3, "retries")]  # fmt: skip
+    assert [(r.index, r.error.split(":")[0]) for r in rejected] == [
+        (2, "line is not valid JSON"),
+        (3, "retries"),
+    ]
 
 
 def test_body_errors() -> None:
