@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -23,8 +24,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import Settings
 from daemon import api
-from daemon.events import BodyError, BodyTooLarge, decompress, parse_body
+from daemon.alertmanager import alertmanager_signals
+from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
 from daemon.exposition import PipelineCollector
+from daemon.otlp import spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
 from daemon.store import Store
@@ -32,6 +35,7 @@ from daemon.store import Store
 SNAPSHOT_KEY = "pipeline"
 CORRELATOR_KEY = "correlator"
 SHUTDOWN_TIMEOUT_S = 10.0
+SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
 
 
 class Daemon:
@@ -121,7 +125,8 @@ class Daemon:
     def _count_rejected(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
 
-    async def post_events(self, request: web.Request) -> web.Response:
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """Auth, load shedding, size limit and gzip: shared by every ingest endpoint."""
         if not self._authorized(request):
             self._count_rejected("unauthorized")
             return web.json_response(
@@ -129,25 +134,34 @@ class Daemon:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="llm-oncall"'},
             )
-        if self._loop_lag > 2.0:
+        if self._loop_lag > SHED_LAG_S:
             self._count_rejected("shed")
             return web.json_response(
                 {"error": "overloaded, retry later"}, status=503, headers={"Retry-After": "1"}
             )
         limit = self.settings.ingest.max_body_bytes
+        too_large = web.json_response({"error": f"body exceeds {limit} bytes"}, status=413)
         if request.content_length is not None and request.content_length > limit:
             self._count_rejected("too_large")
-            return web.json_response({"error": f"body exceeds {limit} bytes"}, status=413)
+            return too_large
         try:
             raw = await request.read()
-            body = decompress(raw, request.headers.get("Content-Encoding"), limit)
+            return decompress(raw, request.headers.get("Content-Encoding"), limit)
+        except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
+            self._count_rejected("too_large")
+            return too_large
+        except BodyError as exc:
+            self._count_rejected("bad_body")
+            return web.json_response(
+                {"accepted": 0, "rejected": [{"index": 0, "error": str(exc)}]}, status=400
+            )
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
             events, rejected = parse_body(body, request.headers.get("Content-Type"))
-        except web.HTTPRequestEntityTooLarge:
-            self._count_rejected("too_large")
-            return web.json_response({"error": f"body exceeds {limit} bytes"}, status=413)
-        except BodyTooLarge as exc:
-            self._count_rejected("too_large")
-            return web.json_response({"error": str(exc)}, status=413)
         except BodyError as exc:
             self._count_rejected("bad_body")
             return web.json_response(
@@ -159,6 +173,51 @@ class Daemon:
             self.handle(self.pipeline.ingest(events, now=self.clock()))
         payload = {"accepted": len(events), "rejected": [r.to_dict() for r in rejected]}
         return web.json_response(payload, status=200 if events else 400)
+
+    async def post_traces(self, request: web.Request) -> web.Response:
+        """OTLP/HTTP with JSON encoding (protobuf is answered 415, as the spec allows)."""
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype != "application/json":
+            return web.json_response(
+                {"error": "only OTLP/HTTP JSON (Content-Type: application/json) is accepted"},
+                status=415,
+            )
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            spans, skipped, errors = spans_to_events(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            self._count_rejected("bad_body")
+            return web.json_response({"error": str(exc)}, status=400)
+        events, rejected = validate_items(spans)
+        errors += [f"llm span {r.index}: {r.error}" for r in rejected]
+        if errors:
+            self._count_rejected("invalid", len(errors))
+        if skipped:
+            self.pipeline.counters.count_unused("not_llm_span", skipped)
+        if events:
+            self.handle(self.pipeline.ingest(events, now=self.clock()))
+        if not errors:
+            return web.json_response({})
+        partial = {"rejectedSpans": len(errors), "errorMessage": "; ".join(errors[:20])}
+        return web.json_response({"partialSuccess": partial})
+
+    async def post_alertmanager(self, request: web.Request) -> web.Response:
+        """Alertmanager webhook in: infra alerts (GPU nodes, vector store) join incidents."""
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            signals, errors = alertmanager_signals(orjson.loads(body), self.clock())
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            self._count_rejected("bad_body")
+            return web.json_response({"error": str(exc)}, status=400)
+        if errors:
+            self._count_rejected("invalid", len(errors))
+        self.handle(self.pipeline.external_signals(signals))
+        status = 200 if signals or not errors else 400
+        return web.json_response({"accepted": len(signals), "rejected": errors}, status=status)
 
     async def get_metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry) + self.paging.metrics_text()
@@ -176,6 +235,8 @@ class Daemon:
         # aiohttp enforces the body limit while reading (413) before we buffer a huge body.
         app = web.Application(client_max_size=self.settings.ingest.max_body_bytes)
         app.router.add_post("/v1/events", self.post_events)
+        app.router.add_post("/v1/traces", self.post_traces)
+        app.router.add_post("/v1/alertmanager", self.post_alertmanager)
         app.router.add_get("/metrics", self.get_metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from detectors.factory import detector_from_state
 
 from config.settings import Settings
 from correlator import CorrelationPolicy, Correlator, IncidentUpdate
@@ -23,6 +22,7 @@ from daemon.aggregator import Aggregator
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.rules import Rule, RuleBook
 from detectors.base import Detector, Layer, Sample
+from detectors.factory import detector_from_state
 
 SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
@@ -216,6 +216,14 @@ class Pipeline:
                 n=sample.n,
                 page_alone=rule.page_alone,
             )
+            out.signals.append(sig)
+            out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+        return out
+
+    def external_signals(self, signals: Iterable[Signal]) -> TickOutput:
+        """Signals decided elsewhere (Alertmanager) go straight to the correlator."""
+        out = TickOutput()
+        for sig in signals:
             out.signals.append(sig)
             out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
         return out
