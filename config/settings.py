@@ -41,8 +41,6 @@ class IngestConfig(_Strict):
     lateness_s: float = Field(300.0, ge=0)
     max_features: int = Field(1000, gt=0)
     max_label_values: int = Field(50, gt=0)
-    # Load shedding: past this many events waiting for the pipeline, answer 503 Retry-After.
-    max_pending_events: int = Field(200_000, gt=0)
 
     @model_validator(mode="after")
     def _read_token_file(self) -> IngestConfig:
