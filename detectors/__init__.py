@@ -1,0 +1,32 @@
+"""Streaming detectors: the pure, clock-free core that turns samples into transitions."""
+
+from detectors.base import LAYERS, Detector, Direction, Layer, Sample, Transition
+from detectors.burnrate import BurnRateDetector
+from detectors.cusum import CusumDetector
+from detectors.defaults import RuleSpec, default_rules
+from detectors.ewma import EwmaDetector
+from detectors.factory import KINDS, build_detector, detector_from_state
+from detectors.rate import RateDetector
+from detectors.seasonal import SeasonalDetector, hour_of_week
+from detectors.static import StaticThreshold
+
+__all__ = [
+    "KINDS",
+    "LAYERS",
+    "BurnRateDetector",
+    "CusumDetector",
+    "Detector",
+    "Direction",
+    "EwmaDetector",
+    "Layer",
+    "RateDetector",
+    "RuleSpec",
+    "Sample",
+    "SeasonalDetector",
+    "StaticThreshold",
+    "Transition",
+    "build_detector",
+    "default_rules",
+    "detector_from_state",
+    "hour_of_week",
+]

@@ -82,7 +82,9 @@ class StaticThreshold:
             if ts - self._pending_since >= self.for_s:
                 self._firing = True
                 self._pending_since = None
-                return Transition(ts, "firing", value, self.threshold, self._score(value), direction)
+                return Transition(
+                    ts, "firing", value, self.threshold, self._score(value), direction
+                )
             return None
         if self._clears(value):
             self._firing = False
@@ -92,6 +94,7 @@ class StaticThreshold:
     def to_state(self) -> dict[str, Any]:
         return {
             "v": 1,
+            "kind": self.kind,
             "threshold": self.threshold,
             "op": self.op,
             "for_s": self.for_s,
@@ -103,6 +106,11 @@ class StaticThreshold:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
+        if state.get("v") != 1:
+            raise ValueError(
+                f"cannot load 'static' detector state version {state.get('v')!r} "
+                "(this build reads v1); start the series fresh"
+            )
         det = cls(state["threshold"], state["op"], state["for_s"], state["clear"], state["min_n"])
         det._firing = bool(state["firing"])
         det._pending_since = state["pending_since"]

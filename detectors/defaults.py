@@ -1,0 +1,131 @@
+"""Per-layer default rules: what watches each metric when the config says nothing.
+
+The on-call practice behind these (DESIGN.md, "The four layers"):
+
+- infra: static lines, because latency and error budgets are absolute. p95 > 10 s or p99 >
+  20 s for two minutes, error rate > 5% for two minutes, each with a lower clear level and a
+  minimum number of calls. Token and cost inflation get an upward EWMA (they are the
+  infra_retrieval triage signal: a retrieval change that stuffs the context shows up here
+  first). Throughput and p50 have no default: a traffic dip is usually the users, not a fault.
+- api: rate detectors on the k/n error kinds. Auth failures page alone (any burst of 401/403
+  means a key or permission broke) with a small effect floor; an availability collapse below
+  50% pages alone through a second, static rule.
+- behavioral: refusals up and format compliance down as rates; output length mean (both
+  ways) and its coefficient of variation (up) against a seasonal baseline.
+- quality (`score:<name>`): a seasonal detector for large drops and a CUSUM for sustained
+  small ones, both needing >= 30 scores in the window. The direction comes from the score's
+  config (higher is better by default).
+- anything else (custom `metric` events): a seasonal baseline, both directions.
+
+Every value here is a starting point an operator overrides per metric in the config.
+Windows are the aggregator's: 5-minute call windows and 15-minute score windows every 15 s,
+so sample counts below read as 4 samples = 1 minute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from detectors.base import Layer
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One default detector on one metric; `params` go to `build_detector(kind, params)`."""
+
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    page_alone: bool = False
+
+
+def _rule(kind: str, page_alone: bool = False, **params: Any) -> RuleSpec:
+    return RuleSpec(kind, MappingProxyType(params), page_alone)
+
+
+# fmt: off
+_TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
+    # ---- infra ---------------------------------------------------------------------------
+    ("infra", "latency_p50_ms"):           (),
+    ("infra", "latency_p95_ms"):           (_rule("static", threshold=10_000.0, op="above",
+                                                  for_s=120.0, clear=8_000.0, min_n=20),),
+    ("infra", "latency_p99_ms"):           (_rule("static", threshold=20_000.0, op="above",
+                                                  for_s=120.0, clear=16_000.0, min_n=50),),
+    ("infra", "throughput_rpm"):           (),
+    ("infra", "error_rate"):               (_rule("static", threshold=0.05, op="above",
+                                                  for_s=120.0, clear=0.03, min_n=20),),
+    ("infra", "input_tokens_per_request"): (_rule("ewma", direction="up", threshold=5.0,
+                                                  for_n=8, half_life=480.0, warmup=240,
+                                                  min_n=20, min_rel_sigma=0.05),),
+    ("infra", "output_tokens_per_request"): (_rule("ewma", direction="up", threshold=5.0,
+                                                   for_n=8, half_life=480.0, warmup=240,
+                                                   min_n=20, min_rel_sigma=0.05),),
+    ("infra", "cost_per_request_usd"):     (_rule("ewma", direction="up", threshold=5.0,
+                                                  for_n=8, half_life=480.0, warmup=240,
+                                                  min_n=20, min_rel_sigma=0.05),),
+    # ---- api -----------------------------------------------------------------------------
+    ("api", "rate_limited_rate"):          (_rule("rate", direction="up", min_n=30,
+                                                  min_ratio=2.0, min_abs_diff=0.02),),
+    ("api", "auth_failure_rate"):          (_rule("rate", page_alone=True, direction="up",
+                                                  min_n=30, min_ratio=2.0,
+                                                  min_abs_diff=0.005),),
+    ("api", "provider_error_rate"):        (_rule("rate", direction="up", min_n=30,
+                                                  min_ratio=2.0, min_abs_diff=0.01),),
+    ("api", "availability"):               (_rule("rate", direction="down", min_n=30,
+                                                  min_ratio=2.0, min_abs_diff=0.01),
+                                            _rule("static", page_alone=True, threshold=0.5,
+                                                  op="below", for_s=60.0, clear=0.8,
+                                                  min_n=20)),
+    ("api", "retry_rate"):                 (_rule("rate", direction="up", min_n=30,
+                                                  min_ratio=2.0, min_abs_diff=0.02),),
+    # ---- behavioral ----------------------------------------------------------------------
+    ("behavioral", "refusal_rate"):        (_rule("rate", direction="up", min_n=30,
+                                                  min_ratio=1.5, min_abs_diff=0.01),),
+    ("behavioral", "format_compliance_rate"): (_rule("rate", direction="down", min_n=30,
+                                                     min_ratio=1.5, min_abs_diff=0.01),),
+    ("behavioral", "output_length_mean"):  (_rule("seasonal", direction="both", for_n=12,
+                                                  min_n=20, min_rel_sigma=0.03),),
+    ("behavioral", "output_length_cv"):    (_rule("seasonal", direction="up", for_n=12,
+                                                  min_n=20, min_rel_sigma=0.03),),
+})
+# fmt: on
+
+# Quality scores: `direction` is filled in from the score's configured direction.
+_QUALITY: tuple[RuleSpec, ...] = (
+    _rule("seasonal", for_n=20, clear_n=8, min_n=30, min_rel_sigma=0.03),
+    _rule("cusum", k=0.05, h=4.0, min_n=30),
+)
+
+# Custom `metric` events, fed per sample: no `n`, so no minimum.
+_OTHER: tuple[RuleSpec, ...] = (_rule("seasonal", direction="both", for_n=3),)
+
+
+def default_rules(
+    layer: Layer | str,
+    metric: str,
+    *,
+    higher_is_better: bool | None = None,
+    direction: str | None = None,
+) -> tuple[RuleSpec, ...]:
+    """The default detectors for one metric of one layer.
+
+    For quality scores the alerting side is the bad one: `direction="down"` (higher is
+    better, the default) or `"up"` (lower is better); say it with either `direction` or
+    `higher_is_better` (both given must agree). Unknown metrics get a seasonal baseline.
+    """
+    if direction is not None and direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    if direction is None:
+        direction = "up" if higher_is_better is False else "down"
+    elif higher_is_better is not None and (direction == "down") != higher_is_better:
+        raise ValueError(f"direction {direction!r} contradicts higher_is_better={higher_is_better}")
+    if metric.startswith("score:"):
+        return tuple(_rule(r.kind, r.page_alone, **r.params, direction=direction) for r in _QUALITY)
+    return _TABLE.get((layer, metric), _OTHER)
+
+
+def default_table() -> Mapping[tuple[str, str], tuple[RuleSpec, ...]]:
+    """The whole per-layer table (for docs and `check-config`)."""
+    return _TABLE

@@ -1,0 +1,82 @@
+"""Build detectors by kind from config params, and rebuild them from snapshots.
+
+`build_detector` checks parameter names against the constructor before calling it, so a typo
+in a config file reads "unknown parameter 'treshold' for detector 'ewma'" instead of a
+TypeError from deep inside; bad values are rejected by the constructors with a ValueError
+naming the parameter. `detector_from_state` dispatches on the snapshot's `kind`; each
+`from_state` refuses a state version it does not know (ValueError), and the daemon then
+starts that series fresh with a warning.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from detectors.base import Detector
+from detectors.burnrate import BurnRateDetector
+from detectors.cusum import CusumDetector
+from detectors.ewma import EwmaDetector
+from detectors.rate import RateDetector
+from detectors.seasonal import SeasonalDetector
+from detectors.static import StaticThreshold
+
+KINDS: Mapping[str, type[Detector]] = MappingProxyType(
+    {
+        cls.kind: cls
+        for cls in (
+            StaticThreshold,
+            EwmaDetector,
+            SeasonalDetector,
+            RateDetector,
+            CusumDetector,
+            BurnRateDetector,
+        )
+    }
+)
+
+_PARAMS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        kind: frozenset(
+            name for name in inspect.signature(cls.__init__).parameters if name != "self"
+        )
+        for kind, cls in KINDS.items()
+    }
+)
+
+
+def _kind_class(kind: str) -> type[Detector]:
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown detector kind {kind!r}; known: {', '.join(sorted(KINDS))}")
+    return cls
+
+
+def parameters(kind: str) -> frozenset[str]:
+    """The parameter names a detector kind accepts."""
+    _kind_class(kind)
+    return _PARAMS[kind]
+
+
+def build_detector(kind: str, params: Mapping[str, Any]) -> Detector:
+    cls = _kind_class(kind)
+    allowed = _PARAMS[kind]
+    for key in params:
+        if key not in allowed:
+            raise ValueError(
+                f"unknown parameter {key!r} for detector {kind!r}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
+    try:
+        return cls(**dict(params))
+    except TypeError as exc:  # e.g. a missing required parameter, or a str where a number goes
+        raise ValueError(f"detector {kind!r}: {exc}") from None
+
+
+def detector_from_state(state: Mapping[str, Any]) -> Detector:
+    kind = state.get("kind")
+    if not isinstance(kind, str):
+        raise ValueError("detector state has no 'kind'")
+    return _kind_class(kind).from_state(dict(state))
