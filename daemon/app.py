@@ -220,7 +220,7 @@ class Daemon:
         return web.json_response({"accepted": len(signals), "rejected": errors}, status=status)
 
     async def get_metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry) + self.paging.metrics_text()
+        body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

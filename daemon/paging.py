@@ -1,0 +1,112 @@
+"""The daemon's side of paging: turn incident updates into outbox rows, run the worker.
+
+Rows are written inside the caller's transaction (the one that saves the incident), so an
+incident change and its page commit or vanish together. A resolve goes to every receiver that
+got the trigger, whatever the routes say now: a receiver must never keep an orphaned page
+because the incident was re-routed, silenced or escalated in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+from correlator import IncidentUpdate
+from daemon.notify import (
+    DeliveryWorker,
+    Notification,
+    NotifyMetrics,
+    Outbox,
+    Router,
+    build_senders,
+)
+from daemon.notify.router import RouteTarget
+from daemon.store import Store
+
+
+class Paging:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: CollectorRegistry,
+        log: Any,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.log = log
+        Outbox.init_schema(store.conn)
+        self.outbox = Outbox(store.conn, clock)
+        self.router = Router(settings.receivers, settings.routes)
+        self.metrics = NotifyMetrics(registry)
+        self.senders = build_senders(
+            settings.receivers,
+            log=log,
+            public_url=settings.listen.public_url,
+            timeout_s=settings.notify.timeout_s,
+        )
+        self.worker = DeliveryWorker(
+            self.outbox,
+            self.senders,
+            clock,
+            asyncio.sleep,
+            random.Random(),
+            self.metrics,
+            log,
+            config=settings.notify,
+        )
+
+    def receiver_names(self) -> list[str]:
+        return list(self.senders)
+
+    def enqueue(
+        self, conn: sqlite3.Connection, upd: IncidentUpdate, record: dict[str, Any]
+    ) -> None:
+        if upd.notify is None:
+            return
+        runbook = self.settings.feature(record["feature"]).runbook.model_dump(exclude_none=True)
+        note = Notification(
+            incident_id=record["id"],
+            dedup_key=record["dedup_key"],
+            action=upd.notify,
+            incident=record,
+            created_at=self.clock(),
+            runbook={k: str(v) for k, v in runbook.items()} or None,
+        )
+        targets: list[str | RouteTarget]
+        if upd.notify == "trigger":
+            targets = list(self.router.targets(record))
+        else:
+            targets = list(self._triggered_receivers(conn, record["id"]))
+        if not targets:
+            self.log.info("page_not_routed", incident=record["id"], action=upd.notify)
+            return
+        self.outbox.enqueue(conn, note, targets)
+
+    @staticmethod
+    def _triggered_receivers(conn: sqlite3.Connection, incident_id: str) -> list[str]:
+        rows = conn.execute(
+            "SELECT DISTINCT receiver FROM notify_outbox WHERE incident_id = ? AND action ="
+            " 'trigger' AND state != 'dead' ORDER BY receiver",
+            (incident_id,),
+        )
+        return [r[0] for r in rows]
+
+    def wake(self) -> None:
+        self.outbox.notify()
+
+    async def start(self) -> None:
+        requeued = self.outbox.requeue_inflight()
+        if requeued:
+            self.log.info("outbox_requeued", rows=requeued)
+        self.worker.start()
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109
+        await self.worker.stop(timeout=timeout)
