@@ -1,0 +1,158 @@
+"""PagerDuty Events API v2 sender: the primary receiver.
+
+`POST {url}/v2/enqueue`; 202 accepted, 400 invalid (dead letter), 429 / 5xx / network errors
+retried. Limits from PagerDuty's docs: routing_key is the 32-character integration key,
+dedup_key ≤ 255 characters, payload.summary ≤ 1024 characters, whole event ≤ 512 KB,
+about 120 events a minute per routing key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from daemon.notify import render
+from daemon.notify.http import cap_key, dumps, request, truncate
+from daemon.notify.model import DeliveryResult, Notification
+
+__all__ = ["MAX_EVENT_BYTES", "PagerDutySender", "build_event"]
+
+MAX_EVENT_BYTES = 512 * 1000  # PagerDuty says 512 KB; stay under either reading of "KB".
+MAX_SUMMARY = 1024
+MAX_DEDUP_KEY = 255
+SEVERITY = {"critical": "critical", "warning": "warning", "watch": "info"}
+
+
+def _links(n: Notification, public_url: str | None) -> list[dict[str, str]]:
+    links = []
+    rb = n.runbook or {}
+    for key, text in (("url", "Runbook"), ("dashboard", "Dashboard")):
+        href = rb.get(key)
+        if isinstance(href, str) and href.startswith(("http://", "https://")):
+            links.append({"href": href, "text": text})
+    if public_url:
+        links.append(
+            {
+                "href": f"{public_url.rstrip('/')}/api/v1/incidents/{n.incident_id}",
+                "text": "Incident in llm-oncall",
+            }
+        )
+    return links
+
+
+def build_event(n: Notification, routing_key: str, public_url: str | None = None) -> dict[str, Any]:
+    """The Events API v2 body for a notification, within PagerDuty's limits."""
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": n.action,
+        "dedup_key": cap_key(n.dedup_key, MAX_DEDUP_KEY),
+    }
+    if n.action != "trigger":
+        return event  # acknowledge / resolve carry only the key and the action
+    inc = n.incident
+    feature = str(inc.get("feature") or "unknown")
+    lead = render.lead_signal(inc)
+    payload: dict[str, Any] = {
+        "summary": truncate(render.title(n), MAX_SUMMARY),
+        "source": truncate(f"llm-oncall/{feature}", 255),
+        "severity": SEVERITY.get(str(inc.get("severity")), "error"),
+        "component": feature,
+        "group": str(inc.get("domain") or "unknown"),
+        "custom_details": render.details(n),
+    }
+    if inc.get("opened_at"):
+        payload["timestamp"] = str(inc["opened_at"])
+    if lead is not None and lead.get("layer"):
+        payload["class"] = str(lead["layer"])
+    event["payload"] = payload
+    event["client"] = "llm-oncall"
+    if public_url:
+        event["client_url"] = public_url
+    links = _links(n, public_url)
+    if links:
+        event["links"] = links
+    return _shrink(event)
+
+
+def _shrink(event: dict[str, Any]) -> dict[str, Any]:
+    """Drop the bulkiest details, step by step, until the event fits in 512 KB."""
+    details: dict[str, Any] = event["payload"]["custom_details"]
+
+    def size() -> int:
+        return len(dumps(event))
+
+    if size() <= MAX_EVENT_BYTES:
+        return event
+    dropped: list[str] = []
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("signals beyond 20", lambda: details.__setitem__("signals", details["signals"][:20])),
+        ("changes beyond 10", lambda: details.__setitem__("changes", details["changes"][:10])),
+        (
+            "attribution beyond 3",
+            lambda: details.__setitem__("attribution", details["attribution"][:3]),
+        ),
+        ("long evidence", lambda: _cut_evidence(details["triage"])),
+        ("changes", lambda: details.pop("changes", None)),
+        ("signals", lambda: details.pop("signals", None)),
+        ("attribution", lambda: details.pop("attribution", None)),
+        ("runbook", lambda: details.pop("runbook", None)),
+        ("triage", lambda: details.pop("triage", None)),
+    ]
+    for label, step in steps:
+        step()
+        dropped.append(label)
+        details["truncated"] = "dropped to fit 512 KB: " + ", ".join(dropped)
+        if size() <= MAX_EVENT_BYTES:
+            return event
+    event["payload"]["custom_details"] = {
+        "incident_id": details.get("incident_id"),
+        "truncated": "details dropped to fit 512 KB",
+    }
+    return event
+
+
+def _cut_evidence(triage: list[dict[str, Any]]) -> None:
+    for t in triage:
+        if isinstance(t.get("evidence"), str):
+            t["evidence"] = truncate(t["evidence"], 2000)
+
+
+class PagerDutySender:
+    def __init__(
+        self,
+        name: str,
+        routing_key: str,
+        url: str = "https://events.pagerduty.com",
+        *,
+        rate_limit_per_min: float | None = 120.0,
+        public_url: str | None = None,
+        timeout_s: float = 10.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._key = routing_key
+        self.endpoint = url.rstrip("/") + "/v2/enqueue"
+        self.rate_limit_per_min = rate_limit_per_min
+        self.public_url = public_url
+        self.timeout_s = timeout_s
+        self._wall_clock = wall_clock
+
+    def __repr__(self) -> str:  # never the key
+        return f"PagerDutySender(name={self.name!r}, endpoint={self.endpoint!r})"
+
+    async def send(self, session: aiohttp.ClientSession, n: Notification) -> DeliveryResult:
+        body = dumps(build_event(n, self._key, self.public_url))
+        result, _ = await request(
+            session,
+            "POST",
+            self.endpoint,
+            body=body,
+            headers={"Content-Type": "application/json"},
+            timeout_s=self.timeout_s,
+            secrets=[self._key],
+            wall_clock=self._wall_clock,
+        )
+        return result

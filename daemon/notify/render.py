@@ -1,0 +1,136 @@
+"""Turning an incident record into words a person reads at 3 a.m."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from daemon.notify.model import Notification
+
+__all__ = ["details", "lead_signal", "lines", "title"]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def title(n: Notification) -> str:
+    inc = n.incident
+    summary = str(inc.get("summary") or "").strip()
+    if not summary:
+        summary = f"{inc.get('domain', 'unknown')} incident on {inc.get('feature', '?')}"
+    prefix = "[RESOLVED] " if n.action == "resolve" else ""
+    return f"{prefix}[{inc.get('severity', '?')}] {inc.get('feature', '?')}: {summary}"
+
+
+def lead_signal(inc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The signal that fired first (ties: the highest score)."""
+    signals = [s for s in inc.get("signals") or [] if isinstance(s, Mapping)]
+    if not signals:
+        return None
+    return min(signals, key=lambda s: (str(s.get("onset") or ""), -float(s.get("score") or 0)))
+
+
+def signal_line(s: Mapping[str, Any]) -> str:
+    arrow = {"up": "↑", "down": "↓"}.get(str(s.get("direction")), "")
+    return (
+        f"{s.get('metric')} ({s.get('layer')}) {arrow}{_fmt(s.get('value'))} vs baseline "
+        f"{_fmt(s.get('baseline'))}, score {_fmt(s.get('score'))}, {s.get('detector')}"
+        f" since {s.get('onset')}" + (f", cleared {s['cleared']}" if s.get("cleared") else "")
+    )
+
+
+def triage_line(t: Mapping[str, Any]) -> str:
+    a = t.get("answer")
+    answer = "yes" if a is True else "no" if a is False else str(a)
+    return f"{t.get('question')}? {answer}: {t.get('evidence', '')}"
+
+
+def attribution_line(a: Mapping[str, Any]) -> str:
+    share = a.get("anomalous_share")
+    base = a.get("baseline_share")
+    s = f"{a.get('label')}={a.get('value')}"
+    if isinstance(share, int | float) and isinstance(base, int | float):
+        s += f" ({share:.0%} of anomalous traffic vs {base:.0%} baseline)"
+    return s
+
+
+def change_line(c: Mapping[str, Any]) -> str:
+    return f"{c.get('ts')} {c.get('kind')}: {c.get('description', '')}"
+
+
+def lines(n: Notification) -> list[str]:
+    """The incident as plain-text lines, most important first."""
+    inc = n.incident
+    out = [
+        title(n),
+        f"status {inc.get('status')}, severity {inc.get('severity')}, domain "
+        f"{inc.get('domain')}, opened {inc.get('opened_at')}"
+        + (f", resolved {inc['resolved_at']}" if inc.get("resolved_at") else ""),
+    ]
+    triage = [t for t in inc.get("triage") or [] if isinstance(t, Mapping)]
+    if triage:
+        out.append("Triage:")
+        out += [f"- {triage_line(t)}" for t in triage]
+    signals = [s for s in inc.get("signals") or [] if isinstance(s, Mapping)]
+    if signals:
+        out.append("Signals:")
+        out += [f"- {signal_line(s)}" for s in signals]
+    attribution = [a for a in inc.get("attribution") or [] if isinstance(a, Mapping)]
+    if attribution:
+        out.append("Attribution:")
+        out += [f"- {attribution_line(a)}" for a in attribution]
+    changes = [c for c in inc.get("changes") or [] if isinstance(c, Mapping)]
+    if changes:
+        out.append("Recent changes:")
+        out += [f"- {change_line(c)}" for c in changes]
+    if n.runbook:
+        out.append("Runbook: " + ", ".join(f"{k}={v}" for k, v in n.runbook.items() if v))
+    out.append(f"incident {n.incident_id}, dedup key {n.dedup_key}")
+    return out
+
+
+def details(n: Notification) -> dict[str, Any]:
+    """Structured details for receivers that take JSON (PagerDuty custom_details)."""
+    inc = n.incident
+    return {
+        "incident_id": n.incident_id,
+        "status": inc.get("status"),
+        "severity": inc.get("severity"),
+        "domain": inc.get("domain"),
+        "feature": inc.get("feature"),
+        "opened_at": inc.get("opened_at"),
+        "resolved_at": inc.get("resolved_at"),
+        "triage": [
+            {
+                "question": t.get("question"),
+                "answer": t.get("answer"),
+                "evidence": t.get("evidence"),
+            }
+            for t in inc.get("triage") or []
+            if isinstance(t, Mapping)
+        ],
+        "signals": [
+            {
+                k: s.get(k)
+                for k in (
+                    "metric",
+                    "layer",
+                    "detector",
+                    "value",
+                    "baseline",
+                    "score",
+                    "direction",
+                    "onset",
+                    "cleared",
+                )
+            }
+            for s in inc.get("signals") or []
+            if isinstance(s, Mapping)
+        ],
+        "attribution": list(inc.get("attribution") or []),
+        "changes": list(inc.get("changes") or []),
+        "runbook": dict(n.runbook or {}),
+    }
