@@ -1,0 +1,57 @@
+"""The correlator: signals → incidents (grouping, severity, triage, attribution, change
+correlation, lifecycle, muting). Pure and deterministic; see docs/correlator.md."""
+
+from correlator.attribution import attribute
+from correlator.correlator import ContextFn, Correlator, CorrelatorStats
+from correlator.incident import (
+    Action,
+    Attribution,
+    ChangeRef,
+    Domain,
+    Incident,
+    IncidentUpdate,
+    MemberSignal,
+    Mute,
+    Notify,
+    Severity,
+    Status,
+    TriageAnswer,
+)
+from correlator.inhibit import InhibitMuter
+from correlator.mute import Muter
+from correlator.policy import CorrelationPolicy
+from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal, rfc3339
+from correlator.silences import Matcher, Silence, SilenceMuter
+from correlator.triage import TriageResult, triage
+
+__all__ = [
+    "Action",
+    "Attribution",
+    "ChangeRecord",
+    "ChangeRef",
+    "ContextFn",
+    "CorrelationPolicy",
+    "Correlator",
+    "CorrelatorStats",
+    "Domain",
+    "FeatureContext",
+    "Incident",
+    "IncidentUpdate",
+    "InhibitMuter",
+    "Matcher",
+    "MemberSignal",
+    "MetricSnapshot",
+    "Mute",
+    "Muter",
+    "Notify",
+    "Severity",
+    "Signal",
+    "Silence",
+    "SilenceMuter",
+    "Status",
+    "TriageAnswer",
+    "TriageResult",
+    "attribute",
+    "rfc3339",
+    "triage",
+]

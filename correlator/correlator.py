@@ -1,0 +1,723 @@
+"""The correlator: signals → incidents, with triage, attribution, changes, mutes and the
+notify decisions the pager layer carries out.
+
+Pure: no I/O, no clock. Time comes from the signals (`sig.ts`) and from `tick(now, ...)`, so
+the same stream gives the same incidents, ids and notifications live and in replay. See
+docs/correlator.md for the policies and their rationale.
+
+Lifecycle of an incident (all times are the caller's):
+
+- **open** — a firing signal of a feature with no open incident opens one.
+- **update / escalate** — signals that fire while it is open join it; severity only rises.
+- **reopen** — a member series fires again after every member had cleared (the incident was
+  in its cooldown), or within `reopen_s` after it resolved; the same incident continues.
+- **resolve** — every member has been clear for the quiet period: `cooldown_s`, or for a
+  flapping incident `flap_hold_s` doubling with each reopen-after-resolve. `resolved_at` is
+  exactly the last clear + the quiet period, whatever the tick cadence.
+- **renotify** — a paged incident still open re-sends its trigger every `renotify_s`.
+
+Notify decisions (`IncidentUpdate.notify`):
+
+- "trigger" when an open incident is pageable (severity warning/critical, not muted) and the
+  receiver does not have it open (first page; again after a resolve was sent, at most once per
+  `retrigger_min_s`, otherwise deferred to a later tick); when its severity rises above the
+  severity last sent; and on re-notification.
+- "resolve" when an incident the receiver has open resolves — also when it was muted after it
+  was paged, so no receiver keeps an orphaned incident.
+- None otherwise. `watch` and muted incidents never trigger.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Self, cast
+
+from correlator.attribution import attribute
+from correlator.incident import (
+    SEVERITY_RANK,
+    Action,
+    Attribution,
+    ChangeRef,
+    Domain,
+    Incident,
+    IncidentUpdate,
+    MemberSignal,
+    Mute,
+    Notify,
+    Severity,
+    Status,
+    TriageAnswer,
+    dedup_key,
+    incident_id,
+)
+from correlator.mute import Muter
+from correlator.policy import CorrelationPolicy
+from correlator.records import ChangeRecord, FeatureContext, Signal
+from correlator.severity import SeverityInput, assess, max_severity
+from correlator.triage import summarize, triage
+from detectors.base import LAYERS, Direction, Layer
+
+__all__ = ["ContextFn", "Correlator", "CorrelatorStats"]
+
+ContextFn = Callable[[str, float], FeatureContext]
+MemberKey = tuple[str, str, str]  # (metric, series, detector)
+STATE_VERSION = 1
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "watch")
+DOMAINS: tuple[Domain, ...] = ("provider", "prompt_model", "infra_retrieval", "unknown")
+
+
+@dataclass(slots=True)
+class _Member:
+    metric: str
+    layer: Layer
+    detector: str
+    series: str
+    onset: float
+    cleared: float | None
+    value: float
+    baseline: float | None
+    score: float
+    direction: Direction
+    n: int | None
+    peak: float
+    peak_score: float
+    fires: int = 1
+    page_alone: bool = False
+
+    @classmethod
+    def from_signal(cls, sig: Signal) -> _Member:
+        return cls(
+            sig.metric,
+            sig.layer,
+            sig.detector,
+            sig.series,
+            sig.ts,
+            None,
+            sig.value,
+            sig.baseline,
+            sig.score,
+            sig.direction,
+            sig.n,
+            sig.value,
+            abs(sig.score),
+            1,
+            sig.page_alone,
+        )
+
+    def fire(self, sig: Signal) -> None:
+        if self.cleared is not None:
+            self.cleared = None
+            self.fires += 1
+        self.value, self.baseline, self.score = sig.value, sig.baseline, sig.score
+        self.direction, self.n = sig.direction, sig.n
+        self.page_alone = self.page_alone or sig.page_alone
+        if abs(sig.score) > self.peak_score:
+            self.peak, self.peak_score = sig.value, abs(sig.score)
+
+    def snapshot(self) -> MemberSignal:
+        return MemberSignal(
+            self.metric,
+            self.layer,
+            self.detector,
+            self.series,
+            self.onset,
+            self.cleared,
+            self.value,
+            self.baseline,
+            self.score,
+            self.direction,
+            self.n,
+            self.peak,
+            self.fires,
+            self.page_alone,
+        )
+
+    def severity_input(self) -> SeverityInput:
+        return SeverityInput(self.metric, self.layer, self.onset, self.cleared, self.page_alone)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "layer": self.layer,
+            "detector": self.detector,
+            "series": self.series,
+            "onset": self.onset,
+            "cleared": self.cleared,
+            "value": self.value,
+            "baseline": self.baseline,
+            "score": self.score,
+            "direction": str(self.direction),
+            "n": self.n,
+            "peak": self.peak,
+            "peak_score": self.peak_score,
+            "fires": self.fires,
+            "page_alone": self.page_alone,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> _Member:
+        layer = d["layer"]
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}")
+        return cls(
+            str(d["metric"]),
+            cast(Layer, layer),
+            str(d["detector"]),
+            str(d["series"]),
+            float(d["onset"]),
+            None if d["cleared"] is None else float(d["cleared"]),
+            float(d["value"]),
+            None if d["baseline"] is None else float(d["baseline"]),
+            float(d["score"]),
+            Direction(d["direction"]),
+            None if d["n"] is None else int(d["n"]),
+            float(d["peak"]),
+            float(d["peak_score"]),
+            int(d["fires"]),
+            bool(d["page_alone"]),
+        )
+
+
+@dataclass(slots=True)
+class _Inc:
+    """The correlator's mutable bookkeeping for one incident; `snapshot()` is what leaves."""
+
+    id: str
+    dedup_key: str
+    feature: str
+    seq: int
+    opened_at: float
+    status: Status = "open"
+    severity: Severity = "watch"
+    resolved_at: float | None = None
+    members: dict[MemberKey, _Member] = field(default_factory=dict)
+    domain: Domain = "unknown"
+    triage: tuple[TriageAnswer, ...] = ()
+    changes: tuple[ChangeRef, ...] = ()
+    attribution: tuple[Attribution, ...] = ()
+    summary: str = ""
+    muted: Mute | None = None
+    paged: bool = False
+    receiver_open: bool = False
+    last_trigger_at: float | None = None
+    notified_severity: Severity | None = None
+    reopens: int = 0
+    flapping: bool = False
+
+    def any_firing(self) -> bool:
+        return any(m.cleared is None for m in self.members.values())
+
+    def last_clear(self) -> float | None:
+        if not self.members or self.any_firing():
+            return None
+        return max(cast(float, m.cleared) for m in self.members.values())
+
+    def member_snapshots(self) -> tuple[MemberSignal, ...]:
+        ms = sorted(self.members.values(), key=lambda m: (m.onset, m.metric, m.series, m.detector))
+        return tuple(m.snapshot() for m in ms)
+
+    def snapshot(self) -> Incident:
+        return Incident(
+            id=self.id,
+            dedup_key=self.dedup_key,
+            feature=self.feature,
+            status=self.status,
+            severity=self.severity,
+            paged=self.paged,
+            domain=self.domain,
+            opened_at=self.opened_at,
+            resolved_at=self.resolved_at,
+            signals=self.member_snapshots(),
+            triage=self.triage,
+            changes=self.changes,
+            attribution=self.attribution,
+            summary=self.summary,
+            muted=self.muted,
+            reopens=self.reopens,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "dedup_key": self.dedup_key,
+            "feature": self.feature,
+            "seq": self.seq,
+            "opened_at": self.opened_at,
+            "status": self.status,
+            "severity": self.severity,
+            "resolved_at": self.resolved_at,
+            "members": [m.to_state() for m in self.members.values()],
+            "domain": self.domain,
+            "triage": [t.to_record() for t in self.triage],
+            "changes": [
+                {"ts": c.ts, "kind": c.kind, "description": c.description, "feature": c.feature}
+                for c in self.changes
+            ],
+            "attribution": [a.to_record() for a in self.attribution],
+            "summary": self.summary,
+            "muted": None if self.muted is None else self.muted.to_record(),
+            "paged": self.paged,
+            "receiver_open": self.receiver_open,
+            "last_trigger_at": self.last_trigger_at,
+            "notified_severity": self.notified_severity,
+            "reopens": self.reopens,
+            "flapping": self.flapping,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> _Inc:
+        inc = cls(
+            str(d["id"]),
+            str(d["dedup_key"]),
+            str(d["feature"]),
+            int(d["seq"]),
+            float(d["opened_at"]),
+        )
+        if d["status"] not in ("open", "resolved"):
+            raise ValueError(f"incident {inc.id}: bad status {d['status']!r}")
+        if d["severity"] not in SEVERITY_RANK:
+            raise ValueError(f"incident {inc.id}: bad severity {d['severity']!r}")
+        if d["domain"] not in DOMAINS:
+            raise ValueError(f"incident {inc.id}: bad domain {d['domain']!r}")
+        inc.status = cast(Status, d["status"])
+        inc.severity = cast(Severity, d["severity"])
+        inc.resolved_at = None if d["resolved_at"] is None else float(d["resolved_at"])
+        for md in d["members"]:
+            m = _Member.from_state(md)
+            inc.members[(m.metric, m.series, m.detector)] = m
+        inc.domain = cast(Domain, d["domain"])
+        inc.triage = tuple(
+            TriageAnswer(t["question"], bool(t["answer"]), str(t["evidence"])) for t in d["triage"]
+        )
+        inc.changes = tuple(
+            ChangeRef(float(c["ts"]), str(c["kind"]), str(c["description"]), c.get("feature"))
+            for c in d["changes"]
+        )
+        inc.attribution = tuple(
+            Attribution(
+                str(a["label"]),
+                str(a["value"]),
+                float(a["anomalous_share"]),
+                float(a["baseline_share"]),
+                a.get("basis", "anomalous"),
+            )
+            for a in d["attribution"]
+        )
+        inc.summary = str(d["summary"])
+        mu = d.get("muted")
+        inc.muted = None if mu is None else Mute(mu["reason"], str(mu["by"]))
+        inc.paged = bool(d["paged"])
+        inc.receiver_open = bool(d["receiver_open"])
+        inc.last_trigger_at = None if d["last_trigger_at"] is None else float(d["last_trigger_at"])
+        ns = d.get("notified_severity")
+        inc.notified_severity = None if ns is None else cast(Severity, ns)
+        inc.reopens = int(d["reopens"])
+        inc.flapping = bool(d["flapping"])
+        return inc
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelatorStats:
+    """Gauges for /metrics. Every key is present (zeros included) so series never vanish."""
+
+    open_by_severity_domain: dict[tuple[str, str], int]
+    active_signals_by_layer: dict[str, int]
+    muted_by_reason: dict[str, int]
+    open_total: int
+    resolved_kept: int
+    changes_kept: int
+
+
+def _change_key(c: ChangeRecord) -> tuple[float, str, str, str]:
+    return (c.ts, c.kind, c.feature or "", c.description)
+
+
+class Correlator:
+    """Groups signals into incidents. Feed it `add_change`, `on_signal` and `tick`; persist it
+    with `to_state` / `from_state`."""
+
+    def __init__(self, policy: CorrelationPolicy | None = None, muters: Iterable[Muter] = ()):
+        self.policy = policy if policy is not None else CorrelationPolicy()
+        self._muters: list[Muter] = list(muters)
+        self._incidents: dict[str, _Inc] = {}
+        self._changes: list[ChangeRecord] = []
+        self._change_keys: list[tuple[float, str, str, str]] = []
+        self._seq = 0
+        self._now = -math.inf
+
+    # ---- wiring ------------------------------------------------------------------------
+
+    def add_muter(self, muter: Muter) -> None:
+        self._muters.append(muter)
+
+    def set_muters(self, muters: Iterable[Muter]) -> None:
+        self._muters = list(muters)
+
+    # ---- inputs ------------------------------------------------------------------------
+
+    def add_change(self, change: ChangeRecord) -> None:
+        """Remember a change event (deduplicated; bounded by count and age)."""
+        key = _change_key(change)
+        i = bisect.bisect_left(self._change_keys, key)
+        if i < len(self._change_keys) and self._change_keys[i] == key:
+            return
+        self._change_keys.insert(i, key)
+        self._changes.insert(i, change)
+        excess = len(self._changes) - self.policy.max_changes
+        if excess > 0:
+            del self._changes[:excess]
+            del self._change_keys[:excess]
+
+    def on_signal(self, sig: Signal, ctx: FeatureContext | None = None) -> list[IncidentUpdate]:
+        """A detector transition (firing or cleared) of `sig.feature` at `sig.ts`."""
+        now = sig.ts
+        self._now = max(self._now, now)
+        out: list[IncidentUpdate] = []
+        for inc in self._open_of(sig.feature):
+            self._maybe_resolve(inc, now, out)
+        mkey: MemberKey = (sig.metric, sig.series, sig.detector)
+
+        if sig.state == "cleared":
+            target = next(
+                (
+                    i
+                    for i in reversed(self._open_of(sig.feature))
+                    if mkey in i.members and i.members[mkey].cleared is None
+                ),
+                None,
+            )
+            if target is None:
+                return out  # the series fired before we knew it (or was never ours)
+            before = target.snapshot().to_record()
+            member = target.members[mkey]
+            member.cleared = max(sig.ts, member.onset)
+            self._refresh(target, ctx, now)
+            self._emit(target, "update", now, out, before)
+            return out
+
+        p = self.policy
+        opens = self._open_of(sig.feature)
+        holder = next((i for i in reversed(opens) if mkey in i.members), None)
+        if holder is not None:
+            in_cooldown = not holder.any_firing()
+            self._join(holder, sig, mkey, ctx, now, out, "reopen" if in_cooldown else "update")
+            return out
+        joinable = [
+            i for i in opens if p.split_after_s <= 0 or now - i.opened_at <= p.split_after_s
+        ]
+        if joinable:
+            self._join(joinable[-1], sig, mkey, ctx, now, out, "update")
+            return out
+        if not opens:
+            recent = [
+                i
+                for i in self._incidents.values()
+                if i.feature == sig.feature
+                and i.status == "resolved"
+                and mkey in i.members
+                and i.resolved_at is not None
+                and now - i.resolved_at <= p.reopen_s
+            ]
+            if recent:
+                inc = max(recent, key=lambda i: (cast(float, i.resolved_at), i.seq))
+                inc.status, inc.resolved_at = "open", None
+                inc.reopens += 1
+                inc.flapping = True
+                # Re-inserted last: open incidents iterate in the order they (re)opened.
+                self._incidents.pop(inc.id)
+                self._incidents[inc.id] = inc
+                self._join(inc, sig, mkey, ctx, now, out, "reopen")
+                return out
+        self._seq += 1
+        iid = incident_id(sig.feature, sig.ts, self._seq)
+        inc = _Inc(iid, dedup_key(sig.feature, sig.ts, iid), sig.feature, self._seq, sig.ts)
+        self._incidents[iid] = inc
+        self._join(inc, sig, mkey, ctx, now, out, "open")
+        return out
+
+    def tick(self, now: float, contexts: ContextFn) -> list[IncidentUpdate]:
+        """Time passes: resolve quiet incidents, refresh triage/attribution/changes/mutes,
+        send deferred triggers and re-notifications. `contexts(feature, onset)`."""
+        self._now = max(self._now, now)
+        out: list[IncidentUpdate] = []
+        for inc in [i for i in self._incidents.values() if i.status == "open"]:
+            self._maybe_resolve(inc, now, out)
+        for inc in [i for i in self._incidents.values() if i.status == "open"]:
+            before = inc.snapshot().to_record()
+            self._refresh(inc, contexts(inc.feature, inc.opened_at), now)
+            self._emit(inc, "update", now, out, before)
+        self._prune()
+        return out
+
+    # ---- queries -----------------------------------------------------------------------
+
+    def incidents(self) -> list[Incident]:
+        """Every incident kept (open and recently resolved), oldest first."""
+        return [
+            i.snapshot()
+            for i in sorted(self._incidents.values(), key=lambda i: (i.opened_at, i.seq))
+        ]
+
+    def open_incidents(self) -> list[Incident]:
+        return [
+            i.snapshot()
+            for i in sorted(self._incidents.values(), key=lambda i: (i.opened_at, i.seq))
+            if i.status == "open"
+        ]
+
+    def get(self, incident_id: str) -> Incident | None:
+        inc = self._incidents.get(incident_id)
+        return None if inc is None else inc.snapshot()
+
+    def changes(self) -> list[ChangeRecord]:
+        return list(self._changes)
+
+    def stats(self) -> CorrelatorStats:
+        by_sd: dict[tuple[str, str], int] = {(s, d): 0 for s in SEVERITIES for d in DOMAINS}
+        layers: dict[str, int] = {lay: 0 for lay in LAYERS}
+        muted: dict[str, int] = {"silence": 0, "inhibited": 0}
+        open_total = resolved = 0
+        for inc in self._incidents.values():
+            if inc.status != "open":
+                resolved += 1
+                continue
+            open_total += 1
+            by_sd[(inc.severity, inc.domain)] += 1
+            for m in inc.members.values():
+                if m.cleared is None:
+                    layers[m.layer] += 1
+            if inc.muted is not None:
+                muted[inc.muted.reason] += 1
+        return CorrelatorStats(by_sd, layers, muted, open_total, resolved, len(self._changes))
+
+    # ---- persistence -------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state: incidents (with what was paged), changes, id counter, policy.
+        Muters are not included: silences persist through `SilenceMuter.to_state`."""
+        return {
+            "version": STATE_VERSION,
+            "policy": self.policy.to_state(),
+            "seq": self._seq,
+            "now": None if math.isinf(self._now) else self._now,
+            "changes": [
+                {
+                    "ts": c.ts,
+                    "kind": c.kind,
+                    "feature": c.feature,
+                    "description": c.description,
+                    "labels": dict(c.labels),
+                }
+                for c in self._changes
+            ],
+            "incidents": [i.to_state() for i in self._incidents.values()],
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        policy: CorrelationPolicy | None = None,
+        muters: Iterable[Muter] = (),
+    ) -> Self:
+        """Restore; open incidents continue where they were (no second page). `policy`
+        overrides the saved one (e.g. after a config change)."""
+        version = state.get("version")
+        if version != STATE_VERSION:
+            raise ValueError(f"correlator state version {version!r}, expected {STATE_VERSION}")
+        if policy is None:
+            policy = CorrelationPolicy.from_state(state.get("policy") or {})
+        corr = cls(policy, muters)
+        corr._seq = int(state["seq"])
+        now = state.get("now")
+        corr._now = -math.inf if now is None else float(now)
+        for c in state.get("changes", []):
+            corr.add_change(
+                ChangeRecord(
+                    float(c["ts"]),
+                    str(c["kind"]),
+                    c.get("feature"),
+                    str(c.get("description", "")),
+                    dict(c.get("labels") or {}),
+                )
+            )
+        for d in state.get("incidents", []):
+            inc = _Inc.from_state(d)
+            corr._incidents[inc.id] = inc
+        return corr
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _open_of(self, feature: str) -> list[_Inc]:
+        return [i for i in self._incidents.values() if i.feature == feature and i.status == "open"]
+
+    def _quiet_s(self, inc: _Inc) -> float:
+        p = self.policy
+        if not inc.flapping:
+            return p.cooldown_s
+        doublings = min(max(inc.reopens - 1, 0), 60)
+        hold = min(p.flap_hold_max_s, p.flap_hold_s * 2.0**doublings)
+        return max(p.cooldown_s, hold)
+
+    def _maybe_resolve(self, inc: _Inc, now: float, out: list[IncidentUpdate]) -> None:
+        last = inc.last_clear()
+        if inc.status != "open" or last is None:
+            return
+        deadline = last + self._quiet_s(inc)
+        if now < deadline:
+            return
+        inc.status, inc.resolved_at = "resolved", deadline
+        self._emit(inc, "resolve", now, out)
+
+    def _join(
+        self,
+        inc: _Inc,
+        sig: Signal,
+        mkey: MemberKey,
+        ctx: FeatureContext | None,
+        now: float,
+        out: list[IncidentUpdate],
+        action: Action,
+    ) -> None:
+        before = inc.snapshot().to_record() if action == "update" else None
+        member = inc.members.get(mkey)
+        if member is None:
+            member = _Member.from_signal(sig)
+            inc.members[mkey] = member
+        else:
+            member.fire(sig)
+        if member.fires >= self.policy.flap_fires:
+            inc.flapping = True
+        sev = assess(
+            (m.severity_input() for m in inc.members.values()),
+            sig.ts,
+            self.policy.window_s,
+            self.policy.min_signals,
+        )
+        if SEVERITY_RANK[sev] > SEVERITY_RANK[inc.severity]:
+            inc.severity = max_severity(inc.severity, sev)
+            if action == "update":
+                action = "escalate"
+                before = None
+        self._refresh(inc, ctx, now)
+        self._emit(inc, action, now, out, before)
+
+    def _refresh(self, inc: _Inc, ctx: FeatureContext | None, now: float) -> None:
+        p = self.policy
+        lo = inc.opened_at - p.change_lookback_s
+        start = bisect.bisect_left(self._change_keys, (lo, "", "", ""))
+        attached = {(c.ts, c.kind, c.description, c.feature): c for c in inc.changes}
+        for ch in self._changes[start:]:
+            if ch.ts > now:
+                break
+            if ch.feature is None or ch.feature == inc.feature:
+                ref = ChangeRef(ch.ts, ch.kind, ch.description or _labels_text(ch), ch.feature)
+                attached.setdefault((ref.ts, ref.kind, ref.description, ref.feature), ref)
+        inc.changes = tuple(sorted(attached.values(), key=lambda c: (c.ts, c.kind, c.description)))
+        # Attribution follows the anomalous traffic while it lasts; once every member has
+        # cleared, the last answer stands (the context's windows age out of retention).
+        if ctx is not None and (inc.any_firing() or not inc.attribution):
+            inc.attribution = attribute(
+                ctx, p.attribution_min_support, p.attribution_min_delta, p.attribution_top
+            )
+        signals = inc.member_snapshots()
+        res = triage(
+            signals,
+            ctx,
+            inc.changes,
+            inc.attribution,
+            inc.opened_at,
+            p.change_lookback_s,
+            p.quality_stable_tol,
+        )
+        inc.triage, inc.domain = res.answers, res.domain
+        inc.summary = summarize(
+            inc.feature,
+            signals,
+            res,
+            inc.changes,
+            inc.attribution,
+            inc.opened_at,
+            p.change_lookback_s,
+        )
+
+    def _mute_reason(self, inc: _Inc, now: float) -> Mute | None:
+        snap = inc.snapshot()
+        for muter in self._muters:
+            reason = muter.mutes(snap, now)
+            if reason:
+                return Mute.parse(reason)
+        return None
+
+    def _emit(
+        self,
+        inc: _Inc,
+        action: Action,
+        now: float,
+        out: list[IncidentUpdate],
+        before: dict[str, Any] | None = None,
+    ) -> None:
+        p = self.policy
+        notify: Notify = None
+        if action == "resolve":
+            if inc.receiver_open:
+                notify = "resolve"
+                inc.receiver_open = False
+        else:
+            inc.muted = self._mute_reason(inc, now)
+            pageable = SEVERITY_RANK[inc.severity] >= 1 and inc.muted is None
+            if pageable:
+                if not inc.receiver_open:
+                    last = inc.last_trigger_at
+                    if not inc.paged or last is None or now - last >= p.retrigger_s:
+                        notify = "trigger"
+                elif SEVERITY_RANK[inc.severity] > SEVERITY_RANK[inc.notified_severity or "watch"]:
+                    notify = "trigger"
+                    if action == "update":
+                        action = "escalate"
+                elif (
+                    p.renotify_s > 0
+                    and inc.last_trigger_at is not None
+                    and now - inc.last_trigger_at >= p.renotify_s
+                ):
+                    notify = "trigger"
+                    if action == "update":
+                        action = "renotify"
+            if notify == "trigger":
+                inc.paged = inc.receiver_open = True
+                inc.last_trigger_at = now
+                inc.notified_severity = inc.severity
+        snap = inc.snapshot()
+        if (
+            action == "update"
+            and notify is None
+            and before is not None
+            and snap.to_record() == before
+        ):
+            return
+        out.append(IncidentUpdate(snap, action, notify, now))
+
+    def _prune(self) -> None:
+        p = self.policy
+        now = self._now
+        if math.isinf(now):
+            return
+        resolved = [i for i in self._incidents.values() if i.status == "resolved"]
+        drop = [i for i in resolved if cast(float, i.resolved_at) + p.resolved_retention_s < now]
+        keep = [i for i in resolved if i not in drop]
+        if len(keep) > p.max_resolved:
+            keep.sort(key=lambda i: (cast(float, i.resolved_at), i.seq))
+            drop += keep[: len(keep) - p.max_resolved]
+        for i in drop:
+            del self._incidents[i.id]
+        cut = bisect.bisect_left(self._change_keys, (now - p.change_retention_s, "", "", ""))
+        if cut:
+            del self._changes[:cut]
+            del self._change_keys[:cut]
+
+
+def _labels_text(ch: ChangeRecord) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(ch.labels.items()))

@@ -1,0 +1,227 @@
+"""The correlator's output records: `Incident` (contract record) and `IncidentUpdate`.
+
+Both are frozen snapshots: the correlator keeps its own mutable bookkeeping and hands out a
+new `Incident` with every update, so nothing downstream can change the correlator's state and
+a stored update keeps meaning what it meant when it was emitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from correlator.records import rfc3339
+from detectors.base import Direction, Layer
+
+Severity = Literal["critical", "warning", "watch"]
+Domain = Literal["provider", "prompt_model", "infra_retrieval", "unknown"]
+Status = Literal["open", "resolved"]
+Question = Literal["provider", "prompt_model", "infra_retrieval"]
+Action = Literal["open", "update", "escalate", "resolve", "reopen", "renotify"]
+Notify = Literal["trigger", "resolve"] | None
+MuteReason = Literal["silence", "inhibited"]
+
+SEVERITY_RANK: dict[str, int] = {"watch": 0, "warning": 1, "critical": 2}
+DEDUP_KEY_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSignal:
+    """One series (metric, series, detector) that fired inside an incident.
+
+    `onset` is the first time it fired in this incident, `cleared` the time of its last clear
+    (None while firing). `value`, `baseline`, `score` come from its latest firing transition;
+    `peak` is the value at its most extreme score, `fires` how often it fired (flapping shows
+    here).
+    """
+
+    metric: str
+    layer: Layer
+    detector: str
+    series: str
+    onset: float
+    cleared: float | None
+    value: float
+    baseline: float | None
+    score: float
+    direction: Direction
+    n: int | None = None
+    peak: float | None = None
+    fires: int = 1
+    page_alone: bool = False
+
+    @property
+    def firing(self) -> bool:
+        return self.cleared is None
+
+    def to_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "metric": self.metric,
+            "layer": self.layer,
+            "detector": self.detector,
+            "onset": rfc3339(self.onset),
+            "cleared": rfc3339(self.cleared),
+            "value": self.value,
+            "baseline": self.baseline,
+            "score": self.score,
+            "direction": str(self.direction),
+        }
+        if self.series:
+            rec["series"] = self.series
+        if self.n is not None:
+            rec["n"] = self.n
+        if self.peak is not None:
+            rec["peak"] = self.peak
+        rec["fires"] = self.fires
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class TriageAnswer:
+    question: Question
+    answer: bool
+    evidence: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "evidence": self.evidence}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRef:
+    """A change event attached to an incident."""
+
+    ts: float
+    kind: str
+    description: str
+    feature: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {"ts": rfc3339(self.ts), "kind": self.kind, "description": self.description}
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """A label value over-represented in the anomalous traffic.
+
+    `basis` says what was compared with the baseline: "anomalous" (the bad events' label
+    shares) or "post_onset" (all traffic since onset: a value that appeared only after onset,
+    e.g. a new prompt_version rolled out to everyone).
+    """
+
+    label: str
+    value: str
+    anomalous_share: float
+    baseline_share: float
+    basis: Literal["anomalous", "post_onset"] = "anomalous"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "anomalous_share": self.anomalous_share,
+            "baseline_share": self.baseline_share,
+            "basis": self.basis,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    reason: MuteReason
+    by: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {"reason": self.reason, "by": self.by}
+
+    @classmethod
+    def parse(cls, text: str) -> Mute:
+        """ "silence:<id>" / "inhibited:<incident id>" (a Muter's answer) → Mute."""
+        kind, _, by = text.partition(":")
+        if kind == "silence":
+            return cls("silence", by)
+        if kind in ("inhibited", "inhibit"):
+            return cls("inhibited", by)
+        # A custom muter (e.g. a maintenance window) reports through the silence kind.
+        return cls("silence", text)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An incident snapshot. `to_record()` is the DESIGN.md contract record.
+
+    Times are Unix seconds here and RFC 3339 in the record.
+    """
+
+    id: str
+    dedup_key: str
+    feature: str
+    status: Status
+    severity: Severity
+    paged: bool
+    domain: Domain
+    opened_at: float
+    resolved_at: float | None
+    signals: tuple[MemberSignal, ...]
+    triage: tuple[TriageAnswer, ...]
+    changes: tuple[ChangeRef, ...]
+    attribution: tuple[Attribution, ...]
+    summary: str
+    muted: Mute | None = None
+    reopens: int = 0
+
+    @property
+    def layers(self) -> frozenset[str]:
+        return frozenset(s.layer for s in self.signals)
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        return frozenset(s.metric for s in self.signals)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "dedup_key": self.dedup_key,
+            "feature": self.feature,
+            "status": self.status,
+            "severity": self.severity,
+            "paged": self.paged,
+            "domain": self.domain,
+            "opened_at": rfc3339(self.opened_at),
+            "resolved_at": rfc3339(self.resolved_at),
+            "signals": [s.to_record() for s in self.signals],
+            "triage": [t.to_record() for t in self.triage],
+            "changes": [c.to_record() for c in self.changes],
+            "attribution": [a.to_record() for a in self.attribution],
+            "summary": self.summary,
+            "muted": None if self.muted is None else self.muted.to_record(),
+            "reopens": self.reopens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """One change to one incident and what the pager layer must do about it.
+
+    `notify`: "trigger" — send (or re-send) the page under `incident.dedup_key`; "resolve" —
+    close it at the receiver; None — record only. `ts` is the time the decision was made (the
+    signal's or the tick's time).
+    """
+
+    incident: Incident
+    action: Action
+    notify: Notify
+    ts: float
+
+
+def incident_id(feature: str, onset: float, seq: int) -> str:
+    """Deterministic id: the same input stream gives the same ids in replay."""
+    digest = hashlib.sha256(f"{feature}\x00{onset!r}\x00{seq}".encode()).hexdigest()
+    return "inc-" + digest[:16]
+
+
+def dedup_key(feature: str, onset: float, inc_id: str) -> str:
+    """ "llm-oncall/<feature>/<opened_at epoch>/<hash>", at most 255 characters."""
+    head = "llm-oncall/"
+    tail = f"/{int(onset)}/{inc_id.removeprefix('inc-')[:12]}"
+    room = DEDUP_KEY_MAX - len(head) - len(tail)
+    return head + feature[:room] + tail

@@ -1,0 +1,96 @@
+"""The correlator's knobs, validated once (after river: parameters are checked in `__init__`).
+
+Defaults follow DESIGN.md "Correlation, triage, lifecycle"; the flap guard and retention knobs
+are ours and are explained in docs/correlator.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Self
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationPolicy:
+    """How signals group into incidents and how incidents live and notify.
+
+    - `window_s`: signals fire "together" (count toward one severity) when one fired while the
+      other was firing or had cleared less than `window_s` before.
+    - `min_signals`: distinct symptom families (see `correlator.severity`) that make an
+      incident critical.
+    - `cooldown_s`: an incident resolves once every member signal has been clear this long.
+    - `change_lookback_s`: change events this long before onset are attached and feed triage.
+    - `renotify_s`: re-send the trigger of a paged incident still open after this long (0 = off).
+    - `reopen_s`: after an incident resolved, a member series that fires again within this
+      long reopens that incident instead of opening a new one (flap guard).
+    - `flap_fires`: a series that fires this many times inside one incident marks it flapping.
+    - `flap_hold_s`: quiet period a flapping incident needs before it resolves; it doubles with
+      every reopen after a resolve, up to `flap_hold_max_s`.
+    - `retrigger_min_s`: a reopened incident re-triggers at most once per this interval
+      (None = `cooldown_s`); a deferred trigger goes out on a later tick.
+    - `split_after_s`: 0 (default) joins every signal of a feature to its open incident. When
+      > 0, a new series firing later than this after the open incident's onset opens a second
+      incident of the feature (the case where inhibition between incidents of one feature
+      applies).
+    - retention: resolved incidents are kept `resolved_retention_s` (at most `max_resolved`),
+      change events `change_retention_s` (at most `max_changes`).
+    - attribution: `attribution_min_support` anomalous events and `attribution_min_delta` share
+      lift over the baseline, top `attribution_top` values.
+    - `quality_stable_tol`: a quality metric within this relative distance of its baseline is
+      "stable" for triage question 3.
+    """
+
+    window_s: float = 600.0
+    min_signals: int = 2
+    cooldown_s: float = 900.0
+    change_lookback_s: float = 7200.0
+    renotify_s: float = 14400.0
+    reopen_s: float = 3600.0
+    flap_fires: int = 3
+    flap_hold_s: float = 3600.0
+    flap_hold_max_s: float = 86400.0
+    retrigger_min_s: float | None = None
+    split_after_s: float = 0.0
+    resolved_retention_s: float = 86400.0
+    max_resolved: int = 1000
+    change_retention_s: float = 86400.0
+    max_changes: int = 1000
+    attribution_min_support: int = 5
+    attribution_min_delta: float = 0.1
+    attribution_top: int = 3
+    quality_stable_tol: float = 0.05
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"correlation.{f.name} must be a number, got {v!r}")
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"correlation.{f.name} must be finite and >= 0, got {v!r}")
+        if self.min_signals < 1:
+            raise ValueError("correlation.min_signals must be >= 1")
+        if self.flap_fires < 2:
+            raise ValueError("correlation.flap_fires must be >= 2")
+        if self.max_resolved < 1 or self.max_changes < 1 or self.attribution_top < 1:
+            raise ValueError("correlation.max_resolved, max_changes, attribution_top must be >= 1")
+        if self.attribution_min_delta > 1 or self.quality_stable_tol > 1:
+            raise ValueError("correlation.attribution_min_delta, quality_stable_tol must be <= 1")
+        if self.flap_hold_max_s < self.flap_hold_s:
+            raise ValueError("correlation.flap_hold_max_s must be >= flap_hold_s")
+        if self.resolved_retention_s < self.reopen_s:
+            raise ValueError("correlation.resolved_retention_s must be >= reopen_s")
+
+    @property
+    def retrigger_s(self) -> float:
+        return self.cooldown_s if self.retrigger_min_s is None else self.retrigger_min_s
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})

@@ -1,0 +1,100 @@
+"""Severity of an incident from the signals that fire together.
+
+Rule (DESIGN.md, with one refinement):
+
+- **critical** when the signals firing together come from at least `min_signals` distinct
+  *symptom families*, or any of them has `page_alone` (availability collapse, auth failures).
+- **warning** for a lone quality signal (a sustained quality drop: the quality detectors only
+  fire on sustained trends with enough samples), and for a lone api error signal
+  (rate_limited_rate, provider_error_rate, auth_failure_rate, availability, or the infra
+  error_rate): callers are getting errors, which users see, and the rate detectors behind them
+  only fire on a statistically significant excess over enough calls.
+- **watch** for anything else alone: a latency, throughput, token or cost move, a retry_rate
+  rise (retries that succeed are invisible to users), and a lone behavioral move (refusals,
+  format, length): those vary with the traffic mix and are worth a page only when something
+  else agrees.
+
+The refinement: metrics that move together because they measure one thing count once.
+latency_p50/p95/p99 all jump in one latency spike; tokens per request and cost per request are
+one inflation; the error metrics all rise with one 429 surge; output length mean and cv move
+together. Counting them as distinct metrics would page on "a latency spike alone" (p95 + p99),
+which the design forbids. Distinct quality scores stay distinct: two evaluators agreeing is
+real corroboration.
+
+"Together" means within `window_s`: a signal counts with another when it fired while the other
+was firing, or the other cleared less than `window_s` before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from correlator.incident import SEVERITY_RANK, Severity
+
+_FAMILIES: dict[str, str] = {
+    "latency_p50_ms": "latency",
+    "latency_p95_ms": "latency",
+    "latency_p99_ms": "latency",
+    "input_tokens_per_request": "tokens_cost",
+    "output_tokens_per_request": "tokens_cost",
+    "cost_per_request_usd": "tokens_cost",
+    "error_rate": "errors",
+    "rate_limited_rate": "errors",
+    "provider_error_rate": "errors",
+    "auth_failure_rate": "errors",
+    "availability": "errors",
+    "retry_rate": "errors",
+    "output_length_mean": "output_length",
+    "output_length_cv": "output_length",
+}
+
+API_ERROR_METRICS = frozenset(
+    {"rate_limited_rate", "provider_error_rate", "auth_failure_rate", "availability", "error_rate"}
+)
+
+
+def family(metric: str) -> str:
+    """The symptom family a metric belongs to (its own name when it has none)."""
+    return _FAMILIES.get(metric, metric)
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityInput:
+    metric: str
+    layer: str
+    onset: float
+    cleared: float | None
+    page_alone: bool
+
+
+def lone_severity(metric: str, layer: str) -> Severity:
+    """Severity of a signal that fires alone (see the module doc)."""
+    if layer == "quality":
+        return "warning"
+    if metric in API_ERROR_METRICS:
+        return "warning"
+    return "watch"
+
+
+def max_severity(a: Severity, b: Severity) -> Severity:
+    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
+
+
+def assess(
+    members: Iterable[SeverityInput], at: float, window_s: float, min_signals: int
+) -> Severity:
+    """Severity of the signals firing together at time `at` (a firing transition's time)."""
+    together = [
+        m for m in members if m.onset <= at and (m.cleared is None or m.cleared >= at - window_s)
+    ]
+    if not together:
+        return "watch"
+    if any(m.page_alone for m in together):
+        return "critical"
+    if len({family(m.metric) for m in together}) >= min_signals:
+        return "critical"
+    sev: Severity = "watch"
+    for m in together:
+        sev = max_severity(sev, lone_severity(m.metric, m.layer))
+    return sev

@@ -1,0 +1,303 @@
+"""Triage: the three questions in order, each answered with numbers, and the summary line.
+
+1. provider — is any api-layer signal (rate limits, provider errors, availability, auth
+   failures, retries) part of the incident? → domain `provider`.
+2. prompt_model — is a quality or behavioral signal part of it, or was there a prompt/model
+   change in the lookback before onset? → `prompt_model`. A quality drop that coincides with a
+   model_version over-represented in the anomalous traffic while no internal change (prompt,
+   model, deploy) happened in the lookback points at a silent provider model update.
+3. infra_retrieval — latency, token or cost inflation while quality is stable (no quality
+   signal, and every quality metric in the context within `quality_stable_tol` of its
+   baseline)? → `infra_retrieval`.
+
+The domain is the first question answered yes, else `unknown`. All three are always answered
+so the page shows the whole picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from correlator.incident import Attribution, ChangeRef, Domain, MemberSignal, TriageAnswer
+from correlator.records import FeatureContext, MetricSnapshot, rfc3339
+
+PROMPT_MODEL_CHANGE_KINDS = frozenset({"prompt", "model"})
+INTERNAL_CHANGE_KINDS = frozenset({"prompt", "model", "deploy"})
+MODEL_LABELS = ("model_version", "model")
+INFLATION_FAMILIES_PREFIX = ("latency_", "input_tokens", "output_tokens", "cost_")
+API_CONTEXT_METRICS = (
+    "rate_limited_rate",
+    "provider_error_rate",
+    "auth_failure_rate",
+    "availability",
+    "retry_rate",
+)
+SUMMARY_MAX = 512
+
+
+# ---- number formatting ------------------------------------------------------------------
+
+
+def _is_share(metric: str) -> bool:
+    return metric.endswith("_rate") or metric == "availability"
+
+
+def fmt_value(metric: str, value: float | None) -> str:
+    """A metric value the way a person reads it: shares in %, ms, $, else 3 significant."""
+    if value is None:
+        return "n/a"
+    if _is_share(metric):
+        return f"{value * 100:.3g}%"
+    if metric.endswith("_ms"):
+        return f"{value:.0f} ms"
+    if metric.endswith("_usd"):
+        return f"${value:.3g}"
+    return f"{value:.3g}"
+
+
+def _rel(value: float, baseline: float | None) -> str:
+    if baseline is None or baseline == 0:
+        return ""
+    return f" ({(value - baseline) / abs(baseline) * 100:+.0f}%)"
+
+
+def _unit(layer: str) -> str:
+    return "scores" if layer == "quality" else "calls"
+
+
+def _n_of(sig: MemberSignal, metrics: Mapping[str, MetricSnapshot]) -> int | None:
+    if sig.n is not None:
+        return sig.n
+    snap = metrics.get(sig.metric)
+    return None if snap is None else snap.n
+
+
+def signal_evidence(sig: MemberSignal, metrics: Mapping[str, MetricSnapshot]) -> str:
+    """e.g. "rate_limited_rate 31% vs baseline 0.4% over 412 calls"."""
+    text = f"{sig.metric}"
+    if sig.series:
+        text += f"{{{sig.series}}}"
+    text += f" {fmt_value(sig.metric, sig.value)}"
+    if sig.baseline is not None:
+        text += f" vs baseline {fmt_value(sig.metric, sig.baseline)}"
+        if not _is_share(sig.metric):
+            text += _rel(sig.value, sig.baseline)
+    n = _n_of(sig, metrics)
+    if n is not None:
+        text += f" over {n} {_unit(sig.layer)}"
+    if sig.cleared is not None:
+        text += " (cleared)"
+    return text
+
+
+def _snapshot_evidence(snap: MetricSnapshot) -> str:
+    text = f"{snap.metric} {fmt_value(snap.metric, snap.value)}"
+    if snap.baseline is not None:
+        text += f" (baseline {fmt_value(snap.metric, snap.baseline)})"
+    if snap.n is not None:
+        text += f" over {snap.n} {_unit(snap.layer)}"
+    return text
+
+
+def _ago(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.0f} min"
+
+
+def change_evidence(ch: ChangeRef, onset: float) -> str:
+    when = onset - ch.ts
+    rel = f"{_ago(when)} before onset" if when >= 0 else f"{_ago(-when)} after onset"
+    desc = f" '{ch.description}'" if ch.description else ""
+    return f"{ch.kind} change{desc} at {rfc3339(ch.ts)} ({rel})"
+
+
+# ---- the three questions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TriageResult:
+    answers: tuple[TriageAnswer, ...]
+    domain: Domain
+    silent_model_update: Attribution | None
+
+
+def _quality_unstable(
+    metrics: Mapping[str, MetricSnapshot], tol: float
+) -> tuple[list[str], list[str]]:
+    """(stable, unstable) evidence strings for the quality metrics in the context."""
+    stable: list[str] = []
+    unstable: list[str] = []
+    for name in sorted(metrics):
+        snap = metrics[name]
+        if snap.layer != "quality" or snap.baseline is None:
+            continue
+        dev = abs(snap.value - snap.baseline)
+        scale = abs(snap.baseline) or 1.0
+        (stable if dev <= tol * scale else unstable).append(_snapshot_evidence(snap))
+    return stable, unstable
+
+
+def triage(
+    signals: Sequence[MemberSignal],
+    ctx: FeatureContext | None,
+    changes: Sequence[ChangeRef],
+    attribution: Sequence[Attribution],
+    onset: float,
+    lookback_s: float,
+    quality_stable_tol: float = 0.05,
+) -> TriageResult:
+    metrics: Mapping[str, MetricSnapshot] = {} if ctx is None else ctx.metrics
+    ordered = sorted(signals, key=lambda s: (s.onset, s.metric, s.series, s.detector))
+    last_onset = max((s.onset for s in ordered), default=onset)
+    before = [c for c in changes if onset - lookback_s <= c.ts <= last_onset]
+    lookback_txt = _ago(lookback_s)
+
+    # (1) provider
+    api = [s for s in ordered if s.layer == "api"]
+    if api:
+        q1 = TriageAnswer("provider", True, "; ".join(signal_evidence(s, metrics) for s in api))
+    else:
+        ctx_api = [_snapshot_evidence(metrics[m]) for m in API_CONTEXT_METRICS if m in metrics]
+        ev = "no api-layer signal"
+        if ctx_api:
+            ev += "; " + ", ".join(ctx_api)
+        q1 = TriageAnswer("provider", False, ev)
+
+    # (2) prompt_model
+    qual = [s for s in ordered if s.layer == "quality"]
+    behav = [s for s in ordered if s.layer == "behavioral"]
+    pm_changes = [c for c in before if c.kind in PROMPT_MODEL_CHANGE_KINDS]
+    internal = [c for c in before if c.kind in INTERNAL_CHANGE_KINDS]
+    silent: Attribution | None = None
+    if qual and not internal:
+        for a in attribution:
+            if a.label in MODEL_LABELS:
+                silent = a
+                break
+    parts = [signal_evidence(s, metrics) for s in qual + behav]
+    parts += [change_evidence(c, onset) for c in pm_changes]
+    if silent is not None:
+        parts.append(
+            f"{silent.label}={silent.value} is {silent.anomalous_share * 100:.0f}% of anomalous"
+            f" traffic vs {silent.baseline_share * 100:.0f}% before, with no prompt/model/deploy"
+            f" change in the {lookback_txt} before onset: suspect a silent provider model"
+            " update; pin the model version"
+        )
+    if qual or behav or pm_changes:
+        q2 = TriageAnswer("prompt_model", True, "; ".join(parts))
+    else:
+        stable, unstable = _quality_unstable(metrics, quality_stable_tol)
+        ev = f"no quality or behavioral signal; no prompt/model change in the {lookback_txt}"
+        ev += " before onset"
+        if stable or unstable:
+            ev += "; " + ", ".join(stable + unstable)
+        q2 = TriageAnswer("prompt_model", False, ev)
+
+    # (3) infra_retrieval
+    inflation = [
+        s for s in ordered if s.layer == "infra" and s.metric.startswith(INFLATION_FAMILIES_PREFIX)
+    ]
+    stable, unstable = _quality_unstable(metrics, quality_stable_tol)
+    if not inflation:
+        q3 = TriageAnswer("infra_retrieval", False, "no latency, token or cost inflation signal")
+    elif qual or unstable:
+        bad = [signal_evidence(s, metrics) for s in qual] + unstable
+        q3 = TriageAnswer(
+            "infra_retrieval",
+            False,
+            "; ".join(signal_evidence(s, metrics) for s in inflation)
+            + "; but quality is not stable: "
+            + ", ".join(bad),
+        )
+    else:
+        quality_txt = (
+            "quality stable: " + ", ".join(stable) if stable else "no quality signal or score drift"
+        )
+        q3 = TriageAnswer(
+            "infra_retrieval",
+            True,
+            "; ".join(signal_evidence(s, metrics) for s in inflation) + "; " + quality_txt,
+        )
+
+    answers = (q1, q2, q3)
+    domain: Domain = "unknown"
+    for ans in answers:
+        if ans.answer:
+            domain = ans.question
+            break
+    return TriageResult(answers, domain, silent)
+
+
+# ---- summary ----------------------------------------------------------------------------
+
+
+def _phrase(sig: MemberSignal) -> str:
+    base = "" if sig.baseline is None else f" vs {fmt_value(sig.metric, sig.baseline)}"
+    val = fmt_value(sig.metric, sig.value)
+    if sig.layer == "quality":
+        name = sig.metric.removeprefix("score:")
+        word = "drop" if str(sig.direction) == "down" else "shift"
+        return f"quality {word} ({name} {val}{base})"
+    name = sig.metric.replace("_", " ")
+    for suffix in (" ms", " usd"):
+        name = name.removesuffix(suffix)
+    return f"{name} {val}{base}"
+
+
+_LAYER_ORDER = {"quality": 0, "behavioral": 1, "api": 2, "infra": 3}
+
+
+def summarize(
+    feature: str,
+    signals: Sequence[MemberSignal],
+    result: TriageResult,
+    changes: Sequence[ChangeRef],
+    attribution: Sequence[Attribution],
+    onset: float,
+    lookback_s: float,
+) -> str:
+    """The one line a person reads first."""
+    seen: set[str] = set()
+    phrases: list[str] = []
+    for s in sorted(signals, key=lambda s: (_LAYER_ORDER.get(s.layer, 9), s.onset, s.metric)):
+        if s.metric in seen:
+            continue
+        seen.add(s.metric)
+        phrases.append(_phrase(s))
+    if len(phrases) > 3:
+        phrases = [*phrases[:3], f"{len(phrases) - 3} more"]
+    head = f"{feature}: " + " + ".join(phrases)
+    last_onset = max((s.onset for s in signals), default=onset)
+    pm_changes = [
+        c
+        for c in changes
+        if c.kind in PROMPT_MODEL_CHANGE_KINDS and onset - lookback_s <= c.ts <= last_onset
+    ]
+    if result.domain == "provider":
+        provider_attr = next(
+            (a for a in attribution if a.label in ("provider", "model", "endpoint")), None
+        )
+        cause = "suspect provider errors/rate limits"
+        if provider_attr is not None:
+            cause += f" on {provider_attr.label}={provider_attr.value}"
+    elif result.domain == "prompt_model":
+        if pm_changes:
+            ch = pm_changes[-1]
+            cause = f"suspect {ch.kind} change" + (f" {ch.description}" if ch.description else "")
+        elif result.silent_model_update is not None:
+            a = result.silent_model_update
+            cause = f"suspect silent model update ({a.label}={a.value})"
+        elif attribution:
+            cause = f"suspect {attribution[0].label}={attribution[0].value}"
+        else:
+            cause = "suspect prompt/model behaviour"
+    elif result.domain == "infra_retrieval":
+        cause = "suspect infrastructure/retrieval, quality stable"
+    else:
+        cause = "cause unknown"
+    line = f"{head} — {cause} ({result.domain})"
+    if len(line) > SUMMARY_MAX:
+        line = line[: SUMMARY_MAX - 1] + "…"
+    return line
