@@ -87,7 +87,8 @@ def build_message(n: Notification) -> dict[str, Any]:
             "elements": [{"type": "mrkdwn", "text": truncate(" · ".join(context), 3000)}],
         }
     )
-    return {"text": truncate(render.title(n), 3000), "blocks": blocks[:50]}
+    # `text` (the notification fallback) is mrkdwn too: escape it; the header is plain_text.
+    return {"text": truncate(_esc(render.title(n)), 3000), "blocks": blocks[:50]}
 
 
 class SlackSender:

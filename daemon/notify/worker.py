@@ -175,10 +175,12 @@ class DeliveryWorker:
         tasks = list(self._inflight.values())
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait(tasks, timeout=grace)
+        finally:  # also when stop() cancels us during the grace period
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run an outbox write, waiting while the shared connection is in someone else's

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +131,12 @@ def make_worker(
 def counter(registry: CollectorRegistry, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return value or 0.0
+
+
+async def wait_until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Poll a condition the fakes expose as plain counters (no event to wait on)."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.002)
