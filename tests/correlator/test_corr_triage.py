@@ -1,0 +1,240 @@
+"""Triage answers with numbers, the silent model update, attribution and change correlation."""
+
+from __future__ import annotations
+
+from corr_helpers import FEATURE, T0, ctx, no_ctx, policy, sig
+
+from correlator import ChangeRecord, Correlator, attribute
+from correlator.incident import Incident
+
+
+def _answers(inc: Incident) -> dict[str, tuple[bool, str]]:
+    return {t.question: (t.answer, t.evidence) for t in inc.triage}
+
+
+def test_provider_domain_with_numbers() -> None:
+    corr = Correlator()
+    ups = corr.on_signal(
+        sig("rate_limited_rate", T0, value=0.31, baseline=0.004, n=412),
+        ctx(metrics={"rate_limited_rate": (0.31, 0.004, 412)}),
+    )
+    inc = ups[0].incident
+    assert inc.domain == "provider"
+    ok, ev = _answers(inc)["provider"]
+    assert ok
+    assert "rate_limited_rate 31% vs baseline 0.4% over 412 calls" in ev
+    assert [t.question for t in inc.triage] == ["provider", "prompt_model", "infra_retrieval"]
+    assert inc.summary.endswith("(provider)")
+
+
+def test_provider_no_answer_quotes_context_numbers() -> None:
+    corr = Correlator()
+    ups = corr.on_signal(
+        sig("latency_p95_ms", T0),
+        ctx(
+            metrics={"rate_limited_rate": (0.002, 0.004, 500), "latency_p95_ms": (4200, 1100, 500)}
+        ),
+    )
+    ok, ev = _answers(ups[0].incident)["provider"]
+    assert not ok
+    assert "rate_limited_rate 0.2% (baseline 0.4%) over 500 calls" in ev
+
+
+def test_prompt_model_domain_with_prompt_change() -> None:
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 900, "prompt", FEATURE, "v42"))
+    ups = corr.on_signal(sig("score:faithfulness", T0, n=64), ctx())
+    ups += corr.on_signal(sig("refusal_rate", T0 + 60, n=400), ctx())
+    inc = ups[-1].incident
+    assert inc.domain == "prompt_model"
+    ok, ev = _answers(inc)["prompt_model"]
+    assert ok
+    assert "score:faithfulness 0.71 vs baseline 0.86 (-17%) over 64 scores" in ev
+    assert "refusal_rate 12% vs baseline 3% over 400 calls" in ev
+    assert "prompt change 'v42'" in ev and "15 min before onset" in ev
+    assert inc.summary == (
+        "support-bot: quality drop (faithfulness 0.71 vs 0.86) + refusal rate 12% vs 3%"
+        " — suspect prompt change v42 (prompt_model)"
+    )
+
+
+def test_prompt_change_alone_makes_latency_prompt_model() -> None:
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 600, "model", None, "gpt-x -> gpt-y"))
+    inc = corr.on_signal(sig("latency_p95_ms", T0), ctx())[0].incident
+    assert inc.domain == "prompt_model"
+
+
+def test_infra_retrieval_when_quality_stable() -> None:
+    corr = Correlator()
+    c = ctx(metrics={"score:faithfulness": (0.85, 0.86, 120), "latency_p95_ms": (4200, 1100, 600)})
+    corr.on_signal(sig("latency_p95_ms", T0, n=600), c)
+    inc = corr.on_signal(sig("output_tokens_per_request", T0 + 30), c)[-1].incident
+    assert inc.domain == "infra_retrieval"
+    ok, ev = _answers(inc)["infra_retrieval"]
+    assert ok
+    assert "latency_p95_ms 4200 ms vs baseline 1100 ms (+282%) over 600 calls" in ev
+    assert "quality stable: score:faithfulness 0.85 (baseline 0.86) over 120 scores" in ev
+    assert not _answers(inc)["provider"][0]
+    assert not _answers(inc)["prompt_model"][0]
+
+
+def test_infra_not_answered_when_quality_moved() -> None:
+    corr = Correlator()
+    c = ctx(metrics={"score:faithfulness": (0.70, 0.86, 120)})
+    inc = corr.on_signal(sig("latency_p95_ms", T0), c)[0].incident
+    ok, ev = _answers(inc)["infra_retrieval"]
+    assert not ok
+    assert "quality is not stable: score:faithfulness 0.7 (baseline 0.86)" in ev
+    assert inc.domain == "unknown"
+    assert "cause unknown (unknown)" in inc.summary
+
+
+def test_unknown_domain() -> None:
+    corr = Correlator()
+    inc = corr.on_signal(sig("throughput_rpm", T0), ctx())[0].incident
+    assert inc.domain == "unknown"
+    assert not any(t.answer for t in inc.triage)
+
+
+def test_triage_recomputed_as_signals_join() -> None:
+    corr = Correlator()
+    assert corr.on_signal(sig("score:faithfulness", T0), ctx())[0].incident.domain == "prompt_model"
+    ups = corr.on_signal(sig("rate_limited_rate", T0 + 60, n=300), ctx())
+    assert ups[-1].incident.domain == "provider"
+
+
+SILENT_CTX = ctx(
+    bad={"model_version": {"gpt-4o-2024-08-06": 46, "gpt-4o-2024-05-13": 4}},
+    all_={"model_version": {"gpt-4o-2024-08-06": 300, "gpt-4o-2024-05-13": 100}},
+    base={"model_version": {"gpt-4o-2024-08-06": 20, "gpt-4o-2024-05-13": 380}},
+)
+
+
+def test_silent_model_update_wording() -> None:
+    corr = Correlator()
+    inc = corr.on_signal(sig("score:faithfulness", T0, n=80), SILENT_CTX)[0].incident
+    ok, ev = _answers(inc)["prompt_model"]
+    assert ok
+    assert "model_version=gpt-4o-2024-08-06 is 92% of anomalous traffic vs 5% before" in ev
+    assert "suspect a silent provider model update; pin the model version" in ev
+    assert "suspect silent model update (model_version=gpt-4o-2024-08-06)" in inc.summary
+
+
+def test_no_silent_update_claim_when_a_deploy_happened() -> None:
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 1200, "deploy", FEATURE, "app 1.2.3"))
+    inc = corr.on_signal(sig("score:faithfulness", T0, n=80), SILENT_CTX)[0].incident
+    assert "silent" not in _answers(inc)["prompt_model"][1]
+    assert [c.kind for c in inc.changes] == ["deploy"]
+
+
+# ---- attribution ------------------------------------------------------------------------
+
+
+def test_attribution_rule() -> None:
+    c = ctx(
+        bad={
+            "prompt_version": {"v42": 45, "v41": 5, "__other__": 30},
+            "segment": {"enterprise": 25, "free": 25},
+            "experiment": {"exp-a": 3},  # below support
+        },
+        all_={"prompt_version": {"v41": 70, "v42": 60}, "flag": {"new-ui": 40, "old-ui": 60}},
+        base={
+            "prompt_version": {"v41": 90, "v42": 10},
+            "segment": {"enterprise": 50, "free": 50},
+            "experiment": {"control": 100},
+            "flag": {"old-ui": 100},
+        },
+    )
+    attrs = attribute(c)
+    recs = [a.to_record() for a in attrs]
+    assert recs[0] == {
+        "label": "flag",
+        "value": "new-ui",
+        "anomalous_share": 0.4,
+        "baseline_share": 0.0,
+        "basis": "post_onset",
+    }
+    assert {
+        "label": "prompt_version",
+        "value": "v42",
+        "anomalous_share": 0.562,
+        "baseline_share": 0.1,
+        "basis": "anomalous",
+    } in recs
+    assert all(a.value != "__other__" for a in attrs)
+    assert all(a.label not in ("segment", "experiment") for a in attrs)
+    assert len(attrs) <= 3
+
+
+def test_attribution_top_three_by_lift() -> None:
+    bad = {f"l{i}": {"x": 10 + i, "y": 1} for i in range(5)}
+    base = {f"l{i}": {"x": 1 + i, "y": 100} for i in range(5)}
+    attrs = attribute(ctx(bad=bad, base=base))
+    assert [a.label for a in attrs] == ["l0", "l1", "l2"]
+
+
+def test_attribution_without_baseline_compares_with_all_traffic() -> None:
+    c = ctx(bad={"segment": {"free": 40, "pro": 2}}, all_={"segment": {"free": 100, "pro": 100}})
+    attrs = attribute(c)
+    assert [(a.label, a.value, a.baseline_share) for a in attrs] == [("segment", "free", 0.5)]
+
+
+def test_attribution_lands_on_incident_and_summary() -> None:
+    corr = Correlator()
+    c = ctx(bad={"prompt_version": {"v42": 30}}, base={"prompt_version": {"v41": 100}})
+    inc = corr.on_signal(sig("score:faithfulness", T0), c)[0].incident
+    assert inc.attribution[0].value == "v42"
+    assert "suspect prompt_version=v42" in inc.summary
+
+
+# ---- change correlation -----------------------------------------------------------------
+
+
+def test_changes_in_and_out_of_lookback() -> None:
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 7300, "prompt", FEATURE, "too old"))
+    corr.add_change(ChangeRecord(T0 - 7000, "flag", FEATURE, "in lookback"))
+    corr.add_change(ChangeRecord(T0 - 60, "index", None, "global"))
+    corr.add_change(ChangeRecord(T0 - 60, "prompt", "other-feature", "not ours"))
+    corr.add_change(ChangeRecord(T0 - 60, "prompt", "other-feature", "not ours"))  # dup
+    corr.add_change(ChangeRecord(T0 + 600, "deploy", FEATURE, "after onset"))
+    inc = corr.on_signal(sig("latency_p95_ms", T0), ctx())[0].incident
+    assert [c.description for c in inc.changes] == ["in lookback", "global"]
+    assert inc.domain == "infra_retrieval"  # neither is a prompt/model change
+    ups = corr.tick(T0 + 660, no_ctx)
+    assert [c.description for c in ups[0].incident.changes] == [
+        "in lookback",
+        "global",
+        "after onset",
+    ]
+    assert len(corr.changes()) == 5
+    rec = ups[0].incident.to_record()["changes"][0]
+    assert rec == {"ts": "2023-11-14T20:16:40.000Z", "kind": "flag", "description": "in lookback"}
+
+
+def test_old_prompt_change_does_not_implicate_prompt() -> None:
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 7201, "prompt", FEATURE, "v41"))
+    inc = corr.on_signal(sig("latency_p95_ms", T0), ctx())[0].incident
+    assert inc.domain == "infra_retrieval"
+    assert inc.changes == ()
+
+
+def test_late_change_event_is_picked_up_on_tick() -> None:
+    corr = Correlator()
+    corr.on_signal(sig("latency_p95_ms", T0), ctx())
+    corr.add_change(ChangeRecord(T0 - 300, "prompt", FEATURE, "v43"))
+    ups = corr.tick(T0 + 60, no_ctx)
+    assert ups[0].incident.domain == "prompt_model"
+    assert "suspect prompt change v43" in ups[0].incident.summary
+
+
+def test_change_store_is_bounded() -> None:
+    corr = Correlator(policy(max_changes=10))
+    for i in range(50):
+        corr.add_change(ChangeRecord(T0 + i, "flag", None, f"c{i}"))
+    assert corr.changes()[0].description == "c40"
+    corr.tick(T0 + 2 * 86400, no_ctx)
+    assert corr.changes() == []
