@@ -53,6 +53,7 @@ class _FakeBase:
         self.rejected: list[tuple[int, list[str]]] = []
         self.requests = 0
         self.request_times: list[float] = []
+        self.latency_s = 0.0  # every request takes this long (crash tests kill mid-request)
         self.server: TestServer | None = None
 
     def fail_next(self, n: int, fault: Fault) -> None:
@@ -61,6 +62,8 @@ class _FakeBase:
     async def _fault(self) -> web.Response | None:
         self.requests += 1
         self.request_times.append(self.clock())
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         fault = self.faults.pop(0) if self.faults else self.down
         if fault is None:
             return None
