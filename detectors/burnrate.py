@@ -16,7 +16,10 @@ Samples that summarise overlapping trailing windows (the aggregator's 5-minute w
 15 s) count each event in several samples; every event is over-counted by the same factor,
 so the ratios and the burn rates are unchanged, but a window's edges are smoothed by the
 sample window. `min_events` (in summed sample counts) keeps a quiet window from firing on a
-handful of failures. Nothing is scored until `warmup_s` seconds of history exist.
+handful of failures. A pair is only judged once the history covers its long window (or
+`warmup_s` seconds, when given): a 6-hour rate over the first 20 minutes after a cold start
+is a 20-minute rate, and would page on what the pair is meant to ignore. Snapshots keep the
+history across restarts.
 """
 
 from __future__ import annotations
@@ -74,8 +77,7 @@ class BurnRateDetector:
                 )
             if short_s < slot_s:
                 raise ValueError(f"pairs: window {short_s!r} s is shorter than slot_s")
-        warm = min(s for _, s, _ in checked) if warmup_s is None else warmup_s
-        if not (warm >= 0 and math.isfinite(warm)):
+        if warmup_s is not None and not (warmup_s >= 0 and math.isfinite(warmup_s)):
             raise ValueError(f"warmup_s must be >= 0, got {warmup_s!r}")
         self.slo = float(slo)
         self.pairs = tuple(checked)
@@ -83,7 +85,6 @@ class BurnRateDetector:
         self.value_is: ValueIs = value_is
         self.min_events = float(min_events)
         self.warmup_s = None if warmup_s is None else float(warmup_s)
-        self._warm = float(warm)
         windows = sorted({w for p in checked for w in p[:2]})
         self._wins = tuple(max(1, round(w / slot_s)) for w in windows)
         self._win_index = {w: i for i, w in enumerate(windows)}
@@ -161,11 +162,12 @@ class BurnRateDetector:
                 self._sum_tot[i] += events
         if self._first_ts is None:
             self._first_ts = ts
-        if ts - self._first_ts < self._warm:
-            return None
+        history = ts - self._first_ts
         breach = False
         score = 0.0
         for long_s, short_s, factor in self.pairs:
+            if history < (long_s - self.slot_s if self.warmup_s is None else self.warmup_s):
+                continue
             burn_long, n_long = self._burn(long_s)
             burn_short, n_short = self._burn(short_s)
             s = min(burn_long, burn_short)

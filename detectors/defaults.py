@@ -56,15 +56,15 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
     ("infra", "throughput_rpm"):           (),
     ("infra", "error_rate"):               (_rule("static", threshold=0.05, op="above",
                                                   for_s=120.0, clear=0.03, min_n=20),),
-    ("infra", "input_tokens_per_request"): (_rule("ewma", direction="up", threshold=5.0,
+    ("infra", "input_tokens_per_request"): (_rule("ewma", direction="up", threshold=4.0,
                                                   for_n=8, half_life=480.0, warmup=240,
-                                                  min_n=20, min_rel_sigma=0.05),),
-    ("infra", "output_tokens_per_request"): (_rule("ewma", direction="up", threshold=5.0,
+                                                  min_n=20, min_rel_sigma=0.03),),
+    ("infra", "output_tokens_per_request"): (_rule("ewma", direction="up", threshold=4.0,
                                                    for_n=8, half_life=480.0, warmup=240,
-                                                   min_n=20, min_rel_sigma=0.05),),
-    ("infra", "cost_per_request_usd"):     (_rule("ewma", direction="up", threshold=5.0,
+                                                   min_n=20, min_rel_sigma=0.03),),
+    ("infra", "cost_per_request_usd"):     (_rule("ewma", direction="up", threshold=4.0,
                                                   for_n=8, half_life=480.0, warmup=240,
-                                                  min_n=20, min_rel_sigma=0.05),),
+                                                  min_n=20, min_rel_sigma=0.03),),
     # ---- api -----------------------------------------------------------------------------
     ("api", "rate_limited_rate"):          (_rule("rate", direction="up", min_n=30,
                                                   min_ratio=2.0, min_abs_diff=0.02),),
@@ -94,7 +94,7 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
 
 # Quality scores: `direction` is filled in from the score's configured direction.
 _QUALITY: tuple[RuleSpec, ...] = (
-    _rule("seasonal", for_n=20, clear_n=8, min_n=30, min_rel_sigma=0.03),
+    _rule("seasonal", for_n=12, clear_n=8, min_n=30, min_rel_sigma=0.03),
     _rule("cusum", k=0.05, h=4.0, min_n=30),
 )
 

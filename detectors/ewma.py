@@ -75,6 +75,21 @@ def _check_nonneg(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
+HUBER_Z = 2.0
+
+
+def _winsorize(value: float, mean: float, sd: float, threshold: float) -> tuple[float, float]:
+    """What a protected baseline learns from `value`: for the mean, `value` clipped at
+    `HUBER_Z` sigmas (a Huber-style location step: unbiased for symmetric noise, and an
+    outlier moves the mean by at most 2 sigma x alpha); for the variance, `value` clipped at
+    `threshold` sigmas (heavy tails still widen the spread, one wild point does not)."""
+    lim = HUBER_Z * sd
+    xm = mean + lim if value > mean + lim else mean - lim if value < mean - lim else value
+    lim = threshold * sd
+    xv = mean + lim if value > mean + lim else mean - lim if value < mean - lim else value
+    return xm, xv
+
+
 class _Alarm:
     """Fire after `for_n` consecutive anomalous samples on one side; clear after `clear_n`
     consecutive calm ones. Subclasses decide what anomalous and calm mean."""
@@ -200,21 +215,22 @@ class EwmaDetector(_Alarm):
     def baseline(self) -> float | None:
         return self._mean if self._count >= self.warmup else None
 
-    def _learn(self, x: float) -> None:
+    def _learn(self, x: float, xv: float) -> None:
+        """EW mean of `x` and EW variance of `xv` (see `_winsorize`)."""
         self._count += 1
         a = self._a
         if self._count * a < 1.0:  # running mean until 1/count drops below alpha
             a = 1.0 / self._count
-        diff = x - self._mean
-        incr = a * diff
-        self._mean += incr
-        self._var = (1.0 - a) * (self._var + diff * incr)
+        m = self._mean
+        dv = xv - m
+        self._mean = m + a * (x - m)
+        self._var = (1.0 - a) * (self._var + a * dv * dv)
 
     def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
         if (n is not None and n < self.min_n) or not math.isfinite(value):
             return None
         if self._count < self.warmup:
-            self._learn(value)
+            self._learn(value, value)
             return None
         mean = self._mean
         sd = max(math.sqrt(self._var), self.min_rel_sigma * abs(mean), self.min_sigma, _TINY)
@@ -225,9 +241,8 @@ class EwmaDetector(_Alarm):
         thr = self.threshold
         calm = z * self._fire_sign < self.clear
         out = self._judge(ts, value, mean, abs(z), sign, dev >= thr, calm)
-        if not self._firing:
-            lim = thr * sd
-            self._learn(mean + lim if value > mean + lim else max(value, mean - lim))
+        if not self._firing and not self._pending:
+            self._learn(*_winsorize(value, mean, sd, thr))
         return out
 
     def to_state(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from detectors.ewma import (
     _check_nonneg,
     _check_thresholds,
     _check_version,
+    _winsorize,
 )
 
 HOURS_PER_WEEK = 168
@@ -117,34 +118,40 @@ class _Profile:
         m1, v1 = self._at(h0 + 1)
         return m0 + f * (m1 - m0), v0 + f * (v1 - v0)
 
-    def learn(self, ts: float, x: float) -> None:
+    def learn(self, ts: float, x: float, xv: float | None = None) -> None:
+        """Learn `x` into the mean and `xv` (default `x`) into the variance of each level.
+
+        Callers pass a tighter-winsorized `x` (a Huber-style location update) and a looser
+        `xv`, so an outlier moves the baseline little while the spread stays honest."""
+        if xv is None:
+            xv = x
         hour = int(ts // 3600)
         # global
         c = self.gc = min(self.gc + 1, _COUNT_CAP)
         a = self.global_a
         if c * a < 1.0:
             a = 1.0 / c
-        diff = x - self.gm
-        incr = a * diff
-        self.gm += incr
-        self.gv = (1.0 - a) * (self.gv + diff * incr)
+        m = self.gm
+        dv = xv - m
+        self.gm = m + a * (x - m)
+        self.gv = (1.0 - a) * (self.gv + a * dv * dv)
         ba = self.bucket_a
         # hour of day
         d = hour % 24
         c = self.dc[d] = min(self.dc[d] + 1, _COUNT_CAP)
         a = 1.0 / c if c * ba < 1.0 else ba
-        diff = x - self.dm[d]
-        incr = a * diff
-        self.dm[d] += incr
-        self.dv[d] = (1.0 - a) * (self.dv[d] + diff * incr)
+        m = self.dm[d]
+        dv = xv - m
+        self.dm[d] = m + a * (x - m)
+        self.dv[d] = (1.0 - a) * (self.dv[d] + a * dv * dv)
         # hour of week
         k = (hour + EPOCH_WEEK_OFFSET_H) % HOURS_PER_WEEK
         c = self.wc[k] = min(self.wc[k] + 1, _COUNT_CAP)
         a = 1.0 / c if c * ba < 1.0 else ba
-        diff = x - self.wm[k]
-        incr = a * diff
-        self.wm[k] += incr
-        self.wv[k] = (1.0 - a) * (self.wv[k] + diff * incr)
+        m = self.wm[k]
+        dv = xv - m
+        self.wm[k] = m + a * (x - m)
+        self.wv[k] = (1.0 - a) * (self.wv[k] + a * dv * dv)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -235,9 +242,8 @@ class SeasonalDetector(_Alarm):
         thr = self.threshold
         calm = z * self._fire_sign < self.clear
         out = self._judge(ts, value, mean, abs(z), sign, dev >= thr, calm)
-        if not self._firing:
-            lim = thr * sd
-            prof.learn(ts, mean + lim if value > mean + lim else max(value, mean - lim))
+        if not self._firing and not self._pending:
+            prof.learn(ts, *_winsorize(value, mean, sd, thr))
         return out
 
     def to_state(self) -> dict[str, Any]:
