@@ -41,7 +41,8 @@ def weekend(ts: FloatArray) -> FloatArray:
 
 def t_noise(rng: np.random.Generator, size: int, df: float) -> FloatArray:
     """Student-t noise scaled to unit standard deviation."""
-    return rng.standard_t(df, size) / np.sqrt(df / (df - 2.0))
+    noise: FloatArray = rng.standard_t(df, size) / np.sqrt(df / (df - 2.0))
+    return noise
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""The default rules on generated traffic: quiet on two weeks of clean data, quick on real
+shifts, deaf to spikes and short bursts. Every detector here is built from `default_rules`
+through `build_detector`, so these are tests of the shipped defaults."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from detectors import Transition, build_detector, default_rules
+from tests.detectors.gen import (
+    LevelSpec,
+    RateSpec,
+    Series,
+    Shift,
+    at,
+    level_series,
+    rate_series,
+    ticks,
+)
+
+Spec = LevelSpec | RateSpec
+Event = tuple[str, Transition]
+
+# Representative metrics of every layer with realistic shapes: (layer, metric) -> spec.
+METRICS: dict[tuple[str, str], Spec] = {
+    ("infra", "latency_p95_ms"): LevelSpec(base=2500, daily_amp=0.2, noise_rel=0.15),
+    ("infra", "error_rate"): RateSpec(p=0.01, jitter=0.3),
+    ("infra", "input_tokens_per_request"): LevelSpec(base=1800, daily_amp=0.05, noise_rel=0.05),
+    ("infra", "output_tokens_per_request"): LevelSpec(base=350, daily_amp=0.08, noise_rel=0.05),
+    ("infra", "cost_per_request_usd"): LevelSpec(base=0.004, daily_amp=0.08, noise_rel=0.06),
+    ("api", "rate_limited_rate"): RateSpec(p=0.01, jitter=0.3),
+    ("api", "auth_failure_rate"): RateSpec(p=0.001),
+    ("api", "provider_error_rate"): RateSpec(p=0.005, jitter=0.2),
+    ("api", "availability"): RateSpec(p=0.995, bad_is_low=True),
+    ("api", "retry_rate"): RateSpec(p=0.02, jitter=0.2),
+    ("behavioral", "refusal_rate"): RateSpec(p=0.03),
+    ("behavioral", "format_compliance_rate"): RateSpec(p=0.97, bad_is_low=True),
+    ("behavioral", "output_length_mean"): LevelSpec(base=900, daily_amp=0.1, weekend_dip=0.05),
+    ("behavioral", "output_length_cv"): LevelSpec(base=0.6, daily_amp=0.05, noise_rel=0.05),
+    ("quality", "score:helpfulness"): LevelSpec(base=0.8, daily_amp=0.02, weekend_dip=0.01),
+    ("other", "queue_depth"): LevelSpec(
+        base=50, daily_amp=0.3, weekend_dip=0.2, noise_rel=0.08, df=3.0
+    ),
+}
+QUALITY = ("quality", "score:helpfulness")
+REFUSAL = ("behavioral", "refusal_rate")
+
+
+def series(key: tuple[str, str], seed: int, days: float, **changes: object) -> Series:
+    spec = replace(METRICS[key], **changes)  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    ts = ticks(days)
+    if isinstance(spec, RateSpec):
+        return rate_series(rng, ts, spec)
+    return level_series(rng, ts, spec)
+
+
+def run_defaults(key: tuple[str, str], data: Series) -> list[Event]:
+    layer, metric = key
+    dets = [build_detector(r.kind, r.params) for r in default_rules(layer, metric)]
+    out: list[Event] = []
+    for ts, value, n in data:
+        for det in dets:
+            tr = det.update(ts, value, n)
+            if tr is not None:
+                out.append((det.kind, tr))
+    return out
+
+
+def delay_after(events: list[Event], onset: float) -> float | None:
+    """Seconds from `onset` to the first firing; fails if anything fired before `onset`."""
+    for _, tr in events:
+        if tr.state == "firing":
+            assert tr.ts >= onset, f"fired {(onset - tr.ts) / 60:.0f} min before the fault"
+            return tr.ts - onset
+    return None
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("key", list(METRICS), ids=lambda k: k[1])
+def test_fourteen_clean_days_give_zero_signals(key: tuple[str, str], seed: int) -> None:
+    events = run_defaults(key, series(key, seed, days=14))
+    assert events == []
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+@pytest.mark.parametrize(
+    ("factor", "max_delay_min"),
+    [(0.9, 45), (0.8, 20)],
+)
+def test_sustained_quality_drop_is_found(seed: int, factor: float, max_delay_min: float) -> None:
+    onset = at(9, 14.0)  # a Wednesday afternoon, second week
+    data = series(QUALITY, seed, days=10, shifts=(Shift(onset, 3 * 3600, factor),))
+    events = run_defaults(QUALITY, data)
+    delay = delay_after(events, onset)
+    assert delay is not None and delay <= max_delay_min * 60
+    # and it clears after the fault ends
+    assert any(tr.state == "cleared" and tr.ts > onset + 3 * 3600 for _, tr in events)
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_quality_drop_at_night_is_found(seed: int) -> None:
+    onset = at(8, 3.0)
+    data = series(QUALITY, seed, days=9, shifts=(Shift(onset, 3 * 3600, 0.9),))
+    delay = delay_after(run_defaults(QUALITY, data), onset)
+    assert delay is not None and delay <= 45 * 60
+
+
+@pytest.mark.parametrize("seed", [41, 42])
+def test_quality_spikes_and_short_bursts_are_ignored(seed: int) -> None:
+    shifts = (
+        Shift(at(8, 10.0), 15, 0.3),  # one terrible window
+        Shift(at(8, 15.0), 120, 0.7),  # a 2-minute burst at -30%
+        Shift(at(9, 11.0), 120, 0.5),  # a 2-minute burst at -50%
+        Shift(at(9, 20.0), 15, 3.0),  # one wild high value
+    )
+    assert run_defaults(QUALITY, series(QUALITY, seed, days=10, shifts=shifts)) == []
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53])
+@pytest.mark.parametrize("key", [REFUSAL, ("behavioral", "format_compliance_rate")])
+def test_rate_jump_3x_is_found_quickly(key: tuple[str, str], seed: int) -> None:
+    onset = at(8, 14.0)
+    data = series(key, seed, days=9, shifts=(Shift(onset, 3600, 3.0),))
+    delay = delay_after(run_defaults(key, data), onset)
+    assert delay is not None and delay <= 5 * 60
+
+
+@pytest.mark.parametrize("seed", [61, 62])
+def test_rate_single_tick_spike_and_quiet_night_are_ignored(seed: int) -> None:
+    data = series(REFUSAL, seed, days=3, shifts=(Shift(at(2, 14.0), 15, 4.0),))
+    events = run_defaults(REFUSAL, data)
+    assert events == []
+    # 3 refusals out of 5 at night: too few requests to say anything
+    (spec,) = default_rules(*REFUSAL)
+    det = build_detector(spec.kind, spec.params)
+    for ts, value, n in data:
+        det.update(ts, value, n)
+    assert [det.update(at(3, 3.0) + 15 * i, 0.6, 5) for i in range(40)] == [None] * 40
+
+
+def test_auth_failure_burst_fires_from_a_zero_baseline() -> None:
+    key = ("api", "auth_failure_rate")
+    onset = at(2, 14.0)
+    data = series(key, 71, days=3, shifts=(Shift(onset, 1800, 30.0),))  # 0.1% -> 3%
+    delay = delay_after(run_defaults(key, data), onset)
+    assert delay is not None and delay <= 5 * 60
+
+
+def test_daily_low_is_normal_at_night_but_not_in_the_afternoon() -> None:
+    """A metric whose 03:00 level is half its 14:00 level: the 03:00 value fires at 14:00."""
+    key = ("other", "queue_depth")
+    onset = at(9, 14.0)
+    spec = LevelSpec(base=50, daily_amp=0.35, weekend_dip=0.0, noise_rel=0.05, df=4.0)
+    night_level = 50 * (1 - 0.35 * 0.966)  # the 03:00 value of the daily shape (cos 165 deg)
+    rng = np.random.default_rng(81)
+    data = level_series(rng, ticks(10), spec)
+    afternoon = (data.ts >= onset) & (data.ts < onset + 1800)
+    value = data.value.copy()
+    value[afternoon] = night_level * (1 + 0.05 * rng.standard_normal(int(afternoon.sum())))
+    events = run_defaults(key, Series(data.ts, value, None))
+    fired = [tr for _, tr in events if tr.state == "firing"]
+    assert len(fired) == 1 and fired[0].direction == "down"
+    assert onset <= fired[0].ts <= onset + 5 * 60
+    # and the same level at 03:00 on the nights before never fired (nothing else did)
+
+
+def test_level_shift_of_20_percent_in_output_length_is_found() -> None:
+    key = ("behavioral", "output_length_mean")
+    onset = at(9, 14.0)
+    data = series(key, 91, days=10, shifts=(Shift(onset, 3600, 1.2),))
+    delay = delay_after(run_defaults(key, data), onset)
+    assert delay is not None and delay <= 10 * 60
+
+
+def test_token_inflation_is_found() -> None:
+    key = ("infra", "input_tokens_per_request")
+    onset = at(3, 14.0)
+    data = series(key, 92, days=4, shifts=(Shift(onset, 3600, 1.5),))
+    delay = delay_after(run_defaults(key, data), onset)
+    assert delay is not None and delay <= 5 * 60
