@@ -14,7 +14,8 @@ Lifecycle of an incident (all times are the caller's):
 - **resolve** — every member has been clear for the quiet period: `cooldown_s`, or for a
   flapping incident `flap_hold_s` doubling with each reopen-after-resolve. `resolved_at` is
   exactly the last clear + the quiet period, whatever the tick cadence.
-- **renotify** — a paged incident still open re-sends its trigger every `renotify_s`.
+- **renotify** — a paged incident still open, with a member still firing, re-sends its
+  trigger every `renotify_s` (an incident only waiting out its quiet period is not re-sent).
 
 Notify decisions (`IncidentUpdate.notify`):
 
@@ -448,7 +449,7 @@ class Correlator:
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             before = inc.snapshot().to_record()
             self._refresh(inc, contexts(inc.feature, inc.opened_at), now)
-            self._emit(inc, "update", now, out, before)
+            self._emit(inc, "update", now, out, before, renotify=True)
         self._prune()
         return out
 
@@ -659,6 +660,7 @@ class Correlator:
         now: float,
         out: list[IncidentUpdate],
         before: dict[str, Any] | None = None,
+        renotify: bool = False,
     ) -> None:
         p = self.policy
         notify: Notify = None
@@ -679,7 +681,9 @@ class Correlator:
                     if action == "update":
                         action = "escalate"
                 elif (
-                    p.renotify_s > 0
+                    renotify
+                    and p.renotify_s > 0
+                    and inc.any_firing()
                     and inc.last_trigger_at is not None
                     and now - inc.last_trigger_at >= p.renotify_s
                 ):

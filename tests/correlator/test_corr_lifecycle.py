@@ -183,6 +183,17 @@ def test_renotify_interval() -> None:
     assert all(u.notify == "trigger" for u in ren)
 
 
+def test_no_renotify_while_only_waiting_out_the_cooldown() -> None:
+    corr = Correlator(policy(renotify_s=600))
+    ups = corr.on_signal(sig("score:faithfulness", T0), ctx())
+    ups += corr.on_signal(sig("score:faithfulness", T0 + 300, "cleared"), ctx())
+    ups += run_ticks(corr, T0 + 360, T0 + 1500)
+    assert [(u.action, u.notify) for u in ups if u.notify] == [
+        ("open", "trigger"),
+        ("resolve", "resolve"),
+    ]
+
+
 def test_renotify_off() -> None:
     corr = Correlator(policy(renotify_s=0))
     ups = corr.on_signal(sig("score:faithfulness", T0), ctx())
