@@ -53,14 +53,18 @@ BEHAVIORAL_METRICS = (
 
 
 def status_class(status: int | None, error: str | None) -> str:
-    """The status label of the request counter: 2xx, 4xx, 5xx, 429, error (status 0 or no
-    status but an error string), or unknown (no status, no error: counted as success)."""
+    """The status label of the request counter: 2xx, 429, auth (401/403), other 4xx, 5xx,
+    error (status 0, or no status but an error string), or unknown (no status, no error:
+    counted as success). 429 and auth get their own class because they answer triage's
+    provider question, and Prometheus cannot split them out of 4xx later."""
     if status is None:
         return "error" if error else "unknown"
     if status == 0:
         return "error"
     if status == 429:
         return "429"
+    if status == 401 or status == 403:
+        return "auth"
     return f"{status // 100}xx"
 
 
@@ -280,7 +284,9 @@ class Aggregator:
         feature = ev.feature
         key = (feature, provider, model, status_class(ev.status, ev.error))
         self.requests_total[key] = self.requests_total.get(key, 0) + 1
-        if ev.latency_ms is not None:
+        if ok and ev.latency_ms is not None:
+            # Successful calls only, like the latency quantiles: a few 30 s timeouts must not
+            # own the p95 (failed calls are counted by status class).
             hkey = (feature, provider, model)
             hist = self.duration_hist.get(hkey)
             if hist is None:

@@ -66,7 +66,7 @@ class PipelineCollector(Collector):
 
         dur = HistogramMetricFamily(
             P + "llm_request_duration_seconds",
-            "LLM call latency (OpenTelemetry gen_ai.client.operation.duration buckets).",
+            "Latency of successful LLM calls (OpenTelemetry gen_ai duration buckets).",
             labels=["feature", "provider", "model"],
         )
         for key, hist in agg.duration_hist.items():
