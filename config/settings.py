@@ -7,7 +7,9 @@ twelve-factor habit: the environment overrides the file, the file overrides the 
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,7 +171,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first: it overrides the YAML file, which arrives as init kwargs.
-        return (env_settings, init_settings, file_secret_settings)
+        # Indexed list variables (LLM_ONCALL_RECEIVERS__0__ROUTING_KEY) were already merged
+        # into the file's lists by `load_settings`; the plain env source must not see them
+        # as a dict replacing the whole list.
+        return (
+            _WithoutIndexedLists(settings_cls, env_settings),
+            init_settings,
+            file_secret_settings,
+        )
 
     def feature(self, name: str) -> FeatureConfig:
         return self.features.get(name) or _EMPTY_FEATURE
@@ -187,6 +196,51 @@ class Settings(BaseSettings):
 
 
 _EMPTY_FEATURE = FeatureConfig()
+ENV_PREFIX = "LLM_ONCALL_"
+_LIST_KEYS = ("receivers", "routes", "silences", "rules")
+
+
+class _WithoutIndexedLists(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._inner()
+        for key in _LIST_KEYS:
+            value = data.get(key)
+            if isinstance(value, dict) and all(str(k).isdigit() for k in value):
+                del data[key]
+        return data
+
+
+def _merge_indexed_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Apply `LLM_ONCALL_<LIST>__<i>__<KEY>[__<SUB>]` to item i of a list from the file.
+
+    This is how a secret of a receiver defined in YAML is given by environment variable
+    (a Kubernetes Secret as env), without repeating the whole receiver list as JSON.
+    """
+    errors: list[str] = []
+    for name, value in environ.items():
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) < 3 or parts[0] not in _LIST_KEYS or not parts[1].isdigit():
+            continue
+        items = data.setdefault(parts[0], [])
+        index = int(parts[1])
+        if not isinstance(items, list) or index >= len(items):
+            errors.append(f"{name}: {parts[0]}[{index}] is not defined in the config file")
+            continue
+        target = items[index]
+        for key in parts[2:-1]:
+            target = target.setdefault(key, {})
+        target[parts[-1]] = value
+    return errors
 
 
 class ConfigError(Exception):
@@ -232,6 +286,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
         if not isinstance(loaded, dict):
             raise ConfigError([f"{path}: the top level must be a mapping of keys"])
         data = loaded
+    env_errors = _merge_indexed_env(data, os.environ)
+    if env_errors:
+        raise ConfigError(env_errors)
     try:
         return Settings(**data)
     except ValidationError as exc:

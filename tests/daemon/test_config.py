@@ -97,3 +97,14 @@ def test_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
     proc = run_cli("check-config", str(example))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_receiver_secret_by_indexed_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("receivers:\n  - {name: sre, type: pagerduty}\n")
+    monkeypatch.setenv("LLM_ONCALL_RECEIVERS__0__ROUTING_KEY", "R" * 32)
+    s = load_settings(cfg)
+    assert s.receivers[0].secret() == "R" * 32
+    monkeypatch.setenv("LLM_ONCALL_RECEIVERS__4__ROUTING_KEY", "x")
+    with pytest.raises(ConfigError, match=r"RECEIVERS__4__ROUTING_KEY: receivers\[4\] is not"):
+        load_settings(cfg)
