@@ -53,7 +53,7 @@ def fmt_value(metric: str, value: float | None) -> str:
         return f"{value:.0f} ms"
     if metric.endswith("_usd"):
         return f"${value:.3g}"
-    return f"{value:.3g}"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _rel(value: float, baseline: float | None) -> str:
@@ -116,6 +116,17 @@ def change_evidence(ch: ChangeRef, onset: float) -> str:
 # ---- the three questions ----------------------------------------------------------------
 
 
+def _distinct(signals: Sequence[MemberSignal]) -> list[MemberSignal]:
+    """One signal per (metric, series), the most extreme score; ordered by onset. Two
+    detectors on one series (say EWMA and CUSUM) tell one story in the evidence."""
+    best: dict[tuple[str, str], MemberSignal] = {}
+    for s in sorted(signals, key=lambda s: (s.onset, s.metric, s.series, s.detector)):
+        key = (s.metric, s.series)
+        if key not in best or abs(s.score) > abs(best[key].score):
+            best[key] = s
+    return sorted(best.values(), key=lambda s: (s.onset, s.metric, s.series, s.detector))
+
+
 @dataclass(frozen=True, slots=True)
 class TriageResult:
     answers: tuple[TriageAnswer, ...]
@@ -149,7 +160,7 @@ def triage(
     quality_stable_tol: float = 0.05,
 ) -> TriageResult:
     metrics: Mapping[str, MetricSnapshot] = {} if ctx is None else ctx.metrics
-    ordered = sorted(signals, key=lambda s: (s.onset, s.metric, s.series, s.detector))
+    ordered = _distinct(signals)
     last_onset = max((s.onset for s in ordered), default=onset)
     before = [c for c in changes if onset - lookback_s <= c.ts <= last_onset]
     lookback_txt = _ago(lookback_s)
@@ -159,7 +170,11 @@ def triage(
     if api:
         q1 = TriageAnswer("provider", True, "; ".join(signal_evidence(s, metrics) for s in api))
     else:
-        ctx_api = [_snapshot_evidence(metrics[m]) for m in API_CONTEXT_METRICS if m in metrics]
+        ctx_api = [
+            _snapshot_evidence(metrics[m])
+            for m in API_CONTEXT_METRICS
+            if m in metrics and (metrics[m].value != 0 or (metrics[m].baseline or 0) != 0)
+        ]
         ev = "no api-layer signal"
         if ctx_api:
             ev += "; " + ", ".join(ctx_api)
@@ -246,7 +261,12 @@ def _phrase(sig: MemberSignal) -> str:
     return f"{name} {val}{base}"
 
 
-_LAYER_ORDER = {"quality": 0, "behavioral": 1, "api": 2, "infra": 3}
+_LAYER_ORDER: dict[str, dict[str, int]] = {
+    "provider": {"api": 0, "infra": 1, "behavioral": 2, "quality": 3},
+    "prompt_model": {"quality": 0, "behavioral": 1, "api": 2, "infra": 3},
+    "infra_retrieval": {"infra": 0, "api": 1, "behavioral": 2, "quality": 3},
+    "unknown": {"quality": 0, "behavioral": 1, "api": 2, "infra": 3},
+}
 
 
 def summarize(
@@ -258,10 +278,11 @@ def summarize(
     onset: float,
     lookback_s: float,
 ) -> str:
-    """The one line a person reads first."""
+    """The one line a person reads first: the signals the domain is about come first."""
     seen: set[str] = set()
     phrases: list[str] = []
-    for s in sorted(signals, key=lambda s: (_LAYER_ORDER.get(s.layer, 9), s.onset, s.metric)):
+    order = _LAYER_ORDER[result.domain]
+    for s in sorted(signals, key=lambda s: (order.get(s.layer, 9), s.onset, s.metric)):
         if s.metric in seen:
             continue
         seen.add(s.metric)
