@@ -268,6 +268,21 @@ class Outbox:
         )
         return first
 
+    def expedite(self, receiver: str, now: float) -> int:
+        """The receiver is back: rows of it sleeping in backoff become due now."""
+        self._begin()
+        try:
+            cur = self.conn.execute(
+                "UPDATE notify_outbox SET next_attempt_at = ? WHERE receiver = ?"
+                " AND state = 'pending' AND retried = 1 AND next_attempt_at > ?",
+                (now, receiver, now),
+            )
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        return cur.rowcount
+
     def release(self, row_id: int) -> None:
         """inflight → pending without counting the attempt (shutdown mid-delivery)."""
         self._update(

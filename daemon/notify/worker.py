@@ -7,6 +7,8 @@
   (AWS Architecture Blog, "Exponential Backoff And Jitter"); a `Retry-After` from the
   receiver replaces the jittered delay, and a 429 pauses the whole receiver that long.
 - Rate limit: a token bucket per receiver (PagerDuty: ~120 events/min per routing key).
+- Recovery: the first success after failures makes the receiver's rows that sleep in
+  backoff due at once, so a 5-minute outage does not turn into 5 more minutes of trickle.
 - Dead letters: 4xx other than 408/429, `max_attempts` (if set), or older than `max_age_s`.
   A dead row whose route named a fallback moves (with its later rows) to the fallback.
 - Time: `clock` stamps rows and decides what is due; `sleep` waits for the next due row
@@ -76,6 +78,7 @@ class DeliveryWorker:
         self._running = False
         self._last_prune = float("-inf")
         self._timed_wait = False
+        self._failing: set[str] = set()  # receivers whose last attempt asked for a retry
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -306,6 +309,11 @@ class DeliveryWorker:
         self.metrics.attempts.labels(receiver=row.receiver, outcome=_outcome(res)).inc()
         if res.ok:
             await self._db(self.outbox.mark_sent, row.id, now)
+            if row.receiver in self._failing:
+                # Recovered: rows sleeping in backoff go now (the rate limit still paces
+                # them) instead of trickling in over the next max_backoff_s.
+                self._failing.discard(row.receiver)
+                await self._db(self.outbox.expedite, row.receiver, now)
             self.metrics.notifications.labels(row.receiver, row.action, "sent").inc()
             self.metrics.delivery_seconds.labels(receiver=row.receiver).observe(
                 max(0.0, now - row.created_at)
@@ -337,6 +345,7 @@ class DeliveryWorker:
         if next_at - row.created_at > cfg.max_age_s:
             await self._dead(row, f"expired: retry would pass max_age_s; last error: {error}", now)
             return
+        self._failing.add(row.receiver)
         first = await self._db(self.outbox.mark_retry, row.id, next_at, error)
         if first:
             self.metrics.notifications.labels(row.receiver, row.action, "retried").inc()
