@@ -18,6 +18,17 @@ Neighbouring-hour smoothing: each bucket's statistics stand for the middle of it
 the expectation at `ts` interpolates linearly between the two nearest bucket centres, so a
 steep morning ramp is not a step at the top of each hour.
 
+Protection: outside an alarm the profile learns winsorized values (see `EwmaDetector`) and
+nothing while a possible anomaly is pending. While firing, the global level, the hour-of-day
+profile and every variance are frozen, but the hour-of-week bucket's mean keeps learning at
+its normal rate from values clipped at `threshold` sigmas. Freezing it too would make a
+regime the detector first meets while firing (the first weekend of a metric with a sharp
+weekend step) unlearnable: it would fire at the same hour every week forever. The price: an
+incident moves next week's expectation for its hours toward the incident level (about a
+quarter of the way once a bucket has a few weeks of history; all the way for a bucket seen
+for the first time, which is why a sharp weekend step can still flap during the first
+weekend).
+
 Memory is fixed: 3 x 168 + 3 x 24 numbers plus the alarm state. Threshold, hysteresis,
 `for_n`, protection and `min_n` follow `EwmaDetector`.
 """
@@ -153,6 +164,14 @@ class _Profile:
         self.wm[k] = m + a * (x - m)
         self.wv[k] = (1.0 - a) * (self.wv[k] + a * dv * dv)
 
+    def learn_week_mean(self, ts: float, x: float) -> None:
+        """Move only the hour-of-week bucket's mean toward `x` (the while-firing update)."""
+        k = hour_of_week(ts)
+        c = self.wc[k] = min(self.wc[k] + 1, _COUNT_CAP)
+        ba = self.bucket_a
+        a = 1.0 / c if c * ba < 1.0 else ba
+        self.wm[k] += a * (x - self.wm[k])
+
     def to_state(self) -> dict[str, Any]:
         return {
             "week": [self.wm, self.wv, self.wc],
@@ -242,8 +261,11 @@ class SeasonalDetector(_Alarm):
         thr = self.threshold
         calm = z * self._fire_sign < self.clear
         out = self._judge(ts, value, mean, abs(z), sign, dev >= thr, calm)
-        if not self._firing and not self._pending:
-            prof.learn(ts, *_winsorize(value, mean, sd, thr))
+        if not self._firing:
+            if not self._pending:
+                prof.learn(ts, *_winsorize(value, mean, sd, thr))
+        else:
+            prof.learn_week_mean(ts, _winsorize(value, mean, sd, thr)[1])
         return out
 
     def to_state(self) -> dict[str, Any]:
