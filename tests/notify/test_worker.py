@@ -261,3 +261,24 @@ async def test_stop_mid_delivery_releases_the_row(pd: FakePagerDuty, clock: Fake
     await worker.stop(timeout=0.1)
     (row,) = ob.rows()
     assert row.state == "pending" and row.attempts == 0
+
+
+async def test_recovery_releases_rows_sleeping_in_backoff(
+    pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    ob = Outbox(open_db(), clock)
+    pd.down = Fault(503)
+    cfg = NotifyConfig(base_backoff_s=1, max_backoff_s=600, timeout_s=2)
+    worker, _, _ = make_worker(
+        ob, {"sre": PagerDutySender("sre", PD_KEY, url(pd))}, clock, config=cfg
+    )
+    for i in range(20):
+        ob.enqueue(ob.conn, note(incident(i), "trigger", clock()), ["sre"])
+    ob.conn.commit()
+    worker.start()
+    await wait_until(lambda: pd.requests >= 150)  # backoffs now reach minutes
+    pd.down = None
+    assert await worker.drain(timeout=10)
+    await worker.stop()
+    times = sorted(r.t for r in pd.accepted)
+    assert len(times) == 20 and times[-1] - times[0] < 1.0  # all at once after the first
