@@ -69,7 +69,11 @@ class CorrelationConfig(_Strict):
     min_signals: int = Field(2, ge=1)
     cooldown_s: float = Field(900.0, ge=0)
     change_lookback_s: float = Field(7200.0, ge=0)
-    renotify_s: float = Field(0.0, ge=0)  # 0 = never re-notify an open incident
+    renotify_s: float = Field(14400.0, ge=0)  # remind every 4 h while firing; 0 = never
+    # 0: a feature has at most one open incident and later signals join it (a provider outage
+    # absorbs the quality drop it causes). > 0: a series first firing this long after the
+    # open incident's onset opens its own incident, which inhibition may then mute.
+    split_after_s: float = Field(0.0, ge=0)
 
 
 class RuleConfig(_Strict):

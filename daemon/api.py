@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
+from correlator import Silence
 from correlator.records import rfc3339
 
 if TYPE_CHECKING:
@@ -87,6 +90,43 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
             text=status_html(open_, recent, daemon.clock()), content_type="text/html"
         )
 
+    async def list_silences(request: web.Request) -> web.Response:
+        now = daemon.clock()
+        return web.json_response(
+            {"silences": [sil.to_record(now) for sil in daemon.pipeline.silences.list()]}
+        )
+
+    async def create_silence(request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        body.setdefault("id", f"sil-{uuid.uuid4().hex[:12]}")
+        body.setdefault("starts_at", daemon.clock())
+        body.setdefault("created_by", "api")
+        try:
+            silence = Silence.from_dict(body, where="silence")
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        daemon.pipeline.silences.add(silence)
+        daemon.save_silences()
+        daemon.log.info("silence_created", id=silence.id, by=silence.created_by)
+        return web.json_response(silence.to_record(daemon.clock()), status=201)
+
+    async def expire_silence(request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        if daemon.pipeline.silences.get(sid) is None:
+            return web.json_response({"error": "no such silence"}, status=404)
+        daemon.pipeline.silences.expire(sid, daemon.clock())
+        daemon.save_silences()
+        daemon.log.info("silence_expired", id=sid)
+        return web.json_response({"expired": sid})
+
+    app.router.add_get("/api/v1/silences", list_silences)
+    app.router.add_post("/api/v1/silences", create_silence)
+    app.router.add_delete("/api/v1/silences/{id}", expire_silence)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
     app.router.add_get("/api/v1/incidents/{id}/postmortem", postmortem)
@@ -184,6 +224,29 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "readiness",
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+        "/api/v1/silences": {
+            "get": {
+                "summary": "Silences with their state",
+                "responses": {"200": {"description": "ok"}},
+            },
+            "post": {
+                "summary": "Create a silence: {matchers: [{name, value, is_regex, is_equal}], "
+                "starts_at?, ends_at, created_by?, comment?}",
+                "responses": {"201": {"description": "created"}, "400": {"description": "invalid"}},
+            },
+        },
+        "/api/v1/silences/{id}": {
+            "delete": {
+                "summary": "Expire a silence now (kept for the record)",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "expired"},
+                    "404": {"description": "unknown id"},
+                },
             }
         },
         "/api/v1/incidents": {

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import Settings
+from correlator import SilenceMuter
 from daemon import api
 from daemon.alertmanager import alertmanager_signals
 from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
@@ -34,6 +35,7 @@ from daemon.store import Store
 
 SNAPSHOT_KEY = "pipeline"
 CORRELATOR_KEY = "correlator"
+SILENCES_KEY = "silences"
 SHUTDOWN_TIMEOUT_S = 10.0
 SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
 
@@ -66,6 +68,15 @@ class Daemon:
         if snap is not None:
             for warning in self.pipeline.restore(snap):
                 self.log.warning("state_restore_partial", detail=warning)
+        saved_silences = self.store.get(SILENCES_KEY)
+        if saved_silences is not None:
+            try:
+                for sil in SilenceMuter.from_state(saved_silences).list():
+                    # Config silences keep the config's definition; API ones come back.
+                    if self.pipeline.silences.get(sil.id) is None:
+                        self.pipeline.silences.add(sil)
+            except ValueError as exc:
+                self.log.warning("state_restore_partial", detail=f"silences: {exc}")
         corr = self.store.get(CORRELATOR_KEY)
         if corr is not None:
             try:
@@ -81,6 +92,11 @@ class Daemon:
         with self.store.transaction() as conn:
             self.store.put(conn, SNAPSHOT_KEY, snap, now)
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+
+    def save_silences(self) -> None:
+        self.pipeline.silences.gc(self.clock())
+        with self.store.transaction() as conn:
+            self.store.put(conn, SILENCES_KEY, self.pipeline.silences.to_state(), self.clock())
 
     # ---- pipeline output ------------------------------------------------------------------
 
@@ -270,8 +286,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        # auto_decompress=False: we inflate gzip ourselves, with the body limit applied to the
+        # inflated size (a small gzip bomb is a 413, not an out-of-memory).
         runner = web.AppRunner(
-            self.build_app(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S / 2
+            self.build_app(),
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S / 2,
+            auto_decompress=False,
         )
         await runner.setup()
         listen = self.settings.listen

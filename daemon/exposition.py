@@ -69,8 +69,8 @@ class PipelineCollector(Collector):
             "Latency of successful LLM calls (OpenTelemetry gen_ai duration buckets).",
             labels=["feature", "provider", "model"],
         )
-        for key, hist in agg.duration_hist.items():
-            dur.add_metric(list(key), _buckets(GEN_AI_DURATION_BUCKETS, hist), hist[-1])
+        for hkey, hist in agg.duration_hist.items():
+            dur.add_metric(list(hkey), _buckets(GEN_AI_DURATION_BUCKETS, hist), hist[-1])
         yield dur
 
         tok = CounterMetricFamily(
@@ -86,8 +86,8 @@ class PipelineCollector(Collector):
             P + "llm_cost_usd", "Cost of LLM calls in US dollars.",
             labels=["feature", "provider", "model"],
         )  # fmt: skip
-        for key, v in agg.cost_total.items():
-            cost.add_metric(list(key), v)
+        for ckey, v in agg.cost_total.items():
+            cost.add_metric(list(ckey), v)
         yield cost
 
         for name, help_text, data in (
@@ -105,8 +105,8 @@ class PipelineCollector(Collector):
             P + "score", "Evaluation scores by feature and score name.",
             labels=["feature", "name"],
         )  # fmt: skip
-        for key, hist in agg.score_hist.items():
-            score.add_metric(list(key), _buckets(SCORE_BUCKETS, hist), hist[-1])
+        for skey, hist in agg.score_hist.items():
+            score.add_metric(list(skey), _buckets(SCORE_BUCKETS, hist), hist[-1])
         yield score
 
         layer = GaugeMetricFamily(

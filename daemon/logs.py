@@ -43,4 +43,5 @@ def configure(level: str = "info", fmt: str = "auto") -> structlog.stdlib.BoundL
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    return structlog.get_logger("llm_oncall")
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger("llm_oncall")
+    return logger

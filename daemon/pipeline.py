@@ -16,7 +16,14 @@ from typing import Any
 import structlog
 
 from config.settings import Settings
-from correlator import CorrelationPolicy, Correlator, IncidentUpdate
+from correlator import (
+    CorrelationPolicy,
+    Correlator,
+    IncidentUpdate,
+    InhibitMuter,
+    Silence,
+    SilenceMuter,
+)
 from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal
 from daemon.aggregator import Aggregator
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
@@ -84,15 +91,18 @@ class Pipeline:
         )
         self.rulebook = RuleBook(settings)
         corr = settings.correlation
-        self.correlator = Correlator(
-            CorrelationPolicy(
-                window_s=corr.window_s,
-                min_signals=corr.min_signals,
-                cooldown_s=corr.cooldown_s,
-                change_lookback_s=corr.change_lookback_s,
-                renotify_s=corr.renotify_s,
-            )
+        self.policy = CorrelationPolicy(
+            window_s=corr.window_s,
+            min_signals=corr.min_signals,
+            cooldown_s=corr.cooldown_s,
+            change_lookback_s=corr.change_lookback_s,
+            renotify_s=corr.renotify_s,
+            split_after_s=corr.split_after_s,
         )
+        self.silences = SilenceMuter(config_silences(settings))
+        # The inhibitor asks whichever correlator is current (restore replaces it).
+        self._muters = (self.silences, InhibitMuter(lambda: self.correlator.open_incidents()))
+        self.correlator = Correlator(self.policy, muters=self._muters)
         self.lateness_s = settings.ingest.lateness_s
         self.tick_s = agg.tick_s
         self.watermark: float | None = None
@@ -119,7 +129,7 @@ class Pipeline:
             if now is None:
                 if self.next_tick is None:
                     self._start(ts)
-                elif ts >= self.next_tick:  # type: ignore[operator]
+                elif ts >= self.next_tick:
                     out.extend(self.advance(ts))
                 if self.watermark is None or ts > self.watermark:
                     self.watermark = ts
@@ -328,7 +338,19 @@ class Pipeline:
         return warnings
 
     def restore_correlator(self, state: dict[str, Any]) -> None:
-        self.correlator = Correlator.from_state(state)
+        # The current config's policy wins over the one saved with the state.
+        self.correlator = Correlator.from_state(state, policy=self.policy, muters=self._muters)
+
+
+def config_silences(settings: Settings) -> list[Silence]:
+    """Silences from the config file; ids are stable (cfg-<n>) so the API can list them."""
+    out = []
+    for i, sil in enumerate(settings.silences):
+        raw = sil.model_dump()
+        raw["id"] = sil.id or f"cfg-{i}"
+        raw["starts_at"] = 0.0 if sil.starts_at is None else sil.starts_at
+        out.append(Silence.from_dict(raw, where=f"silences[{i}]"))
+    return out
 
 
 ContextFn = Callable[[str, float], FeatureContext]

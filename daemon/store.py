@@ -98,7 +98,8 @@ class Store:
         since: float | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         for column, value in (("status", status), ("feature", feature), ("severity", severity)):
             if value is not None:
                 where.append(f"{column} = ?")

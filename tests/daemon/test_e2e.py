@@ -88,9 +88,26 @@ def test_ingest_forms_and_metrics(daemon: DaemonProcess) -> None:
     base = (("feature", "support-bot"), ("model", "gpt-4o"), ("provider", "openai"))
     assert m[("llm_oncall_llm_requests_total", (*base, ("status_class", "2xx")))] == 4
     assert m[("llm_oncall_llm_requests_total", (*base, ("status_class", "429")))] == 1
-    assert m[("llm_oncall_llm_request_duration_seconds_count", base)] == 5
-    assert m[("llm_oncall_llm_request_duration_seconds_bucket", (*base, ("le", "0.64")))] == 0
-    assert m[("llm_oncall_llm_request_duration_seconds_bucket", (*base, ("le", "1.28")))] == 5
+    # The duration histogram counts successful calls only (the 429 is in requests_total).
+    assert m[("llm_oncall_llm_request_duration_seconds_count", base)] == 4
+    assert (
+        m[
+            (
+                "llm_oncall_llm_request_duration_seconds_bucket",
+                tuple(sorted((*base, ("le", "0.64")))),
+            )
+        ]
+        == 0
+    )
+    assert (
+        m[
+            (
+                "llm_oncall_llm_request_duration_seconds_bucket",
+                tuple(sorted((*base, ("le", "1.28")))),
+            )
+        ]
+        == 4
+    )
     assert m[("llm_oncall_llm_tokens_total", (*base, ("type", "input")))] == 300
     assert m[("llm_oncall_events_accepted_total", (("type", "llm_call"),))] == 5
     assert m[("llm_oncall_events_rejected_total", (("reason", "invalid"),))] == 2
