@@ -68,6 +68,33 @@ def status_class(status: int | None, error: str | None) -> str:
     return f"{status // 100}xx"
 
 
+class Totals:
+    """Cumulative counters of one (feature, provider, model) for /metrics."""
+
+    __slots__ = (
+        "cost_usd",
+        "duration",
+        "duration_sum",
+        "format_failures",
+        "input_tokens",
+        "output_tokens",
+        "refusals",
+        "requests",
+        "retries",
+    )
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}  # status class → calls
+        self.duration = [0] * (len(GEN_AI_DURATION_BUCKETS) + 1)  # last slot: +Inf
+        self.duration_sum = 0.0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd = 0.0
+        self.refusals = 0
+        self.format_failures = 0
+        self.retries = 0
+
+
 class _Bucket:
     """Accumulators of one feature over one tick. Plain attributes: this is the hot path."""
 
@@ -118,8 +145,8 @@ class _Bucket:
         self.chars_sq = 0
         self.chars_n = 0
         self.latency: dict[int, int] = {}
-        # availability per "provider=…,model=…,endpoint=…": [ok, total]
-        self.series: dict[str, list[int]] = {}
+        # availability per (provider, model, endpoint): [ok, total]
+        self.series: dict[tuple[str, str, str], list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
         # label name → value → [all, bad]
@@ -159,14 +186,9 @@ class Aggregator:
         self.max_features = max_features
         self.score_directions = dict(score_directions or {})
         self._features: dict[str, _Feature] = {}
-        # Cumulative counters for /metrics (never reset; Prometheus computes rates).
-        self.requests_total: dict[tuple[str, str, str, str], int] = {}
-        self.duration_hist: dict[tuple[str, str, str], list[float]] = {}  # counts..., sum
-        self.tokens_total: dict[tuple[str, str, str, str], int] = {}
-        self.cost_total: dict[tuple[str, str, str], float] = {}
-        self.refusals_total: dict[str, int] = {}
-        self.format_failures_total: dict[str, int] = {}
-        self.retries_total: dict[str, int] = {}
+        # Cumulative counters for /metrics by (feature, provider, model): one lookup per call.
+        # Never reset; Prometheus computes rates and handles restarts.
+        self.totals: dict[tuple[str, str, str], Totals] = {}
         self.score_hist: dict[tuple[str, str], list[float]] = {}
 
     # ---- ingest ---------------------------------------------------------------------------
@@ -240,75 +262,69 @@ class Aggregator:
             b.chars_n += 1
         provider = ev.provider or ""
         model = ev.model or ""
-        skey = f"provider={provider},model={model},endpoint={ev.endpoint or ''}"
+        skey = (provider, model, ev.endpoint or "")
         pair = b.series.get(skey)
         if pair is None:
             pair = b.series[skey] = [0, 0]
         pair[1] += 1
         if ok:
             pair[0] += 1
-        self._count_labels(b, ev, bad)
-        self._count_totals(ev, provider, model, ok)
+        inc = 1 if bad else 0
+        labels = b.labels
+        if provider:
+            self._count_label(labels, "provider", provider, inc)
+        if model:
+            self._count_label(labels, "model", model, inc)
+        if skey[2]:
+            self._count_label(labels, "endpoint", skey[2], inc)
+        if ev.labels:
+            for name, value in ev.labels.items():
+                self._count_label(labels, name, value, inc)
+        self._count_totals(ev, (ev.feature, provider, model), ok)
         return True
 
-    def _count_labels(self, b: _Bucket, ev: LlmCall | Score, bad: bool) -> None:
-        pairs: list[tuple[str, str]] = []
-        if isinstance(ev, LlmCall):
-            if ev.provider:
-                pairs.append(("provider", ev.provider))
-            if ev.model:
-                pairs.append(("model", ev.model))
-            if ev.endpoint:
-                pairs.append(("endpoint", ev.endpoint))
-        if ev.labels:
-            pairs.extend(ev.labels.items())
-        cap = self.max_label_values
-        inc = 1 if bad else 0
-        for name, value in pairs:
-            values = b.labels.get(name)
-            if values is None:
-                if len(b.labels) >= cap:
-                    continue  # too many label names: keep the ones seen first
-                values = b.labels[name] = {}
-            counts = values.get(value)
+    def _count_label(
+        self, labels: dict[str, dict[str, list[int]]], name: str, value: str, inc: int
+    ) -> None:
+        values = labels.get(name)
+        if values is None:
+            if len(labels) >= self.max_label_values:
+                return  # too many label names: keep the ones seen first
+            values = labels[name] = {}
+        counts = values.get(value)
+        if counts is None:
+            if len(values) >= self.max_label_values - 1:  # the cap includes __other__
+                value = OTHER
+                counts = values.get(OTHER)
             if counts is None:
-                if len(values) >= cap - 1:  # the cap includes the __other__ slot
-                    value = OTHER
-                    counts = values.get(OTHER)
-                if counts is None:
-                    counts = values[value] = [0, 0]
-            counts[0] += 1
-            counts[1] += inc
+                counts = values[value] = [0, 0]
+        counts[0] += 1
+        counts[1] += inc
 
-    def _count_totals(self, ev: LlmCall, provider: str, model: str, ok: bool) -> None:
-        feature = ev.feature
-        key = (feature, provider, model, status_class(ev.status, ev.error))
-        self.requests_total[key] = self.requests_total.get(key, 0) + 1
+    def _count_totals(self, ev: LlmCall, key: tuple[str, str, str], ok: bool) -> None:
+        tot = self.totals.get(key)
+        if tot is None:
+            tot = self.totals[key] = Totals()
+        cls = status_class(ev.status, ev.error)
+        tot.requests[cls] = tot.requests.get(cls, 0) + 1
         if ok and ev.latency_ms is not None:
             # Successful calls only, like the latency quantiles: a few 30 s timeouts must not
             # own the p95 (failed calls are counted by status class).
-            hkey = (feature, provider, model)
-            hist = self.duration_hist.get(hkey)
-            if hist is None:
-                hist = self.duration_hist[hkey] = [0.0] * (len(GEN_AI_DURATION_BUCKETS) + 2)
             seconds = ev.latency_ms / 1000.0
-            hist[bisect.bisect_left(GEN_AI_DURATION_BUCKETS, seconds)] += 1
-            hist[-1] += seconds
+            tot.duration[bisect.bisect_left(GEN_AI_DURATION_BUCKETS, seconds)] += 1
+            tot.duration_sum += seconds
         if ev.input_tokens:
-            tkey = (feature, provider, model, "input")
-            self.tokens_total[tkey] = self.tokens_total.get(tkey, 0) + ev.input_tokens
+            tot.input_tokens += ev.input_tokens
         if ev.output_tokens:
-            tkey = (feature, provider, model, "output")
-            self.tokens_total[tkey] = self.tokens_total.get(tkey, 0) + ev.output_tokens
+            tot.output_tokens += ev.output_tokens
         if ev.cost_usd:
-            ckey = (feature, provider, model)
-            self.cost_total[ckey] = self.cost_total.get(ckey, 0.0) + ev.cost_usd
+            tot.cost_usd += ev.cost_usd
         if ev.refused:
-            self.refusals_total[feature] = self.refusals_total.get(feature, 0) + 1
+            tot.refusals += 1
         if ev.format_ok is False:
-            self.format_failures_total[feature] = self.format_failures_total.get(feature, 0) + 1
+            tot.format_failures += 1
         if ev.retries:
-            self.retries_total[feature] = self.retries_total.get(feature, 0) + ev.retries
+            tot.retries += ev.retries
 
     def add_score(self, ev: Score) -> bool:
         feat = self._feature(ev.feature)
@@ -326,7 +342,10 @@ class Aggregator:
         higher_better = self.score_directions.get(ev.name, "higher") == "higher"
         bad = ref is not None and (ev.value < ref if higher_better else ev.value > ref)
         feat.score_ref[ev.name] = ev.value if ref is None else ref + 0.001 * (ev.value - ref)
-        self._count_labels(b, ev, bad)
+        if ev.labels:
+            inc = 1 if bad else 0
+            for name, value in ev.labels.items():
+                self._count_label(b.labels, name, value, inc)
         hkey = (ev.feature, ev.name)
         hist = self.score_hist.get(hkey)
         if hist is None:
@@ -381,7 +400,7 @@ class Aggregator:
         refused = refusal_n = fmt_ok = fmt_n = chars_n = 0
         chars_sum = chars_sq = 0
         latency: dict[int, int] = {}
-        series: dict[str, list[int]] = {}
+        series: dict[tuple[str, str, str], list[int]] = {}
         for b in buckets:
             calls += b.calls
             failed += b.failed
@@ -438,8 +457,9 @@ class Aggregator:
         add("api", "retry_rate", retried / calls, calls)
         add("api", "availability", (calls - failed) / calls, calls)
         if len(series) > 1:
-            for key, (ok, total) in series.items():
-                add("api", "availability", ok / total, total, key)
+            for (s_prov, s_model, s_endp), (n_ok, total) in series.items():
+                label = f"provider={s_prov},model={s_model},endpoint={s_endp}"
+                add("api", "availability", n_ok / total, total, label)
         if refusal_n:
             add("behavioral", "refusal_rate", refused / refusal_n, refusal_n)
         if fmt_n:
@@ -488,7 +508,7 @@ class Aggregator:
                         "k": key,
                         "s": [getattr(b, f) for f in self._SCALARS],
                         "lat": [[k, c] for k, c in b.latency.items()],
-                        "series": b.series,
+                        "series": [[*k, *v] for k, v in b.series.items()],
                         "scores": b.scores,
                         "labels": b.labels,
                     }
@@ -511,7 +531,7 @@ class Aggregator:
                 for f, v in zip(self._SCALARS, bstate["s"], strict=True):
                     setattr(b, f, v)
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
-                b.series = {k: list(v) for k, v in bstate["series"].items()}
+                b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
                 b.labels = {
                     n: {v: list(c) for v, c in vals.items()} for n, vals in bstate["labels"].items()

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 P = "llm_oncall_"
 
 
-def _buckets(bounds: tuple[float, ...], hist: list[float]) -> list[tuple[str, float]]:
-    """Per-bucket counts (last two slots: overflow count, sum) → cumulative Prometheus form."""
+def _buckets(bounds: tuple[float, ...], hist: list[float] | list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts (the slot after the bounds: overflow) → cumulative Prometheus form."""
     out: list[tuple[str, float]] = []
     running = 0.0
     for bound, count in zip(bounds, hist, strict=False):
@@ -57,54 +57,65 @@ class PipelineCollector(Collector):
 
         req = CounterMetricFamily(
             P + "llm_requests",
-            "LLM calls seen, by feature, provider, model and status class.",
+            "LLM calls seen, by feature, provider, model and status class "
+            "(2xx, 429, auth, 4xx, 5xx, error, unknown).",
             labels=["feature", "provider", "model", "status_class"],
         )
-        for key, n in agg.requests_total.items():
-            req.add_metric(list(key), n)
-        yield req
-
         dur = HistogramMetricFamily(
             P + "llm_request_duration_seconds",
             "Latency of successful LLM calls (OpenTelemetry gen_ai duration buckets).",
             labels=["feature", "provider", "model"],
         )
-        for hkey, hist in agg.duration_hist.items():
-            dur.add_metric(list(hkey), _buckets(GEN_AI_DURATION_BUCKETS, hist), hist[-1])
-        yield dur
-
         tok = CounterMetricFamily(
             P + "llm_tokens",
             "Tokens used, by type (input, output).",
             labels=["feature", "provider", "model", "type"],
         )
-        for key, n in agg.tokens_total.items():
-            tok.add_metric(list(key), n)
-        yield tok
-
         cost = CounterMetricFamily(
-            P + "llm_cost_usd", "Cost of LLM calls in US dollars.",
+            P + "llm_cost_usd",
+            "Cost of LLM calls in US dollars.",
             labels=["feature", "provider", "model"],
-        )  # fmt: skip
-        for ckey, v in agg.cost_total.items():
-            cost.add_metric(list(ckey), v)
-        yield cost
+        )
+        per_feature: dict[str, list[int]] = {}  # feature → [refusals, format failures, retries]
+        for key, tot in agg.totals.items():
+            labels = list(key)
+            for status_class, n in tot.requests.items():
+                req.add_metric([*labels, status_class], n)
+            if sum(tot.duration):
+                dur.add_metric(
+                    labels, _buckets(GEN_AI_DURATION_BUCKETS, tot.duration), tot.duration_sum
+                )
+            tok.add_metric([*labels, "input"], tot.input_tokens)
+            tok.add_metric([*labels, "output"], tot.output_tokens)
+            cost.add_metric(labels, tot.cost_usd)
+            counts = per_feature.setdefault(key[0], [0, 0, 0])
+            counts[0] += tot.refusals
+            counts[1] += tot.format_failures
+            counts[2] += tot.retries
+        yield from (req, dur, tok, cost)
 
-        for name, help_text, data in (
-            ("llm_refusals", "Calls the model refused.", agg.refusals_total),
-            ("llm_format_failures", "Calls whose output failed the format check.",
-             agg.format_failures_total),
-            ("llm_retries", "Retries reported by callers.", agg.retries_total),
-        ):  # fmt: skip
-            fam = CounterMetricFamily(P + name, help_text, labels=["feature"])
-            for feature, n in data.items():
-                fam.add_metric([feature], n)
-            yield fam
+        refusals = CounterMetricFamily(
+            P + "llm_refusals", "Calls the model refused.", labels=["feature"]
+        )
+        format_failures = CounterMetricFamily(
+            P + "llm_format_failures",
+            "Calls whose output failed the format check.",
+            labels=["feature"],
+        )
+        retries = CounterMetricFamily(
+            P + "llm_retries", "Retries reported by callers.", labels=["feature"]
+        )
+        for feature, (n_refused, n_format, n_retries) in per_feature.items():
+            refusals.add_metric([feature], n_refused)
+            format_failures.add_metric([feature], n_format)
+            retries.add_metric([feature], n_retries)
+        yield from (refusals, format_failures, retries)
 
         score = HistogramMetricFamily(
-            P + "score", "Evaluation scores by feature and score name.",
+            P + "score",
+            "Evaluation scores by feature and score name.",
             labels=["feature", "name"],
-        )  # fmt: skip
+        )
         for skey, hist in agg.score_hist.items():
             score.add_metric(list(skey), _buckets(SCORE_BUCKETS, hist), hist[-1])
         yield score
@@ -162,9 +173,10 @@ class PipelineCollector(Collector):
 
         stats = pipe.correlator.stats()
         inc = GaugeMetricFamily(
-            P + "incidents_open", "Open incidents by severity and domain.",
+            P + "incidents_open",
+            "Open incidents by severity and domain.",
             labels=["severity", "domain"],
-        )  # fmt: skip
+        )
         for (sev, dom), n in stats.open_by_severity_domain.items():
             inc.add_metric([sev, dom], n)
         yield inc
