@@ -21,11 +21,27 @@ from daemon.sketch import bucket_of, merge_into, quantiles
 from detectors.base import Layer, Sample
 
 OTHER = "__other__"
+MAX_COMBOS = 512  # distinct label sets counted whole per bucket
+_NO_HEAD = ("", "", "")
+_HEAD_NAMES = ("provider", "model", "endpoint")
 
 # OpenTelemetry gen_ai.client.operation.duration advisory buckets, in seconds.
 GEN_AI_DURATION_BUCKETS = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-)  # fmt: skip
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
 
 INFRA_METRICS = (
     "latency_p50_ms",
@@ -122,6 +138,7 @@ class _Bucket:
         "series",
         "scores",
         "labels",
+        "combos",
     )
 
     def __init__(self) -> None:
@@ -149,7 +166,9 @@ class _Bucket:
         self.series: dict[tuple[str, str, str], list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
-        # label name → value → [all, bad]
+        # (provider, model, endpoint), label pairs → [all, bad]
+        self.combos: dict[tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[int]] = {}
+        # label name → value → [all, bad], for label sets past MAX_COMBOS
         self.labels: dict[str, dict[str, list[int]]] = {}
 
 
@@ -269,19 +288,35 @@ class Aggregator:
         pair[1] += 1
         if ok:
             pair[0] += 1
-        inc = 1 if bad else 0
-        labels = b.labels
-        if provider:
-            self._count_label(labels, "provider", provider, inc)
-        if model:
-            self._count_label(labels, "model", model, inc)
-        if skey[2]:
-            self._count_label(labels, "endpoint", skey[2], inc)
-        if ev.labels:
-            for name, value in ev.labels.items():
-                self._count_label(labels, name, value, inc)
+        self._count_combo(b, skey, ev.labels, bad)
         self._count_totals(ev, (ev.feature, provider, model), ok)
         return True
+
+    def _count_combo(
+        self,
+        b: _Bucket,
+        head: tuple[str, str, str],
+        labels: dict[str, str] | None,
+        bad: bool,
+    ) -> None:
+        """Count the call's whole label set as one key: traffic has few distinct label sets,
+        so one dict update replaces one per label. Past MAX_COMBOS distinct sets in a bucket
+        (high-cardinality labels), counting falls back to per-label counts with a cap."""
+        key = (head, tuple(labels.items()) if labels else ())
+        counts = b.combos.get(key)
+        if counts is None:
+            if len(b.combos) >= MAX_COMBOS:
+                inc = 1 if bad else 0
+                for name, value in zip(_HEAD_NAMES, head, strict=True):
+                    if value:
+                        self._count_label(b.labels, name, value, inc)
+                for name, value in (labels or {}).items():
+                    self._count_label(b.labels, name, value, inc)
+                return
+            counts = b.combos[key] = [0, 0]
+        counts[0] += 1
+        if bad:
+            counts[1] += 1
 
     def _count_label(
         self, labels: dict[str, dict[str, list[int]]], name: str, value: str, inc: int
@@ -342,10 +377,7 @@ class Aggregator:
         higher_better = self.score_directions.get(ev.name, "higher") == "higher"
         bad = ref is not None and (ev.value < ref if higher_better else ev.value > ref)
         feat.score_ref[ev.name] = ev.value if ref is None else ref + 0.001 * (ev.value - ref)
-        if ev.labels:
-            inc = 1 if bad else 0
-            for name, value in ev.labels.items():
-                self._count_label(b.labels, name, value, inc)
+        self._count_combo(b, _NO_HEAD, ev.labels, bad)
         hkey = (ev.feature, ev.name)
         hist = self.score_hist.get(hkey)
         if hist is None:
@@ -481,7 +513,19 @@ class Aggregator:
         if feat is None:
             return out
         idx = 1 if bad_only else 0
+        cap = self.max_label_values
         for b in self._span(feat, start, end):
+            for (head, pairs), counts in b.combos.items():
+                n = counts[idx]
+                if not n:
+                    continue
+                for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
+                    if not value:
+                        continue
+                    acc = out.setdefault(lname, {})
+                    if value not in acc and len(acc) >= cap - 1:
+                        value = OTHER
+                    acc[value] = acc.get(value, 0) + n
             for lname, values in b.labels.items():
                 acc = out.setdefault(lname, {})
                 for value, counts in values.items():
@@ -492,10 +536,26 @@ class Aggregator:
     # ---- persistence ----------------------------------------------------------------------
 
     _SCALARS = (
-        "calls", "failed", "rate_limited", "auth_failed", "provider_failed", "retried",
-        "in_tok_sum", "in_tok_n", "out_tok_sum", "out_tok_n", "cost_sum", "cost_n", "refused",
-        "refusal_n", "format_ok", "format_n", "chars_sum", "chars_sq", "chars_n",
-    )  # fmt: skip
+        "calls",
+        "failed",
+        "rate_limited",
+        "auth_failed",
+        "provider_failed",
+        "retried",
+        "in_tok_sum",
+        "in_tok_n",
+        "out_tok_sum",
+        "out_tok_n",
+        "cost_sum",
+        "cost_n",
+        "refused",
+        "refusal_n",
+        "format_ok",
+        "format_n",
+        "chars_sum",
+        "chars_sq",
+        "chars_n",
+    )
 
     def to_state(self) -> dict[str, object]:
         """The open windows, so a restart does not forget the last minutes of traffic."""
@@ -511,6 +571,9 @@ class Aggregator:
                         "series": [[*k, *v] for k, v in b.series.items()],
                         "scores": b.scores,
                         "labels": b.labels,
+                        "combos": [
+                            [*h, [list(p) for p in pairs], *c] for (h, pairs), c in b.combos.items()
+                        ],
                     }
                 )
             features[name] = {"buckets": buckets, "score_ref": feat.score_ref}
@@ -533,6 +596,10 @@ class Aggregator:
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
+                b.combos = {
+                    ((p, m, e), tuple((k, v) for k, v in pairs)): [n_all, n_bad]
+                    for p, m, e, pairs, n_all, n_bad in bstate.get("combos", [])
+                }
                 b.labels = {
                     n: {v: list(c) for v, c in vals.items()} for n, vals in bstate["labels"].items()
                 }

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.aggregator import OTHER, Aggregator
+from daemon.aggregator import MAX_COMBOS, OTHER, Aggregator
 from daemon.events import LlmCall, Score, validate_items
 
 TICK, WINDOW = 15.0, 300.0
@@ -113,8 +113,8 @@ def test_window_metrics_match_brute_force(raw: list[dict[str, Any]], tick_no: in
 
 def test_memory_is_bounded_by_retention_not_events() -> None:
     agg = Aggregator(tick_s=15, window_s=300, quality_window_s=300, retention_s=600)
-    for i in range(20_000):
-        ts = T0 + i * 0.1
+    for i in range(40_000):
+        ts = T0 + i * 0.05
         (ev,), _ = validate_items(
             [
                 {
@@ -132,10 +132,14 @@ def test_memory_is_bounded_by_retention_not_events() -> None:
             agg.expire(ts)
     feat = agg._features["f"]
     assert len(feat.buckets) <= 600 / 15 + 2
-    # 20,000 distinct label values are capped per bucket with an __other__ bucket.
+    # 40,000 distinct label values: whole label sets are counted up to MAX_COMBOS per
+    # bucket, the rest per label with a cap and an __other__ slot.
     for b in feat.buckets.values():
-        assert len(b.labels["request"]) <= agg.max_label_values
-        assert OTHER in b.labels["request"]
+        assert len(b.combos) <= MAX_COMBOS
+        assert len(b.labels.get("request", {})) <= agg.max_label_values
+    counts = agg.label_counts("f", T0, T0 + 3000)["request"]
+    assert len(counts) <= agg.max_label_values and OTHER in counts
+    assert sum(counts.values()) == sum(b.calls for b in feat.buckets.values())
 
 
 def test_scores_mean_and_bad_labels() -> None:
