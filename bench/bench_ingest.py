@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import os
 import socket
@@ -179,6 +180,7 @@ def bench_http(repeat: int, n: int, rss_events: int) -> tuple[float, list[tuple[
 
 
 def main() -> None:
+    gc.set_threshold(50_000, 20, 100)  # as `llm-oncall` itself does (daemon/cli.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=5)

@@ -19,9 +19,7 @@ def rfc3339(ts: float | None) -> str | None:
     """Unix seconds → RFC 3339 in UTC with millisecond precision (the contract's time form)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
