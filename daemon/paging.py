@@ -81,7 +81,11 @@ class Paging:
             runbook={k: str(v) for k, v in runbook.items()} or None,
         )
         targets: list[str | RouteTarget]
-        if upd.notify == "trigger":
+        if upd.action == "renotify":
+            targets = [
+                t for t in self.router.targets(record) if self._reminder_due(conn, record, t)
+            ]
+        elif upd.notify == "trigger":
             targets = list(self.router.targets(record))
         else:
             targets = list(self._triggered_receivers(conn, record["id"]))
@@ -89,6 +93,22 @@ class Paging:
             self.log.info("page_not_routed", incident=record["id"], action=upd.notify)
             return
         self.outbox.enqueue(conn, note, targets)
+
+    def _reminder_due(
+        self, conn: sqlite3.Connection, record: dict[str, Any], target: RouteTarget
+    ) -> bool:
+        """A route's own `renotify_s` overrides the global interval for its receiver; the
+        correlator proposes reminders at the shortest interval of any (see `pipeline`)."""
+        interval = target.renotify_s or self.settings.correlation.renotify_s
+        if not interval:
+            return False
+        row = conn.execute(
+            "SELECT MAX(created_at) FROM notify_outbox WHERE incident_id = ? AND receiver = ?"
+            " AND action = 'trigger'",
+            (record["id"], target.receiver),
+        ).fetchone()
+        last = row[0] if row else None
+        return last is None or self.clock() - float(last) >= interval - 1.0
 
     @staticmethod
     def _triggered_receivers(conn: sqlite3.Connection, incident_id: str) -> list[str]:

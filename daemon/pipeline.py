@@ -96,7 +96,7 @@ class Pipeline:
             min_signals=corr.min_signals,
             cooldown_s=corr.cooldown_s,
             change_lookback_s=corr.change_lookback_s,
-            renotify_s=corr.renotify_s,
+            renotify_s=reminder_interval(settings),
             split_after_s=corr.split_after_s,
         )
         self.silences = SilenceMuter(config_silences(settings))
@@ -340,6 +340,16 @@ class Pipeline:
     def restore_correlator(self, state: dict[str, Any]) -> None:
         # The current config's policy wins over the one saved with the state.
         self.correlator = Correlator.from_state(state, policy=self.policy, muters=self._muters)
+
+
+def reminder_interval(settings: Settings) -> float:
+    """How often the correlator proposes reminders: the shortest of the global interval and
+    any route's own `renotify_s` (the paging side then applies each route's interval)."""
+    intervals = [settings.correlation.renotify_s] + [
+        r.renotify_s for r in settings.routes if r.renotify_s
+    ]
+    positive = [i for i in intervals if i]
+    return min(positive) if positive else 0.0
 
 
 def config_silences(settings: Settings) -> list[Silence]:
