@@ -34,11 +34,14 @@ from daemon.replay import replay
 T0 = 1_795_000_000.0
 
 
-def make_events(n: int, features: int = 100, start: float = T0) -> list[dict[str, object]]:
-    """n calls (and a score every third call) over 100 features at ~200 events/s of sim time."""
+def make_events(
+    n: int, features: int = 100, start: float = T0, step: float = 0.005
+) -> list[dict[str, object]]:
+    """n calls (and a score every third call) over 100 features, `step` seconds apart
+    (200 events/s of simulated time by default)."""
     out: list[dict[str, object]] = []
     for i in range(n):
-        ts = start + i * 0.005
+        ts = start + i * step
         f = f"feature-{i % features}"
         if i % 3 == 2:
             out.append(
@@ -152,14 +155,30 @@ def start_daemon(state_dir: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("daemon did not start")
 
 
-def bench_http(repeat: int, n: int, rss_events: int) -> tuple[float, list[tuple[int, int]]]:
+def unused_events(port: int) -> float:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = resp.read().decode()
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "llm_oncall_events_unused"
+        for s in fam.samples
+    )
+
+
+def bench_http(repeat: int, n: int, rss_events: int) -> tuple[float, list[tuple[int, int]], float]:
     rates = []
     rss: list[tuple[int, int]] = []
     with tempfile.TemporaryDirectory() as state:
         proc, port = start_daemon(state)
         try:
             for _ in range(repeat):
-                events = make_events(n, start=time.time() - 60)
+                # Live mode: timestamps inside the last minute, so none is late or future.
+                events = make_events(n, start=time.time() - 60, step=60 / n)
                 batches = [orjson.dumps(events[i : i + 1000]) for i in range(0, n, 1000)]
                 elapsed = asyncio.run(post_batches(port, batches))
                 rates.append(n / elapsed)
@@ -167,16 +186,17 @@ def bench_http(repeat: int, n: int, rss_events: int) -> tuple[float, list[tuple[
             marks = {100_000, 500_000, rss_events}
             while sent < rss_events:
                 chunk = min(100_000, rss_events - sent)
-                events = make_events(chunk, start=time.time() - 60)
+                events = make_events(chunk, start=time.time() - 60, step=60 / chunk)
                 batches = [orjson.dumps(events[i : i + 1000]) for i in range(0, chunk, 1000)]
                 asyncio.run(post_batches(port, batches))
                 sent += chunk
                 if sent in marks:
                     rss.append((sent, rss_kib(proc.pid)))
+            unused = unused_events(port)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
-    return statistics.median(rates), rss
+    return statistics.median(rates), rss, unused
 
 
 def main() -> None:
@@ -197,10 +217,11 @@ def main() -> None:
             dst.write(src.read())
     print(f"replay: {rate:,.0f} events/s (median of {args.repeat}, {n} events, 100 features)")
     print(f"replay time / bare orjson parse time: {ratio:.1f}x (median of per-run ratios)")
-    http_rate, rss = bench_http(args.repeat, min(args.events, 100_000), args.rss_events)
+    http_rate, rss, unused = bench_http(args.repeat, min(args.events, 100_000), args.rss_events)
     print(f"POST /v1/events, batches of 1,000: {http_rate:,.0f} events/s (median of {args.repeat})")
     for sent, kib in rss:
         print(f"daemon RSS after {sent:>9,} events: {kib / 1024:.1f} MiB")
+    print(f"events the daemon counted as unused (late/future; should be 0): {unused}")
 
 
 if __name__ == "__main__":

@@ -557,12 +557,20 @@ class Aggregator:
         "chars_n",
     )
 
-    def to_state(self) -> dict[str, object]:
-        """The open windows, so a restart does not forget the last minutes of traffic."""
+    def to_state(self, since: float | None = None) -> dict[str, object]:
+        """The open windows, so a restart does not forget the last minutes of traffic.
+
+        `since` keeps only buckets from that time on: the daemon saves the evaluation windows
+        (minutes) rather than the whole attribution retention (hours), which would make
+        every snapshot tens of megabytes; after a restart attribution's "before" counts
+        refill within the hour."""
+        oldest = -math.inf if since is None else since // self.tick_s
         features: dict[str, object] = {}
         for name, feat in self._features.items():
             buckets = []
             for key, b in feat.buckets.items():
+                if key < oldest:
+                    continue
                 buckets.append(
                     {
                         "k": key,

@@ -301,8 +301,15 @@ class Pipeline:
                 }
                 for key, watch in self._watches.items()
             ],
-            "aggregator": self.aggregator.to_state(),
+            "aggregator": self.aggregator.to_state(since=self._window_start()),
         }
+
+    def _window_start(self) -> float | None:
+        """Start of the oldest window the next tick evaluates (None before any data)."""
+        if self.next_tick is None:
+            return None
+        agg = self.aggregator
+        return self.next_tick - max(agg.window_s, agg.quality_window_s) - agg.tick_s
 
     def restore(self, snap: dict[str, Any]) -> list[str]:
         """Load a snapshot; returns warnings for the parts that had to start fresh."""
