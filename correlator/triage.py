@@ -21,11 +21,22 @@ from dataclasses import dataclass
 
 from correlator.incident import Attribution, ChangeRef, Domain, MemberSignal, TriageAnswer
 from correlator.records import FeatureContext, MetricSnapshot, rfc3339
+from detectors.base import Direction
 
 PROMPT_MODEL_CHANGE_KINDS = frozenset({"prompt", "model"})
 INTERNAL_CHANGE_KINDS = frozenset({"prompt", "model", "deploy"})
 MODEL_LABELS = ("model_version", "model")
 INFLATION_FAMILIES_PREFIX = ("latency_", "input_tokens", "output_tokens", "cost_")
+# Infra metrics that say nothing about retrieval or infrastructure slowing down.
+NOT_INFLATION = frozenset({"throughput_rpm", "error_rate"})
+
+
+def _is_inflation(s: MemberSignal) -> bool:
+    """Latency, token or cost inflation, and any other infra-layer signal going up (custom
+    `metric` events such as a retrieval latency, or an Alertmanager alert from the stack)."""
+    if s.layer != "infra" or s.metric in NOT_INFLATION:
+        return False
+    return s.metric.startswith(INFLATION_FAMILIES_PREFIX) or s.direction == Direction.UP
 API_CONTEXT_METRICS = (
     "rate_limited_rate",
     "provider_error_rate",
@@ -211,9 +222,7 @@ def triage(
         q2 = TriageAnswer("prompt_model", False, ev)
 
     # (3) infra_retrieval
-    inflation = [
-        s for s in ordered if s.layer == "infra" and s.metric.startswith(INFLATION_FAMILIES_PREFIX)
-    ]
+    inflation = [s for s in ordered if _is_inflation(s)]
     stable, unstable = _quality_unstable(metrics, quality_stable_tol)
     if not inflation:
         q3 = TriageAnswer("infra_retrieval", False, "no latency, token or cost inflation signal")

@@ -82,3 +82,49 @@ def test_replay_cli_reads_gzip_and_stdin_and_reports_bad_lines(tmp_path: Path) -
         assert "replayed 1 events" in text
         assert "line 2: line is not valid JSON" in text
         assert "line 3: latency_ms: Input should be greater than or equal to 0 (got -5)" in text
+
+
+def test_custom_infra_metric_answers_the_infra_retrieval_question(tmp_path: Path) -> None:
+    """`metric` events go to detectors per sample; a custom infra metric going up with quality
+    stable is infra/retrieval evidence, not "unknown"."""
+    import random
+
+    rng = random.Random(5)
+    path = tmp_path / "metrics.jsonl"
+    with open(path, "wb") as fh:
+        for i in range(12_000):  # 50 h at one sample per 15 s
+            ts = T0 + i * 15
+            slow = 10_000 <= i < 10_120  # 30 minutes
+            lat = 100 + rng.gauss(0, 5) + (80 if slow else 0)
+            fh.write(
+                orjson.dumps(
+                    {
+                        "type": "metric",
+                        "ts": ts,
+                        "feature": "rag",
+                        "layer": "infra",
+                        "name": "retrieval_latency_ms",
+                        "value": lat,
+                    }
+                )
+                + b"\n"
+            )
+            fh.write(
+                orjson.dumps(
+                    {
+                        "type": "metric",
+                        "ts": ts,
+                        "feature": "rag",
+                        "layer": "quality",
+                        "name": "groundedness",
+                        "value": 0.9 + rng.gauss(0, 0.01),
+                    }
+                )
+                + b"\n"
+            )
+    result = replay(str(path), load_settings(None))
+    (inc,) = result.incidents
+    assert inc["domain"] == "infra_retrieval"
+    assert inc["severity"] == "watch" and inc["paged"] is False  # a lone infra signal
+    q3 = next(t for t in inc["triage"] if t["question"] == "infra_retrieval")
+    assert q3["answer"] is True and "retrieval_latency_ms" in q3["evidence"]
