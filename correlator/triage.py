@@ -37,6 +37,8 @@ def _is_inflation(s: MemberSignal) -> bool:
     if s.layer != "infra" or s.metric in NOT_INFLATION:
         return False
     return s.metric.startswith(INFLATION_FAMILIES_PREFIX) or s.direction == Direction.UP
+
+
 API_CONTEXT_METRICS = (
     "rate_limited_rate",
     "provider_error_rate",
