@@ -62,6 +62,11 @@ class Paging:
             log,
             config=settings.notify,
         )
+        # Series exist at 0 from the start, so the first dead letter shows in increase().
+        for name in self.senders:
+            for action in ("trigger", "resolve"):
+                for result in ("sent", "retried", "dead"):
+                    self.metrics.notifications.labels(receiver=name, action=action, result=result)
 
     def receiver_names(self) -> list[str]:
         return list(self.senders)
