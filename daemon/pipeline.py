@@ -28,7 +28,7 @@ from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Sig
 from daemon.aggregator import Aggregator
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.rules import Rule, RuleBook
-from detectors.base import Detector, Layer, Sample
+from detectors.base import Detector, Direction, Layer, Sample, Transition
 from detectors.factory import detector_from_state
 
 SNAPSHOT_VERSION = 1
@@ -39,10 +39,17 @@ SeriesKey = tuple[str, str, str]  # feature, metric, series
 
 @dataclass(slots=True)
 class _Watch:
-    """The detectors on one series, with the rule each came from."""
+    """The detectors on one series, with the rule each came from.
+
+    `stale` is set when the series stopped receiving samples while a detector was firing:
+    its signal was cleared for the correlator (absent data resolves, as in Prometheus), and
+    fires again if the detector still fires when data returns.
+    """
 
     layer: Layer
     slots: list[tuple[Rule, Detector]]
+    stale: bool = False
+    directions: dict[int, Direction] = field(default_factory=dict)  # last firing, per slot
 
 
 @dataclass(slots=True)
@@ -109,6 +116,8 @@ class Pipeline:
         self.next_tick: float | None = None
         self._last_data_ts: float = -math.inf
         self._watches: dict[SeriesKey, _Watch] = {}
+        # A firing series with no sample for this long is cleared (absent data resolves).
+        self._stale_after_s = 2 * max(agg.window_s, agg.quality_window_s)
         self.latest: dict[SeriesKey, Sample] = {}
         self.counters = Counters()
 
@@ -183,6 +192,7 @@ class Pipeline:
                 # Nothing in any window: skip the empty stretch in one step, but let the
                 # correlator see the time pass (cooldowns, re-notifications).
                 skip_to = max(tick, math.floor(now / self.tick_s) * self.tick_s)
+                out.extend(self._clear_stale(skip_to))
                 out.updates.extend(self.correlator.tick(skip_to, self.context))
                 self.next_tick = skip_to + self.tick_s
                 continue
@@ -194,6 +204,7 @@ class Pipeline:
         out = TickOutput()
         for sample in self.aggregator.evaluate(now):
             out.extend(self._observe(sample))
+        out.extend(self._clear_stale(now))
         out.updates.extend(self.correlator.tick(now, self.context))
         self.aggregator.expire(now)
         self.counters.ticks += 1
@@ -207,27 +218,71 @@ class Pipeline:
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = self._new_watch(sample)
-        for rule, det in watch.slots:
+        returning = watch.stale
+        watch.stale = False
+        for i, (rule, det) in enumerate(watch.slots):
             tr = det.update(sample.ts, sample.value, sample.n)
             if tr is None:
+                if not (returning and det.firing):
+                    continue
+                # Data is back and the detector never stopped firing: say so again.
+                tr = Transition(
+                    sample.ts,
+                    "firing",
+                    sample.value,
+                    _baseline_of(det),
+                    0.0,
+                    watch.directions.get(i, Direction.UP),
+                )
+            if tr.state == "firing":
+                watch.directions[i] = tr.direction
+            self._emit(out, sample, rule, det.kind, tr)
+        return out
+
+    def _emit(self, out: TickOutput, sample: Sample, rule: Rule, kind: str, tr: Transition) -> None:
+        sig = Signal(
+            ts=tr.ts,
+            feature=sample.feature,
+            metric=sample.metric,
+            layer=sample.layer,
+            detector=kind,
+            state=tr.state,
+            value=tr.value,
+            baseline=tr.baseline,
+            score=tr.score,
+            direction=tr.direction,
+            series=sample.series,
+            n=sample.n,
+            page_alone=rule.page_alone,
+        )
+        out.signals.append(sig)
+        out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+
+    def _clear_stale(self, now: float) -> TickOutput:
+        """Clear the signals of series that stopped receiving samples while firing.
+
+        Without this a feature that goes quiet mid-incident (traffic moved away, the caller
+        died) would keep its incident open forever.
+        """
+        out = TickOutput()
+        for key, watch in self._watches.items():
+            if watch.stale:
                 continue
-            sig = Signal(
-                ts=tr.ts,
-                feature=sample.feature,
-                metric=sample.metric,
-                layer=sample.layer,
-                detector=det.kind,
-                state=tr.state,
-                value=tr.value,
-                baseline=tr.baseline,
-                score=tr.score,
-                direction=tr.direction,
-                series=sample.series,
-                n=sample.n,
-                page_alone=rule.page_alone,
-            )
-            out.signals.append(sig)
-            out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+            sample = self.latest.get(key)
+            if sample is None:
+                continue
+            # `metric` events (no n) may come at a slow cadence of their own: give them longer.
+            after = self._stale_after_s if sample.n is not None else max(self._stale_after_s, 7200)
+            if sample.ts >= now - after:
+                continue
+            if not any(det.firing for _, det in watch.slots):
+                continue
+            watch.stale = True
+            for i, (rule, det) in enumerate(watch.slots):
+                if det.firing:
+                    direction = watch.directions.get(i, Direction.UP)
+                    tr = Transition(now, "cleared", sample.value, _baseline_of(det), 0.0, direction)
+                    self._emit(out, sample, rule, det.kind, tr)
         return out
 
     def external_signals(self, signals: Iterable[Signal]) -> TickOutput:
@@ -266,6 +321,7 @@ class Pipeline:
         )
 
     def _baseline(self, feature: str, metric: str) -> float | None:
+        """The learned baseline of a metric, for evidence (a static line is no baseline)."""
         watch = self._watches.get((feature, metric, ""))
         if watch is None:
             return None
@@ -371,3 +427,8 @@ def config_silences(settings: Settings) -> list[Silence]:
 
 
 ContextFn = Callable[[str, float], FeatureContext]
+
+
+def _baseline_of(det: Detector) -> float | None:
+    base = getattr(det, "baseline", None)
+    return None if base is None else float(base)

@@ -128,3 +128,45 @@ def test_custom_infra_metric_answers_the_infra_retrieval_question(tmp_path: Path
     assert inc["severity"] == "watch" and inc["paged"] is False  # a lone infra signal
     q3 = next(t for t in inc["triage"] if t["question"] == "infra_retrieval")
     assert q3["answer"] is True and "retrieval_latency_ms" in q3["evidence"]
+
+
+def test_a_feature_that_goes_quiet_while_firing_resolves(tmp_path: Path) -> None:
+    """Absent data resolves (as in Prometheus): checkout-bot breaches, then stops sending;
+    another feature keeps the clock going."""
+    path = tmp_path / "quiet.jsonl"
+    stop = BREACH + 600
+    with open(path, "wb") as fh:
+        for i in range(4 * 3600):
+            ts = T0 + i
+            other = {
+                "type": "llm_call",
+                "ts": ts,
+                "feature": "other",
+                "status": 200,
+                "latency_ms": 500.0,
+            }
+            fh.write(orjson.dumps(other) + b"\n")
+            if ts < stop:
+                slow = ts >= BREACH
+                ev = {
+                    "type": "llm_call",
+                    "ts": ts,
+                    "feature": "checkout-bot",
+                    "status": 200,
+                    "latency_ms": 15000.0 if slow else 800.0,
+                }
+                fh.write(orjson.dumps(ev) + b"\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(CONFIG)
+    out = io.BytesIO()
+    result = replay(str(path), load_settings(cfg), signals_out=out)
+    p95 = [orjson.loads(x) for x in out.getvalue().splitlines()]
+    p95 = [s for s in p95 if s["metric"] == "latency_p95_ms" and s["feature"] == "checkout-bot"]
+    assert [s["state"] for s in p95] == ["firing", "cleared"]
+    # The last tick whose 300 s window still holds checkout-bot calls is stop+285 (its last
+    # sample); the series is stale once that sample is older than 2 × 900 s (twice the
+    # longest window), i.e. at the first tick after stop+2085.
+    assert p95[1]["ts"] == rfc3339(stop + 2100)
+    assert p95[1]["value"] > 10000  # cleared for lack of data, not because it recovered
+    (inc,) = [r for r in result.incidents if r["feature"] == "checkout-bot"]
+    assert inc["status"] == "resolved"
