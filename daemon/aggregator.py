@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from daemon.events import LlmCall, Score
-from daemon.sketch import bucket_of, merge_into, quantiles
+from daemon.sketch import bucket_of, quantiles
 from detectors.base import Layer, Sample
 
 OTHER = "__other__"
@@ -172,9 +172,93 @@ class _Bucket:
         self.labels: dict[str, dict[str, list[int]]] = {}
 
 
+_SCALAR_FIELDS = (
+    "calls",
+    "failed",
+    "rate_limited",
+    "auth_failed",
+    "provider_failed",
+    "retried",
+    "in_tok_sum",
+    "in_tok_n",
+    "out_tok_sum",
+    "out_tok_n",
+    "cost_sum",
+    "cost_n",
+    "refused",
+    "refusal_n",
+    "format_ok",
+    "format_n",
+    "chars_sum",
+    "chars_sq",
+    "chars_n",
+)
+"""The additive counters of a bucket, in snapshot order."""
+
+
+class _Window:
+    """A running sum of a feature's buckets [lo, hi), so a tick folds in the bucket that
+    enters and folds out the one that leaves instead of re-merging the whole window.
+
+    A late event that lands in a bucket already inside the window marks it dirty, and the
+    next tick rebuilds it from the buckets; so does every REBUILD_TICKS-th tick, which bounds
+    the rounding drift of float sums.
+    """
+
+    __slots__ = ("acc", "age", "dirty", "hi", "lo")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.acc = _Bucket()
+        self.lo = lo
+        self.hi = hi
+        self.dirty = False
+        self.age = 0
+
+
+REBUILD_TICKS = 240
+
+
+def _fold_calls(dst: _Bucket, src: _Bucket, sign: int) -> None:
+    """dst += sign × src over what the call metrics read (scalars, latency, series)."""
+    for name in _SCALAR_FIELDS:
+        setattr(dst, name, getattr(dst, name) + sign * getattr(src, name))
+    lat = dst.latency
+    for k, c in src.latency.items():
+        v = lat.get(k, 0) + sign * c
+        if v:
+            lat[k] = v
+        else:
+            del lat[k]
+    series = dst.series
+    for key, (ok, total) in src.series.items():
+        pair = series.get(key)
+        if pair is None:
+            series[key] = [sign * ok, sign * total]
+            continue
+        pair[0] += sign * ok
+        pair[1] += sign * total
+        if not pair[1]:
+            del series[key]
+
+
+def _fold_scores(dst: _Bucket, src: _Bucket, sign: int) -> None:
+    scores = dst.scores
+    for name, (total, n) in src.scores.items():
+        acc = scores.get(name)
+        if acc is None:
+            scores[name] = [sign * total, sign * n]
+            continue
+        acc[0] += sign * total
+        acc[1] += sign * n
+        if not acc[1]:
+            del scores[name]
+
+
 @dataclass(slots=True)
 class _Feature:
     buckets: dict[int, _Bucket] = field(default_factory=dict)
+    calls_win: _Window | None = None  # running sum of the call window
+    scores_win: _Window | None = None  # running sum of the quality (score) window
     # Slow EW mean of each score, so the aggregator can call a score "bad" for attribution.
     score_ref: dict[str, float] = field(default_factory=dict)
 
@@ -229,6 +313,10 @@ class Aggregator:
         bucket = feat.buckets.get(key)
         if bucket is None:
             bucket = feat.buckets[key] = _Bucket()
+        # A late event inside an evaluated window: that running sum must be rebuilt.
+        for win in (feat.calls_win, feat.scores_win):
+            if win is not None and win.lo <= key < win.hi:
+                win.dirty = True
         return bucket
 
     def add_call(self, ev: LlmCall) -> bool:
@@ -402,65 +490,57 @@ class Aggregator:
             out.extend(self._evaluate_feature(name, feat, now))
         return out
 
+    def _window(
+        self,
+        feat: _Feature,
+        win: _Window | None,
+        now: float,
+        length: float,
+        fold: Callable[[_Bucket, _Bucket, int], None],
+    ) -> _Window:
+        lo = int((now - length) // self.tick_s)
+        hi = int(now // self.tick_s)
+        if win is not None and not win.dirty and win.age < REBUILD_TICKS:
+            if (win.lo, win.hi) == (lo, hi):
+                return win
+            if (win.lo, win.hi) == (lo - 1, hi - 1):
+                entering = feat.buckets.get(hi - 1)
+                leaving = feat.buckets.get(lo - 1)
+                if entering is not None:
+                    fold(win.acc, entering, 1)
+                if leaving is not None:
+                    fold(win.acc, leaving, -1)
+                win.lo, win.hi = lo, hi
+                win.age += 1
+                return win
+        win = _Window(lo, hi)
+        for b in self._span(feat, now - length, now):
+            fold(win.acc, b, 1)
+        return win
+
     def _evaluate_feature(self, name: str, feat: _Feature, now: float) -> list[Sample]:
-        buckets = self._span(feat, now - self.window_s, now)
-        samples: list[Sample] = []
-        if buckets:
-            samples.extend(self._call_samples(name, buckets, now))
-        qbuckets = (
-            buckets
-            if self.quality_window_s == self.window_s
-            else self._span(feat, now - self.quality_window_s, now)
+        feat.calls_win = self._window(feat, feat.calls_win, now, self.window_s, _fold_calls)
+        samples = self._call_samples(name, feat.calls_win.acc, now)
+        feat.scores_win = self._window(
+            feat, feat.scores_win, now, self.quality_window_s, _fold_scores
         )
-        sums: dict[str, list[float]] = {}
-        for b in qbuckets:
-            for sname, (total, n) in b.scores.items():
-                acc = sums.get(sname)
-                if acc is None:
-                    sums[sname] = [total, n]
-                else:
-                    acc[0] += total
-                    acc[1] += n
-        for sname, (total, n) in sums.items():
-            samples.append(Sample(now, name, "quality", f"score:{sname}", total / n, int(n)))
+        for sname, (total, n) in feat.scores_win.acc.scores.items():
+            if n > 0:
+                samples.append(Sample(now, name, "quality", f"score:{sname}", total / n, int(n)))
         return samples
 
-    def _call_samples(self, name: str, buckets: list[_Bucket], now: float) -> list[Sample]:
-        calls = failed = rl = auth = prov = retried = 0
-        in_sum = in_n = out_sum = out_n = cost_n = 0
-        cost = 0.0
-        refused = refusal_n = fmt_ok = fmt_n = chars_n = 0
-        chars_sum = chars_sq = 0
-        latency: dict[int, int] = {}
-        series: dict[tuple[str, str, str], list[int]] = {}
-        for b in buckets:
-            calls += b.calls
-            failed += b.failed
-            rl += b.rate_limited
-            auth += b.auth_failed
-            prov += b.provider_failed
-            retried += b.retried
-            in_sum += b.in_tok_sum
-            in_n += b.in_tok_n
-            out_sum += b.out_tok_sum
-            out_n += b.out_tok_n
-            cost += b.cost_sum
-            cost_n += b.cost_n
-            refused += b.refused
-            refusal_n += b.refusal_n
-            fmt_ok += b.format_ok
-            fmt_n += b.format_n
-            chars_sum += b.chars_sum
-            chars_sq += b.chars_sq
-            chars_n += b.chars_n
-            merge_into(latency, b.latency)
-            for key, (ok, total) in b.series.items():
-                pair = series.get(key)
-                if pair is None:
-                    series[key] = [ok, total]
-                else:
-                    pair[0] += ok
-                    pair[1] += total
+    def _call_samples(self, name: str, w: _Bucket, now: float) -> list[Sample]:
+        calls, failed, rl, auth, prov = (
+            w.calls, w.failed, w.rate_limited, w.auth_failed, w.provider_failed,
+        )  # fmt: skip
+        retried, in_sum, in_n, out_sum, out_n = (
+            w.retried, w.in_tok_sum, w.in_tok_n, w.out_tok_sum, w.out_tok_n,
+        )  # fmt: skip
+        cost, cost_n, refused, refusal_n = w.cost_sum, w.cost_n, w.refused, w.refusal_n
+        fmt_ok, fmt_n, chars_sum, chars_sq, chars_n = (
+            w.format_ok, w.format_n, w.chars_sum, w.chars_sq, w.chars_n,
+        )  # fmt: skip
+        latency, series = w.latency, w.series
         if calls == 0:
             return []
         out: list[Sample] = []
@@ -535,28 +615,6 @@ class Aggregator:
 
     # ---- persistence ----------------------------------------------------------------------
 
-    _SCALARS = (
-        "calls",
-        "failed",
-        "rate_limited",
-        "auth_failed",
-        "provider_failed",
-        "retried",
-        "in_tok_sum",
-        "in_tok_n",
-        "out_tok_sum",
-        "out_tok_n",
-        "cost_sum",
-        "cost_n",
-        "refused",
-        "refusal_n",
-        "format_ok",
-        "format_n",
-        "chars_sum",
-        "chars_sq",
-        "chars_n",
-    )
-
     def to_state(self, since: float | None = None) -> dict[str, object]:
         """The open windows, so a restart does not forget the last minutes of traffic.
 
@@ -574,7 +632,7 @@ class Aggregator:
                 buckets.append(
                     {
                         "k": key,
-                        "s": [getattr(b, f) for f in self._SCALARS],
+                        "s": [getattr(b, f) for f in _SCALAR_FIELDS],
                         "lat": [[k, c] for k, c in b.latency.items()],
                         "series": [[*k, *v] for k, v in b.series.items()],
                         "scores": b.scores,
@@ -599,7 +657,7 @@ class Aggregator:
             feat.score_ref.update(fstate["score_ref"])
             for bstate in fstate["buckets"]:
                 b = _Bucket()
-                for f, v in zip(self._SCALARS, bstate["s"], strict=True):
+                for f, v in zip(_SCALAR_FIELDS, bstate["s"], strict=True):
                     setattr(b, f, v)
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}

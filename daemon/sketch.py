@@ -30,11 +30,6 @@ def value_of(index: int) -> float:
     return 2.0 * GAMMA ** (index - 10_000) / (GAMMA + 1.0)
 
 
-def merge_into(target: dict[int, int], source: dict[int, int]) -> None:
-    for k, c in source.items():
-        target[k] = target.get(k, 0) + c
-
-
 def quantiles(hist: dict[int, int], qs: Iterable[float]) -> list[float | None]:
     """Nearest-rank quantiles (rank ⌈q·n⌉) of a merged histogram; None when empty."""
     total = sum(hist.values())
