@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
 from correlator.attribution import attribute
@@ -56,7 +56,7 @@ from correlator.incident import (
 )
 from correlator.mute import Muter
 from correlator.policy import CorrelationPolicy
-from correlator.records import ChangeRecord, FeatureContext, Signal
+from correlator.records import ChangeRecord, FeatureContext, LabelCounts, Signal
 from correlator.severity import SeverityInput, assess, max_severity
 from correlator.triage import summarize, triage
 from detectors.base import LAYERS, Direction, Layer
@@ -207,6 +207,8 @@ class _Inc:
     notified_severity: Severity | None = None
     reopens: int = 0
     flapping: bool = False
+    # The fullest label counts of the hour before onset seen so far (see `_held_baseline`).
+    baseline_labels: dict[str, dict[str, int]] | None = None
 
     def any_firing(self) -> bool:
         return any(m.cleared is None for m in self.members.values())
@@ -266,6 +268,7 @@ class _Inc:
             "notified_severity": self.notified_severity,
             "reopens": self.reopens,
             "flapping": self.flapping,
+            "baseline_labels": self.baseline_labels,
         }
 
     @classmethod
@@ -317,6 +320,8 @@ class _Inc:
         inc.notified_severity = None if ns is None else cast(Severity, ns)
         inc.reopens = int(d["reopens"])
         inc.flapping = bool(d["flapping"])
+        bl = d.get("baseline_labels")  # absent in states saved before it existed
+        inc.baseline_labels = None if bl is None else _copy_counts(bl)
         return inc
 
 
@@ -622,7 +627,10 @@ class Correlator:
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
             inc.attribution = attribute(
-                ctx, p.attribution_min_support, p.attribution_min_delta, p.attribution_top
+                _held_baseline(inc, ctx),
+                p.attribution_min_support,
+                p.attribution_min_delta,
+                p.attribution_top,
             )
         signals = inc.member_snapshots()
         res = triage(
@@ -721,6 +729,33 @@ class Correlator:
         if cut:
             del self._changes[:cut]
             del self._change_keys[:cut]
+
+
+def _label_total(counts: LabelCounts) -> int:
+    return sum(max(n, 0) for values in counts.values() for n in values.values())
+
+
+def _copy_counts(counts: LabelCounts) -> dict[str, dict[str, int]]:
+    return {str(k): {str(v): int(n) for v, n in vals.items()} for k, vals in counts.items()}
+
+
+def _held_baseline(inc: _Inc, ctx: FeatureContext) -> FeatureContext:
+    """The context with the fullest pre-onset baseline this incident has seen.
+
+    The hour before onset is a fixed span, but the pipeline keeps label counts for a bounded
+    retention (2 h by default), so while a long incident keeps firing that hour ages out from
+    its start: the baseline shrinks toward the minutes just before onset (where a detector
+    that fired late already sees the new prompt or model version), and once it is gone the
+    attribution compares the anomalous traffic with itself and drops the culprit. A span that
+    only loses data never gains counts, so the largest baseline seen is the least aged one;
+    it is kept on the incident (and in its state) and used in place of a smaller one.
+    """
+    fresh = ctx.baseline_labels
+    held = inc.baseline_labels
+    if held is None or _label_total(fresh) >= _label_total(held):
+        inc.baseline_labels = _copy_counts(fresh)
+        return ctx
+    return replace(ctx, baseline_labels=held)
 
 
 def _labels_text(ch: ChangeRecord) -> str:
