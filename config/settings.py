@@ -10,11 +10,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.receivers import NotifyConfig, ReceiverConfig, RouteConfig, validate_routes
@@ -128,10 +137,33 @@ class SilenceMatcher(_Strict):
 class SilenceConfig(_Strict):
     id: str | None = None
     matchers: list[SilenceMatcher] = Field(min_length=1)
-    starts_at: float | str | None = None
-    ends_at: float | str
+    starts_at: float | None = None  # default: active from the start
+    ends_at: float
     created_by: str = "config"
     comment: str = ""
+
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def _epoch(cls, value: Any) -> Any:
+        """Unix seconds, RFC 3339 with a zone, or a YAML timestamp (unquoted
+        2026-11-17T20:00:00Z arrives as a datetime; YAML reads one without a zone as UTC)."""
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError("must be RFC 3339 with a time zone or Unix seconds") from None
+            if parsed.tzinfo is None:
+                raise ValueError("needs a time zone (e.g. 2026-11-17T20:00:00Z)")
+            return parsed.timestamp()
+        return value
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> SilenceConfig:
+        if self.starts_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
 
 
 class LogConfig(_Strict):

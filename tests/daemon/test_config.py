@@ -108,3 +108,23 @@ def test_receiver_secret_by_indexed_env(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("LLM_ONCALL_RECEIVERS__4__ROUTING_KEY", "x")
     with pytest.raises(ConfigError, match=r"RECEIVERS__4__ROUTING_KEY: receivers\[4\] is not"):
         load_settings(cfg)
+
+
+def test_silence_times_in_every_yaml_form(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "silences:\n"
+        "  - {matchers: [{name: feature, value: a}], ends_at: 2026-11-17T20:00:00Z}\n"
+        "  - {matchers: [{name: feature, value: b}], ends_at: '2026-11-17T21:00:00+01:00'}\n"
+        "  - {matchers: [{name: feature, value: c}], ends_at: 1794945600}\n"
+    )
+    s = load_settings(cfg)
+    assert [x.ends_at for x in s.silences] == [1794945600.0, 1794945600.0, 1794945600.0]
+    cfg.write_text("silences:\n  - {matchers: [{name: feature, value: a}], ends_at: 'soon'}\n")
+    with pytest.raises(ConfigError, match=r"silences\[0\].ends_at: .*RFC 3339"):
+        load_settings(cfg)
+    cfg.write_text(
+        "silences:\n  - {matchers: [{name: feature, value: a}], starts_at: 20, ends_at: 10}\n"
+    )
+    with pytest.raises(ConfigError, match=r"silences\[0\]: ends_at must be after starts_at"):
+        load_settings(cfg)
