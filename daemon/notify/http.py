@@ -143,10 +143,10 @@ async def request(
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), wall_clock())
             error = None
             if not 200 <= resp.status < 300:
-                snippet = raw[:300].decode("utf-8", "replace").strip()
-                error = redact(
-                    f"HTTP {resp.status}: {snippet}" if snippet else f"HTTP {resp.status}", secrets
-                )
+                # Redact before cutting: a secret straddling the cut would leave its head.
+                text = redact(raw[:4096].decode("utf-8", "replace"), secrets)
+                snippet = text[:300].strip()
+                error = f"HTTP {resp.status}: {snippet}" if snippet else f"HTTP {resp.status}"
             return classify_status(resp.status, retry_after, error), raw
     except TimeoutError:
         return DeliveryResult(ok=False, retry=True, error=f"timeout after {timeout_s:g}s"), b""

@@ -22,7 +22,11 @@ def title(n: Notification) -> str:
     if not summary:
         summary = f"{inc.get('domain', 'unknown')} incident on {inc.get('feature', '?')}"
     prefix = "[RESOLVED] " if n.action == "resolve" else ""
-    return f"{prefix}[{inc.get('severity', '?')}] {inc.get('feature', '?')}: {summary}"
+    feature = f"{inc.get('feature', '?')}: "
+    # The correlator's summary already starts with the feature; name it once (Opsgenie's
+    # message has 130 characters).
+    head = "" if summary.startswith(feature) else feature
+    return f"{prefix}[{inc.get('severity', '?')}] {head}{summary}"
 
 
 def lead_signal(inc: Mapping[str, Any]) -> Mapping[str, Any] | None:
