@@ -4,12 +4,19 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
 
 - infra: static lines, because latency and error budgets are absolute. p95 > 10 s or p99 >
   20 s for two minutes, error rate > 5% for two minutes, each with a lower clear level and a
-  minimum number of calls. Token and cost inflation get an upward EWMA (they are the
-  infra_retrieval triage signal: a retrieval change that stuffs the context shows up here
-  first). Throughput and p50 have no default: a traffic dip is usually the users, not a fault.
-- api: rate detectors on the k/n error kinds. Auth failures page alone (any burst of 401/403
-  means a key or permission broke) with a small effect floor; an availability collapse below
-  50% pages alone through a second, static rule.
+  minimum number of calls. Token and cost inflation get an upward seasonal baseline (they are
+  the infra_retrieval triage signal: a retrieval change that stuffs the context shows up here
+  first; the hour profile keeps the daily swing out of sigma, so 20% is found, not only 50%).
+  p95 also gets an upward seasonal rule for relative regressions far below the static line
+  (3 sigma for 48 samples = 12 minutes: a sustained 1.8x is found, a 3-minute spike, which
+  holds a 5-minute window's p95 up for ~8 minutes, is not). The token and cost rules trust a
+  young hour bucket less (`full_n=480`: two hours of its samples) and keep the old EWMA's
+  480-sample global memory: on a first day a provider outage (failed calls carry 0 output
+  tokens) would otherwise become the hour's expectation, and the recovery would fire.
+  Throughput and p50 have no default: a traffic dip is usually the users, not a fault.
+- api: rate detectors (seasonal: an hour-of-week k/n profile) on the k/n error kinds. Auth
+  failures page alone (any burst of 401/403 means a key or permission broke) with a small
+  effect floor; an availability collapse below 50% pages alone through a second, static rule.
 - behavioral: refusals up and format compliance down as rates; output length mean (both
   ways) and its coefficient of variation (up) against a seasonal baseline.
 - quality (`score:<name>`): a seasonal detector for large drops and a CUSUM for sustained
@@ -50,21 +57,23 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
     # ---- infra ---------------------------------------------------------------------------
     ("infra", "latency_p50_ms"):           (),
     ("infra", "latency_p95_ms"):           (_rule("static", threshold=10_000.0, op="above",
-                                                  for_s=120.0, clear=8_000.0, min_n=20),),
+                                                  for_s=120.0, clear=8_000.0, min_n=20),
+                                            _rule("seasonal", direction="up", threshold=3.0,
+                                                  for_n=48, min_n=20, min_rel_sigma=0.03)),
     ("infra", "latency_p99_ms"):           (_rule("static", threshold=20_000.0, op="above",
                                                   for_s=120.0, clear=16_000.0, min_n=50),),
     ("infra", "throughput_rpm"):           (),
     ("infra", "error_rate"):               (_rule("static", threshold=0.05, op="above",
                                                   for_s=120.0, clear=0.03, min_n=20),),
-    ("infra", "input_tokens_per_request"): (_rule("ewma", direction="up", threshold=4.0,
-                                                  for_n=8, half_life=480.0, warmup=240,
-                                                  min_n=20, min_rel_sigma=0.03),),
-    ("infra", "output_tokens_per_request"): (_rule("ewma", direction="up", threshold=4.0,
-                                                   for_n=8, half_life=480.0, warmup=240,
-                                                   min_n=20, min_rel_sigma=0.03),),
-    ("infra", "cost_per_request_usd"):     (_rule("ewma", direction="up", threshold=4.0,
-                                                  for_n=8, half_life=480.0, warmup=240,
-                                                  min_n=20, min_rel_sigma=0.03),),
+    ("infra", "input_tokens_per_request"): (_rule("seasonal", direction="up", threshold=3.0,
+                                                  for_n=8, min_n=20, min_rel_sigma=0.03, full_n=480,
+                                                  global_half_life=480.0),),
+    ("infra", "output_tokens_per_request"): (_rule("seasonal", direction="up", threshold=3.0,
+                                                   for_n=8, min_n=20, min_rel_sigma=0.03,
+                                                   full_n=480, global_half_life=480.0),),
+    ("infra", "cost_per_request_usd"):     (_rule("seasonal", direction="up", threshold=3.0,
+                                                  for_n=8, min_n=20, min_rel_sigma=0.03, full_n=480,
+                                                  global_half_life=480.0),),
     # ---- api -----------------------------------------------------------------------------
     ("api", "rate_limited_rate"):          (_rule("rate", direction="up", min_n=30,
                                                   min_ratio=2.0, min_abs_diff=0.02),),

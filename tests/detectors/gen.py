@@ -76,6 +76,10 @@ class LevelSpec:
     df: float = 4.0
     n_peak: int = 120
     shifts: tuple[Shift, ...] = field(default_factory=tuple)
+    # Noise correlated over this many ticks (a moving average, rescaled to the same sd): the
+    # aggregator's 5-minute windows every 15 s share 95% of their calls, so a window
+    # statistic such as p95 wanders rather than jumping independently at every tick (20).
+    corr_ticks: int = 1
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class RateSpec:
     daily_amp: float = 0.1  # relative swing of the rate over the day
     jitter: float = 0.1  # lognormal extra-binomial variation of the bad rate per sample
     n_peak: int = 400
+    weekend_factor: float = 1.0  # the bad rate is multiplied by this on Saturday and Sunday
     bad_is_low: bool = False  # availability/compliance: shifts multiply 1 - p
     shifts: tuple[Shift, ...] = field(default_factory=tuple)
 
@@ -107,7 +112,13 @@ def _factor(ts: FloatArray, shifts: tuple[Shift, ...]) -> FloatArray:
 def level_series(rng: np.random.Generator, ts: FloatArray, spec: LevelSpec) -> Series:
     level = spec.base * (1.0 + spec.daily_amp * daily_shape(ts))
     level *= 1.0 - spec.weekend_dip * weekend(ts)
-    value = level * (1.0 + spec.noise_rel * t_noise(rng, len(ts), spec.df))
+    if spec.corr_ticks > 1:
+        w = spec.corr_ticks
+        raw = t_noise(rng, len(ts) + w - 1, spec.df)
+        noise = np.convolve(raw, np.full(w, 1.0 / np.sqrt(w)), mode="valid")
+    else:
+        noise = t_noise(rng, len(ts), spec.df)
+    value = level * (1.0 + spec.noise_rel * noise)
     value *= _factor(ts, spec.shifts)
     n = traffic(rng, ts, spec.n_peak)
     return Series(ts, value, n)
@@ -116,6 +127,8 @@ def level_series(rng: np.random.Generator, ts: FloatArray, spec: LevelSpec) -> S
 def rate_series(rng: np.random.Generator, ts: FloatArray, spec: RateSpec) -> Series:
     bad = (1.0 - spec.p) if spec.bad_is_low else spec.p
     bad_rate = bad * (1.0 + spec.daily_amp * daily_shape(ts))
+    if spec.weekend_factor != 1.0:
+        bad_rate *= 1.0 + (spec.weekend_factor - 1.0) * weekend(ts)
     bad_rate *= np.exp(spec.jitter * rng.standard_normal(len(ts)))
     bad_rate = np.clip(bad_rate * _factor(ts, spec.shifts), 0.0, 1.0)
     n = np.maximum(traffic(rng, ts, spec.n_peak), 1)

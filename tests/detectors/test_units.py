@@ -168,8 +168,10 @@ def test_defaults_build_and_follow_the_practice() -> None:
             build_detector(spec.kind, spec.params)
     assert default_rules("infra", "throughput_rpm") == ()
     assert default_rules("infra", "latency_p50_ms") == ()
-    (p95,) = default_rules("infra", "latency_p95_ms")
+    p95, p95_rel = default_rules("infra", "latency_p95_ms")
     assert p95.kind == "static" and p95.params["threshold"] == 10_000
+    assert p95_rel.kind == "seasonal" and p95_rel.params["direction"] == "up"
+    assert p95_rel.params["for_n"] * 15 > 8 * 60  # longer than a 3-min spike in 5-min windows
     auth = default_rules("api", "auth_failure_rate")
     assert auth[0].kind == "rate" and auth[0].page_alone
     avail = default_rules("api", "availability")
