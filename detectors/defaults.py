@@ -4,7 +4,8 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
 
 - infra: static lines, because latency and error budgets are absolute. p95 > 10 s or p99 >
   20 s for two minutes, error rate > 5% for two minutes, each with a lower clear level and a
-  minimum number of calls. Token and cost inflation get an upward seasonal baseline (they are
+  minimum number of calls (error rate: 100 calls in the window, because 3 failures in 49 calls
+  at night crossed 5% and paged in the incident eval). Token and cost inflation get an upward seasonal baseline (they are
   the infra_retrieval triage signal: a retrieval change that stuffs the context shows up here
   first; the hour profile keeps the daily swing out of sigma, so 20% is found, not only 50%).
   p95 also gets an upward seasonal rule for relative regressions far below the static line
@@ -16,7 +17,10 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
   Throughput and p50 have no default: a traffic dip is usually the users, not a fault.
 - api: rate detectors (seasonal: an hour-of-week k/n profile) on the k/n error kinds. Auth
   failures page alone (any burst of 401/403 means a key or permission broke) with a small
-  effect floor; an availability collapse below 50% pages alone through a second, static rule.
+  effect floor; an availability collapse pages alone through static rules: below 80% over
+  >= 100 calls, or below 50% over >= 10 calls (a small feature's outage), for two minutes.
+  All error kinds are one symptom for severity, so without these a 35% 429/5xx surge on its
+  own would only reach the warning route.
 - behavioral: refusals up and format compliance down as rates; output length mean (both
   ways) and its coefficient of variation (up) against a seasonal baseline.
 - quality (`score:<name>`): a seasonal detector for large drops and a CUSUM for sustained
@@ -64,7 +68,7 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
                                                   for_s=120.0, clear=16_000.0, min_n=50),),
     ("infra", "throughput_rpm"):           (),
     ("infra", "error_rate"):               (_rule("static", threshold=0.05, op="above",
-                                                  for_s=120.0, clear=0.03, min_n=20),),
+                                                  for_s=120.0, clear=0.03, min_n=100),),
     ("infra", "input_tokens_per_request"): (_rule("seasonal", direction="up", threshold=3.0,
                                                   for_n=8, min_n=20, min_rel_sigma=0.03, full_n=480,
                                                   global_half_life=480.0),),
@@ -85,8 +89,11 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
     ("api", "availability"):               (_rule("rate", direction="down", min_n=30,
                                                   min_ratio=2.0, min_abs_diff=0.01),
                                             _rule("static", page_alone=True, threshold=0.5,
-                                                  op="below", for_s=60.0, clear=0.8,
-                                                  min_n=20)),
+                                                  op="below", for_s=120.0, clear=0.8,
+                                                  min_n=10),
+                                            _rule("static", page_alone=True, threshold=0.8,
+                                                  op="below", for_s=120.0, clear=0.95,
+                                                  min_n=100)),
     ("api", "retry_rate"):                 (_rule("rate", direction="up", min_n=30,
                                                   min_ratio=2.0, min_abs_diff=0.02),),
     # ---- behavioral ----------------------------------------------------------------------

@@ -175,8 +175,13 @@ def test_defaults_build_and_follow_the_practice() -> None:
     auth = default_rules("api", "auth_failure_rate")
     assert auth[0].kind == "rate" and auth[0].page_alone
     avail = default_rules("api", "availability")
-    assert [r.kind for r in avail] == ["rate", "static"]
-    assert avail[1].page_alone and avail[1].params["op"] == "below"
+    assert [r.kind for r in avail] == ["rate", "static", "static"]
+    # Collapse pages alone: below 50% on a small feature, below 80% with enough calls.
+    assert all(r.page_alone and r.params["op"] == "below" for r in avail[1:])
+    assert [(r.params["threshold"], r.params["min_n"]) for r in avail[1:]] == [
+        (0.5, 10),
+        (0.8, 100),
+    ]
     quality = default_rules("quality", "score:helpfulness")
     assert [r.kind for r in quality] == ["seasonal", "cusum"]
     assert all(r.params["direction"] == "down" and r.params["min_n"] == 30 for r in quality)

@@ -135,21 +135,24 @@ def test_silent_model_update_says_pin_the_model_version(tmp_path: Path) -> None:
 # ---- 4. retrieval drift -------------------------------------------------------------------
 
 
-def test_retrieval_drift_is_infra_retrieval_and_only_watched(tmp_path: Path) -> None:
+def test_retrieval_drift_is_infra_retrieval_and_paged(tmp_path: Path) -> None:
     """Input tokens x1.7 and latency x1.8 for an hour, quality unchanged.
 
-    Current behaviour: `watch`, not paged. Tokens and cost per request are one symptom family
-    (so they count once), and the latency move (median ~0.9 s → ~1.6 s) stays far below the
-    static p95 line of 10 s, so the incident is a lone infra signal. See docs/incidents.md: we
-    think an hour-long x1.7 context inflation deserves at least the warning route.
+    Tokens/cost (one symptom family) and the p95 latency against its hour-of-week baseline
+    (the seasonal rule beside the static 10 s line) are two symptoms: critical, paged, and
+    routed as infra_retrieval. Before the seasonal p95 rule this was a lone `watch`.
     """
     path = T.write_scenario(tmp_path / "drift.jsonl", [T.injection("retrieval_drift", 0, 60)])
     records = T.run(path).incidents
     assert_quiet_warmup(records)
     inc = the_incident(records)
     assert inc["domain"] == "infra_retrieval" == EXPECTED_DOMAIN["retrieval_drift"]
-    assert (inc["severity"], inc["paged"]) == ("watch", False)
-    assert {s["metric"] for s in inc["signals"]} <= {
+    assert (inc["severity"], inc["paged"]) == ("critical", True)
+    metrics = {s["metric"] for s in inc["signals"]}
+    assert "latency_p95_ms" in metrics
+    assert metrics & {"input_tokens_per_request", "cost_per_request_usd"}
+    assert metrics <= {
+        "latency_p95_ms",
         "input_tokens_per_request",
         "cost_per_request_usd",
         "output_tokens_per_request",
