@@ -96,7 +96,17 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
             {"silences": [sil.to_record(now) for sil in daemon.pipeline.silences.list()]}
         )
 
+    def unauthorized() -> web.Response:
+        return web.json_response(
+            {"error": "missing or wrong bearer token"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="llm-oncall"'},
+        )
+
     async def create_silence(request: web.Request) -> web.Response:
+        # A silence can stop pages: it needs the same token as ingest.
+        if not daemon.authorized(request):
+            return unauthorized()
         try:
             body = await request.json(loads=orjson.loads)
         except ValueError:
@@ -116,6 +126,8 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
         return web.json_response(silence.to_record(daemon.clock()), status=201)
 
     async def expire_silence(request: web.Request) -> web.Response:
+        if not daemon.authorized(request):
+            return unauthorized()
         sid = request.match_info["id"]
         if daemon.pipeline.silences.get(sid) is None:
             return web.json_response({"error": "no such silence"}, status=404)

@@ -128,7 +128,7 @@ class Daemon:
 
     # ---- HTTP -----------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> bool:
+    def authorized(self, request: web.Request) -> bool:
         token = self.settings.ingest.token
         if token is None:
             return True
@@ -143,7 +143,7 @@ class Daemon:
 
     async def _read_body(self, request: web.Request) -> bytes | web.Response:
         """Auth, load shedding, size limit and gzip: shared by every ingest endpoint."""
-        if not self._authorized(request):
+        if not self.authorized(request):
             self._count_rejected("unauthorized")
             return web.json_response(
                 {"error": "missing or wrong bearer token"},

@@ -137,6 +137,12 @@ def test_auth_and_body_limit(tmp_path: Path) -> None:
         bomb = gzip.compress(orjson.dumps([call()] * 400))
         assert len(bomb) < 2000
         assert post(url, bomb, ok | {"Content-Encoding": "gzip"})[0] == 413
+        # A silence can stop pages, so it needs the token too.
+        silence = orjson.dumps(
+            {"matchers": [{"name": "feature", "value": "x"}], "ends_at": time.time() + 600}
+        )
+        assert post(d.url + "/api/v1/silences", silence)[0] == 401
+        assert post(d.url + "/api/v1/silences", silence, ok)[0] == 201
         d.proc.send_signal(signal.SIGTERM)
         d.proc.wait(timeout=15)
         assert "s3cret" not in d.log()
