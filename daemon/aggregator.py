@@ -363,7 +363,9 @@ class Aggregator:
                 b.format_ok += 1
             else:
                 bad = True
-        if ev.output_chars is not None:
+        if ok and ev.output_chars is not None:
+            # Successful calls only: a failed call's empty output says nothing about the
+            # model's behaviour (the failure is counted by the error metrics).
             b.chars_sum += ev.output_chars
             b.chars_sq += ev.output_chars * ev.output_chars
             b.chars_n += 1

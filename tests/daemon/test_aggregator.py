@@ -75,7 +75,7 @@ def reference(events: list[LlmCall], feature: str, now: float) -> dict[str, floa
     toks = [e.input_tokens for e in win if e.input_tokens is not None]
     if toks:
         out["input_tokens_per_request"] = sum(toks) / len(toks)
-    chars = [e.output_chars for e in win if e.output_chars is not None]
+    chars = [e.output_chars for e in win if ok(e) and e.output_chars is not None]
     if chars:
         out["output_length_mean"] = sum(chars) / len(chars)
     return out
