@@ -111,35 +111,34 @@ class Totals:
         self.retries = 0
 
 
+_SCALAR_FIELDS = (
+    "calls",
+    "failed",
+    "rate_limited",
+    "auth_failed",
+    "provider_failed",
+    "retried",
+    "in_tok_sum",
+    "in_tok_n",
+    "out_tok_sum",
+    "out_tok_n",
+    "cost_sum",
+    "cost_n",
+    "refused",
+    "refusal_n",
+    "format_ok",
+    "format_n",
+    "chars_sum",
+    "chars_sq",
+    "chars_n",
+)
+"""The additive counters of a bucket, in snapshot order."""
+
+
 class _Bucket:
     """Accumulators of one feature over one tick. Plain attributes: this is the hot path."""
 
-    __slots__ = (
-        "calls",
-        "failed",
-        "rate_limited",
-        "auth_failed",
-        "provider_failed",
-        "retried",
-        "in_tok_sum",
-        "in_tok_n",
-        "out_tok_sum",
-        "out_tok_n",
-        "cost_sum",
-        "cost_n",
-        "refused",
-        "refusal_n",
-        "format_ok",
-        "format_n",
-        "chars_sum",
-        "chars_sq",
-        "chars_n",
-        "latency",
-        "series",
-        "scores",
-        "labels",
-        "combos",
-    )
+    __slots__ = (*_SCALAR_FIELDS, "combos", "labels", "latency", "scores", "series")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -170,30 +169,6 @@ class _Bucket:
         self.combos: dict[tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[int]] = {}
         # label name → value → [all, bad], for label sets past MAX_COMBOS
         self.labels: dict[str, dict[str, list[int]]] = {}
-
-
-_SCALAR_FIELDS = (
-    "calls",
-    "failed",
-    "rate_limited",
-    "auth_failed",
-    "provider_failed",
-    "retried",
-    "in_tok_sum",
-    "in_tok_n",
-    "out_tok_sum",
-    "out_tok_n",
-    "cost_sum",
-    "cost_n",
-    "refused",
-    "refusal_n",
-    "format_ok",
-    "format_n",
-    "chars_sum",
-    "chars_sq",
-    "chars_n",
-)
-"""The additive counters of a bucket, in snapshot order."""
 
 
 class _Window:
