@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.defaults import default_rules
-from detectors.factory import build_detector
-
 from config.settings import RuleConfig, Settings
 from detectors.base import Detector, Layer
+from detectors.defaults import default_rules
+from detectors.factory import build_detector
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,10 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
 - infra: static lines, because latency and error budgets are absolute. p95 > 10 s or p99 >
   20 s for two minutes, error rate > 5% for two minutes, each with a lower clear level and a
   minimum number of calls (error rate: 100 calls in the window, because 3 failures in 49 calls
-  at night crossed 5% and paged in the incident eval). Token and cost inflation get an upward seasonal baseline (they are
-  the infra_retrieval triage signal: a retrieval change that stuffs the context shows up here
-  first; the hour profile keeps the daily swing out of sigma, so 20% is found, not only 50%).
+  at night crossed 5% and paged in the incident eval). Token and cost inflation get an
+  upward seasonal baseline (they are the infra_retrieval triage signal: a retrieval change
+  that stuffs the context shows up here first; the hour profile keeps the daily swing out of
+  sigma, so 20% is found, not only 50%).
   p95 also gets an upward seasonal rule for relative regressions far below the static line
   (3 sigma for 48 samples = 12 minutes: a sustained 1.8x is found, a 3-minute spike, which
   holds a 5-minute window's p95 up for ~8 minutes, is not). The token and cost rules trust a
