@@ -260,11 +260,21 @@ def test_required_rules_present() -> None:
         assert rule["annotations"].get("summary"), name
 
 
-def test_promtool_check_rules() -> None:
+def test_promtool_check_rules(tmp_path: Path) -> None:
+    """`.ci/run` installs Debian's `prometheus` for promtool. Debian builds Prometheus without
+    the Kubernetes service discovery, so the config check runs on the jobs it can parse (the
+    Kubernetes job's keys are checked by `test_scrape_config_targets_the_sidecar`)."""
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool is not on PATH")
-    for args in (["check", "rules", str(RULES)], ["check", "config", str(SCRAPE)]):
+        pytest.skip("promtool is not on PATH (.ci/run installs Debian's prometheus)")
+    scrape = yaml.safe_load(SCRAPE.read_text())
+    scrape["scrape_configs"] = [
+        job for job in scrape["scrape_configs"] if "kubernetes_sd_configs" not in job
+    ]
+    assert scrape["scrape_configs"], "expected a static job beside the Kubernetes one"
+    portable = tmp_path / "scrape.yaml"
+    portable.write_text(yaml.safe_dump(scrape))
+    for args in (["check", "rules", str(RULES)], ["check", "config", str(portable)]):
         res = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stdout + res.stderr
 
