@@ -22,6 +22,7 @@ z-score detectors of this package.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, ClassVar, Literal, Self
 
@@ -90,6 +91,16 @@ def _winsorize(value: float, mean: float, sd: float, threshold: float) -> tuple[
     return xm, xv
 
 
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _init_params(cls: type) -> tuple[str, ...]:
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(inspect.signature(cls).parameters)
+    return names
+
+
 class _Alarm:
     """Fire after `for_n` consecutive anomalous samples on one side; clear after `clear_n`
     consecutive calm ones. Subclasses decide what anomalous and calm mean."""
@@ -155,6 +166,12 @@ class _Alarm:
         self._calm = 0
         direction = Direction.UP if self._fire_sign > 0 else Direction.DOWN
         return Transition(ts, "cleared", value, baseline, round(score, 6), direction)
+
+    def _params(self) -> dict[str, Any]:
+        """The constructor's arguments, read back from the attributes of the same names
+        (every subclass keeps them so), so a snapshot's `params` cannot drift from the
+        signature as parameters are added."""
+        return {name: getattr(self, name) for name in _init_params(type(self))}
 
     def _alarm_state(self) -> dict[str, Any]:
         return {
@@ -249,19 +266,7 @@ class EwmaDetector(_Alarm):
         return {
             "v": STATE_VERSION,
             "kind": self.kind,
-            "params": {
-                "threshold": self.threshold,
-                "clear": self.clear,
-                "direction": self.direction,
-                "for_n": self.for_n,
-                "clear_n": self.clear_n,
-                "half_life": self.half_life,
-                "alpha": self.alpha,
-                "warmup": self.warmup,
-                "min_n": self.min_n,
-                "min_rel_sigma": self.min_rel_sigma,
-                "min_sigma": self.min_sigma,
-            },
+            "params": self._params(),
             "count": self._count,
             "mean": self._mean,
             "var": self._var,
