@@ -50,7 +50,17 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
     return value
 
 
+def unauthorized() -> web.Response:
+    """The 401 of every endpoint that needs the ingest token."""
+    return web.json_response(
+        {"error": "missing or wrong bearer token"},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="llm-oncall"'},
+    )
+
+
 def add_routes(app: web.Application, daemon: Daemon) -> None:
+
     async def list_incidents(request: web.Request) -> web.Response:
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
@@ -94,13 +104,6 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
         now = daemon.clock()
         return web.json_response(
             {"silences": [sil.to_record(now) for sil in daemon.pipeline.silences.list()]}
-        )
-
-    def unauthorized() -> web.Response:
-        return web.json_response(
-            {"error": "missing or wrong bearer token"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="llm-oncall"'},
         )
 
     async def create_silence(request: web.Request) -> web.Response:

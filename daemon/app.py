@@ -145,11 +145,7 @@ class Daemon:
         """Auth, load shedding, size limit and gzip: shared by every ingest endpoint."""
         if not self.authorized(request):
             self._count_rejected("unauthorized")
-            return web.json_response(
-                {"error": "missing or wrong bearer token"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="llm-oncall"'},
-            )
+            return api.unauthorized()
         if self._loop_lag > SHED_LAG_S:
             self._count_rejected("shed")
             return web.json_response(
