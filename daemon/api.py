@@ -29,25 +29,24 @@ def _since(value: str | None) -> float | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise web.HTTPBadRequest(
-            text='{"error": "since: must be RFC 3339 with a zone or Unix seconds"}',
-            content_type="application/json",
-        ) from None
+        raise _bad_request("since: must be RFC 3339 with a zone or Unix seconds") from None
     if parsed.tzinfo is None:
-        raise web.HTTPBadRequest(
-            text='{"error": "since: needs a time zone"}', content_type="application/json"
-        )
+        raise _bad_request("since: needs a time zone")
     return parsed.timestamp()
 
 
 def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
     value = request.query.get(name)
     if value is not None and value not in allowed:
-        raise web.HTTPBadRequest(
-            text=f'{{"error": "{name}: must be one of {", ".join(allowed)}"}}',
-            content_type="application/json",
-        )
+        raise _bad_request(f"{name}: must be one of {', '.join(allowed)}")
     return value
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    """A 400 for a bad query parameter, with the JSON body every API error has."""
+    return web.HTTPBadRequest(
+        text=orjson.dumps({"error": message}).decode(), content_type="application/json"
+    )
 
 
 def unauthorized() -> web.Response:
@@ -60,14 +59,11 @@ def unauthorized() -> web.Response:
 
 
 def add_routes(app: web.Application, daemon: Daemon) -> None:
-
     async def list_incidents(request: web.Request) -> web.Response:
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:
-            raise web.HTTPBadRequest(
-                text='{"error": "limit: must be an integer"}', content_type="application/json"
-            ) from None
+            raise _bad_request("limit: must be an integer") from None
         records = daemon.store.incidents(
             status=_choice(request, "status", STATUSES),
             feature=request.query.get("feature"),
