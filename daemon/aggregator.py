@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from daemon.events import LlmCall, Score
 from daemon.sketch import bucket_of, quantiles
 from detectors.base import Layer, Sample
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V", int, float)
 
 OTHER = "__other__"
 MAX_COMBOS = 512  # distinct label sets counted whole per bucket
@@ -204,29 +208,25 @@ def _fold_calls(dst: _Bucket, src: _Bucket, sign: int) -> None:
             lat[k] = v
         else:
             del lat[k]
-    series = dst.series
-    for key, (ok, total) in src.series.items():
-        pair = series.get(key)
-        if pair is None:
-            series[key] = [sign * ok, sign * total]
-            continue
-        pair[0] += sign * ok
-        pair[1] += sign * total
-        if not pair[1]:
-            del series[key]
+    _fold_pairs(dst.series, src.series, sign)
 
 
 def _fold_scores(dst: _Bucket, src: _Bucket, sign: int) -> None:
-    scores = dst.scores
-    for name, (total, n) in src.scores.items():
-        acc = scores.get(name)
+    _fold_pairs(dst.scores, src.scores, sign)
+
+
+def _fold_pairs(dst: dict[K, list[V]], src: dict[K, list[V]], sign: int) -> None:
+    """dst += sign × src for maps of [amount, count] pairs (availability's [ok, total],
+    a score's [sum, n]); an entry whose count falls to zero leaves the window."""
+    for key, (amount, count) in src.items():
+        acc = dst.get(key)
         if acc is None:
-            scores[name] = [sign * total, sign * n]
+            dst[key] = [sign * amount, sign * count]
             continue
-        acc[0] += sign * total
-        acc[1] += sign * n
+        acc[0] += sign * amount
+        acc[1] += sign * count
         if not acc[1]:
-            del scores[name]
+            del dst[key]
 
 
 @dataclass(slots=True)
