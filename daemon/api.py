@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,14 @@ def _since(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        # NaN would bind as NULL in SQLite and silently match nothing.
+        if not math.isfinite(number):
+            raise _bad_request("since: must be a finite number of Unix seconds")
+        return number
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
