@@ -8,7 +8,6 @@ twelve-factor habit: the environment overrides the file, the file overrides the 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +37,12 @@ class ListenConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(9477, ge=0, le=65535)
     public_url: str | None = None  # how links in pages reach this daemon's API
+    # Slow clients (slowloris) must not hold connections: a connection that has not sent
+    # complete request headers this long after it opened (or after its previous response,
+    # which makes this the keep-alive idle timeout too) is closed; a request body that has not
+    # fully arrived this long after its headers gets 408 and its connection closed.
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
 
 
 class StateConfig(_Strict):
@@ -126,11 +131,12 @@ class SilenceMatcher(_Strict):
 
     @model_validator(mode="after")
     def _regex_compiles(self) -> SilenceMatcher:
+        # The same engine (RE2) and limits as at run time, so check-config catches a pattern
+        # the daemon would refuse at start-up.
+        from correlator.silences import compile_regex
+
         if self.is_regex:
-            try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"value is not a valid regex: {exc}") from None
+            compile_regex(self.value, "value")
         return self
 
 
@@ -161,6 +167,11 @@ class SilenceConfig(_Strict):
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> SilenceConfig:
+        from correlator.silences import MAX_TS, MIN_TS
+
+        for name, value in (("starts_at", self.starts_at), ("ends_at", self.ends_at)):
+            if value is not None and not MIN_TS <= value <= MAX_TS:  # NaN fails this too
+                raise ValueError(f"{name}: must be between 1970-01-01 and 9999-12-31")
         if self.starts_at is not None and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self

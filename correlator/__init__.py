@@ -21,10 +21,18 @@ from correlator.inhibit import InhibitMuter
 from correlator.mute import Muter
 from correlator.policy import CorrelationPolicy
 from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal, rfc3339
-from correlator.silences import Matcher, Silence, SilenceMuter
+from correlator.silences import (
+    MAX_API_DURATION_S,
+    Matcher,
+    Silence,
+    SilenceMuter,
+    compile_regex,
+    load_silences,
+)
 from correlator.triage import TriageResult, triage
 
 __all__ = [
+    "MAX_API_DURATION_S",
     "Action",
     "Attribution",
     "ChangeRecord",
@@ -52,6 +60,8 @@ __all__ = [
     "TriageAnswer",
     "TriageResult",
     "attribute",
+    "compile_regex",
+    "load_silences",
     "rfc3339",
     "triage",
 ]

@@ -12,42 +12,111 @@ Over a set, an equality matcher (`=`, `=~`) matches when any element matches; a 
 (`!=`, `!~`) when no element does. An absent value is the empty string, as in Alertmanager,
 so `segment!=""` means "has a segment attribution". Regexes are anchored (`fullmatch`).
 A silence is active on `[starts_at, ends_at)`.
+
+Bounds, so one API call can never make the state unreadable or hang the daemon:
+
+- times are finite Unix seconds (or RFC 3339 with a zone) in `[MIN_TS, MAX_TS]`, the span RFC
+  3339 can write (years 1970-9999), and `ends_at > starts_at`; `from_dict` can also cap the
+  duration (the API passes `MAX_API_DURATION_S`, one year; config silences are reviewed files
+  and may be longer);
+- regexes use RE2 (`google-re2`), the engine Alertmanager's Go matchers use: matching is linear
+  in the input, so a pattern like `(a+)+$` cannot backtrack catastrophically. The price is RE2's
+  syntax (no backreferences or lookaround), the same as Alertmanager's. Patterns are limited to
+  `MAX_PATTERN_CHARS` and RE2's program memory to `_RE2_MAX_MEM`, so compiling is bounded too;
+- ids, names, values, comments and the number of matchers have length caps (`MAX_*`).
 """
 
 from __future__ import annotations
 
 import builtins
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
+
+import re2
 
 from correlator.incident import Incident
 from correlator.records import rfc3339
 
 SINGLE_FIELDS = ("feature", "domain", "severity", "status", "id")
 
+MIN_TS = 0.0  # 1970-01-01T00:00:00Z
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z, the last time RFC 3339 can write
+MAX_API_DURATION_S = 366 * 86400.0  # an API silence lasts at most a (leap) year
+MAX_PATTERN_CHARS = 1024
+MAX_MATCHERS = 32
+MAX_ID_CHARS = 200
+MAX_NAME_CHARS = 200  # matcher names, created_by
+MAX_COMMENT_CHARS = 2048
+_RE2_MAX_MEM = 8 << 20  # bytes of compiled program; RE2 refuses patterns that need more
+
+
+def _options() -> Any:
+    opts = re2.Options()
+    opts.max_mem = _RE2_MAX_MEM
+    opts.log_errors = False  # a bad pattern is the caller's error, not a line on stderr
+    return opts
+
+
+_RE2_OPTIONS = _options()
+
+
+def compile_regex(pattern: str, where: str = "matcher") -> Any:
+    """Compile a matcher regex with RE2 (linear-time matching), or raise ValueError naming
+    `where`. Shared with the config validator so `check-config` accepts the same patterns."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"{where}: regex longer than {MAX_PATTERN_CHARS} characters")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode(errors="replace")
+        raise ValueError(
+            f"{where}: bad regex {pattern!r} (RE2 syntax, as Alertmanager): {reason}"
+        ) from None
+
 
 def _parse_ts(value: Any, name: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{name}: expected Unix seconds or RFC 3339, got {value!r}")
     if isinstance(value, int | float):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:  # a 400-digit integer
+            raise ValueError(f"{name}: out of range") from None
     elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
         except ValueError as exc:
-            raise ValueError(f"{name}: not an RFC 3339 time: {value!r}") from exc
+            raise ValueError(f"{name}: not an RFC 3339 time: {value[:64]!r}") from exc
         if dt.tzinfo is None:
-            raise ValueError(f"{name}: RFC 3339 time needs a zone: {value!r}")
-        ts = dt.timestamp()
+            raise ValueError(f"{name}: RFC 3339 time needs a zone: {value[:64]!r}")
+        try:
+            ts = dt.timestamp()
+        except (OverflowError, ValueError):  # year 1 with a +zone, etc.
+            raise ValueError(f"{name}: out of range") from None
     else:
-        raise ValueError(f"{name}: expected Unix seconds or RFC 3339, got {value!r}")
+        raise ValueError(f"{name}: expected Unix seconds or RFC 3339, got {type(value).__name__}")
+    _check_ts(ts, name)
+    return ts
+
+
+def _check_ts(ts: float, name: str) -> None:
     if not math.isfinite(ts):
         raise ValueError(f"{name}: must be finite")
-    return ts
+    if not MIN_TS <= ts <= MAX_TS:
+        raise ValueError(
+            f"{name}: out of range (Unix seconds {MIN_TS:.0f}..{MAX_TS:.0f},"
+            " 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z)"
+        )
+
+
+def _check_len(value: str, limit: int, name: str) -> None:
+    if len(value) > limit:
+        raise ValueError(f"{name}: longer than {limit} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +125,16 @@ class Matcher:
     value: str
     is_regex: bool = False
     is_equal: bool = True
-    _regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    _regex: Any = field(default=None, repr=False, compare=False)  # an RE2 pattern
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("matcher name must not be empty")
+        _check_len(self.name, MAX_NAME_CHARS, f"matcher {self.name[:40]!r} name")
         if self.is_regex:
-            try:
-                object.__setattr__(self, "_regex", re.compile(self.value))
-            except re.error as exc:
-                raise ValueError(f"matcher {self.name}: bad regex {self.value!r}: {exc}") from exc
+            object.__setattr__(self, "_regex", compile_regex(self.value, f"matcher {self.name}"))
+        else:
+            _check_len(self.value, MAX_PATTERN_CHARS, f"matcher {self.name} value")
 
     def _one(self, value: str) -> bool:
         if self._regex is not None:
@@ -92,11 +161,16 @@ class Matcher:
         name, value = d.get("name"), d.get("value")
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where}.name: expected a non-empty string")
+        _check_len(name, MAX_NAME_CHARS, f"{where}.name")
         if not isinstance(value, str):
             raise ValueError(f"{where}.value: expected a string")
         is_regex, is_equal = d.get("is_regex", False), d.get("is_equal", True)
         if not isinstance(is_regex, bool) or not isinstance(is_equal, bool):
             raise ValueError(f"{where}: is_regex and is_equal must be booleans")
+        if is_regex:
+            compile_regex(value, f"{where}.value")  # the error names the field
+        else:
+            _check_len(value, MAX_PATTERN_CHARS, f"{where}.value")
         return cls(name, value, is_regex, is_equal)
 
 
@@ -121,14 +195,21 @@ class Silence:
     comment: str = ""
 
     def __post_init__(self) -> None:
+        # Every Silence can be rendered (`to_record`) and stored: the API and the restore
+        # path rely on this, so a bad one never reaches the muter.
         if not self.id:
             raise ValueError("silence id must not be empty")
+        _check_len(self.id, MAX_ID_CHARS, "silence id")
         if not self.matchers:
             raise ValueError(f"silence {self.id}: needs at least one matcher")
-        if not (math.isfinite(self.starts_at) and math.isfinite(self.ends_at)):
-            raise ValueError(f"silence {self.id}: starts_at and ends_at must be finite")
+        if len(self.matchers) > MAX_MATCHERS:
+            raise ValueError(f"silence {self.id}: more than {MAX_MATCHERS} matchers")
+        _check_ts(self.starts_at, f"silence {self.id}: starts_at")
+        _check_ts(self.ends_at, f"silence {self.id}: ends_at")
         if self.ends_at <= self.starts_at:
             raise ValueError(f"silence {self.id}: ends_at must be after starts_at")
+        _check_len(self.created_by, MAX_NAME_CHARS, f"silence {self.id}: created_by")
+        _check_len(self.comment, MAX_COMMENT_CHARS, f"silence {self.id}: comment")
 
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
@@ -158,24 +239,41 @@ class Silence:
         return rec
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "silence") -> Self:
-        """Validate an API/config object; errors name the field."""
+    def from_dict(
+        cls,
+        d: Mapping[str, Any],
+        where: str = "silence",
+        max_duration_s: float | None = None,
+    ) -> Self:
+        """Validate an API/config object; errors name the field. `max_duration_s` caps
+        `ends_at - starts_at` (the API's one-year limit; None for config silences)."""
         if not isinstance(d, Mapping):
             raise ValueError(f"{where}: expected an object")
         sid = d.get("id")
         if not isinstance(sid, str) or not sid:
             raise ValueError(f"{where}.id: expected a non-empty string")
+        _check_len(sid, MAX_ID_CHARS, f"{where}.id")
         raw = d.get("matchers")
         if not isinstance(raw, list) or not raw:
             raise ValueError(f"{where}.matchers: expected a non-empty list")
+        if len(raw) > MAX_MATCHERS:
+            raise ValueError(f"{where}.matchers: more than {MAX_MATCHERS} matchers")
         matchers = tuple(Matcher.from_dict(m, f"{where}.matchers[{i}]") for i, m in enumerate(raw))
         starts = _parse_ts(d.get("starts_at"), f"{where}.starts_at")
         ends = _parse_ts(d.get("ends_at"), f"{where}.ends_at")
         if ends <= starts:
             raise ValueError(f"{where}.ends_at: must be after starts_at")
+        if max_duration_s is not None and ends - starts > max_duration_s:
+            raise ValueError(
+                f"{where}.ends_at: at most {max_duration_s / 86400:g} days after starts_at"
+            )
         created_by, comment = d.get("created_by", ""), d.get("comment", "")
-        if not isinstance(created_by, str) or not isinstance(comment, str):
-            raise ValueError(f"{where}: created_by and comment must be strings")
+        if not isinstance(created_by, str):
+            raise ValueError(f"{where}.created_by: expected a string")
+        if not isinstance(comment, str):
+            raise ValueError(f"{where}.comment: expected a string")
+        _check_len(created_by, MAX_NAME_CHARS, f"{where}.created_by")
+        _check_len(comment, MAX_COMMENT_CHARS, f"{where}.comment")
         return cls(sid, matchers, starts, ends, created_by, comment)
 
 
@@ -235,7 +333,25 @@ class SilenceMuter:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Strict: any bad silence is an error. The daemon's restore uses `load_silences`."""
         raw = state.get("silences", [])
         if not isinstance(raw, list):
             raise ValueError("silences: expected a list")
         return cls(Silence.from_dict(d, f"silences[{i}]") for i, d in enumerate(raw))
+
+
+def load_silences(state: Any) -> tuple[list[Silence], list[str]]:
+    """Lenient restore of `SilenceMuter.to_state()`: the silences that load, and one error per
+    one that does not. A row written by an older version without today's bounds (say, an
+    `ends_at` of 1e308) is skipped rather than losing every silence or breaking start-up."""
+    raw = state.get("silences") if isinstance(state, Mapping) else None
+    if not isinstance(raw, list):
+        return [], ["silences: expected an object with a `silences` list"]
+    loaded: list[Silence] = []
+    errors: list[str] = []
+    for i, d in enumerate(raw):
+        try:
+            loaded.append(Silence.from_dict(d, f"silences[{i}]"))
+        except ValueError as exc:
+            errors.append(str(exc))
+    return loaded, errors

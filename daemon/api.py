@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -9,23 +10,35 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from correlator import Silence
+from correlator import MAX_API_DURATION_S, Silence
 from correlator.records import rfc3339
+from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
 if TYPE_CHECKING:
     from daemon.app import Daemon
 
 STATUSES = ("open", "resolved")
 SEVERITIES = ("critical", "warning", "watch")
+# Ids the config file's silences get when they name none (pipeline.config_silences); the API
+# may not create them, so a stored `cfg-*` is always a config silence.
+CONFIG_SILENCE_PREFIX = "cfg-"
+# API silences held at once (pending, active, and expired within the last day): each POST
+# rewrites the stored list, so it stays bounded.
+MAX_SILENCES = 1000
 
 
 def _since(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        # NaN would bind as NULL in SQLite and silently match nothing.
+        if not math.isfinite(number):
+            raise _bad_request("since: must be a finite number of Unix seconds")
+        return number
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -102,27 +115,65 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
             {"silences": [sil.to_record(now) for sil in daemon.pipeline.silences.list()]}
         )
 
-    async def create_silence(request: web.Request) -> web.Response:
+    def is_config_silence(sid: Any) -> bool:
+        return isinstance(sid, str) and (
+            sid in daemon.config_silence_ids or sid.startswith(CONFIG_SILENCE_PREFIX)
+        )
+
+    def read_only(sid: str) -> web.Response:
+        return web.json_response(
+            {
+                "error": f"silence {sid} comes from the config file and is read-only through"
+                f" the API (ids starting {CONFIG_SILENCE_PREFIX!r} are reserved for it);"
+                " change it in the config file"
+            },
+            status=409,
+        )
+
+    async def create_silence(request: web.Request) -> web.StreamResponse:
         # A silence can stop pages: it needs the same token as ingest.
         if not daemon.authorized(request):
             return unauthorized()
         try:
-            body = await request.json(loads=orjson.loads)
-        except ValueError:
-            return web.json_response({"error": "body must be a JSON object"}, status=400)
+            body = orjson.loads(await read_body(request, daemon.settings.listen.body_timeout_s))
+        except BodyTimeout as exc:
+            return await body_timeout_response(request, exc)
+        except ValueError as exc:  # orjson says where: "... line 1 column 60 (char 59)"
+            return web.json_response({"error": f"body is not valid JSON: {exc}"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "body must be a JSON object"}, status=400)
+        now = daemon.clock()
         body.setdefault("id", f"sil-{uuid.uuid4().hex[:12]}")
-        body.setdefault("starts_at", daemon.clock())
+        body.setdefault("starts_at", now)
         body.setdefault("created_by", "api")
+        if is_config_silence(body["id"]):
+            return read_only(body["id"])
+        # Everything is validated, including rendering, before anything is stored.
         try:
-            silence = Silence.from_dict(body, where="silence")
+            silence = Silence.from_dict(body, where="silence", max_duration_s=MAX_API_DURATION_S)
+            if silence.ends_at <= now:
+                raise ValueError("silence.ends_at: already in the past")
+            record = silence.to_record(now)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        daemon.pipeline.silences.add(silence)
-        daemon.save_silences()
+        silences = daemon.pipeline.silences
+        previous = silences.get(silence.id)
+        held = sum(1 for s in silences.list() if s.id not in daemon.config_silence_ids)
+        if previous is None and held >= MAX_SILENCES:
+            return web.json_response(
+                {"error": f"too many silences ({MAX_SILENCES}); expire some first"}, status=409
+            )
+        silences.add(silence)
+        try:
+            daemon.save_silences()
+        except BaseException:
+            # Not stored, so not in effect either: memory and disk stay the same.
+            silences.remove(silence.id)
+            if previous is not None:
+                silences.add(previous)
+            raise
         daemon.log.info("silence_created", id=silence.id, by=silence.created_by)
-        return web.json_response(silence.to_record(daemon.clock()), status=201)
+        return web.json_response(record, status=201)
 
     async def expire_silence(request: web.Request) -> web.Response:
         if not daemon.authorized(request):
@@ -130,6 +181,8 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
         sid = request.match_info["id"]
         if daemon.pipeline.silences.get(sid) is None:
             return web.json_response({"error": "no such silence"}, status=404)
+        if is_config_silence(sid):
+            return read_only(sid)
         daemon.pipeline.silences.expire(sid, daemon.clock())
         daemon.save_silences()
         daemon.log.info("silence_expired", id=sid)
@@ -245,7 +298,13 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Create a silence: {matchers: [{name, value, is_regex, is_equal}], "
                 "starts_at?, ends_at, created_by?, comment?}",
-                "responses": {"201": {"description": "created"}, "400": {"description": "invalid"}},
+                "responses": {
+                    "201": {"description": "created"},
+                    "400": {"description": "invalid; the error names the field"},
+                    "401": {"description": "missing or wrong bearer token"},
+                    "408": {"description": "body not received within listen.body_timeout_s"},
+                    "409": {"description": "a config silence's id, or too many silences"},
+                },
             },
         },
         "/api/v1/silences/{id}": {
@@ -257,6 +316,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "expired"},
                     "404": {"description": "unknown id"},
+                    "409": {"description": "a config silence (read-only through the API)"},
                 },
             }
         },

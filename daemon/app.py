@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import Settings
-from correlator import SilenceMuter
+from correlator import SilenceMuter, load_silences
 from daemon import api
 from daemon.alertmanager import alertmanager_signals
 from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
@@ -32,6 +32,7 @@ from daemon.otlp import spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
 from daemon.store import Store
+from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
 SNAPSHOT_KEY = "pipeline"
 CORRELATOR_KEY = "correlator"
@@ -52,6 +53,8 @@ class Daemon:
         self.clock = clock
         self.store = Store(settings.state.path)
         self.pipeline = Pipeline(settings, self.log)
+        # Config silences are read-only through the API and never persisted: the file owns them.
+        self.config_silence_ids = frozenset(s.id for s in self.pipeline.silences.list())
         self._restore()
         self.rejected: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
@@ -68,15 +71,7 @@ class Daemon:
         if snap is not None:
             for warning in self.pipeline.restore(snap):
                 self.log.warning("state_restore_partial", detail=warning)
-        saved_silences = self.store.get(SILENCES_KEY)
-        if saved_silences is not None:
-            try:
-                for sil in SilenceMuter.from_state(saved_silences).list():
-                    # Config silences keep the config's definition; API ones come back.
-                    if self.pipeline.silences.get(sil.id) is None:
-                        self.pipeline.silences.add(sil)
-            except ValueError as exc:
-                self.log.warning("state_restore_partial", detail=f"silences: {exc}")
+        self._restore_silences()
         corr = self.store.get(CORRELATOR_KEY)
         if corr is not None:
             try:
@@ -86,6 +81,27 @@ class Daemon:
         if snap is not None or corr is not None:
             self.log.info("state_restored", series=len(self.pipeline.detector_keys()))
 
+    def _restore_silences(self) -> None:
+        """API silences come back one by one: a row that no longer loads (written before
+        today's bounds, say `ends_at: 1e308`) is skipped with one log line, never breaking
+        start-up or `GET /api/v1/silences`."""
+        try:
+            saved = self.store.get(SILENCES_KEY)
+        except ValueError as exc:  # not JSON at all
+            self.log.warning("silence_skipped", detail=f"silences: unreadable row: {exc}")
+            return
+        if saved is None:
+            return
+        loaded, errors = load_silences(saved)
+        for error in errors:
+            self.log.warning("silence_skipped", detail=error)
+        for sil in loaded:
+            # Config silences keep the config's definition; a stored `cfg-*` (older versions
+            # saved them) whose entry left the config file must not come back.
+            if sil.id in self.config_silence_ids or sil.id.startswith(api.CONFIG_SILENCE_PREFIX):
+                continue
+            self.pipeline.silences.add(sil)
+
     def save_snapshot(self) -> None:
         snap = self.pipeline.snapshot()
         now = self.clock()
@@ -94,9 +110,13 @@ class Daemon:
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
 
     def save_silences(self) -> None:
+        """Persist the API silences (config ones live in the config file)."""
         self.pipeline.silences.gc(self.clock())
+        api_made = SilenceMuter(
+            s for s in self.pipeline.silences.list() if s.id not in self.config_silence_ids
+        )
         with self.store.transaction() as conn:
-            self.store.put(conn, SILENCES_KEY, self.pipeline.silences.to_state(), self.clock())
+            self.store.put(conn, SILENCES_KEY, api_made.to_state(), self.clock())
 
     # ---- pipeline output ------------------------------------------------------------------
 
@@ -141,7 +161,7 @@ class Daemon:
     def _count_rejected(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
 
-    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+    async def _read_body(self, request: web.Request) -> bytes | web.StreamResponse:
         """Auth, load shedding, size limit and gzip: shared by every ingest endpoint."""
         if not self.authorized(request):
             self._count_rejected("unauthorized")
@@ -157,8 +177,11 @@ class Daemon:
             self._count_rejected("too_large")
             return too_large
         try:
-            raw = await request.read()
+            raw = await read_body(request, self.settings.listen.body_timeout_s)
             return decompress(raw, request.headers.get("Content-Encoding"), limit)
+        except BodyTimeout as exc:
+            self._count_rejected("body_timeout")
+            return await body_timeout_response(request, exc)
         except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             self._count_rejected("too_large")
             return too_large
@@ -168,9 +191,9 @@ class Daemon:
                 {"accepted": 0, "rejected": [{"index": 0, "error": str(exc)}]}, status=400
             )
 
-    async def post_events(self, request: web.Request) -> web.Response:
+    async def post_events(self, request: web.Request) -> web.StreamResponse:
         body = await self._read_body(request)
-        if isinstance(body, web.Response):
+        if isinstance(body, web.StreamResponse):
             return body
         try:
             events, rejected = parse_body(body, request.headers.get("Content-Type"))
@@ -186,7 +209,7 @@ class Daemon:
         payload = {"accepted": len(events), "rejected": [r.to_dict() for r in rejected]}
         return web.json_response(payload, status=200 if events else 400)
 
-    async def post_traces(self, request: web.Request) -> web.Response:
+    async def post_traces(self, request: web.Request) -> web.StreamResponse:
         """OTLP/HTTP with JSON encoding (protobuf is answered 415, as the spec allows)."""
         ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype != "application/json":
@@ -195,7 +218,7 @@ class Daemon:
                 status=415,
             )
         body = await self._read_body(request)
-        if isinstance(body, web.Response):
+        if isinstance(body, web.StreamResponse):
             return body
         try:
             spans, skipped, errors = spans_to_events(orjson.loads(body))
@@ -215,10 +238,10 @@ class Daemon:
         partial = {"rejectedSpans": len(errors), "errorMessage": "; ".join(errors[:20])}
         return web.json_response({"partialSuccess": partial})
 
-    async def post_alertmanager(self, request: web.Request) -> web.Response:
+    async def post_alertmanager(self, request: web.Request) -> web.StreamResponse:
         """Alertmanager webhook in: infra alerts (GPU nodes, vector store) join incidents."""
         body = await self._read_body(request)
-        if isinstance(body, web.Response):
+        if isinstance(body, web.StreamResponse):
             return body
         try:
             signals, errors = alertmanager_signals(orjson.loads(body), self.clock())
@@ -284,11 +307,14 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         # auto_decompress=False: we inflate gzip ourselves, with the body limit applied to the
         # inflated size (a small gzip bomb is a 413, not an out-of-memory).
+        # keepalive_timeout: aiohttp's only timer before a request's headers are complete, so
+        # it is the header timeout (slowloris); see daemon/timeouts.py.
         runner = web.AppRunner(
             self.build_app(),
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S / 2,
             auto_decompress=False,
+            keepalive_timeout=self.settings.listen.header_timeout_s,
         )
         await runner.setup()
         listen = self.settings.listen

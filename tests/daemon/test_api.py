@@ -18,6 +18,8 @@ from daemon.app import Daemon
         ("severity=page", "severity: must be one of critical, warning, watch"),
         ("since=yesterday", "since: must be RFC 3339 with a zone or Unix seconds"),
         ("since=2026-01-01T00:00:00", "since: needs a time zone"),
+        ("since=nan", "since: must be a finite number of Unix seconds"),
+        ("since=-inf", "since: must be a finite number of Unix seconds"),
         ("limit=x", "limit: must be an integer"),
     ],
 )

@@ -128,3 +128,17 @@ def test_silence_times_in_every_yaml_form(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"silences\[0\]: ends_at must be after starts_at"):
         load_settings(cfg)
+
+
+def test_silence_bounds_and_regex_engine_match_the_runtime(tmp_path: Path) -> None:
+    """check-config refuses what the daemon would refuse at start-up (issue 8): times beyond
+    what RFC 3339 can write, and regexes RE2 cannot compile (backreferences)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("silences:\n  - {matchers: [{name: feature, value: a}], ends_at: 1.0e+308}\n")
+    with pytest.raises(ConfigError, match=r"silences\[0\]: ends_at: must be between 1970"):
+        load_settings(cfg)
+    cfg.write_text(
+        "silences:\n  - {matchers: [{name: f, value: '(a)\\1', is_regex: true}], ends_at: 2e9}\n"
+    )
+    with pytest.raises(ConfigError, match=r"silences\[0\].matchers\[0\]: value: bad regex.*RE2"):
+        load_settings(cfg)
