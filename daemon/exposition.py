@@ -4,12 +4,17 @@ The hot path counts into plain dicts (a `Counter.labels().inc()` per field per e
 cost more than the whole aggregation), and this collector turns them into metric families
 when Prometheus scrapes. Raw counters and histograms are what a central Prometheus sums
 across pods; the derived layer values and detector states are gauges for dashboards.
+
+Every label set here comes from a capped dimension (daemon.aggregator.Limits), so the size of
+a scrape is bounded; `render` still formats the text off the event loop, because at the caps
+formatting takes long enough (~1 s on a busy 2-core VM) to stall ingest and health checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -17,9 +22,10 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from daemon.aggregator import GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS
+from daemon.aggregator import CAPPED_DIMENSIONS, GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS
 
 if TYPE_CHECKING:
     from daemon.pipeline import Pipeline
@@ -156,12 +162,31 @@ class PipelineCollector(Collector):
 
         unused = CounterMetricFamily(
             P + "events_unused",
-            "Accepted events not used by the pipeline, by reason (late, future, feature_limit).",
+            "Accepted events not used by the pipeline, by reason (late, future, "
+            "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span).",
             labels=["reason"],
         )
         for reason, n in pipe.counters.unused.items():
             unused.add_metric([reason], n)
         yield unused
+
+        capped = CounterMetricFamily(
+            P + "cardinality_capped",
+            "Events that hit a cardinality cap, by dimension: the value was folded into "
+            "__other__, cut, or the event counted in events_unused (docs/ingest.md).",
+            labels=["dimension"],
+        )
+        for dim in CAPPED_DIMENSIONS:
+            capped.add_metric([dim], agg.capped.get(dim, 0))
+        yield capped
+        limit = GaugeMetricFamily(
+            P + "cardinality_limit",
+            "The configured cardinality caps (ingest.max_*), by limit.",
+            labels=["limit"],
+        )
+        for name, value in agg.limits.as_dict().items():
+            limit.add_metric([name], value)
+        yield limit
 
         yield CounterMetricFamily(P + "ticks", "Evaluation ticks run.", value=pipe.counters.ticks)
         if self._clock is not None and pipe.counters.last_tick_at is not None:
@@ -190,3 +215,26 @@ class PipelineCollector(Collector):
         for reason, n in stats.muted_by_reason.items():
             muted.add_metric([reason], n)
         yield muted
+
+
+class _Collected:
+    """Metric families already collected, in the shape `generate_latest` reads."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+async def render(registry: CollectorRegistry, lock: asyncio.Lock) -> bytes:
+    """The /metrics text, without holding the event loop for the whole render.
+
+    Collecting reads the pipeline's live dicts, so it runs on the loop (a few percent of the
+    render); formatting the text, the bulk of the time, runs in a worker thread that only
+    reads the collected families, with the GIL switching back to the loop every few ms.
+    The lock lets one render run at a time, so a client hammering /metrics costs one thread.
+    """
+    async with lock:
+        families = _Collected(registry.collect())
+        return await asyncio.to_thread(generate_latest, cast(CollectorRegistry, families))
