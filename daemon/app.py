@@ -55,7 +55,8 @@ class Daemon:
         self._restore()
         self.rejected: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(PipelineCollector(lambda: self.pipeline, self.rejected, clock))
+        self.collector = PipelineCollector(lambda: self.pipeline, self.rejected, clock)
+        self.registry.register(self.collector)
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
         self._stop = asyncio.Event()
         self._ready = False
@@ -233,7 +234,7 @@ class Daemon:
         return web.json_response({"accepted": len(signals), "rejected": errors}, status=status)
 
     async def get_metrics(self, request: web.Request) -> web.Response:
-        body = await render(self.registry, self._metrics_lock)
+        body = await render(self.registry, self.collector, self._metrics_lock)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

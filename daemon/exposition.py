@@ -6,15 +6,18 @@ when Prometheus scrapes. Raw counters and histograms are what a central Promethe
 across pods; the derived layer values and detector states are gauges for dashboards.
 
 Every label set here comes from a capped dimension (daemon.aggregator.Limits), so the size of
-a scrape is bounded; `render` still formats the text off the event loop, because at the caps
-formatting takes long enough (~1 s on a busy 2-core VM) to stall ingest and health checks.
+a scrape is bounded; `render` still builds and formats the text off the event loop, because at
+the caps that takes long enough (~1 s on a busy 2-core VM) to stall ingest and health checks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, cast
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,7 +28,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from daemon.aggregator import CAPPED_DIMENSIONS, GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS
+from correlator.correlator import CorrelatorStats
+from daemon.aggregator import CAPPED_DIMENSIONS, GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS, Totals
+from detectors.base import Sample
 
 if TYPE_CHECKING:
     from daemon.pipeline import Pipeline
@@ -45,6 +50,36 @@ def _buckets(bounds: tuple[float, ...], hist: list[float] | list[int]) -> list[t
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """Copies of everything /metrics reads from the pipeline, taken on the event loop in one
+    go (C-speed copies, a few ms at the caps), so the families can be built and formatted in
+    a worker thread while the loop keeps mutating the originals."""
+
+    totals: list[tuple[tuple[str, str, str], Totals]]
+    score_hist: list[tuple[tuple[str, str], list[float]]]
+    latest: list[tuple[tuple[str, str, str], Sample]]
+    detectors: list[tuple[tuple[str, str, str], str, bool]]
+    accepted: dict[str, int]
+    rejected: dict[str, int]
+    unused: dict[str, int]
+    capped: dict[str, int]
+    limits: dict[str, int]
+    ticks: int
+    lag: float | None
+    stats: CorrelatorStats
+
+
+def _copy_totals(tot: Totals) -> Totals:
+    out = Totals()
+    out.requests = dict(tot.requests)
+    out.duration = list(tot.duration)
+    for name in ("duration_sum", "input_tokens", "output_tokens", "cost_usd", "refusals",
+                 "format_failures", "retries"):  # fmt: skip
+        setattr(out, name, getattr(tot, name))
+    return out
+
+
 class PipelineCollector(Collector):
     def __init__(
         self,
@@ -56,11 +91,46 @@ class PipelineCollector(Collector):
         self._pipeline = pipeline
         self._rejected = rejected
         self._clock = clock
+        # A snapshot handed to the rendering thread (`render`); other threads take their own.
+        self._local = threading.local()
 
-    def collect(self) -> Iterator[Metric]:
+    def snapshot(self) -> _Snapshot:
+        """Everything collect() reads; call on the thread that owns the pipeline."""
         pipe = self._pipeline()
         agg = pipe.aggregator
+        last = pipe.counters.last_tick_at
+        lag = None
+        if self._clock is not None and last is not None:
+            lag = max(0.0, self._clock() - last)
+        return _Snapshot(
+            totals=[(k, _copy_totals(t)) for k, t in agg.totals.items()],
+            score_hist=[(k, list(h)) for k, h in agg.score_hist.items()],
+            latest=list(pipe.latest.items()),
+            detectors=list(pipe.detector_states()),
+            accepted=dict(pipe.counters.accepted),
+            rejected=dict(self._rejected),
+            unused=dict(pipe.counters.unused),
+            capped=dict(agg.capped),
+            limits=agg.limits.as_dict(),
+            ticks=pipe.counters.ticks,
+            lag=lag,
+            stats=pipe.correlator.stats(),
+        )
 
+    @contextmanager
+    def frozen(self, snap: _Snapshot) -> Iterator[None]:
+        """collect() on this thread reads `snap` instead of the live pipeline."""
+        self._local.snap = snap
+        try:
+            yield
+        finally:
+            self._local.snap = None
+
+    def collect(self) -> Iterator[Metric]:
+        snap: _Snapshot | None = getattr(self._local, "snap", None)
+        yield from self._families(snap or self.snapshot())
+
+    def _families(self, snap: _Snapshot) -> Iterator[Metric]:
         req = CounterMetricFamily(
             P + "llm_requests",
             "LLM calls seen, by feature, provider, model and status class "
@@ -83,7 +153,7 @@ class PipelineCollector(Collector):
             labels=["feature", "provider", "model"],
         )
         per_feature: dict[str, list[int]] = {}  # feature → [refusals, format failures, retries]
-        for key, tot in agg.totals.items():
+        for key, tot in snap.totals:
             labels = list(key)
             for status_class, n in tot.requests.items():
                 req.add_metric([*labels, status_class], n)
@@ -122,7 +192,7 @@ class PipelineCollector(Collector):
             "Evaluation scores by feature and score name.",
             labels=["feature", "name"],
         )
-        for skey, hist in agg.score_hist.items():
+        for skey, hist in snap.score_hist:
             score.add_metric(list(skey), _buckets(SCORE_BUCKETS, hist), hist[-1])
         yield score
 
@@ -131,7 +201,7 @@ class PipelineCollector(Collector):
             "Current window value of each derived metric (latency in ms, rates as 0-1).",
             labels=["feature", "layer", "metric", "series"],
         )
-        for (feature, metric, series), sample in pipe.latest.items():
+        for (feature, metric, series), sample in snap.latest:
             layer.add_metric([feature, sample.layer, metric, series], sample.value)
         yield layer
 
@@ -140,14 +210,14 @@ class PipelineCollector(Collector):
             "1 while a detector is firing on a series.",
             labels=["feature", "metric", "series", "detector"],
         )
-        for (feature, metric, series), kind, is_firing in pipe.detector_states():
+        for (feature, metric, series), kind, is_firing in snap.detectors:
             firing.add_metric([feature, metric, series, kind], 1.0 if is_firing else 0.0)
         yield firing
 
         acc = CounterMetricFamily(
             P + "events_accepted", "Events accepted, by type.", labels=["type"]
         )
-        for typ, n in pipe.counters.accepted.items():
+        for typ, n in snap.accepted.items():
             acc.add_metric([typ], n)
         yield acc
 
@@ -156,7 +226,7 @@ class PipelineCollector(Collector):
             "Events or bodies rejected at ingest, by reason.",
             labels=["reason"],
         )
-        for reason, n in self._rejected.items():
+        for reason, n in snap.rejected.items():
             rej.add_metric([reason], n)
         yield rej
 
@@ -166,7 +236,7 @@ class PipelineCollector(Collector):
             "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span).",
             labels=["reason"],
         )
-        for reason, n in pipe.counters.unused.items():
+        for reason, n in snap.unused.items():
             unused.add_metric([reason], n)
         yield unused
 
@@ -177,26 +247,26 @@ class PipelineCollector(Collector):
             labels=["dimension"],
         )
         for dim in CAPPED_DIMENSIONS:
-            capped.add_metric([dim], agg.capped.get(dim, 0))
+            capped.add_metric([dim], snap.capped.get(dim, 0))
         yield capped
         limit = GaugeMetricFamily(
             P + "cardinality_limit",
             "The configured cardinality caps (ingest.max_*), by limit.",
             labels=["limit"],
         )
-        for name, value in agg.limits.as_dict().items():
+        for name, value in snap.limits.items():
             limit.add_metric([name], value)
         yield limit
 
-        yield CounterMetricFamily(P + "ticks", "Evaluation ticks run.", value=pipe.counters.ticks)
-        if self._clock is not None and pipe.counters.last_tick_at is not None:
+        yield CounterMetricFamily(P + "ticks", "Evaluation ticks run.", value=snap.ticks)
+        if snap.lag is not None:
             yield GaugeMetricFamily(
                 P + "pipeline_lag_seconds",
                 "Seconds between now and the end of the last evaluated window.",
-                value=max(0.0, self._clock() - pipe.counters.last_tick_at),
+                value=snap.lag,
             )
 
-        stats = pipe.correlator.stats()
+        stats = snap.stats
         inc = GaugeMetricFamily(
             P + "incidents_open",
             "Open incidents by severity and domain.",
@@ -217,24 +287,23 @@ class PipelineCollector(Collector):
         yield muted
 
 
-class _Collected:
-    """Metric families already collected, in the shape `generate_latest` reads."""
+async def render(
+    registry: CollectorRegistry, collector: PipelineCollector, lock: asyncio.Lock
+) -> bytes:
+    """The /metrics text, holding the event loop only for the pipeline snapshot.
 
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
-
-
-async def render(registry: CollectorRegistry, lock: asyncio.Lock) -> bytes:
-    """The /metrics text, without holding the event loop for the whole render.
-
-    Collecting reads the pipeline's live dicts, so it runs on the loop (a few percent of the
-    render); formatting the text, the bulk of the time, runs in a worker thread that only
-    reads the collected families, with the GIL switching back to the loop every few ms.
-    The lock lets one render run at a time, so a client hammering /metrics costs one thread.
+    The snapshot copies what the collector reads (a few ms at the caps); building the metric
+    families and formatting the text (about a second at the caps on a busy 2-core VM) run in
+    a worker thread, with the GIL switching back to the loop every few ms, so ingest and
+    /healthz keep answering. The other collectors of the registry (paging) are prometheus-
+    client metrics, which are thread-safe. The lock lets one render run at a time, so a client
+    hammering /metrics costs one thread, not one per request.
     """
     async with lock:
-        families = _Collected(registry.collect())
-        return await asyncio.to_thread(generate_latest, cast(CollectorRegistry, families))
+        snap = collector.snapshot()
+
+        def work() -> bytes:
+            with collector.frozen(snap):
+                return generate_latest(registry)
+
+        return await asyncio.to_thread(work)

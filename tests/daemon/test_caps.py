@@ -198,11 +198,14 @@ def test_render_off_the_loop_matches_generate_latest() -> None:
     pipe = pipeline()
     pipe.ingest([ev(model=f"m{i}") for i in range(30)], now=T0)
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(lambda: pipe, {}))
+    collector = PipelineCollector(lambda: pipe, {})
+    registry.register(collector)
 
     async def both() -> tuple[bytes, bytes]:
         lock = asyncio.Lock()
-        one, two = await asyncio.gather(render(registry, lock), render(registry, lock))
+        one, two = await asyncio.gather(
+            render(registry, collector, lock), render(registry, collector, lock)
+        )
         return one, two
 
     one, two = asyncio.run(both())
