@@ -1,13 +1,15 @@
 """The daemon at its cardinality caps: RSS, /metrics size, scrape time, /healthz during a scrape.
 
     python bench/bench_caps.py [--scenario NAME ...] [--root DIR] [--scrapes 3]
+    python bench/bench_caps.py --ingest-cpu OTHER_CHECKOUT   # hot-path cost vs. another tree
 
 Each scenario starts a fresh daemon process (default caps, `python -m daemon.cli run` from
 `--root`, this checkout by default: pass another checkout to measure it the same way), posts
 events far past one or more caps to POST /v1/events in batches of 1,000 with "now"
-timestamps, then scrapes /metrics `--scrapes` times while another thread polls /healthz every
-10 ms. Printed per scenario: events sent, daemon RSS, /metrics bytes and samples, median
-scrape time, the slowest /healthz answer seen during the scrapes, and the capped counters.
+timestamps, waits for the next tick, then scrapes /metrics `--scrapes` times while another
+thread polls /healthz every 10 ms. Printed per scenario: events sent, daemon RSS, /metrics
+bytes and samples, median scrape time, the slowest /healthz answer seen during the scrapes,
+and the capped counters.
 
 Scenarios (the issue's attacks, then every cap at once):
 - models:   100k distinct `model` values in one feature;
@@ -36,6 +38,7 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+TICK_S = 15.0  # the default aggregation.tick_s
 Event = dict[str, Any]
 
 
@@ -230,6 +233,9 @@ def run(name: str, root: Path, scrapes: int) -> None:
                 d.post(batch)
                 sent += len(batch)
             post_s = time.perf_counter() - t
+            # Let the first tick after the posts run (it builds the new series' detectors,
+            # which blocks the loop once): the /healthz figure is then the scrape's alone.
+            time.sleep(TICK_S - time.time() % TICK_S + 3)
             size, samples, scrape_s, health_s = scrape_with_health(d, scrapes)
             rss = rss_mib(d.proc.pid)
             caps = capped_counters(d.get("/metrics"))
@@ -243,12 +249,48 @@ def run(name: str, root: Path, scrapes: int) -> None:
     print(f"{'':9s} capped/unused: {caps}")
 
 
+_INGEST_CPU = """
+import sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
+from bench_ingest import make_events
+from config.settings import Settings
+from daemon.events import validate_items
+from daemon.pipeline import Pipeline
+events, bad = validate_items(make_events(200_000))
+assert not bad
+runs = []
+for _ in range(3):
+    pipe = Pipeline(Settings())
+    t = time.process_time()
+    pipe.ingest(events)  # replay mode: ticks included
+    runs.append(time.process_time() - t)
+print(f"{sys.argv[1]}: Pipeline.ingest of 200k events, CPU {min(runs):.3f} s (best of 3)")
+"""
+
+
+def ingest_cpu(roots: list[Path], rounds: int = 2) -> None:
+    """The hot-path cost of the caps: CPU time of Pipeline.ingest in-process, checkouts
+    interleaved so a loaded machine hurts them alike."""
+    for _ in range(rounds):
+        for root in roots:
+            subprocess.run([sys.executable, "-c", _INGEST_CPU, str(root)], check=True, cwd="/")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout to run the daemon from")
     ap.add_argument("--scrapes", type=int, default=3)
+    ap.add_argument(
+        "--ingest-cpu",
+        type=Path,
+        metavar="OTHER_ROOT",
+        help="instead: compare Pipeline.ingest CPU time with another checkout",
+    )
     args = ap.parse_args()
+    if args.ingest_cpu:
+        ingest_cpu([args.root, args.ingest_cpu])
+        return
     print(f"daemon from {args.root}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for name in args.scenario or list(SCENARIOS):
         run(name, args.root, args.scrapes)
