@@ -145,6 +145,7 @@ CAPPED_DIMENSIONS = (
     "label_value",
     "label_set",
     "label_value_length",
+    "description_length",
 )
 """The `dimension` values of llm_oncall_cardinality_capped_total, all exported from 0."""
 
@@ -353,14 +354,14 @@ class Aggregator:
     def features(self) -> list[str]:
         return list(self._features)
 
-    def _cap(self, dimension: str) -> None:
+    def count_capped(self, dimension: str) -> None:
         self.capped[dimension] = self.capped.get(dimension, 0) + 1
 
     def _feature(self, name: str) -> _Feature | None:
         feat = self._features.get(name)
         if feat is None:
             if len(self._features) >= self.max_features:
-                self._cap("feature")
+                self.count_capped("feature")
                 return None
             feat = self._features[name] = _Feature()
         return feat
@@ -380,10 +381,10 @@ class Aggregator:
         if key in feat.external:
             return None
         if len(feat.external) >= self.limits.metric_names:
-            self._cap("metric_name")
+            self.count_capped("metric_name")
             return "metric_name_limit"
         if self._n_series >= self.limits.series:
-            self._cap("series")
+            self.count_capped("series")
             return "series_limit"
         feat.external.add(key)
         self._n_series += 1
@@ -407,12 +408,12 @@ class Aggregator:
             return value
         limit = self.limits.label_value_length
         if len(value) > limit:
-            self._cap("label_value_length")
+            self.count_capped("label_value_length")
             value = clip(value, limit)
             if value in values:
                 return value
         if len(values) >= cap - 1:  # the cap counts __other__
-            self._cap(dimension)
+            self.count_capped(dimension)
             value = OTHER
         values.add(value)
         return value
@@ -438,10 +439,10 @@ class Aggregator:
             feat.series.add(folded)
             return folded
         if len(feat.series) >= lim.series_per_feature - 1:
-            self._cap("series_per_feature")
+            self.count_capped("series_per_feature")
             folded = _OTHER_HEAD
         elif self._n_series >= lim.series:
-            self._cap("series")
+            self.count_capped("series")
             folded = _OTHER_HEAD
         else:
             self._n_series += 1
@@ -456,10 +457,10 @@ class Aggregator:
         out: list[tuple[str, str]] = []
         for name, value in labels.items():
             if len(out) >= lim.label_names:
-                self._cap("label_name")
+                self.count_capped("label_name")
                 break
             if len(name) > limit or len(value) > limit:
-                self._cap("label_value_length")
+                self.count_capped("label_value_length")
                 name, value = clip(name, limit), clip(value, limit)
             out.append((name, value))
         return tuple(out)
@@ -559,7 +560,7 @@ class Aggregator:
             counts = b.combos.get(key)
         if counts is None:
             if len(b.combos) >= self.limits.label_sets:
-                self._cap("label_set")
+                self.count_capped("label_set")
                 inc = 1 if bad else 0
                 for name, value in (*zip(_HEAD_NAMES, head, strict=True), *key[1]):
                     if value:
@@ -576,13 +577,13 @@ class Aggregator:
         values = labels.get(name)
         if values is None:
             if len(labels) >= self.limits.label_names + len(_HEAD_NAMES):
-                self._cap("label_name")
+                self.count_capped("label_name")
                 return  # too many label names: keep the ones seen first
             values = labels[name] = {}
         counts = values.get(value)
         if counts is None:
             if len(values) >= self.max_label_values - 1:  # the cap includes __other__
-                self._cap("label_value")
+                self.count_capped("label_value")
                 value = OTHER
                 counts = values.get(OTHER)
             if counts is None:
@@ -622,10 +623,10 @@ class Aggregator:
             return "feature_limit"
         if ev.name not in feat.score_names:
             if len(feat.score_names) >= self.limits.score_names:
-                self._cap("score_name")
+                self.count_capped("score_name")
                 return "score_name_limit"
             if self._n_series >= self.limits.series:
-                self._cap("series")
+                self.count_capped("series")
                 return "series_limit"
             feat.score_names.add(ev.name)
             self._n_series += 1

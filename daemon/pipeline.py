@@ -35,6 +35,8 @@ SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
 
 SeriesKey = tuple[str, str, str]  # feature, metric, series
+# A change's description travels into pages; the correlator keeps up to max_changes of them.
+DESCRIPTION_MAX = 2000
 
 
 @dataclass(slots=True)
@@ -166,9 +168,14 @@ class Pipeline:
                 if ev.feature is not None and not self.aggregator.admit_feature(ev.feature):
                     self.counters.count_unused("feature_limit")
                     continue
-                labels = dict(self.aggregator.clean_labels(ev.labels)) if ev.labels else {}
+                agg = self.aggregator
+                labels = dict(agg.clean_labels(ev.labels)) if ev.labels else {}
+                description = ev.description
+                if len(description) > DESCRIPTION_MAX:
+                    agg.count_capped("description_length")
+                    description = clip(description, DESCRIPTION_MAX)
                 self.correlator.add_change(
-                    ChangeRecord(ts, ev.kind, ev.feature, ev.description, labels)
+                    ChangeRecord(ts, ev.kind, ev.feature, description, labels)
                 )
                 continue
             elif isinstance(ev, MetricEvent):

@@ -18,7 +18,7 @@ from correlator.records import Signal
 from daemon.aggregator import CAPPED_DIMENSIONS, OTHER, Aggregator, Limits, clip
 from daemon.events import Event, validate_one
 from daemon.exposition import PipelineCollector, render
-from daemon.pipeline import Pipeline
+from daemon.pipeline import DESCRIPTION_MAX, Pipeline
 from detectors.base import Direction
 from tests.conftest import start_daemon
 from tests.daemon.test_e2e import metrics, post
@@ -162,9 +162,16 @@ def test_label_sets_and_values_per_bucket() -> None:
 def test_change_labels_are_cleaned() -> None:
     pipe = pipeline(max_label_names=2, max_label_value_length=5)
     labels = {"a": "123456789", "b": "x", "c": "y"}
-    pipe.ingest([ev(type="change", kind="deploy", feature="f", labels=labels)], now=T0)
-    (change,) = pipe.correlator._changes
-    assert dict(change.labels) == {"a": "1234…", "b": "x"}
+    change = ev(type="change", kind="deploy", feature="f", labels=labels, description="d" * 5000)
+    pipe.ingest([change], now=T0)
+    (kept,) = pipe.correlator._changes
+    assert dict(kept.labels) == {"a": "1234…", "b": "x"}
+    assert len(kept.description) == DESCRIPTION_MAX and kept.description.endswith("…")
+    assert pipe.aggregator.capped == {
+        "label_name": 1,
+        "label_value_length": 1,
+        "description_length": 1,
+    }
 
 
 def test_slots_survive_a_restart() -> None:
@@ -210,6 +217,35 @@ def test_render_off_the_loop_matches_generate_latest() -> None:
 
     one, two = asyncio.run(both())
     assert one == two == generate_latest(registry)
+
+
+async def test_a_large_scrape_does_not_block_the_loop(loop_guard: None) -> None:
+    """At the global series cap (2,000 score names: ~36k samples, ~1 s to format on a busy
+    machine) the loop is held only for the snapshot; the loop guard fails the test if any
+    callback takes over 0.5 s, and a ticker measures the loop's responsiveness meanwhile."""
+    pipe = pipeline(max_score_names=100)
+    scores = [
+        ev(type="score", feature=f"f{i % 20}", name=f"s{i // 20}", value=0.5) for i in range(2000)
+    ]
+    pipe.ingest(scores, now=T0)
+    assert len(pipe.aggregator.score_hist) == 2000
+    registry = CollectorRegistry()
+    collector = PipelineCollector(lambda: pipe, {})
+    registry.register(collector)
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - t)
+
+    task = asyncio.create_task(ticker())
+    body = await render(registry, collector, asyncio.Lock())
+    task.cancel()
+    assert body.count(b"llm_oncall_score_bucket{") == 2000 * 16
+    assert gaps, "the loop never ran while the text was being formatted"
 
 
 def test_daemon_keeps_series_bounded_past_the_caps(tmp_path: Path) -> None:
