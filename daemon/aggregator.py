@@ -354,6 +354,10 @@ class Aggregator:
     def features(self) -> list[str]:
         return list(self._features)
 
+    def usage(self) -> dict[str, int]:
+        """How full the global caps are, by the name of their limit."""
+        return {"features": len(self._features), "series": self._n_series}
+
     def count_capped(self, dimension: str) -> None:
         self.capped[dimension] = self.capped.get(dimension, 0) + 1
 

@@ -65,6 +65,7 @@ class _Snapshot:
     unused: dict[str, int]
     capped: dict[str, int]
     limits: dict[str, int]
+    usage: dict[str, int]
     ticks: int
     lag: float | None
     stats: CorrelatorStats
@@ -112,6 +113,7 @@ class PipelineCollector(Collector):
             unused=dict(pipe.counters.unused),
             capped=dict(agg.capped),
             limits=agg.limits.as_dict(),
+            usage=agg.usage(),
             ticks=pipe.counters.ticks,
             lag=lag,
             stats=pipe.correlator.stats(),
@@ -257,6 +259,15 @@ class PipelineCollector(Collector):
         for name, value in snap.limits.items():
             limit.add_metric([name], value)
         yield limit
+        used = GaugeMetricFamily(
+            P + "cardinality_used",
+            "How much of the global caps is taken: features, series (provider/model/endpoint "
+            "combinations + score names + metric names, all features).",
+            labels=["limit"],
+        )
+        for name, value in snap.usage.items():
+            used.add_metric([name], value)
+        yield used
 
         yield CounterMetricFamily(P + "ticks", "Evaluation ticks run.", value=snap.ticks)
         if snap.lag is not None:

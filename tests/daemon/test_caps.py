@@ -197,6 +197,8 @@ def test_metrics_export_every_dimension_and_limit() -> None:
     assert set(got) == set(CAPPED_DIMENSIONS) and got["model"] == 4
     limits = {labels["limit"]: v for labels, v in out["llm_oncall_cardinality_limit"]}
     assert limits["models"] == 2 and limits["features"] == 200
+    used = {labels["limit"]: v for labels, v in out["llm_oncall_cardinality_used"]}
+    assert used == {"features": 1, "series": 2}  # ("", "m0", "") and ("", "__other__", "")
     models = {labels["model"] for labels, _ in out["llm_oncall_llm_requests_total"]}
     assert models == {"m0", OTHER}
 
