@@ -278,6 +278,17 @@ def test_daemon_keeps_series_bounded_past_the_caps(tmp_path: Path) -> None:
         alerts = {"alerts": [{"labels": {"feature": f"a{i}", "alertname": "X"},
                               "status": "firing"} for i in range(5)]}  # fmt: skip
         assert post(d.url + "/v1/alertmanager", orjson.dumps(alerts))[0] == 200
+        ns = str(int(now * 1e9))
+        spans = [
+            {"startTimeUnixNano": ns, "endTimeUnixNano": ns, "attributes": [
+                {"key": "gen_ai.system", "value": {"stringValue": "openai"}},
+                {"key": "llm_oncall.feature", "value": {"stringValue": f"otel{i}"}},
+            ]}
+            for i in range(4)
+        ]  # fmt: skip
+        otlp = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+        headers = {"Content-Type": "application/json"}
+        assert post(d.url + "/v1/traces", orjson.dumps(otlp), headers) == (200, {})
         m = metrics(d)
     finally:
         d.proc.terminate()
@@ -295,10 +306,10 @@ def test_daemon_keeps_series_bounded_past_the_caps(tmp_path: Path) -> None:
     assert {r["name"] for r in series("llm_oncall_score_count")} == {"s0", "s1", "s2"}
     assert len(series("llm_oncall_layer_value")) < 3 * 40
     unused = {dict(k)["reason"]: v for (n, k), v in m.items() if n.endswith("events_unused_total")}
-    # 280 calls of features f3..f9, and 5 alerts of new features, past max_features = 3.
-    assert unused == {"feature_limit": 285, "score_name_limit": 47, "metric_name_limit": 48}
+    # 280 calls of features f3..f9, 5 alerts and 4 OTLP spans of new features: past the 3.
+    assert unused == {"feature_limit": 289, "score_name_limit": 47, "metric_name_limit": 48}
     cap = {dict(k)["dimension"]: v for (n, k), v in m.items() if n.endswith("capped_total")}
-    assert cap["feature"] == 285 and cap["score_name"] == 47 and cap["metric_name"] == 48
+    assert cap["feature"] == 289 and cap["score_name"] == 47 and cap["metric_name"] == 48
     # 37 calls per admitted feature past the cap, and the labelled call (model "") in f0.
     assert cap["model"] == 3 * 37 + 1 and cap["label_value_length"] == 1
     total_calls = sum(v for (n, _), v in m.items() if n == "llm_oncall_llm_requests_total")
