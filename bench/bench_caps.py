@@ -2,6 +2,7 @@
 
     python bench/bench_caps.py [--scenario NAME ...] [--root DIR] [--scrapes 3]
     python bench/bench_caps.py --ingest-cpu OTHER_CHECKOUT   # hot-path cost vs. another tree
+    python bench/bench_caps.py --label-memory                # label sets folded per bucket
 
 Each scenario starts a fresh daemon process (default caps, `python -m daemon.cli run` from
 `--root`, this checkout by default: pass another checkout to measure it the same way), posts
@@ -268,6 +269,42 @@ print(f"{sys.argv[1]}: Pipeline.ingest of 200k events, CPU {min(runs):.3f} s (be
 """
 
 
+def label_memory(n_buckets: int = 24) -> None:
+    """Label memory of one feature under high-cardinality labels (20 names, ~1,000 values
+    each, 2,000 calls per 15 s bucket), in process with tracemalloc, before and after the
+    aggregator folds whole label sets of buckets behind the clock; scaled to the 480 buckets
+    of the 2 h attribution retention."""
+    import gc
+    import tracemalloc
+
+    sys.path.insert(0, str(ROOT))
+    from daemon.aggregator import Aggregator
+    from daemon.events import LlmCall, validate_items
+
+    t0 = 1_795_000_000.0
+    raw = [
+        {"type": "llm_call", "ts": t0 + k * TICK_S + i * 0.005, "feature": "f", "status": 200,
+         "labels": {f"name{j}": f"v{(i * (j + 1) + k) % 997}" for j in range(20)}}
+        for k in range(n_buckets)
+        for i in range(2000)
+    ]  # fmt: skip
+    events, _ = validate_items(raw)
+    agg = Aggregator()
+    gc.collect()
+    tracemalloc.start()
+    for ev in events:
+        assert isinstance(ev, LlmCall)
+        agg.add_call(ev)
+    gc.collect()
+    whole, _ = tracemalloc.get_traced_memory()
+    agg.expire(t0 + (n_buckets + 2) * TICK_S)
+    gc.collect()
+    folded, _ = tracemalloc.get_traced_memory()
+    scale = 480 / n_buckets / 1e6
+    print(f"label memory per feature over 480 buckets: whole sets {whole * scale:.0f} MB, "
+          f"folded {folded * scale:.0f} MB ({n_buckets} buckets measured)")  # fmt: skip
+
+
 def ingest_cpu(roots: list[Path], rounds: int = 2) -> None:
     """The hot-path cost of the caps: CPU time of Pipeline.ingest in-process, checkouts
     interleaved so a loaded machine hurts them alike."""
@@ -287,7 +324,11 @@ def main() -> None:
         metavar="OTHER_ROOT",
         help="instead: compare Pipeline.ingest CPU time with another checkout",
     )
+    ap.add_argument("--label-memory", action="store_true", help="instead: label memory")
     args = ap.parse_args()
+    if args.label_memory:
+        label_memory()
+        return
     if args.ingest_cpu:
         ingest_cpu([args.root, args.ingest_cpu])
         return

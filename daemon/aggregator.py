@@ -568,7 +568,7 @@ class Aggregator:
                 inc = 1 if bad else 0
                 for name, value in (*zip(_HEAD_NAMES, head, strict=True), *key[1]):
                     if value:
-                        self._count_label(b.labels, name, value, inc)
+                        self._count_label(b.labels, name, value, 1, inc)
                 return
             counts = b.combos[key] = [0, 0]
         counts[0] += 1
@@ -576,24 +576,48 @@ class Aggregator:
             counts[1] += 1
 
     def _count_label(
-        self, labels: dict[str, dict[str, list[int]]], name: str, value: str, inc: int
+        self,
+        labels: dict[str, dict[str, list[int]]],
+        name: str,
+        value: str,
+        n: int,
+        n_bad: int,
+        count_capped: bool = True,
     ) -> None:
         values = labels.get(name)
         if values is None:
             if len(labels) >= self.limits.label_names + len(_HEAD_NAMES):
-                self.count_capped("label_name")
+                if count_capped:
+                    self.count_capped("label_name")
                 return  # too many label names: keep the ones seen first
             values = labels[name] = {}
         counts = values.get(value)
         if counts is None:
             if len(values) >= self.max_label_values - 1:  # the cap includes __other__
-                self.count_capped("label_value")
+                if count_capped:
+                    self.count_capped("label_value")
                 value = OTHER
                 counts = values.get(OTHER)
             if counts is None:
                 counts = values[value] = [0, 0]
-        counts[0] += 1
-        counts[1] += inc
+        counts[0] += n
+        counts[1] += n_bad
+
+    def _compact(self, b: _Bucket) -> None:
+        """Fold a bucket's whole label sets into per-label counts.
+
+        Whole sets only make counting fast while the bucket takes events; attribution reads
+        per-label counts anyway (`label_counts`), so once a bucket is behind the clock its sets
+        are folded. That bounds the 2 h of buckets attribution keeps by label names × values
+        instead of by distinct label sets: high-cardinality traffic kept ~450 MB of sets per
+        feature. A late event into a folded bucket starts a new set, folded at the next tick.
+        """
+        labels = b.labels
+        for (head, pairs), (n_all, n_bad) in b.combos.items():
+            for name, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
+                if value:
+                    self._count_label(labels, name, value, n_all, n_bad, count_capped=False)
+        b.combos = {}
 
     def _count_totals(self, ev: LlmCall, key: tuple[str, str, str], ok: bool) -> None:
         tot = self.totals.get(key)
@@ -879,14 +903,21 @@ class Aggregator:
                 self._n_series += 1
 
     def expire(self, now: float) -> None:
-        """Drop buckets older than the retention; call once per tick.
+        """Drop buckets older than the retention and fold the label sets of buckets behind
+        the clock (`_compact`); call once per tick.
 
         A feature keeps its slot (and its counters) once seen, so the feature cap is stable
         across idle hours and `/metrics` counters never go backwards.
         """
         oldest = int((now - self.retention_s) // self.tick_s)
+        behind = int(now // self.tick_s) - 1  # the bucket being filled and the one before
         for feat in self._features.values():
-            stale = [k for k in feat.buckets if k < oldest]
+            stale = []
+            for k, b in feat.buckets.items():
+                if k < oldest:
+                    stale.append(k)
+                elif k < behind and b.combos:
+                    self._compact(b)
             for k in stale:
                 del feat.buckets[k]
 

@@ -314,3 +314,26 @@ def test_daemon_keeps_series_bounded_past_the_caps(tmp_path: Path) -> None:
     assert cap["model"] == 3 * 37 + 1 and cap["label_value_length"] == 1
     total_calls = sum(v for (n, _), v in m.items() if n == "llm_oncall_llm_requests_total")
     assert total_calls == 120 + 1  # every call of an admitted feature is still counted
+
+
+def test_label_sets_behind_the_clock_fold_into_per_label_counts() -> None:
+    """Folding whole label sets of old buckets keeps every count attribution reads."""
+    agg = Aggregator()
+    for i in range(300):
+        agg.add_call(
+            ev(ts=T0 + i * 0.1, status=200 if i % 4 else 500, model=f"m{i % 3}",  # type: ignore[arg-type]
+               labels={"prompt": f"v{i % 5}", "segment": "pro" if i % 2 else "free"})
+        )  # fmt: skip
+    span = (T0, T0 + 60)
+    before = (agg.label_counts("f", *span), agg.label_counts("f", *span, bad_only=True))
+    agg.expire(T0 + 60)
+    buckets = agg._features["f"].buckets
+    assert all(not b.combos for b in buckets.values())
+    assert (agg.label_counts("f", *span), agg.label_counts("f", *span, bad_only=True)) == before
+    # A late event into a folded bucket counts as a new set, folded at the next tick.
+    agg.add_call(ev(ts=T0 + 1, labels={"prompt": "v9"}))  # type: ignore[arg-type]
+    assert agg.label_counts("f", *span)["prompt"]["v9"] == 1
+    agg.expire(T0 + 75)
+    assert all(not b.combos for b in buckets.values())
+    assert agg.label_counts("f", *span)["prompt"]["v9"] == 1
+    assert agg.capped == {}
