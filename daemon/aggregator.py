@@ -182,6 +182,15 @@ class Totals:
         self.format_failures = 0
         self.retries = 0
 
+    def copy(self) -> Totals:
+        """An independent copy, for a /metrics render off the event loop."""
+        out = Totals.__new__(Totals)
+        for name in Totals.__slots__:
+            setattr(out, name, getattr(self, name))
+        out.requests = dict(self.requests)
+        out.duration = list(self.duration)
+        return out
+
 
 _SCALAR_FIELDS = (
     "calls",

@@ -54,7 +54,9 @@ def _buckets(bounds: tuple[float, ...], hist: list[float] | list[int]) -> list[t
 class _Snapshot:
     """Copies of everything /metrics reads from the pipeline, taken on the event loop in one
     go (C-speed copies, a few ms at the caps), so the families can be built and formatted in
-    a worker thread while the loop keeps mutating the originals."""
+    a worker thread while the loop keeps mutating the originals. A new family reads a new
+    field here, never the live pipeline (a dict iterated off the loop while the loop inserts
+    into it raises)."""
 
     totals: list[tuple[tuple[str, str, str], Totals]]
     score_hist: list[tuple[tuple[str, str], list[float]]]
@@ -69,16 +71,6 @@ class _Snapshot:
     ticks: int
     lag: float | None
     stats: CorrelatorStats
-
-
-def _copy_totals(tot: Totals) -> Totals:
-    out = Totals()
-    out.requests = dict(tot.requests)
-    out.duration = list(tot.duration)
-    for name in ("duration_sum", "input_tokens", "output_tokens", "cost_usd", "refusals",
-                 "format_failures", "retries"):  # fmt: skip
-        setattr(out, name, getattr(tot, name))
-    return out
 
 
 class PipelineCollector(Collector):
@@ -104,7 +96,7 @@ class PipelineCollector(Collector):
         if self._clock is not None and last is not None:
             lag = max(0.0, self._clock() - last)
         return _Snapshot(
-            totals=[(k, _copy_totals(t)) for k, t in agg.totals.items()],
+            totals=[(k, t.copy()) for k, t in agg.totals.items()],
             score_hist=[(k, list(h)) for k, h in agg.score_hist.items()],
             latest=list(pipe.latest.items()),
             detectors=list(pipe.detector_states()),
