@@ -55,8 +55,20 @@ class IngestConfig(_Strict):
     token_file: Path | None = None
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     lateness_s: float = Field(300.0, ge=0)
-    max_features: int = Field(1000, gt=0)
-    max_label_values: int = Field(50, gt=0)
+    # Cardinality caps (docs/ingest.md "Cardinality caps"): every dimension that grows with
+    # the input is bounded, and what passes a cap is folded or counted, never lost silently.
+    max_features: int = Field(200, gt=0)  # every event type shares it
+    max_providers: int = Field(50, gt=0)  # per feature; past it: provider="__other__"
+    max_models: int = Field(50, gt=0)  # per feature; past it: model="__other__"
+    max_endpoints: int = Field(50, gt=0)  # per feature; past it: endpoint="__other__"
+    max_series_per_feature: int = Field(100, gt=0)  # provider/model/endpoint combinations
+    max_score_names: int = Field(100, gt=0)  # per feature; past it: unused, score_name_limit
+    max_metric_names: int = Field(100, gt=0)  # per feature, `metric` events + Alertmanager
+    max_series: int = Field(2000, gt=0)  # all features: combinations + score + metric names
+    max_label_names: int = Field(20, gt=0)  # per event; the first ones given are kept
+    max_label_values: int = Field(50, gt=0)  # per label name, feature and tick
+    max_label_sets: int = Field(512, gt=0)  # whole label sets per feature and tick
+    max_label_value_length: int = Field(200, ge=2)  # longer values are cut, ending in "…"
 
     @model_validator(mode="after")
     def _read_token_file(self) -> IngestConfig:

@@ -7,6 +7,15 @@ of features, label values (capped) and the retention, never on the number of eve
 
 Alongside the windows the aggregator keeps cumulative counters for `/metrics`: raw counts a
 central Prometheus can sum across pods (DESIGN.md "State").
+
+Every dimension that grows with the input is capped (`Limits`, docs/ingest.md "Cardinality
+caps"): features, providers, models, endpoints and their combinations per feature, score and
+metric names, label names, label sets and the length of label values. What a cap does depends
+on whether the data still means something once merged: a provider, model or endpoint past
+its cap folds into `__other__` (the call still counts in the feature's totals, only the split
+is lost); a score or metric name past its cap cannot be merged with other names (averaging
+two scores is meaningless), so the event is counted as unused with a reason. Either way the
+`capped` counter of the dimension goes up, and nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V", int, float)
 
 OTHER = "__other__"
-MAX_COMBOS = 512  # distinct label sets counted whole per bucket
+MAX_COMBOS = 512  # default of Limits.label_sets: distinct label sets counted whole per bucket
 _NO_HEAD = ("", "", "")
+_OTHER_HEAD = (OTHER, OTHER, OTHER)
 _HEAD_NAMES = ("provider", "model", "endpoint")
 
 # OpenTelemetry gen_ai.client.operation.duration advisory buckets, in seconds.
@@ -72,6 +82,9 @@ BEHAVIORAL_METRICS = (
 )
 
 
+_COMPUTED = frozenset(INFRA_METRICS + API_METRICS + BEHAVIORAL_METRICS)
+
+
 def status_class(status: int | None, error: str | None) -> str:
     """The status label of the request counter: 2xx, 429, auth (401/403), other 4xx, 5xx,
     error (status 0, or no status but an error string), or unknown (no status, no error:
@@ -86,6 +99,61 @@ def status_class(status: int | None, error: str | None) -> str:
     if status == 401 or status == 403:
         return "auth"
     return f"{status // 100}xx"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on every dimension that grows with the input (the `ingest.max_*` settings).
+
+    A cap that folds values counts `__other__` as one of its values, so a capped dimension
+    never holds more than its cap. Per-feature caps bound one feature; `series` bounds the
+    total across features, so /metrics stays bounded when every feature is at its caps.
+    """
+
+    features: int = 200
+    providers: int = 50  # per feature
+    models: int = 50  # per feature
+    endpoints: int = 50  # per feature
+    series_per_feature: int = 100  # distinct provider/model/endpoint combinations
+    score_names: int = 100  # per feature
+    metric_names: int = 100  # per feature: `metric` events and Alertmanager alerts
+    series: int = 2000  # all features: combinations + score names + metric names
+    label_names: int = 20  # per event
+    label_values: int = 50  # per label name, per feature and tick bucket
+    label_sets: int = MAX_COMBOS  # distinct label sets per feature and tick bucket
+    label_value_length: int = 200  # characters
+
+    def __post_init__(self) -> None:
+        bad = [name for name in self.__slots__ if getattr(self, name) < 1]
+        if bad:
+            raise ValueError(f"cardinality limits must be >= 1: {', '.join(bad)}")
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+CAPPED_DIMENSIONS = (
+    "feature",
+    "provider",
+    "model",
+    "endpoint",
+    "series_per_feature",
+    "score_name",
+    "metric_name",
+    "series",
+    "label_name",
+    "label_value",
+    "label_set",
+    "label_value_length",
+    "description_length",
+)
+"""The `dimension` values of llm_oncall_cardinality_capped_total, all exported from 0."""
+
+
+def clip(value: str, limit: int) -> str:
+    """A value cut to `limit` characters, the last one an ellipsis so a cut value is visibly
+    not the original (two long values with the same prefix do merge: that is the cap)."""
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 class Totals:
@@ -113,6 +181,15 @@ class Totals:
         self.refusals = 0
         self.format_failures = 0
         self.retries = 0
+
+    def copy(self) -> Totals:
+        """An independent copy, for a /metrics render off the event loop."""
+        out = Totals.__new__(Totals)
+        for name in Totals.__slots__:
+            setattr(out, name, getattr(self, name))
+        out.requests = dict(self.requests)
+        out.duration = list(self.duration)
+        return out
 
 
 _SCALAR_FIELDS = (
@@ -236,6 +313,14 @@ class _Feature:
     scores_win: _Window | None = None  # running sum of the quality (score) window
     # Slow EW mean of each score, so the aggregator can call a score "bad" for attribution.
     score_ref: dict[str, float] = field(default_factory=dict)
+    # Values admitted under the caps, for the life of the process (like the feature slot
+    # itself: /metrics counters of an admitted value never disappear or go backwards).
+    providers: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+    endpoints: set[str] = field(default_factory=set)
+    series: set[tuple[str, str, str]] = field(default_factory=set)
+    score_names: set[str] = field(default_factory=set)
+    external: set[tuple[str, str]] = field(default_factory=set)  # (metric, series) fed in
 
 
 class Aggregator:
@@ -250,8 +335,7 @@ class Aggregator:
         window_s: float = 300.0,
         quality_window_s: float = 900.0,
         retention_s: float = 7200.0,
-        max_label_values: int = 50,
-        max_features: int = 1000,
+        limits: Limits | None = None,
         score_directions: Mapping[str, str] | None = None,
     ) -> None:
         if tick_s <= 0 or window_s < tick_s or quality_window_s < tick_s:
@@ -260,8 +344,12 @@ class Aggregator:
         self.window_s = window_s
         self.quality_window_s = quality_window_s
         self.retention_s = max(retention_s, window_s, quality_window_s)
-        self.max_label_values = max_label_values
-        self.max_features = max_features
+        self.limits = limits or Limits()
+        self.max_label_values = self.limits.label_values
+        self.max_features = self.limits.features
+        # Events or values that hit a cap, by dimension (llm_oncall_cardinality_capped_total).
+        self.capped: dict[str, int] = {}
+        self._n_series = 0  # admitted under Limits.series, across features
         self.score_directions = dict(score_directions or {})
         self._features: dict[str, _Feature] = {}
         # Cumulative counters for /metrics by (feature, provider, model): one lookup per call.
@@ -275,13 +363,120 @@ class Aggregator:
     def features(self) -> list[str]:
         return list(self._features)
 
+    def usage(self) -> dict[str, int]:
+        """How full the global caps are, by the name of their limit."""
+        return {"features": len(self._features), "series": self._n_series}
+
+    def count_capped(self, dimension: str) -> None:
+        self.capped[dimension] = self.capped.get(dimension, 0) + 1
+
     def _feature(self, name: str) -> _Feature | None:
         feat = self._features.get(name)
         if feat is None:
             if len(self._features) >= self.max_features:
+                self.count_capped("feature")
                 return None
             feat = self._features[name] = _Feature()
         return feat
+
+    def admit_feature(self, name: str) -> bool:
+        """Take a feature slot for an event that has no buckets (a change); False past the
+        cap. Every event type shares the one feature cap, so no type can bypass it."""
+        return self._feature(name) is not None
+
+    def admit_external(self, feature: str, metric: str, series: str = "") -> str | None:
+        """Admit a series fed from outside the aggregator (`metric` events, Alertmanager
+        alerts). None when admitted, else the unused reason to count."""
+        feat = self._feature(feature)
+        if feat is None:
+            return "feature_limit"
+        key = (metric, series)
+        if key in feat.external:
+            return None
+        if len(feat.external) >= self.limits.metric_names:
+            self.count_capped("metric_name")
+            return "metric_name_limit"
+        if self._n_series >= self.limits.series:
+            self.count_capped("series")
+            return "series_limit"
+        feat.external.add(key)
+        self._n_series += 1
+        return None
+
+    @staticmethod
+    def computes(metric: str) -> bool:
+        """Whether the aggregator derives this metric (else it came from outside)."""
+        return metric in _COMPUTED or metric.startswith("score:")
+
+    def restore_external(self, feature: str, metric: str, series: str) -> None:
+        """A series restored from a snapshot keeps its slot (even past a lowered cap)."""
+        feat = self._features.setdefault(feature, _Feature())
+        if (metric, series) not in feat.external:
+            feat.external.add((metric, series))
+            self._n_series += 1
+
+    def _fold(self, values: set[str], value: str, cap: int, dimension: str) -> str:
+        """`value` if admitted or there is room (it is then admitted), else __other__."""
+        if value in values:
+            return value
+        limit = self.limits.label_value_length
+        if len(value) > limit:
+            self.count_capped("label_value_length")
+            value = clip(value, limit)
+            if value in values:
+                return value
+        if len(values) >= cap - 1:  # the cap counts __other__
+            self.count_capped(dimension)
+            value = OTHER
+        values.add(value)
+        return value
+
+    def _admit_series(self, feat: _Feature, key: tuple[str, str, str]) -> tuple[str, str, str]:
+        """The (provider, model, endpoint) a call is counted under, after the caps.
+
+        Each value folds into __other__ past its own cap; a new combination past the
+        per-feature or the global series cap folds whole into (__other__, __other__,
+        __other__), which every feature may hold beyond the global cap (one per feature).
+        Runs only when the key is not yet in the call's bucket, so steady traffic skips it.
+        """
+        if key in feat.series:
+            return key
+        lim = self.limits
+        p, m, e = key
+        folded = (
+            self._fold(feat.providers, p, lim.providers, "provider"),
+            self._fold(feat.models, m, lim.models, "model"),
+            self._fold(feat.endpoints, e, lim.endpoints, "endpoint"),
+        )
+        if folded in feat.series or folded == _OTHER_HEAD:
+            feat.series.add(folded)
+            return folded
+        if len(feat.series) >= lim.series_per_feature - 1:
+            self.count_capped("series_per_feature")
+            folded = _OTHER_HEAD
+        elif self._n_series >= lim.series:
+            self.count_capped("series")
+            folded = _OTHER_HEAD
+        else:
+            self._n_series += 1
+        feat.series.add(folded)
+        return folded
+
+    def clean_labels(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """Labels within the caps: at most `label_names` of them (the first ones given),
+        names and values clipped to `label_value_length`."""
+        lim = self.limits
+        limit = lim.label_value_length
+        out: list[tuple[str, str]] = []
+        for name, value in labels.items():
+            if len(out) >= lim.label_names:
+                self.count_capped("label_name")
+                break
+            if len(name) > limit or len(value) > limit:
+                self.count_capped("label_value_length")
+                name, value = clip(name, limit), clip(value, limit)
+            out.append((name, value))
+        return tuple(out)
 
     def _bucket(self, feat: _Feature, ts: float) -> _Bucket:
         key = int(ts // self.tick_s)
@@ -294,11 +489,11 @@ class Aggregator:
                 win.dirty = True
         return bucket
 
-    def add_call(self, ev: LlmCall) -> bool:
-        """Count one call; False when the feature cap is reached (the caller counts it)."""
+    def add_call(self, ev: LlmCall) -> str | None:
+        """Count one call; the unused reason when it cannot be (the caller counts it)."""
         feat = self._feature(ev.feature)
         if feat is None:
-            return False
+            return "feature_limit"
         b = self._bucket(feat, ev.ts)
         status = ev.status
         b.calls += 1
@@ -344,18 +539,19 @@ class Aggregator:
             b.chars_sum += ev.output_chars
             b.chars_sq += ev.output_chars * ev.output_chars
             b.chars_n += 1
-        provider = ev.provider or ""
-        model = ev.model or ""
-        skey = (provider, model, ev.endpoint or "")
+        skey = (ev.provider or "", ev.model or "", ev.endpoint or "")
         pair = b.series.get(skey)
         if pair is None:
-            pair = b.series[skey] = [0, 0]
+            skey = self._admit_series(feat, skey)
+            pair = b.series.get(skey)
+            if pair is None:
+                pair = b.series[skey] = [0, 0]
         pair[1] += 1
         if ok:
             pair[0] += 1
         self._count_combo(b, skey, ev.labels, bad)
-        self._count_totals(ev, (ev.feature, provider, model), ok)
-        return True
+        self._count_totals(ev, (ev.feature, skey[0], skey[1]), ok)
+        return None
 
     def _count_combo(
         self,
@@ -365,18 +561,23 @@ class Aggregator:
         bad: bool,
     ) -> None:
         """Count the call's whole label set as one key: traffic has few distinct label sets,
-        so one dict update replaces one per label. Past MAX_COMBOS distinct sets in a bucket
-        (high-cardinality labels), counting falls back to per-label counts with a cap."""
+        so one dict update replaces one per label. Past `label_sets` distinct sets in a bucket
+        (high-cardinality labels), counting falls back to per-label counts with a cap.
+
+        Only label sets within the caps are stored, so a raw set found in the bucket needs no
+        checks; a new one is cleaned (`clean_labels`) and looked up again."""
         key = (head, tuple(labels.items()) if labels else ())
         counts = b.combos.get(key)
+        if counts is None and labels:
+            key = (head, self.clean_labels(labels))
+            counts = b.combos.get(key)
         if counts is None:
-            if len(b.combos) >= MAX_COMBOS:
+            if len(b.combos) >= self.limits.label_sets:
+                self.count_capped("label_set")
                 inc = 1 if bad else 0
-                for name, value in zip(_HEAD_NAMES, head, strict=True):
+                for name, value in (*zip(_HEAD_NAMES, head, strict=True), *key[1]):
                     if value:
-                        self._count_label(b.labels, name, value, inc)
-                for name, value in (labels or {}).items():
-                    self._count_label(b.labels, name, value, inc)
+                        self._count_label(b.labels, name, value, 1, inc)
                 return
             counts = b.combos[key] = [0, 0]
         counts[0] += 1
@@ -384,22 +585,48 @@ class Aggregator:
             counts[1] += 1
 
     def _count_label(
-        self, labels: dict[str, dict[str, list[int]]], name: str, value: str, inc: int
+        self,
+        labels: dict[str, dict[str, list[int]]],
+        name: str,
+        value: str,
+        n: int,
+        n_bad: int,
+        count_capped: bool = True,
     ) -> None:
         values = labels.get(name)
         if values is None:
-            if len(labels) >= self.max_label_values:
+            if len(labels) >= self.limits.label_names + len(_HEAD_NAMES):
+                if count_capped:
+                    self.count_capped("label_name")
                 return  # too many label names: keep the ones seen first
             values = labels[name] = {}
         counts = values.get(value)
         if counts is None:
             if len(values) >= self.max_label_values - 1:  # the cap includes __other__
+                if count_capped:
+                    self.count_capped("label_value")
                 value = OTHER
                 counts = values.get(OTHER)
             if counts is None:
                 counts = values[value] = [0, 0]
-        counts[0] += 1
-        counts[1] += inc
+        counts[0] += n
+        counts[1] += n_bad
+
+    def _compact(self, b: _Bucket) -> None:
+        """Fold a bucket's whole label sets into per-label counts.
+
+        Whole sets only make counting fast while the bucket takes events; attribution reads
+        per-label counts anyway (`label_counts`), so once a bucket is behind the clock its sets
+        are folded. That bounds the 2 h of buckets attribution keeps by label names × values
+        instead of by distinct label sets: high-cardinality traffic kept ~450 MB of sets per
+        feature. A late event into a folded bucket starts a new set, folded at the next tick.
+        """
+        labels = b.labels
+        for (head, pairs), (n_all, n_bad) in b.combos.items():
+            for name, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
+                if value:
+                    self._count_label(labels, name, value, n_all, n_bad, count_capped=False)
+        b.combos = {}
 
     def _count_totals(self, ev: LlmCall, key: tuple[str, str, str], ok: bool) -> None:
         tot = self.totals.get(key)
@@ -426,10 +653,20 @@ class Aggregator:
         if ev.retries:
             tot.retries += ev.retries
 
-    def add_score(self, ev: Score) -> bool:
+    def add_score(self, ev: Score) -> str | None:
+        """Count one score; the unused reason when it cannot be (the caller counts it)."""
         feat = self._feature(ev.feature)
         if feat is None:
-            return False
+            return "feature_limit"
+        if ev.name not in feat.score_names:
+            if len(feat.score_names) >= self.limits.score_names:
+                self.count_capped("score_name")
+                return "score_name_limit"
+            if self._n_series >= self.limits.series:
+                self.count_capped("series")
+                return "series_limit"
+            feat.score_names.add(ev.name)
+            self._n_series += 1
         b = self._bucket(feat, ev.ts)
         acc = b.scores.get(ev.name)
         if acc is None:
@@ -449,7 +686,7 @@ class Aggregator:
             hist = self.score_hist[hkey] = [0.0] * (len(SCORE_BUCKETS) + 2)
         hist[bisect.bisect_left(SCORE_BUCKETS, ev.value)] += 1
         hist[-1] += ev.value
-        return True
+        return None
 
     # ---- evaluation -----------------------------------------------------------------------
 
@@ -571,6 +808,8 @@ class Aggregator:
             return out
         idx = 1 if bad_only else 0
         cap = self.max_label_values
+        max_names = self.limits.label_names + len(_HEAD_NAMES)
+        # Label values are capped per bucket; over a span of buckets they fold again here.
         for b in self._span(feat, start, end):
             for (head, pairs), counts in b.combos.items():
                 n = counts[idx]
@@ -579,14 +818,22 @@ class Aggregator:
                 for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
                     if not value:
                         continue
-                    acc = out.setdefault(lname, {})
+                    acc = out.get(lname)
+                    if acc is None:
+                        if len(out) >= max_names:
+                            continue
+                        acc = out[lname] = {}
                     if value not in acc and len(acc) >= cap - 1:
                         value = OTHER
                     acc[value] = acc.get(value, 0) + n
             for lname, values in b.labels.items():
+                if lname not in out and len(out) >= max_names:
+                    continue
                 acc = out.setdefault(lname, {})
                 for value, counts in values.items():
                     if counts[idx]:
+                        if value not in acc and len(acc) >= cap - 1:
+                            value = OTHER
                         acc[value] = acc.get(value, 0) + counts[idx]
         return out
 
@@ -647,16 +894,39 @@ class Aggregator:
                     n: {v: list(c) for v, c in vals.items()} for n, vals in bstate["labels"].items()
                 }
                 feat.buckets[int(bstate["k"])] = b
+                self._readmit(feat, b)
+
+    def _readmit(self, feat: _Feature, b: _Bucket) -> None:
+        """Values in restored buckets keep their slots (even past a lowered cap)."""
+        for key in b.series:
+            if key not in feat.series:
+                feat.series.add(key)
+                feat.providers.add(key[0])
+                feat.models.add(key[1])
+                feat.endpoints.add(key[2])
+                if key != _OTHER_HEAD:
+                    self._n_series += 1
+        for name in b.scores:
+            if name not in feat.score_names:
+                feat.score_names.add(name)
+                self._n_series += 1
 
     def expire(self, now: float) -> None:
-        """Drop buckets older than the retention; call once per tick.
+        """Drop buckets older than the retention and fold the label sets of buckets behind
+        the clock (`_compact`); call once per tick.
 
         A feature keeps its slot (and its counters) once seen, so the feature cap is stable
         across idle hours and `/metrics` counters never go backwards.
         """
         oldest = int((now - self.retention_s) // self.tick_s)
+        behind = int(now // self.tick_s) - 1  # the bucket being filled and the one before
         for feat in self._features.values():
-            stale = [k for k in feat.buckets if k < oldest]
+            stale = []
+            for k, b in feat.buckets.items():
+                if k < oldest:
+                    stale.append(k)
+                elif k < behind and b.combos:
+                    self._compact(b)
             for k in stale:
                 del feat.buckets[k]
 

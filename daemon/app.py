@@ -20,14 +20,14 @@ import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from config.settings import Settings
 from correlator import SilenceMuter, load_silences
 from daemon import api
 from daemon.alertmanager import alertmanager_signals
 from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
-from daemon.exposition import PipelineCollector
+from daemon.exposition import PipelineCollector, render
 from daemon.otlp import spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
@@ -58,11 +58,13 @@ class Daemon:
         self._restore()
         self.rejected: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(PipelineCollector(lambda: self.pipeline, self.rejected, clock))
+        self.collector = PipelineCollector(lambda: self.pipeline, self.rejected, clock)
+        self.registry.register(self.collector)
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
         self._stop = asyncio.Event()
         self._ready = False
         self._loop_lag = 0.0
+        self._metrics_lock = asyncio.Lock()
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -255,7 +257,7 @@ class Daemon:
         return web.json_response({"accepted": len(signals), "rejected": errors}, status=status)
 
     async def get_metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
+        body = await render(self.registry, self.collector, self._metrics_lock)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -4,11 +4,19 @@ The hot path counts into plain dicts (a `Counter.labels().inc()` per field per e
 cost more than the whole aggregation), and this collector turns them into metric families
 when Prometheus scrapes. Raw counters and histograms are what a central Prometheus sums
 across pods; the derived layer values and detector states are gauges for dashboards.
+
+Every label set here comes from a capped dimension (daemon.aggregator.Limits), so the size of
+a scrape is bounded; `render` still builds and formats the text off the event loop, because at
+the caps that takes long enough (~1 s on a busy 2-core VM) to stall ingest and health checks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
@@ -17,9 +25,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from daemon.aggregator import GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS
+from correlator.correlator import CorrelatorStats
+from daemon.aggregator import CAPPED_DIMENSIONS, GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS, Totals
+from detectors.base import Sample
 
 if TYPE_CHECKING:
     from daemon.pipeline import Pipeline
@@ -39,6 +50,29 @@ def _buckets(bounds: tuple[float, ...], hist: list[float] | list[int]) -> list[t
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """Copies of everything /metrics reads from the pipeline, taken on the event loop in one
+    go (C-speed copies, a few ms at the caps), so the families can be built and formatted in
+    a worker thread while the loop keeps mutating the originals. A new family reads a new
+    field here, never the live pipeline (a dict iterated off the loop while the loop inserts
+    into it raises)."""
+
+    totals: list[tuple[tuple[str, str, str], Totals]]
+    score_hist: list[tuple[tuple[str, str], list[float]]]
+    latest: list[tuple[tuple[str, str, str], Sample]]
+    detectors: list[tuple[tuple[str, str, str], str, bool]]
+    accepted: dict[str, int]
+    rejected: dict[str, int]
+    unused: dict[str, int]
+    capped: dict[str, int]
+    limits: dict[str, int]
+    usage: dict[str, int]
+    ticks: int
+    lag: float | None
+    stats: CorrelatorStats
+
+
 class PipelineCollector(Collector):
     def __init__(
         self,
@@ -50,11 +84,47 @@ class PipelineCollector(Collector):
         self._pipeline = pipeline
         self._rejected = rejected
         self._clock = clock
+        # A snapshot handed to the rendering thread (`render`); other threads take their own.
+        self._local = threading.local()
 
-    def collect(self) -> Iterator[Metric]:
+    def snapshot(self) -> _Snapshot:
+        """Everything collect() reads; call on the thread that owns the pipeline."""
         pipe = self._pipeline()
         agg = pipe.aggregator
+        last = pipe.counters.last_tick_at
+        lag = None
+        if self._clock is not None and last is not None:
+            lag = max(0.0, self._clock() - last)
+        return _Snapshot(
+            totals=[(k, t.copy()) for k, t in agg.totals.items()],
+            score_hist=[(k, list(h)) for k, h in agg.score_hist.items()],
+            latest=list(pipe.latest.items()),
+            detectors=list(pipe.detector_states()),
+            accepted=dict(pipe.counters.accepted),
+            rejected=dict(self._rejected),
+            unused=dict(pipe.counters.unused),
+            capped=dict(agg.capped),
+            limits=agg.limits.as_dict(),
+            usage=agg.usage(),
+            ticks=pipe.counters.ticks,
+            lag=lag,
+            stats=pipe.correlator.stats(),
+        )
 
+    @contextmanager
+    def frozen(self, snap: _Snapshot) -> Iterator[None]:
+        """collect() on this thread reads `snap` instead of the live pipeline."""
+        self._local.snap = snap
+        try:
+            yield
+        finally:
+            self._local.snap = None
+
+    def collect(self) -> Iterator[Metric]:
+        snap: _Snapshot | None = getattr(self._local, "snap", None)
+        yield from self._families(snap or self.snapshot())
+
+    def _families(self, snap: _Snapshot) -> Iterator[Metric]:
         req = CounterMetricFamily(
             P + "llm_requests",
             "LLM calls seen, by feature, provider, model and status class "
@@ -77,7 +147,7 @@ class PipelineCollector(Collector):
             labels=["feature", "provider", "model"],
         )
         per_feature: dict[str, list[int]] = {}  # feature → [refusals, format failures, retries]
-        for key, tot in agg.totals.items():
+        for key, tot in snap.totals:
             labels = list(key)
             for status_class, n in tot.requests.items():
                 req.add_metric([*labels, status_class], n)
@@ -116,7 +186,7 @@ class PipelineCollector(Collector):
             "Evaluation scores by feature and score name.",
             labels=["feature", "name"],
         )
-        for skey, hist in agg.score_hist.items():
+        for skey, hist in snap.score_hist:
             score.add_metric(list(skey), _buckets(SCORE_BUCKETS, hist), hist[-1])
         yield score
 
@@ -125,7 +195,7 @@ class PipelineCollector(Collector):
             "Current window value of each derived metric (latency in ms, rates as 0-1).",
             labels=["feature", "layer", "metric", "series"],
         )
-        for (feature, metric, series), sample in pipe.latest.items():
+        for (feature, metric, series), sample in snap.latest:
             layer.add_metric([feature, sample.layer, metric, series], sample.value)
         yield layer
 
@@ -134,14 +204,14 @@ class PipelineCollector(Collector):
             "1 while a detector is firing on a series.",
             labels=["feature", "metric", "series", "detector"],
         )
-        for (feature, metric, series), kind, is_firing in pipe.detector_states():
+        for (feature, metric, series), kind, is_firing in snap.detectors:
             firing.add_metric([feature, metric, series, kind], 1.0 if is_firing else 0.0)
         yield firing
 
         acc = CounterMetricFamily(
             P + "events_accepted", "Events accepted, by type.", labels=["type"]
         )
-        for typ, n in pipe.counters.accepted.items():
+        for typ, n in snap.accepted.items():
             acc.add_metric([typ], n)
         yield acc
 
@@ -150,28 +220,56 @@ class PipelineCollector(Collector):
             "Events or bodies rejected at ingest, by reason.",
             labels=["reason"],
         )
-        for reason, n in self._rejected.items():
+        for reason, n in snap.rejected.items():
             rej.add_metric([reason], n)
         yield rej
 
         unused = CounterMetricFamily(
             P + "events_unused",
-            "Accepted events not used by the pipeline, by reason (late, future, feature_limit).",
+            "Accepted events not used by the pipeline, by reason (late, future, "
+            "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span).",
             labels=["reason"],
         )
-        for reason, n in pipe.counters.unused.items():
+        for reason, n in snap.unused.items():
             unused.add_metric([reason], n)
         yield unused
 
-        yield CounterMetricFamily(P + "ticks", "Evaluation ticks run.", value=pipe.counters.ticks)
-        if self._clock is not None and pipe.counters.last_tick_at is not None:
+        capped = CounterMetricFamily(
+            P + "cardinality_capped",
+            "Events that hit a cardinality cap, by dimension: the value was folded into "
+            "__other__, cut, or the event counted in events_unused (docs/ingest.md).",
+            labels=["dimension"],
+        )
+        for dim in CAPPED_DIMENSIONS:
+            capped.add_metric([dim], snap.capped.get(dim, 0))
+        yield capped
+        limit = GaugeMetricFamily(
+            P + "cardinality_limit",
+            "The configured cardinality caps (ingest.max_*), by limit.",
+            labels=["limit"],
+        )
+        for name, value in snap.limits.items():
+            limit.add_metric([name], value)
+        yield limit
+        used = GaugeMetricFamily(
+            P + "cardinality_used",
+            "How much of the global caps is taken: features, series (provider/model/endpoint "
+            "combinations + score names + metric names, all features).",
+            labels=["limit"],
+        )
+        for name, value in snap.usage.items():
+            used.add_metric([name], value)
+        yield used
+
+        yield CounterMetricFamily(P + "ticks", "Evaluation ticks run.", value=snap.ticks)
+        if snap.lag is not None:
             yield GaugeMetricFamily(
                 P + "pipeline_lag_seconds",
                 "Seconds between now and the end of the last evaluated window.",
-                value=max(0.0, self._clock() - pipe.counters.last_tick_at),
+                value=snap.lag,
             )
 
-        stats = pipe.correlator.stats()
+        stats = snap.stats
         inc = GaugeMetricFamily(
             P + "incidents_open",
             "Open incidents by severity and domain.",
@@ -190,3 +288,25 @@ class PipelineCollector(Collector):
         for reason, n in stats.muted_by_reason.items():
             muted.add_metric([reason], n)
         yield muted
+
+
+async def render(
+    registry: CollectorRegistry, collector: PipelineCollector, lock: asyncio.Lock
+) -> bytes:
+    """The /metrics text, holding the event loop only for the pipeline snapshot.
+
+    The snapshot copies what the collector reads (a few ms at the caps); building the metric
+    families and formatting the text (about a second at the caps on a busy 2-core VM) run in
+    a worker thread, with the GIL switching back to the loop every few ms, so ingest and
+    /healthz keep answering. The other collectors of the registry (paging) are prometheus-
+    client metrics, which are thread-safe. The lock lets one render run at a time, so a client
+    hammering /metrics costs one thread, not one per request.
+    """
+    async with lock:
+        snap = collector.snapshot()
+
+        def work() -> bytes:
+            with collector.frozen(snap):
+                return generate_latest(registry)
+
+        return await asyncio.to_thread(work)

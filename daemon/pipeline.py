@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from config.settings import Settings
+from config.settings import IngestConfig, Settings
 from correlator import (
     CorrelationPolicy,
     Correlator,
@@ -25,7 +25,7 @@ from correlator import (
     SilenceMuter,
 )
 from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal
-from daemon.aggregator import Aggregator
+from daemon.aggregator import Aggregator, Limits, clip
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
@@ -35,6 +35,8 @@ SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
 
 SeriesKey = tuple[str, str, str]  # feature, metric, series
+# A change's description travels into pages; the correlator keeps up to max_changes of them.
+DESCRIPTION_MAX = 2000
 
 
 @dataclass(slots=True)
@@ -92,8 +94,7 @@ class Pipeline:
             retention_s=max(
                 agg.retention_s, ATTRIBUTION_BASELINE_S + settings.correlation.window_s
             ),
-            max_label_values=settings.ingest.max_label_values,
-            max_features=settings.ingest.max_features,
+            limits=limits_of(settings.ingest),
             score_directions=score_dirs,
         )
         self.rulebook = RuleBook(settings)
@@ -154,19 +155,34 @@ class Pipeline:
                 self.counters.count_unused("late")
                 continue
             if isinstance(ev, LlmCall):
-                if not self.aggregator.add_call(ev):
-                    self.counters.count_unused("feature_limit")
+                unused = self.aggregator.add_call(ev)
+                if unused is not None:
+                    self.counters.count_unused(unused)
                     continue
             elif isinstance(ev, Score):
-                if not self.aggregator.add_score(ev):
-                    self.counters.count_unused("feature_limit")
+                unused = self.aggregator.add_score(ev)
+                if unused is not None:
+                    self.counters.count_unused(unused)
                     continue
             elif isinstance(ev, Change):
+                if ev.feature is not None and not self.aggregator.admit_feature(ev.feature):
+                    self.counters.count_unused("feature_limit")
+                    continue
+                agg = self.aggregator
+                labels = dict(agg.clean_labels(ev.labels)) if ev.labels else {}
+                description = ev.description
+                if len(description) > DESCRIPTION_MAX:
+                    agg.count_capped("description_length")
+                    description = clip(description, DESCRIPTION_MAX)
                 self.correlator.add_change(
-                    ChangeRecord(ts, ev.kind, ev.feature, ev.description, dict(ev.labels or {}))
+                    ChangeRecord(ts, ev.kind, ev.feature, description, labels)
                 )
                 continue
             elif isinstance(ev, MetricEvent):
+                unused = self.aggregator.admit_external(ev.feature, ev.name)
+                if unused is not None:
+                    self.counters.count_unused(unused)
+                    continue
                 sample = Sample(ts, ev.feature, ev.layer, ev.name, float(ev.value), None)
                 out.extend(self._observe(sample))
             if ts > self._last_data_ts:
@@ -286,9 +302,17 @@ class Pipeline:
         return out
 
     def external_signals(self, signals: Iterable[Signal]) -> TickOutput:
-        """Signals decided elsewhere (Alertmanager) go straight to the correlator."""
+        """Signals decided elsewhere (Alertmanager) go straight to the correlator, within the
+        feature and metric-name caps (each alert is one series of its feature)."""
         out = TickOutput()
+        limit = self.aggregator.limits.label_value_length
         for sig in signals:
+            if len(sig.metric) > limit or len(sig.series) > limit:
+                sig = replace(sig, metric=clip(sig.metric, limit), series=clip(sig.series, limit))
+            unused = self.aggregator.admit_external(sig.feature, sig.metric, sig.series)
+            if unused is not None:
+                self.counters.count_unused(unused)
+                continue
             out.signals.append(sig)
             out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
         return out
@@ -394,6 +418,8 @@ class Pipeline:
                         warnings.append(f"{feature}/{metric}: {exc}; starting fresh")
                 slots.append((rule, det or rule.build()))
             self._watches[(feature, metric, series)] = _Watch(layer, slots)
+            if not series and not self.aggregator.computes(metric):
+                self.aggregator.restore_external(feature, metric, series)
         try:
             self.aggregator.load_state(snap.get("aggregator") or {})
         except (ValueError, KeyError, TypeError) as exc:
@@ -403,6 +429,24 @@ class Pipeline:
     def restore_correlator(self, state: dict[str, Any]) -> None:
         # The current config's policy wins over the one saved with the state.
         self.correlator = Correlator.from_state(state, policy=self.policy, muters=self._muters)
+
+
+def limits_of(ingest: IngestConfig) -> Limits:
+    """The aggregator's cardinality caps from the `ingest.max_*` settings."""
+    return Limits(
+        features=ingest.max_features,
+        providers=ingest.max_providers,
+        models=ingest.max_models,
+        endpoints=ingest.max_endpoints,
+        series_per_feature=ingest.max_series_per_feature,
+        score_names=ingest.max_score_names,
+        metric_names=ingest.max_metric_names,
+        series=ingest.max_series,
+        label_names=ingest.max_label_names,
+        label_values=ingest.max_label_values,
+        label_sets=ingest.max_label_sets,
+        label_value_length=ingest.max_label_value_length,
+    )
 
 
 def reminder_interval(settings: Settings) -> float:
