@@ -13,6 +13,7 @@ import hmac
 import math
 import signal
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from daemon import api
 from daemon.alertmanager import alertmanager_signals
 from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
 from daemon.exposition import PipelineCollector
+from daemon.health import HealthCollector
 from daemon.otlp import spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
@@ -38,6 +40,9 @@ CORRELATOR_KEY = "correlator"
 SILENCES_KEY = "silences"
 SHUTDOWN_TIMEOUT_S = 10.0
 SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
+# After a background task dies: how long /readyz answers 503 before the socket closes, so a
+# load balancer sees the failure and stops routing here before connections are refused.
+FAILED_READINESS_S = 1.0
 
 
 class Daemon:
@@ -56,9 +61,11 @@ class Daemon:
         self.rejected: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(PipelineCollector(lambda: self.pipeline, self.rejected, clock))
+        self.registry.register(HealthCollector(lambda: self.pipeline))
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
         self._stop = asyncio.Event()
         self._ready = False
+        self._failure: str | None = None  # why a background task died; /readyz says it
         self._loop_lag = 0.0
 
     # ---- state ----------------------------------------------------------------------------
@@ -83,12 +90,22 @@ class Daemon:
                 self.pipeline.restore_correlator(corr)
             except (ValueError, KeyError, TypeError) as exc:
                 self.log.warning("state_restore_partial", detail=f"incidents: {exc}")
+        unconfirmed = self.pipeline.reconcile()
+        if unconfirmed:
+            # Only state written before detector snapshots committed with each transition,
+            # or a detector that restarted fresh, gets here (see `Pipeline.reconcile`).
+            self.log.warning(
+                "state_restore_unconfirmed_signals",
+                signals=unconfirmed,
+                detail="firing in the incident record but not in the detector state; cleared"
+                " after one window unless the detector fires again",
+            )
         if snap is not None or corr is not None:
             self.log.info("state_restored", series=len(self.pipeline.detector_keys()))
 
     def save_snapshot(self) -> None:
-        snap = self.pipeline.snapshot()
         now = self.clock()
+        snap = self.pipeline.snapshot_bytes(now)
         with self.store.transaction() as conn:
             self.store.put(conn, SNAPSHOT_KEY, snap, now)
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
@@ -101,10 +118,17 @@ class Daemon:
     # ---- pipeline output ------------------------------------------------------------------
 
     def handle(self, out: TickOutput) -> None:
-        """Log signals; persist incident changes together with their pages."""
+        """Log signals; persist incident changes together with their pages.
+
+        When a detector transition reached the correlator, the detector snapshot commits in
+        the same transaction: the correlator's firing signals and the detectors' firing
+        states are then always restored as of the same instant, so a signal restored as
+        firing has a detector that will clear it (issue 8, kill -9 lost every resolve).
+        Transitions are rare (a few per incident), so the extra snapshot costs little.
+        """
         for sig in out.signals:
             self.log.info("signal", **sig.to_record())
-        if not out.updates:
+        if not out.updates and not out.detectors_changed:
             return
         now = self.clock()
         with self.store.transaction() as conn:
@@ -115,6 +139,8 @@ class Daemon:
             # The correlator's state commits with the pages it caused: after a crash the
             # restored correlator knows which incidents were already paged.
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+            if out.detectors_changed:
+                self.store.put(conn, SNAPSHOT_KEY, self.pipeline.snapshot_bytes(now), now)
         self.paging.wake()
         for upd in out.updates:
             self.log.info(
@@ -239,6 +265,8 @@ class Daemon:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        if self._failure is not None:
+            return web.json_response({"status": "failed", "error": self._failure}, status=503)
         if not self._ready or self._stop.is_set():
             return web.json_response({"status": "not ready"}, status=503)
         return web.json_response({"status": "ready", "loop_lag_s": round(self._loop_lag, 3)})
@@ -277,8 +305,15 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             self.save_snapshot()
 
-    async def serve(self) -> None:
-        """Run until SIGTERM/SIGINT, then stop gracefully within SHUTDOWN_TIMEOUT_S."""
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT, then stop gracefully within SHUTDOWN_TIMEOUT_S.
+
+        Returns the process exit code. Failures inside a tick are caught per series by the
+        pipeline; if an owned background task (tick loop, snapshot loop, delivery worker)
+        dies anyway (the state store failing, a bug outside the per-series guards), the
+        daemon can no longer detect or page, so it says so on /readyz, tries a final
+        snapshot and exits 1 for the orchestrator to restart it from the committed state.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -300,23 +335,69 @@ class Daemon:
             asyncio.create_task(self._snapshot_loop(), name="snapshot"),
         ]
         await self.paging.start()
+        worker = self.paging.task()
+        watched = tasks + ([worker] if worker is not None else [])
+        stop_wait = asyncio.create_task(self._stop.wait(), name="stop")
         self._ready = True
         self.log.info("listening", host=listen.host, port=port, state=str(self.store.path),
                       receivers=self.paging.receiver_names())  # fmt: skip
+        exit_code = 0
         try:
-            await self._stop.wait()
+            done, _ = await asyncio.wait([stop_wait, *watched], return_when=FIRST_COMPLETED)
+            died = next((t for t in watched if t in done), None)
+            if died is not None:
+                exit_code = 1
+                self._task_died(died)
+                await asyncio.sleep(FAILED_READINESS_S)
         finally:
             self._ready = False
+            stop_wait.cancel()
             self.log.info("stopping")
             await runner.cleanup()  # stop accepting, let in-flight requests finish
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.handle(self.pipeline.advance(self.clock()))
-            self.save_snapshot()
-            await self.paging.stop(timeout=SHUTDOWN_TIMEOUT_S / 3)
+            if not self._final_flush():
+                exit_code = 1
+            try:
+                await self.paging.stop(timeout=SHUTDOWN_TIMEOUT_S / 3)
+            except Exception as exc:  # already logged when the worker died
+                self.log.error("paging_stop_failed", error=f"{type(exc).__name__}: {exc}")
             self.store.close()
-            self.log.info("stopped")
+            self.log.info("stopped", exit_code=exit_code)
+        return exit_code
+
+    def _task_died(self, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        what = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
+        self._failure = f"background task {task.get_name()!r} stopped: {what}"[:500]
+        self._ready = False
+        self.log.error(
+            "background_task_failed",
+            task=task.get_name(),
+            error=what[:500],
+            action="readiness failed; final snapshot, then exit 1 for a restart",
+            exc_info=exc,
+        )
+
+    def _final_flush(self) -> bool:
+        """The last tick and the final snapshot, each attempted whatever happened before:
+        a failing tick must not cost the snapshot. Returns False if the snapshot failed."""
+        try:
+            self.handle(self.pipeline.advance(self.clock()))
+        except Exception as exc:  # logged; the snapshot is still worth trying
+            self.log.error("final_tick_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        try:
+            self.save_snapshot()
+        except Exception as exc:  # logged; the exit code says it
+            self.log.error(
+                "final_snapshot_failed",
+                state=str(self.store.path),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        self.log.info("final_snapshot_saved", state=str(self.store.path))
+        return True
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

@@ -30,8 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_or_exit(args.config)
     log = configure(settings.log.level, settings.log.format)
     log.info("starting", config=args.config or "embedded defaults", summary=settings.summary())
-    asyncio.run(Daemon(settings, log).serve())
-    return 0
+    return asyncio.run(Daemon(settings, log).serve())
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

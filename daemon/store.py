@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+_OPTS = orjson.OPT_NON_STR_KEYS
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -59,11 +61,13 @@ class Store:
 
     @staticmethod
     def put(conn: sqlite3.Connection, key: str, value: Any, now: float) -> None:
+        """Store `value` as JSON (`bytes` are taken as JSON already encoded)."""
+        blob = value if isinstance(value, bytes) else orjson.dumps(value, option=_OPTS)
         conn.execute(
             "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
             " updated_at = excluded.updated_at",
-            (key, orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS), now),
+            (key, blob, now),
         )
 
     def get(self, key: str) -> Any:
