@@ -55,7 +55,7 @@ class Daemon:
         self.settings = settings
         self.log = log or structlog.get_logger("llm_oncall")
         self.clock = clock
-        self.store = Store(settings.state.path)
+        self.store = Store(settings.state.path, self.log)
         self.pipeline = Pipeline(settings, self.log)
         self._restore()
         self.rejected: dict[str, int] = {}
@@ -71,24 +71,32 @@ class Daemon:
     # ---- state ----------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        snap = self.store.get(SNAPSHOT_KEY)
+        """Load what the store holds, part by part: a part that cannot be read (written by
+        another version, damaged) is logged and starts fresh without costing the others."""
+        snap = self._load(SNAPSHOT_KEY, "detector snapshot")
         if snap is not None:
-            for warning in self.pipeline.restore(snap):
-                self.log.warning("state_restore_partial", detail=warning)
-        saved_silences = self.store.get(SILENCES_KEY)
+            try:
+                for warning in self.pipeline.restore(snap):
+                    self.log.warning("state_restore_partial", detail=warning)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                self.pipeline = Pipeline(self.settings, self.log)
+                self.log.warning(
+                    "state_restore_partial", detail=f"detector snapshot: {exc!r}; starting fresh"
+                )
+        saved_silences = self._load(SILENCES_KEY, "silences")
         if saved_silences is not None:
             try:
                 for sil in SilenceMuter.from_state(saved_silences).list():
                     # Config silences keep the config's definition; API ones come back.
                     if self.pipeline.silences.get(sil.id) is None:
                         self.pipeline.silences.add(sil)
-            except ValueError as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.log.warning("state_restore_partial", detail=f"silences: {exc}")
-        corr = self.store.get(CORRELATOR_KEY)
+        corr = self._load(CORRELATOR_KEY, "incidents")
         if corr is not None:
             try:
                 self.pipeline.restore_correlator(corr)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.log.warning("state_restore_partial", detail=f"incidents: {exc}")
         unconfirmed = self.pipeline.reconcile()
         if unconfirmed:
@@ -102,6 +110,13 @@ class Daemon:
             )
         if snap is not None or corr is not None:
             self.log.info("state_restored", series=len(self.pipeline.detector_keys()))
+
+    def _load(self, key: str, what: str) -> Any:
+        try:
+            return self.store.get(key)
+        except ValueError as exc:  # not JSON: written by something else, or damaged
+            self.log.warning("state_restore_partial", detail=f"{what}: {exc}; starting fresh")
+            return None
 
     def save_snapshot(self) -> None:
         now = self.clock()
