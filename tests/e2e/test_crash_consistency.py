@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tests.conftest import DaemonProcess
 from tests.e2e.conftest import Env
-from tests.e2e.crash import OUTAGE_RULES, crash_config, post_calls
+from tests.e2e.crash import OUTAGE_RULES, crash_config, post_calls, soak
 from tests.e2e.harness import incident_of, wait_for
 
 RATE = 10  # calls per 0.2 s per feature: 50 calls/s
@@ -96,3 +97,13 @@ def test_rule_removed_while_firing_clears_after_one_window(e2e: Env) -> None:
     assert '"signal_unconfirmed_cleared"' in d2.log()
     rec = incident_of(d2, "bot")
     assert rec["status"] == "resolved"
+
+
+def test_crash_soak_short(tmp_path: Path) -> None:
+    """The short version of bench/crash_soak.py (which runs 20+ cycles): three kill -9s at
+    random points through outages and recoveries; nothing lost, every resolve delivered."""
+    res = soak(tmp_path, cycles=3, seed=3, uptime_s=(2.0, 4.0), settle_s=20)
+    print(f"\n{res}")
+    assert res.ok(), res.details
+    assert res.outages >= 2 and res.paged >= 2
+    assert res.triggers_delivered == res.resolves_delivered == res.paged
