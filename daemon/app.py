@@ -38,6 +38,9 @@ from daemon.store import Store
 SNAPSHOT_KEY = "pipeline"
 CORRELATOR_KEY = "correlator"
 SILENCES_KEY = "silences"
+# Detector state of one series, written with each of its transitions (see `handle`); the
+# periodic snapshot, which holds every series, removes them.
+SERIES_PREFIX = "series:"
 SHUTDOWN_TIMEOUT_S = 10.0
 SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
 # After a background task dies: how long /readyz answers 503 before the socket closes, so a
@@ -83,6 +86,12 @@ class Daemon:
                 self.log.warning(
                     "state_restore_partial", detail=f"detector snapshot: {exc!r}; starting fresh"
                 )
+        try:
+            series = self.store.with_prefix(SERIES_PREFIX)
+            for warning in self.pipeline.restore_series(series):
+                self.log.warning("state_restore_partial", detail=warning)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.log.warning("state_restore_partial", detail=f"series states: {exc!r}")
         saved_silences = self._load(SILENCES_KEY, "silences")
         if saved_silences is not None:
             try:
@@ -123,6 +132,7 @@ class Daemon:
         snap = self.pipeline.snapshot_bytes(now)
         with self.store.transaction() as conn:
             self.store.put(conn, SNAPSHOT_KEY, snap, now)
+            self.store.delete_prefix(conn, SERIES_PREFIX)  # the snapshot holds newer states
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
 
     def save_silences(self) -> None:
@@ -135,15 +145,15 @@ class Daemon:
     def handle(self, out: TickOutput) -> None:
         """Log signals; persist incident changes together with their pages.
 
-        When a detector transition reached the correlator, the detector snapshot commits in
-        the same transaction: the correlator's firing signals and the detectors' firing
-        states are then always restored as of the same instant, so a signal restored as
-        firing has a detector that will clear it (issue 8, kill -9 lost every resolve).
-        Transitions are rare (a few per incident), so the extra snapshot costs little.
+        When a detector transition reached the correlator, that series' detector state
+        commits in the same transaction: the correlator's firing signals and the detectors'
+        firing states are then always restored as of the same instant, so a signal restored
+        as firing has a detector that will clear it (issue 8: after kill -9, 0 of 24 resolves
+        were sent). A series' state is a few KB and transitions are rare (a few per incident).
         """
         for sig in out.signals:
             self.log.info("signal", **sig.to_record())
-        if not out.updates and not out.detectors_changed:
+        if not out.updates and not out.changed:
             return
         now = self.clock()
         with self.store.transaction() as conn:
@@ -154,8 +164,9 @@ class Daemon:
             # The correlator's state commits with the pages it caused: after a crash the
             # restored correlator knows which incidents were already paged.
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
-            if out.detectors_changed:
-                self.store.put(conn, SNAPSHOT_KEY, self.pipeline.snapshot_bytes(now), now)
+            for entry in self.pipeline.series_states(out.changed):
+                key = SERIES_PREFIX + orjson.dumps(entry["key"]).decode()
+                self.store.put(conn, key, entry, now)
         self.paging.wake()
         for upd in out.updates:
             self.log.info(

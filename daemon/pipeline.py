@@ -68,19 +68,19 @@ class _Unconfirmed:
 class TickOutput:
     """What one step of the pipeline produced.
 
-    `detectors_changed` says a detector transition reached the correlator: the daemon then
-    saves the detector snapshot in the same transaction as the correlator's state, so the
-    two are never restored out of step (see `Pipeline.reconcile`).
+    `changed` names the series whose detector transition reached the correlator: the
+    daemon saves their detector state (`series_states`) in the same transaction as the
+    correlator's state, so the two are never restored out of step (see `reconcile`).
     """
 
     signals: list[Signal] = field(default_factory=list)
     updates: list[IncidentUpdate] = field(default_factory=list)
-    detectors_changed: bool = False
+    changed: set[SeriesKey] = field(default_factory=set)
 
     def extend(self, other: TickOutput) -> None:
         self.signals.extend(other.signals)
         self.updates.extend(other.updates)
-        self.detectors_changed = self.detectors_changed or other.detectors_changed
+        self.changed |= other.changed
 
 
 TICK_STAGES = (
@@ -342,7 +342,7 @@ class Pipeline:
         return out
 
     def _emit(self, out: TickOutput, sample: Sample, rule: Rule, kind: str, tr: Transition) -> None:
-        out.detectors_changed = True
+        out.changed.add((sample.feature, sample.metric, sample.series))
         sig = Signal(
             ts=tr.ts,
             feature=sample.feature,
@@ -462,16 +462,7 @@ class Pipeline:
             "watermark": self.watermark,
             "next_tick": self.next_tick,
             "last_data_ts": None if self._last_data_ts == -math.inf else self._last_data_ts,
-            "detectors": [
-                {
-                    "key": list(key),
-                    "layer": watch.layer,
-                    "states": [det.to_state() | {"kind": det.kind} for _, det in watch.slots],
-                    "stale": watch.stale,
-                    "directions": {str(i): str(d) for i, d in watch.directions.items()},
-                }
-                for key, watch in self._watches.items()
-            ],
+            "detectors": [_watch_entry(key, watch) for key, watch in self._watches.items()],
             "aggregator": self.aggregator.to_state(since=self._window_start()),
         }
 
@@ -512,7 +503,22 @@ class Pipeline:
         self.next_tick = snap.get("next_tick")
         last = snap.get("last_data_ts")
         self._last_data_ts = -math.inf if last is None else float(last)
-        for entry in snap.get("detectors", []):
+        warnings += self.restore_series(snap.get("detectors", []))
+        try:
+            self.aggregator.load_state(snap.get("aggregator") or {})
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"aggregator windows: {exc}; starting with empty windows")
+        return warnings
+
+    def series_states(self, keys: Iterable[SeriesKey]) -> list[dict[str, Any]]:
+        """The detector state of some series, in the snapshot's form (for `restore_series`).
+        Small: the daemon writes it with every transition, the whole snapshot periodically."""
+        return [_watch_entry(key, self._watches[key]) for key in keys if key in self._watches]
+
+    def restore_series(self, entries: Iterable[dict[str, Any]]) -> list[str]:
+        """Load series' detector states (replacing what a snapshot gave for them)."""
+        warnings: list[str] = []
+        for entry in entries:
             feature, metric, series = entry["key"]
             layer = entry["layer"]
             rules = self.rulebook.rules_for(feature, layer, metric)
@@ -530,10 +536,6 @@ class Pipeline:
             for i, d in (entry.get("directions") or {}).items():
                 watch.directions[int(i)] = Direction(d)
             self._watches[(feature, metric, series)] = watch
-        try:
-            self.aggregator.load_state(snap.get("aggregator") or {})
-        except (ValueError, KeyError, TypeError) as exc:
-            warnings.append(f"aggregator windows: {exc}; starting with empty windows")
         return warnings
 
     def restore_correlator(self, state: dict[str, Any]) -> None:
@@ -550,10 +552,16 @@ class Pipeline:
         happens and the incident, and the receiver's page, stay open for good.
 
         The daemon prevents the mismatch at its cause: every detector transition commits
-        its detector snapshot in the same SQLite transaction as the correlator state it
-        changed (`Daemon.handle`), so a kill -9 at any point restores both as of the same
-        instant. A mismatch can still come from state written before that rule, a detector
-        state that had to start fresh (new version, changed rule), or a rule removed from the
+        the detector state of its series (`series_states`, a few KB; the whole snapshot is
+        megabytes at 100 features, too slow to write per transition) in the same SQLite
+        transaction as the correlator state it changed (`Daemon.handle`), so a kill -9 at
+        any point restores each signal and its detector as of the same instant. (The
+        evaluation windows come from the older periodic snapshot, so the first ticks after a
+        restart may show that detector older data; it then clears or fires again through
+        its own hysteresis, and the correlator follows, as for any transition.)
+
+        A mismatch can still come from state written before that rule, a detector state
+        that had to start fresh (new version, changed rule), or a rule removed from the
         config. For those we chose "clear after a bounded time with no confirming evidence"
         over forcing the detector into its firing state: forcing would need a back door in
         every detector kind and would make up evidence the detector does not have. Each such
@@ -611,7 +619,6 @@ class Pipeline:
             self.log.info(
                 "signal_unconfirmed_cleared", feature=feature, metric=metric, detector=kind
             )
-            out.detectors_changed = True
             self._to_correlator(out, sig)
         return out
 
@@ -642,6 +649,16 @@ def config_silences(settings: Settings) -> list[Silence]:
 
 
 ContextFn = Callable[[str, float], FeatureContext]
+
+
+def _watch_entry(key: SeriesKey, watch: _Watch) -> dict[str, Any]:
+    return {
+        "key": list(key),
+        "layer": watch.layer,
+        "states": [det.to_state() | {"kind": det.kind} for _, det in watch.slots],
+        "stale": watch.stale,
+        "directions": {str(i): str(d) for i, d in watch.directions.items()},
+    }
 
 
 def _baseline_of(det: Detector) -> float | None:

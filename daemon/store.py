@@ -185,6 +185,18 @@ class Store:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
+    def with_prefix(self, prefix: str) -> list[Any]:
+        """The values of every key starting with `prefix`, oldest write first."""
+        rows = self.conn.execute(
+            "SELECT value FROM kv WHERE key >= ? AND key < ? ORDER BY updated_at",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [orjson.loads(r[0]) for r in rows]
+
+    @staticmethod
+    def delete_prefix(conn: sqlite3.Connection, prefix: str) -> None:
+        conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff"))
+
     @staticmethod
     def save_incident(
         conn: sqlite3.Connection, record: dict[str, Any], opened_at: float, now: float
