@@ -45,7 +45,13 @@ def main() -> int:
     )
     print(f"# python bench/crash_soak.py --cycles {args.cycles} --seed {args.seed}")
     with tempfile.TemporaryDirectory() as tmp:
-        res = soak(Path(tmp), args.cycles, seed=args.seed, spacing_s=args.spacing, log=print)
+        res = soak(
+            Path(tmp),
+            args.cycles,
+            seed=args.seed,
+            spacing_s=args.spacing,
+            log=lambda m: print(m, flush=True),
+        )
     figures = asdict(res)
     details = figures.pop("details")
     for key, value in figures.items():
