@@ -16,6 +16,8 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from daemon.pipeline import Pipeline
 
+P = "llm_oncall_"
+
 
 class HealthCollector(Collector):
     def __init__(self, pipeline: Callable[[], Pipeline]) -> None:
@@ -23,7 +25,7 @@ class HealthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         errors = CounterMetricFamily(
-            "llm_oncall_tick_errors",
+            P + "tick_errors",
             "Failures caught inside evaluation ticks, by stage (evaluate: computing a "
             "feature's window values; detect: a detector update; correlate: a signal into the "
             "correlator; stale, correlator_tick, expire). The failing feature or series is "
