@@ -178,10 +178,15 @@ class SoakResult:
     posts_unanswered: int
     seconds: float
     details: list[str] = field(default_factory=list)
+    daemon_errors_logged: int = 0  # background_task_failed, tick_error, tracebacks
+    final_exit_code: int = 0  # of the last daemon, stopped with SIGTERM
 
     def ok(self) -> bool:
         lost = self.triggers_lost + self.resolves_lost + self.still_open
-        return lost == 0 and self.out_of_order == 0 and self.outages_paged == self.outages
+        healthy = self.daemon_errors_logged == 0 and self.final_exit_code == 0
+        return (
+            lost == 0 and self.out_of_order == 0 and self.outages_paged == self.outages and healthy
+        )
 
 
 def soak(
@@ -203,45 +208,53 @@ def soak(
         # Generous horizon: startups on a loaded machine take longer than planned.
         plans = schedules(t_start, t_start + cycles * (uptime_s[1] + 4) + 20, rng, spacing_s)
         kills_in_outage = kills_in_recovery = 0
+        d: DaemonProcess | None = None
         with Traffic(plans) as traffic:
-            for c in range(cycles):
-                d = start_daemon(tmp, config=cfg)
+            try:
+                for c in range(cycles):
+                    d = start_daemon(tmp, config=cfg)
+                    traffic.daemon = d
+                    time.sleep(rng.uniform(*uptime_s))
+                    now = time.time()
+                    failing = [p.feature for p in plans if p.failing(now)]
+                    recovering = [p.feature for p in plans if 0 <= now - p.outage[1] < 10]
+                    kills_in_outage += bool(failing)
+                    kills_in_recovery += bool(recovering)
+                    d.proc.send_signal(signal.SIGKILL)
+                    d.proc.wait(10)
+                    log(
+                        f"cycle {c + 1}/{cycles}: kill -9 at +{now - t_start:.1f}s, failing:"
+                        f" {failing or 'none'}, recovering: {recovering or 'none'},"
+                        f" deliveries so far {len(fake.accepted)}"
+                    )
+                d = last = start_daemon(tmp, config=cfg)
                 traffic.daemon = d
-                time.sleep(rng.uniform(*uptime_s))
-                now = time.time()
-                failing = [p.feature for p in plans if p.failing(now)]
-                recovering = [p.feature for p in plans if 0 <= now - p.outage[1] < 10]
-                kills_in_outage += bool(failing)
-                kills_in_recovery += bool(recovering)
-                d.proc.send_signal(signal.SIGKILL)
-                d.proc.wait(10)
-                log(
-                    f"cycle {c + 1}/{cycles}: kill -9 at +{now - t_start:.1f}s, failing:"
-                    f" {failing or 'none'}, recovering: {recovering or 'none'},"
-                    f" deliveries so far {len(fake.accepted)}"
-                )
-            d = start_daemon(tmp, config=cfg)
-            traffic.daemon = d
-            traffic.healthy_after = time.time()
-            t_healthy = traffic.healthy_after
+                traffic.healthy_after = t_healthy = time.time()
 
-            def settled() -> bool:
-                recs = incidents(d, limit="1000")
-                got = fake.actions_by_key()
-                return all(
-                    r["status"] == "resolved"
-                    and (not r["paged"] or got.get(r["dedup_key"], [""])[-1] == "resolve")
-                    for r in recs
-                )
+                def settled() -> bool:
+                    recs = incidents(last, limit="1000")
+                    got = fake.actions_by_key()
+                    return all(
+                        r["status"] == "resolved"
+                        and (not r["paged"] or got.get(r["dedup_key"], [""])[-1] == "resolve")
+                        for r in recs
+                    )
 
-            # Outages under way run to their end and must page before we call it settled.
-            last_end = max((p.outage[1] for p in plans if p.outage[0] < t_healthy), default=0)
-            deadline = time.monotonic() + max(0.0, last_end - time.time()) + settle_s
-            while time.monotonic() < deadline and (time.time() < last_end + 3 or not settled()):
-                time.sleep(0.5)
-            log(f"settled {time.time() - t_healthy:.1f}s after the last restart")
-            recs = incidents(d, limit="1000")
-            stop(d)
+                # Outages under way run to their end and must page before it counts as settled.
+                last_end = max((p.outage[1] for p in plans if p.outage[0] < t_healthy), default=0)
+                deadline = time.monotonic() + max(0.0, last_end - time.time()) + settle_s
+                while time.monotonic() < deadline and (time.time() < last_end + 3 or not settled()):
+                    time.sleep(0.5)
+                log(f"settled {time.time() - t_healthy:.1f}s after the last restart")
+                recs = incidents(last, limit="1000")
+                final_exit = stop(last)
+            finally:
+                if d is not None and d.proc.poll() is None:
+                    d.proc.kill()
+                    d.proc.wait(10)
+        logged = "".join(p.read_text(errors="replace") for p in tmp.glob("daemon-*.log"))
+        failures = sum(logged.count(f'"{e}"') for e in ("background_task_failed", "tick_error"))
+        failures += logged.count("Traceback")
         # An outage must page when the daemon accepted at least PAGEABLE_S of its failing
         # calls (kills and the final switch to healthy traffic cut some short).
         outages = [
@@ -251,8 +264,11 @@ def soak(
             >= PAGEABLE_S
         ]
         kills = (kills_in_outage, kills_in_recovery)
-        return _account(fake.deliveries(), recs, outages, cycles, kills, traffic,
-                        time.time() - t_start)  # fmt: skip
+        res = _account(fake.deliveries(), recs, outages, cycles, kills, traffic,
+                       time.time() - t_start)  # fmt: skip
+        res.daemon_errors_logged = failures
+        res.final_exit_code = final_exit
+        return res
 
 
 def _account(

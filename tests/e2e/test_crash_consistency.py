@@ -102,7 +102,7 @@ def test_rule_removed_while_firing_clears_after_one_window(e2e: Env) -> None:
 def test_crash_soak_short(tmp_path: Path) -> None:
     """The short version of bench/crash_soak.py (which runs 20+ cycles): three kill -9s at
     random points through outages and recoveries; nothing lost, every resolve delivered."""
-    res = soak(tmp_path, cycles=3, seed=3, uptime_s=(2.0, 4.0), settle_s=20)
+    res = soak(tmp_path, cycles=3, seed=3, spacing_s=3.0, uptime_s=(2.0, 4.0), settle_s=20)
     print(f"\n{res}")
     assert res.ok(), res.details
     assert res.outages >= 2 and res.paged >= 2
