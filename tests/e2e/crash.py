@@ -175,7 +175,8 @@ class SoakResult:
     duplicates: int
     out_of_order: int
     still_open: int
-    posts_unanswered: int
+    posts_unanswered: int  # batches of 10 calls sent while no daemon was up
+    posts_sent: int
     seconds: float
     details: list[str] = field(default_factory=list)
     daemon_errors_logged: int = 0  # background_task_failed, tick_error, tracebacks
@@ -336,6 +337,7 @@ def _account(
         out_of_order=out_of_order,
         still_open=sum(r["status"] == "open" for r in recs),
         posts_unanswered=traffic.unanswered,
+        posts_sent=traffic.posted,
         seconds=seconds,
         details=details,
     )
