@@ -697,11 +697,25 @@ class Aggregator:
             return [b for k in range(lo, hi) if (b := feat.buckets.get(k)) is not None]
         return [b for k, b in feat.buckets.items() if lo <= k < hi]
 
-    def evaluate(self, now: float) -> list[Sample]:
-        """The samples of every feature for the tick ending at `now`."""
+    def evaluate(
+        self, now: float, on_error: Callable[[str, Exception], None] | None = None
+    ) -> list[Sample]:
+        """The samples of every feature for the tick ending at `now`.
+
+        With `on_error`, a feature whose samples cannot be computed is reported there and
+        skipped, so it cannot take the other features down with it; its running windows are
+        dropped and rebuilt from the buckets next tick (a half-folded window is not trusted).
+        """
         out: list[Sample] = []
         for name, feat in self._features.items():
-            out.extend(self._evaluate_feature(name, feat, now))
+            if on_error is None:
+                out.extend(self._evaluate_feature(name, feat, now))
+                continue
+            try:
+                out.extend(self._evaluate_feature(name, feat, now))
+            except Exception as exc:  # handed to the caller, who counts it
+                feat.calls_win = feat.scores_win = None
+                on_error(name, exc)
         return out
 
     def _window(

@@ -13,6 +13,7 @@ import hmac
 import math
 import signal
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from daemon import api
 from daemon.alertmanager import alertmanager_signals
 from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
 from daemon.exposition import PipelineCollector, render
+from daemon.health import HealthCollector
 from daemon.otlp import spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
@@ -37,8 +39,14 @@ from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 SNAPSHOT_KEY = "pipeline"
 CORRELATOR_KEY = "correlator"
 SILENCES_KEY = "silences"
+# Detector state of one series, written with each of its transitions (see `handle`); the
+# periodic snapshot, which holds every series, removes them.
+SERIES_PREFIX = "series:"
 SHUTDOWN_TIMEOUT_S = 10.0
 SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
+# After a background task dies: how long /readyz answers 503 before the socket closes, so a
+# load balancer sees the failure and stops routing here before connections are refused.
+FAILED_READINESS_S = 1.0
 
 
 class Daemon:
@@ -51,7 +59,7 @@ class Daemon:
         self.settings = settings
         self.log = log or structlog.get_logger("llm_oncall")
         self.clock = clock
-        self.store = Store(settings.state.path)
+        self.store = Store(settings.state.path, self.log)
         self.pipeline = Pipeline(settings, self.log)
         # Config silences are read-only through the API and never persisted: the file owns them.
         self.config_silence_ids = frozenset(s.id for s in self.pipeline.silences.list())
@@ -60,26 +68,52 @@ class Daemon:
         self.registry = CollectorRegistry(auto_describe=True)
         self.collector = PipelineCollector(lambda: self.pipeline, self.rejected, clock)
         self.registry.register(self.collector)
+        self.registry.register(HealthCollector(lambda: self.pipeline))
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
         self._stop = asyncio.Event()
         self._ready = False
+        self._failure: str | None = None  # why a background task died; /readyz says it
         self._loop_lag = 0.0
         self._metrics_lock = asyncio.Lock()
 
     # ---- state ----------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        snap = self.store.get(SNAPSHOT_KEY)
+        """Load what the store holds, part by part: a part that cannot be read (written by
+        another version, damaged) is logged and starts fresh without costing the others."""
+        snap = self._load(SNAPSHOT_KEY, "detector snapshot")
         if snap is not None:
-            for warning in self.pipeline.restore(snap):
+            try:
+                for warning in self.pipeline.restore(snap):
+                    self.log.warning("state_restore_partial", detail=warning)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                self.pipeline = Pipeline(self.settings, self.log)
+                self.log.warning(
+                    "state_restore_partial", detail=f"detector snapshot: {exc!r}; starting fresh"
+                )
+        try:
+            series = self.store.with_prefix(SERIES_PREFIX)
+            for warning in self.pipeline.restore_series(series):
                 self.log.warning("state_restore_partial", detail=warning)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.log.warning("state_restore_partial", detail=f"series states: {exc!r}")
         self._restore_silences()
-        corr = self.store.get(CORRELATOR_KEY)
+        corr = self._load(CORRELATOR_KEY, "incidents")
         if corr is not None:
             try:
                 self.pipeline.restore_correlator(corr)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.log.warning("state_restore_partial", detail=f"incidents: {exc}")
+        unconfirmed = self.pipeline.reconcile()
+        if unconfirmed:
+            # Only state written before detector snapshots committed with each transition,
+            # or a detector that restarted fresh, gets here (see `Pipeline.reconcile`).
+            self.log.warning(
+                "state_restore_unconfirmed_signals",
+                signals=unconfirmed,
+                detail="firing in the incident record but not in the detector state; cleared"
+                " after one window unless the detector fires again",
+            )
         if snap is not None or corr is not None:
             self.log.info("state_restored", series=len(self.pipeline.detector_keys()))
 
@@ -87,11 +121,7 @@ class Daemon:
         """API silences come back one by one: a row that no longer loads (written before
         today's bounds, say `ends_at: 1e308`) is skipped with one log line, never breaking
         start-up or `GET /api/v1/silences`."""
-        try:
-            saved = self.store.get(SILENCES_KEY)
-        except ValueError as exc:  # not JSON at all
-            self.log.warning("silence_skipped", detail=f"silences: unreadable row: {exc}")
-            return
+        saved = self._load(SILENCES_KEY, "silences")
         if saved is None:
             return
         loaded, errors = load_silences(saved)
@@ -104,11 +134,19 @@ class Daemon:
                 continue
             self.pipeline.silences.add(sil)
 
+    def _load(self, key: str, what: str) -> Any:
+        try:
+            return self.store.get(key)
+        except ValueError as exc:  # not JSON: written by something else, or damaged
+            self.log.warning("state_restore_partial", detail=f"{what}: {exc}; starting fresh")
+            return None
+
     def save_snapshot(self) -> None:
-        snap = self.pipeline.snapshot()
         now = self.clock()
+        snap = self.pipeline.snapshot_bytes(now)
         with self.store.transaction() as conn:
             self.store.put(conn, SNAPSHOT_KEY, snap, now)
+            self.store.delete_prefix(conn, SERIES_PREFIX)  # the snapshot holds newer states
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
 
     def save_silences(self) -> None:
@@ -123,10 +161,17 @@ class Daemon:
     # ---- pipeline output ------------------------------------------------------------------
 
     def handle(self, out: TickOutput) -> None:
-        """Log signals; persist incident changes together with their pages."""
+        """Log signals; persist incident changes together with their pages.
+
+        When a detector transition reached the correlator, that series' detector state
+        commits in the same transaction: the correlator's firing signals and the detectors'
+        firing states are then always restored as of the same instant, so a signal restored
+        as firing has a detector that will clear it (issue 8: after kill -9, 0 of 24 resolves
+        were sent). A series' state is a few KB and transitions are rare (a few per incident).
+        """
         for sig in out.signals:
             self.log.info("signal", **sig.to_record())
-        if not out.updates:
+        if not out.updates and not out.changed:
             return
         now = self.clock()
         with self.store.transaction() as conn:
@@ -137,6 +182,9 @@ class Daemon:
             # The correlator's state commits with the pages it caused: after a crash the
             # restored correlator knows which incidents were already paged.
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+            for entry in self.pipeline.series_states(out.changed):
+                key = SERIES_PREFIX + orjson.dumps(entry["key"]).decode()
+                self.store.put(conn, key, entry, now)
         self.paging.wake()
         for upd in out.updates:
             self.log.info(
@@ -264,6 +312,8 @@ class Daemon:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        if self._failure is not None:
+            return web.json_response({"status": "failed", "error": self._failure}, status=503)
         if not self._ready or self._stop.is_set():
             return web.json_response({"status": "not ready"}, status=503)
         return web.json_response({"status": "ready", "loop_lag_s": round(self._loop_lag, 3)})
@@ -302,8 +352,15 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             self.save_snapshot()
 
-    async def serve(self) -> None:
-        """Run until SIGTERM/SIGINT, then stop gracefully within SHUTDOWN_TIMEOUT_S."""
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT, then stop gracefully within SHUTDOWN_TIMEOUT_S.
+
+        Returns the process exit code. Failures inside a tick are caught per series by the
+        pipeline; if an owned background task (tick loop, snapshot loop, delivery worker)
+        dies anyway (the state store failing, a bug outside the per-series guards), the
+        daemon can no longer detect or page, so it says so on /readyz, tries a final
+        snapshot and exits 1 for the orchestrator to restart it from the committed state.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -328,23 +385,69 @@ class Daemon:
             asyncio.create_task(self._snapshot_loop(), name="snapshot"),
         ]
         await self.paging.start()
+        worker = self.paging.task()
+        watched = tasks + ([worker] if worker is not None else [])
+        stop_wait = asyncio.create_task(self._stop.wait(), name="stop")
         self._ready = True
         self.log.info("listening", host=listen.host, port=port, state=str(self.store.path),
                       receivers=self.paging.receiver_names())  # fmt: skip
+        exit_code = 0
         try:
-            await self._stop.wait()
+            done, _ = await asyncio.wait([stop_wait, *watched], return_when=FIRST_COMPLETED)
+            died = next((t for t in watched if t in done), None)
+            if died is not None:
+                exit_code = 1
+                self._task_died(died)
+                await asyncio.sleep(FAILED_READINESS_S)
         finally:
             self._ready = False
+            stop_wait.cancel()
             self.log.info("stopping")
             await runner.cleanup()  # stop accepting, let in-flight requests finish
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.handle(self.pipeline.advance(self.clock()))
-            self.save_snapshot()
-            await self.paging.stop(timeout=SHUTDOWN_TIMEOUT_S / 3)
+            if not self._final_flush():
+                exit_code = 1
+            try:
+                await self.paging.stop(timeout=SHUTDOWN_TIMEOUT_S / 3)
+            except Exception as exc:  # already logged when the worker died
+                self.log.error("paging_stop_failed", error=f"{type(exc).__name__}: {exc}")
             self.store.close()
-            self.log.info("stopped")
+            self.log.info("stopped", exit_code=exit_code)
+        return exit_code
+
+    def _task_died(self, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        what = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
+        self._failure = f"background task {task.get_name()!r} stopped: {what}"[:500]
+        self._ready = False
+        self.log.error(
+            "background_task_failed",
+            task=task.get_name(),
+            error=what[:500],
+            action="readiness failed; final snapshot, then exit 1 for a restart",
+            exc_info=exc,
+        )
+
+    def _final_flush(self) -> bool:
+        """The last tick and the final snapshot, each attempted whatever happened before:
+        a failing tick must not cost the snapshot. Returns False if the snapshot failed."""
+        try:
+            self.handle(self.pipeline.advance(self.clock()))
+        except Exception as exc:  # logged; the snapshot is still worth trying
+            self.log.error("final_tick_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        try:
+            self.save_snapshot()
+        except Exception as exc:  # logged; the exit code says it
+            self.log.error(
+                "final_snapshot_failed",
+                state=str(self.store.path),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        self.log.info("final_snapshot_saved", state=str(self.store.path))
+        return True
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

@@ -26,12 +26,17 @@ def _settings_or_exit(path: str | None) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.app import Daemon
     from daemon.logs import configure
+    from daemon.store import StateFileError
 
     settings = _settings_or_exit(args.config)
     log = configure(settings.log.level, settings.log.format)
     log.info("starting", config=args.config or "embedded defaults", summary=settings.summary())
-    asyncio.run(Daemon(settings, log).serve())
-    return 0
+    try:
+        daemon = Daemon(settings, log)
+    except StateFileError as exc:
+        print(f"llm-oncall: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(daemon.serve())
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -133,5 +133,9 @@ class Paging:
             self.log.info("outbox_requeued", rows=requeued)
         self.worker.start()
 
+    def task(self) -> asyncio.Task[None] | None:
+        """The delivery worker's task, for the daemon to watch (it must never die)."""
+        return self.worker.task
+
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109
         await self.worker.stop(timeout=timeout)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 import structlog
 
 from config.settings import IngestConfig, Settings
@@ -21,6 +22,7 @@ from correlator import (
     Correlator,
     IncidentUpdate,
     InhibitMuter,
+    MemberSignal,
     Silence,
     SilenceMuter,
 )
@@ -29,7 +31,7 @@ from daemon.aggregator import Aggregator, Limits, clip
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
-from detectors.factory import detector_from_state
+from detectors.factory import KINDS, detector_from_state
 
 SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
@@ -55,13 +57,78 @@ class _Watch:
 
 
 @dataclass(slots=True)
+class _Unconfirmed:
+    """A signal the restored correlator holds as firing while its detector is not firing."""
+
+    member: MemberSignal
+    layer: Layer
+    grace_s: float
+    deadline: float | None = None
+
+
+@dataclass(slots=True)
 class TickOutput:
+    """What one step of the pipeline produced.
+
+    `changed` names the series whose detector transition reached the correlator: the
+    daemon saves their detector state (`series_states`) in the same transaction as the
+    correlator's state, so the two are never restored out of step (see `reconcile`).
+    """
+
     signals: list[Signal] = field(default_factory=list)
     updates: list[IncidentUpdate] = field(default_factory=list)
+    changed: set[SeriesKey] = field(default_factory=set)
 
     def extend(self, other: TickOutput) -> None:
         self.signals.extend(other.signals)
         self.updates.extend(other.updates)
+        self.changed |= other.changed
+
+
+TICK_STAGES = (
+    "evaluate", "detect", "correlate", "stale", "correlator_tick", "expire", "snapshot",
+)  # fmt: skip
+ERROR_LOG_INTERVAL_S = 300.0
+_MAX_ERROR_KEYS = 10_000
+
+
+@dataclass(slots=True)
+class TickErrors:
+    """Failures caught inside a tick, per feature or per series.
+
+    One broken series (a value that overflows, a detector bug) must cost only that series:
+    the rest of the tick and every later tick still run. Each failure is counted by stage for
+    /metrics; the log gets one line per (stage, feature, metric) at most every
+    `ERROR_LOG_INTERVAL_S` of tick time, with the count of those not logged since, so a series
+    that fails every tick does not flood the log.
+    """
+
+    by_stage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TICK_STAGES, 0))
+    _last_logged: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _suppressed: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def record(
+        self, log: Any, stage: str, feature: str, metric: str, exc: BaseException, now: float
+    ) -> None:
+        self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
+        key = (stage, feature, metric)
+        last = self._last_logged.get(key)
+        if last is not None and now - last < ERROR_LOG_INTERVAL_S:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        if len(self._last_logged) >= _MAX_ERROR_KEYS:  # bounded whatever the input does
+            self._last_logged.clear()
+            self._suppressed.clear()
+        self._last_logged[key] = now
+        log.error(
+            "tick_error",
+            stage=stage,
+            feature=feature,
+            metric=metric,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            not_logged_since=self._suppressed.pop(key, 0),
+            exc_info=exc,
+        )
 
 
 @dataclass(slots=True)
@@ -121,6 +188,10 @@ class Pipeline:
         self._stale_after_s = 2 * max(agg.window_s, agg.quality_window_s)
         self.latest: dict[SeriesKey, Sample] = {}
         self.counters = Counters()
+        self.errors = TickErrors()
+        # Correlator members restored as firing whose detector was not (see `reconcile`):
+        # (feature, metric, series, detector kind) -> clear-by deadline, None until a tick.
+        self._unconfirmed: dict[tuple[str, str, str, str], _Unconfirmed] = {}
 
     # ---- ingest ---------------------------------------------------------------------------
 
@@ -202,6 +273,9 @@ class Pipeline:
             return out
         agg = self.aggregator
         horizon = max(agg.window_s, agg.quality_window_s)
+        for pending in self._unconfirmed.values():
+            if pending.deadline is None:
+                pending.deadline = now + pending.grace_s
         while self.next_tick <= now:
             tick = self.next_tick
             if tick - horizon > self._last_data_ts:
@@ -209,7 +283,8 @@ class Pipeline:
                 # correlator see the time pass (cooldowns, re-notifications).
                 skip_to = max(tick, math.floor(now / self.tick_s) * self.tick_s)
                 out.extend(self._clear_stale(skip_to))
-                out.updates.extend(self.correlator.tick(skip_to, self.context))
+                out.extend(self._clear_unconfirmed(skip_to))
+                self._correlator_tick(out, skip_to)
                 self.next_tick = skip_to + self.tick_s
                 continue
             out.extend(self._tick(tick))
@@ -217,15 +292,32 @@ class Pipeline:
         return out
 
     def _tick(self, now: float) -> TickOutput:
+        """One tick. Every stage catches failures per feature or per series (`TickErrors`):
+        a series that cannot be computed or evaluated is skipped this tick, the others go on.
+        """
         out = TickOutput()
-        for sample in self.aggregator.evaluate(now):
+
+        def failed(feature: str, exc: Exception) -> None:
+            self.errors.record(self.log, "evaluate", feature, "*", exc, now)
+
+        for sample in self.aggregator.evaluate(now, on_error=failed):
             out.extend(self._observe(sample))
         out.extend(self._clear_stale(now))
-        out.updates.extend(self.correlator.tick(now, self.context))
-        self.aggregator.expire(now)
+        out.extend(self._clear_unconfirmed(now))
+        self._correlator_tick(out, now)
+        try:
+            self.aggregator.expire(now)
+        except Exception as exc:  # counted and logged; expiry retries next tick
+            self.errors.record(self.log, "expire", "*", "*", exc, now)
         self.counters.ticks += 1
         self.counters.last_tick_at = now
         return out
+
+    def _correlator_tick(self, out: TickOutput, now: float) -> None:
+        try:
+            out.updates.extend(self.correlator.tick(now, self.context))
+        except Exception as exc:  # counted and logged; the next tick retries
+            self.errors.record(self.log, "correlator_tick", "*", "*", exc, now)
 
     def _observe(self, sample: Sample) -> TickOutput:
         out = TickOutput()
@@ -237,7 +329,17 @@ class Pipeline:
         returning = watch.stale
         watch.stale = False
         for i, (rule, det) in enumerate(watch.slots):
-            tr = det.update(sample.ts, sample.value, sample.n)
+            try:
+                tr = det.update(sample.ts, sample.value, sample.n)
+            except Exception as exc:  # one detector's failure is its own
+                self.errors.record(
+                    self.log, "detect", sample.feature, sample.metric, exc, sample.ts
+                )
+                continue
+            if tr is not None and tr.state == "firing":
+                self._unconfirmed.pop(
+                    (sample.feature, sample.metric, sample.series, det.kind), None
+                )
             if tr is None:
                 if not (returning and det.firing):
                     continue
@@ -256,6 +358,7 @@ class Pipeline:
         return out
 
     def _emit(self, out: TickOutput, sample: Sample, rule: Rule, kind: str, tr: Transition) -> None:
+        out.changed.add((sample.feature, sample.metric, sample.series))
         sig = Signal(
             ts=tr.ts,
             feature=sample.feature,
@@ -271,8 +374,14 @@ class Pipeline:
             n=sample.n,
             page_alone=rule.page_alone,
         )
+        self._to_correlator(out, sig)
+
+    def _to_correlator(self, out: TickOutput, sig: Signal) -> None:
         out.signals.append(sig)
-        out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+        try:
+            out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+        except Exception as exc:  # counted and logged; other signals go on
+            self.errors.record(self.log, "correlate", sig.feature, sig.metric, exc, sig.ts)
 
     def _clear_stale(self, now: float) -> TickOutput:
         """Clear the signals of series that stopped receiving samples while firing.
@@ -282,24 +391,28 @@ class Pipeline:
         """
         out = TickOutput()
         for key, watch in self._watches.items():
-            if watch.stale:
-                continue
-            sample = self.latest.get(key)
-            if sample is None:
-                continue
-            # `metric` events (no n) may come at a slow cadence of their own: give them longer.
-            after = self._stale_after_s if sample.n is not None else max(self._stale_after_s, 7200)
-            if sample.ts >= now - after:
-                continue
-            if not any(det.firing for _, det in watch.slots):
-                continue
-            watch.stale = True
-            for i, (rule, det) in enumerate(watch.slots):
-                if det.firing:
-                    direction = watch.directions.get(i, Direction.UP)
-                    tr = Transition(now, "cleared", sample.value, _baseline_of(det), 0.0, direction)
-                    self._emit(out, sample, rule, det.kind, tr)
+            try:
+                self._clear_if_stale(out, key, watch, now)
+            except Exception as exc:  # counted and logged; other series go on
+                self.errors.record(self.log, "stale", key[0], key[1], exc, now)
         return out
+
+    def _clear_if_stale(self, out: TickOutput, key: SeriesKey, watch: _Watch, now: float) -> None:
+        sample = self.latest.get(key)
+        if watch.stale or sample is None:
+            return
+        # `metric` events (no n) may come at a slow cadence of their own: give them longer.
+        after = self._stale_after_s if sample.n is not None else max(self._stale_after_s, 7200)
+        if sample.ts >= now - after:
+            return
+        if not any(det.firing for _, det in watch.slots):
+            return
+        watch.stale = True
+        for i, (rule, det) in enumerate(watch.slots):
+            if det.firing:
+                direction = watch.directions.get(i, Direction.UP)
+                tr = Transition(now, "cleared", sample.value, _baseline_of(det), 0.0, direction)
+                self._emit(out, sample, rule, det.kind, tr)
 
     def external_signals(self, signals: Iterable[Signal]) -> TickOutput:
         """Signals decided elsewhere (Alertmanager) go straight to the correlator, within the
@@ -373,16 +486,27 @@ class Pipeline:
             "watermark": self.watermark,
             "next_tick": self.next_tick,
             "last_data_ts": None if self._last_data_ts == -math.inf else self._last_data_ts,
-            "detectors": [
-                {
-                    "key": list(key),
-                    "layer": watch.layer,
-                    "states": [det.to_state() | {"kind": det.kind} for _, det in watch.slots],
-                }
-                for key, watch in self._watches.items()
-            ],
+            "detectors": [_watch_entry(key, watch) for key, watch in self._watches.items()],
             "aggregator": self.aggregator.to_state(since=self._window_start()),
         }
+
+    def snapshot_bytes(self, now: float) -> bytes:
+        """The snapshot encoded for the store. A feature whose windows cannot be encoded
+        (a value out of JSON's range) is left out, counted and logged, rather than failing
+        the whole snapshot and with it the state of every other feature."""
+        snap = self.snapshot()
+        option = orjson.OPT_NON_STR_KEYS
+        try:
+            return orjson.dumps(snap, option=option)
+        except TypeError:
+            features = snap["aggregator"]["features"]
+            for name in list(features):
+                try:
+                    orjson.dumps(features[name], option=option)
+                except TypeError as exc:
+                    del features[name]
+                    self.errors.record(self.log, "snapshot", name, "*", exc, now)
+            return orjson.dumps(snap, option=option)
 
     def _window_start(self) -> float | None:
         """Start of the oldest window the next tick evaluates (None before any data)."""
@@ -403,7 +527,22 @@ class Pipeline:
         self.next_tick = snap.get("next_tick")
         last = snap.get("last_data_ts")
         self._last_data_ts = -math.inf if last is None else float(last)
-        for entry in snap.get("detectors", []):
+        warnings += self.restore_series(snap.get("detectors", []))
+        try:
+            self.aggregator.load_state(snap.get("aggregator") or {})
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"aggregator windows: {exc}; starting with empty windows")
+        return warnings
+
+    def series_states(self, keys: Iterable[SeriesKey]) -> list[dict[str, Any]]:
+        """The detector state of some series, in the snapshot's form (for `restore_series`).
+        Small: the daemon writes it with every transition, the whole snapshot periodically."""
+        return [_watch_entry(key, self._watches[key]) for key in keys if key in self._watches]
+
+    def restore_series(self, entries: Iterable[dict[str, Any]]) -> list[str]:
+        """Load series' detector states (replacing what a snapshot gave for them)."""
+        warnings: list[str] = []
+        for entry in entries:
             feature, metric, series = entry["key"]
             layer = entry["layer"]
             rules = self.rulebook.rules_for(feature, layer, metric)
@@ -417,18 +556,101 @@ class Pipeline:
                     except (ValueError, KeyError, TypeError) as exc:
                         warnings.append(f"{feature}/{metric}: {exc}; starting fresh")
                 slots.append((rule, det or rule.build()))
-            self._watches[(feature, metric, series)] = _Watch(layer, slots)
+            watch = _Watch(layer, slots, stale=bool(entry.get("stale", False)))
+            for i, d in (entry.get("directions") or {}).items():
+                watch.directions[int(i)] = Direction(d)
+            self._watches[(feature, metric, series)] = watch
             if not series and not self.aggregator.computes(metric):
                 self.aggregator.restore_external(feature, metric, series)
-        try:
-            self.aggregator.load_state(snap.get("aggregator") or {})
-        except (ValueError, KeyError, TypeError) as exc:
-            warnings.append(f"aggregator windows: {exc}; starting with empty windows")
         return warnings
 
     def restore_correlator(self, state: dict[str, Any]) -> None:
         # The current config's policy wins over the one saved with the state.
         self.correlator = Correlator.from_state(state, policy=self.policy, muters=self._muters)
+
+    def reconcile(self) -> int:
+        """After a restore, find the signals the correlator holds as firing whose detector is
+        not firing; returns how many. Call once, after `restore` and `restore_correlator`.
+
+        Why this exists: an incident resolves only when each member signal clears, and a
+        signal clears only through its detector's transition (or the stale-series rule, which
+        looks at firing detectors only). If the restored detector is not firing, that never
+        happens and the incident, and the receiver's page, stay open for good.
+
+        The daemon prevents the mismatch at its cause: every detector transition commits
+        the detector state of its series (`series_states`, a few KB; the whole snapshot is
+        megabytes at 100 features, too slow to write per transition) in the same SQLite
+        transaction as the correlator state it changed (`Daemon.handle`), so a kill -9 at
+        any point restores each signal and its detector as of the same instant. (The
+        evaluation windows come from the older periodic snapshot, so the first ticks after a
+        restart may show that detector older data; it then clears or fires again through
+        its own hysteresis, and the correlator follows, as for any transition.)
+
+        A mismatch can still come from state written before that rule, a detector state
+        that had to start fresh (new version, changed rule), or a rule removed from the
+        config. For those we chose "clear after a bounded time with no confirming evidence"
+        over forcing the detector into its firing state: forcing would need a back door in
+        every detector kind and would make up evidence the detector does not have. Each such
+        signal gets one evaluation window (counted from the first tick after restart) for its
+        detector to fire again, which confirms it and the incident goes on as before; without
+        that, the signal is cleared at the deadline, and the incident resolves after its
+        cooldown like any other. If the problem is still there, the detector fires again and
+        the correlator reopens the same incident.
+
+        Signals that no detector of ours produced (Alertmanager alerts) are left alone: their
+        source sends the clear.
+        """
+        self._unconfirmed.clear()
+        agg = self.aggregator
+        for inc in self.correlator.open_incidents():
+            for m in inc.signals:
+                if m.cleared is not None or m.detector not in KINDS:
+                    continue
+                watch = self._watches.get((inc.feature, m.metric, m.series))
+                if watch is not None and any(
+                    det.kind == m.detector and det.firing for _, det in watch.slots
+                ):
+                    continue
+                grace = agg.quality_window_s if m.layer == "quality" else agg.window_s
+                key = (inc.feature, m.metric, m.series, m.detector)
+                self._unconfirmed[key] = _Unconfirmed(m, m.layer, grace)
+        return len(self._unconfirmed)
+
+    def _clear_unconfirmed(self, now: float) -> TickOutput:
+        """Clear the restored signals whose detector did not confirm them in time."""
+        out = TickOutput()
+        for key, pending in list(self._unconfirmed.items()):
+            if pending.deadline is None or now < pending.deadline:
+                continue
+            del self._unconfirmed[key]
+            feature, metric, series, kind = key
+            watch = self._watches.get((feature, metric, series))
+            if watch is not None and any(d.kind == kind and d.firing for _, d in watch.slots):
+                continue  # confirmed after all
+            m = pending.member
+            sig = Signal(
+                ts=now,
+                feature=feature,
+                metric=metric,
+                layer=pending.layer,
+                detector=kind,
+                state="cleared",
+                value=m.value,
+                baseline=m.baseline,
+                score=0.0,
+                direction=m.direction,
+                series=series,
+                n=m.n,
+            )
+            self.log.info(
+                "signal_unconfirmed_cleared", feature=feature, metric=metric, detector=kind
+            )
+            self._to_correlator(out, sig)
+        return out
+
+    def unconfirmed(self) -> list[tuple[str, str, str, str]]:
+        """Restored firing signals still waiting for their detector (for tests and logs)."""
+        return list(self._unconfirmed)
 
 
 def limits_of(ingest: IngestConfig) -> Limits:
@@ -471,6 +693,16 @@ def config_silences(settings: Settings) -> list[Silence]:
 
 
 ContextFn = Callable[[str, float], FeatureContext]
+
+
+def _watch_entry(key: SeriesKey, watch: _Watch) -> dict[str, Any]:
+    return {
+        "key": list(key),
+        "layer": watch.layer,
+        "states": [det.to_state() | {"kind": det.kind} for _, det in watch.slots],
+        "stale": watch.stale,
+        "directions": {str(i): str(d) for i, d in watch.directions.items()},
+    }
 
 
 def _baseline_of(det: Detector) -> float | None:

@@ -3,17 +3,51 @@
 It holds the pipeline snapshot (detector baselines, open windows, correlator state), the
 incident records and the paging outbox, so a restart keeps its baselines and, because the
 incident change and its notification commit together, never pages twice or loses a page.
+
+Opening it checks the file before anything trusts it (issue 8: a bad state file ended in a
+raw traceback). Two kinds of trouble are told apart:
+
+- *The content is corrupt* (not an SQLite file, a damaged page, a failed integrity check):
+  nothing in it can be trusted and nobody can repair it by restarting, so the file (with its
+  -wal/-shm companions) is renamed aside with a UTC timestamp suffix for inspection, one
+  warning is logged, and the daemon starts fresh. Baselines relearn; open incidents and
+  pages not yet sent in the old file are not carried over (the log line says so).
+- *The daemon may not use the file* (permissions, an immutable or read-only file or
+  directory, another process holding the lock, a disk error): moving it aside would lose
+  good state, so `StateFileError` says in one line which file, what is wrong and how to fix
+  it, and the command exits non-zero.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+SCHEMA_VERSION = 1
+_FIX = "fix it, or point state.path (LLM_ONCALL_STATE__PATH) at a writable location"
+# Result codes (low byte of sqlite_errorcode), https://www.sqlite.org/rescode.html
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_ACCESS_CODES = {3, 8, 14, 23}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
+_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+class StateFileError(Exception):
+    """The state file cannot be used and must not be replaced; the message is one line
+    naming the file, the problem and the fix."""
+
+
+class _Corrupt(Exception):
+    pass
+
+
+_OPTS = orjson.OPT_NON_STR_KEYS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -35,17 +69,96 @@ CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at);
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, log: Any = None) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.moved_aside: Path | None = None  # where a corrupt file went, if one did
+        if str(path) == ":memory:":
+            self.conn = self._connect()
+            return
+        self._check_access()
+        try:
+            self.conn = self._connect()
+        except _Corrupt as exc:
+            self.moved_aside = self._move_aside()
+            if log is not None:
+                log.warning(
+                    "state_file_corrupt",
+                    path=str(self.path),
+                    moved_to=str(self.moved_aside),
+                    error=str(exc),
+                    detail="starting with fresh state: baselines relearn; incidents and"
+                    " unsent pages in the old file are not carried over",
+                )
+            self.conn = self._connect()
+
+    def _check_access(self) -> None:
+        """Permission problems, named before SQLite's vaguer "unable to open database file"."""
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateFileError(
+                f"cannot create the state directory {folder}: {exc.strerror}; {_FIX}"
+            ) from None
+        who = f"user id {os.geteuid()}"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StateFileError(
+                f"state directory {folder} is not writable by {who} (SQLite keeps its -wal and"
+                f" -shm files next to the state file; read-only or immutable?); {_FIX}"
+            )
+        for f in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            if f.exists() and not os.access(f, os.R_OK | os.W_OK):
+                raise StateFileError(
+                    f"state file {f} is not readable and writable by {who} (read-only or"
+                    f" immutable, see ls -l and lsattr); {_FIX}"
+                )
+
+    def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so a transaction spans
         # exactly the incident change and its outbox rows.
-        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self.conn.executescript(_SCHEMA)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise _Corrupt(f"integrity check failed: {check and check[0]}")
+            conn.executescript(_SCHEMA)
+            # A write on every open: a file we can read but not write fails here, at start,
+            # not at the first incident.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except _Corrupt:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in _CORRUPT_CODES:
+                raise _Corrupt(str(exc)) from None
+            if code in _BUSY_CODES:
+                raise StateFileError(
+                    f"state file {self.path} is locked by another process ({exc}); stop the"
+                    " other daemon using it, or give each daemon its own state.path"
+                ) from None
+            what = "cannot be written" if code in _ACCESS_CODES else "cannot be used"
+            raise StateFileError(f"state file {self.path} {what}: {exc}; {_FIX}") from None
+        return conn
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = Path(f"{self.path}.corrupt-{stamp}")
+        try:
+            for suffix in ("-wal", "-shm", ""):  # the main file last: it names the set
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    src.rename(Path(f"{target}{suffix}"))
+        except OSError as exc:
+            raise StateFileError(
+                f"state file {self.path} is corrupt and cannot be moved aside"
+                f" ({exc.strerror}); move or delete it by hand to start fresh"
+            ) from None
+        return target
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -59,16 +172,30 @@ class Store:
 
     @staticmethod
     def put(conn: sqlite3.Connection, key: str, value: Any, now: float) -> None:
+        """Store `value` as JSON (`bytes` are taken as JSON already encoded)."""
+        blob = value if isinstance(value, bytes) else orjson.dumps(value, option=_OPTS)
         conn.execute(
             "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
             " updated_at = excluded.updated_at",
-            (key, orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS), now),
+            (key, blob, now),
         )
 
     def get(self, key: str) -> Any:
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
+
+    def with_prefix(self, prefix: str) -> list[Any]:
+        """The values of every key starting with `prefix`, oldest write first."""
+        rows = self.conn.execute(
+            "SELECT value FROM kv WHERE key >= ? AND key < ? ORDER BY updated_at",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [orjson.loads(r[0]) for r in rows]
+
+    @staticmethod
+    def delete_prefix(conn: sqlite3.Connection, prefix: str) -> None:
+        conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff"))
 
     @staticmethod
     def save_incident(

@@ -89,6 +89,11 @@ class DeliveryWorker:
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self.run(self._stop), name="notify-delivery-worker")
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The running delivery task (None before `start` and after `stop`)."""
+        return self._task
+
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Idempotent: signal the loop, wait up to `timeout`, then cancel and await."""
         task, self._task = self._task, None

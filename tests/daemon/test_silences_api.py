@@ -136,7 +136,7 @@ def test_config_silences_are_read_only(config_daemon: tuple[DaemonProcess, Path]
     url = d.url + "/api/v1/silences"
     before = call("GET", url)
     assert [s["id"] for s in before[1]["silences"]] == ["cfg-0"]
-    takeover = {"id": "cfg-0", "matchers": [FEATURE], "ends_at": NOW + 60}
+    takeover = {"id": "cfg-0", "matchers": [FEATURE], "ends_at": NOW + 86400}
     status, answer = call("POST", url, takeover)
     assert status == 409 and "config file" in answer["error"]
     assert call("POST", url, {**takeover, "id": "cfg-99"})[0] == 409  # reserved prefix
@@ -145,7 +145,9 @@ def test_config_silences_are_read_only(config_daemon: tuple[DaemonProcess, Path]
     assert call("GET", url) == before
     # API silences still work next to it, and only they are persisted: with the config
     # silence removed from the file, it does not come back from the state file.
-    assert call("POST", url, {"id": "mine", "matchers": [FEATURE], "ends_at": NOW + 600})[0] == 201
+    assert (
+        call("POST", url, {"id": "mine", "matchers": [FEATURE], "ends_at": NOW + 86400})[0] == 201
+    )
     stop(d)
     cfg.write_text("silences: []\n")
     again = start_daemon(d.state_dir, config=cfg)
@@ -159,7 +161,7 @@ def test_config_silences_are_read_only(config_daemon: tuple[DaemonProcess, Path]
 
 def test_redos_pattern_is_accepted_and_matches_in_linear_time(daemon: DaemonProcess) -> None:
     body = {"matchers": [{"name": "feature", "value": "(a+)+$", "is_regex": True}]}
-    status, answer = call("POST", daemon.url + "/api/v1/silences", body | {"ends_at": NOW + 60})
+    status, answer = call("POST", daemon.url + "/api/v1/silences", body | {"ends_at": NOW + 86400})
     assert status == 201, answer
     # Python's backtracking `re` takes minutes on this; RE2 is linear.
     matcher = Matcher("feature", "(a+)+$", is_regex=True)

@@ -125,6 +125,10 @@ def _from_source() -> Exposed:
     assert prefix, 'daemon/exposition.py: no `P = "llm_oncall_"` prefix'
     for kind, name in _FAMILY_SRC.findall(expo):
         families[prefix.group(1) + name] = Family(kind.lower())
+    health = ROOT / "daemon" / "health.py"  # the daemon's own health (tick errors)
+    if health.exists():
+        for kind, name in _FAMILY_SRC.findall(health.read_text()):
+            families[prefix.group(1) + name] = Family(kind.lower())
     for block in _LOOP_SRC.findall(expo):  # counters built in a loop over (name, help, data)
         for name in re.findall(r"\(\s*\"(\w+)\"", block):
             families[prefix.group(1) + name] = Family("counter")

@@ -1,0 +1,143 @@
+"""Issue 8, defect 9: a bad state file never ends in a traceback. Corrupt content is moved
+aside (timestamped) with one log line and the daemon starts fresh; a file or directory the
+daemon may not write is refused in one line naming the file and the fix, exit code 1.
+Every case runs the real `python -m daemon.cli run`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port, start_daemon
+from tests.e2e.harness import http
+
+
+def run_refused(state: Path) -> list[str]:
+    """Run the daemon on `state`, expect a refusal; returns the stderr lines."""
+    env = os.environ | {
+        "LLM_ONCALL_LISTEN__HOST": "127.0.0.1",
+        "LLM_ONCALL_LISTEN__PORT": str(free_port()),
+        "LLM_ONCALL_STATE__PATH": str(state),
+        "LLM_ONCALL_LOG__FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "run"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+    )
+    err = out.stderr.decode()
+    assert out.returncode == 1, (out.returncode, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    refusal = lines[-1]
+    assert refusal.startswith("llm-oncall: ") and "fix" in refusal, refusal
+    assert sum(1 for ln in lines if ln.startswith("llm-oncall:")) == 1
+    return lines
+
+
+def start_fresh_after_corruption(tmp_path: Path, original: bytes) -> None:
+    d = start_daemon(tmp_path)
+    try:
+        assert http("GET", d.url + "/readyz")[0] == 200
+        log = d.log()
+        corrupt = [ln for ln in log.splitlines() if '"state_file_corrupt"' in ln]
+        assert len(corrupt) == 1, log
+        assert "Traceback" not in log
+        moved = sorted(tmp_path.glob("state.db.corrupt-*"))
+        assert [p for p in moved if not p.name.endswith(("-wal", "-shm"))], moved
+        main = next(p for p in moved if not p.name.endswith(("-wal", "-shm")))
+        assert main.read_bytes() == original  # kept as it was, for inspection
+        assert str(main) in corrupt[0]
+    finally:
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(15) == 0
+    with sqlite3.connect(tmp_path / "state.db") as conn:  # the fresh file is sound
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_random_bytes_are_moved_aside_and_the_daemon_starts_fresh(tmp_path: Path) -> None:
+    junk = os.urandom(64 * 1024)
+    (tmp_path / "state.db").write_bytes(junk)
+    start_fresh_after_corruption(tmp_path, junk)
+
+
+def test_a_corrupted_page_is_moved_aside(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path)
+    d.proc.send_signal(signal.SIGTERM)  # a real state file: snapshot, schema, outbox
+    assert d.proc.wait(15) == 0
+    db = tmp_path / "state.db"
+    with sqlite3.connect(db) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert pages >= 3
+    raw = bytearray(db.read_bytes())
+    raw[page : 2 * page] = b"\xa5" * page  # page 2: a table's root page, now garbage
+    db.write_bytes(bytes(raw))
+    start_fresh_after_corruption(tmp_path, bytes(raw))
+
+
+@contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i not permitted here: {done.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def make_state(tmp_path: Path) -> Path:
+    d = start_daemon(tmp_path)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(15) == 0
+    return tmp_path / "state.db"
+
+
+def test_an_immutable_state_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    db = make_state(tmp_path)
+    with immutable(db):
+        lines = run_refused(db)
+    assert str(db) in lines[-1] and "not readable and writable" in lines[-1]
+
+
+def test_a_read_only_state_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file modes; the immutable-file test covers this refusal")
+    db = make_state(tmp_path)
+    db.chmod(0o444)
+    try:
+        lines = run_refused(db)
+    finally:
+        db.chmod(0o644)
+    assert str(db) in lines[-1]
+
+
+def test_a_read_only_state_directory_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    db = folder / "state.db"
+    if os.geteuid() == 0:
+        with immutable(folder):  # root ignores modes, not the immutable attribute
+            lines = run_refused(db)
+    else:
+        folder.chmod(0o555)
+        try:
+            lines = run_refused(db)
+        finally:
+            folder.chmod(0o755)
+    assert f"state directory {folder}" in lines[-1]
