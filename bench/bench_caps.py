@@ -278,8 +278,8 @@ def label_memory(n_buckets: int = 24) -> None:
     import tracemalloc
 
     sys.path.insert(0, str(ROOT))
-    from daemon.aggregator import Aggregator
     from daemon.events import LlmCall, validate_items
+    from daemon.layers.aggregator import Aggregator
 
     t0 = 1_795_000_000.0
     raw = [

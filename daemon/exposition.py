@@ -5,7 +5,7 @@ cost more than the whole aggregation), and this collector turns them into metric
 when Prometheus scrapes. Raw counters and histograms are what a central Prometheus sums
 across pods; the derived layer values and detector states are gauges for dashboards.
 
-Every label set here comes from a capped dimension (daemon.aggregator.Limits), so the size of
+Every label set here comes from a capped dimension (daemon.layers.aggregator.Limits), so the size of
 a scrape is bounded; `render` still builds and formats the text off the event loop, because at
 the caps that takes long enough (~1 s on a busy 2-core VM) to stall ingest and health checks.
 """
@@ -29,7 +29,12 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from correlator.correlator import CorrelatorStats
-from daemon.aggregator import CAPPED_DIMENSIONS, GEN_AI_DURATION_BUCKETS, SCORE_BUCKETS, Totals
+from daemon.layers.aggregator import (
+    CAPPED_DIMENSIONS,
+    GEN_AI_DURATION_BUCKETS,
+    SCORE_BUCKETS,
+    Totals,
+)
 from detectors.base import Sample
 
 if TYPE_CHECKING:

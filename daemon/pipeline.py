@@ -27,9 +27,9 @@ from correlator import (
     SilenceMuter,
 )
 from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal
-from daemon.aggregator import Aggregator, Limits, clip
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
-from daemon.rules import Rule, RuleBook
+from daemon.layers.aggregator import Aggregator, Limits, clip
+from daemon.layers.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
 from detectors.factory import KINDS, detector_from_state
 

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.aggregator import MAX_COMBOS, OTHER, Aggregator
 from daemon.events import LlmCall, Score, validate_items
+from daemon.layers.aggregator import MAX_COMBOS, OTHER, Aggregator
 
 TICK, WINDOW = 15.0, 300.0
 T0 = 1_767_225_600.0

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from daemon.events import LlmCall, Score
-from daemon.sketch import bucket_of, quantiles
+from daemon.layers.sketch import bucket_of, quantiles
 from detectors.base import Layer, Sample
 
 K = TypeVar("K", bound=Hashable)
