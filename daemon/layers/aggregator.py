@@ -812,6 +812,35 @@ class Aggregator:
                 add("behavioral", "output_length_cv", math.sqrt(var) / mean, chars_n)
         return out
 
+    def history(
+        self, feature: str, metric: str, start: float, end: float, bin_s: float = 60.0
+    ) -> list[tuple[float, float, int]]:
+        """The metric per bin of `bin_s` over [start, end): (bin start, value, n) for the bins
+        with data. The change-point search reads it (`correlator.changepoint`): a window
+        value averages `window_s` of buckets and smears a step over minutes; bins do not.
+        Metrics the aggregator does not compute (external ones) have no history here."""
+        feat = self._features.get(feature)
+        if feat is None or not self.computes(metric):
+            return []
+        per_bin = max(1, round(bin_s / self.tick_s))
+        grouped: dict[int, _Bucket] = {}
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is None:
+                continue
+            acc = grouped.get(k // per_bin)
+            if acc is None:
+                acc = grouped[k // per_bin] = _Bucket()
+            _fold_calls(acc, b, 1)
+            _fold_scores(acc, b, 1)
+        out: list[tuple[float, float, int]] = []
+        width = per_bin * self.tick_s
+        for g in sorted(grouped):
+            point = _bin_value(grouped[g], metric, width)
+            if point is not None:
+                out.append((g * width, point[0], point[1]))
+        return out
+
     def label_counts(
         self, feature: str, start: float, end: float, bad_only: bool = False
     ) -> dict[str, dict[str, int]]:
@@ -947,3 +976,50 @@ class Aggregator:
 
 # Score histogram buckets: scores are mostly in [0, 1] or small integer scales (1-5, 1-10).
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
+
+
+_RATIOS: dict[str, tuple[str, str]] = {
+    "error_rate": ("failed", "calls"),
+    "rate_limited_rate": ("rate_limited", "calls"),
+    "auth_failure_rate": ("auth_failed", "calls"),
+    "provider_error_rate": ("provider_failed", "calls"),
+    "retry_rate": ("retried", "calls"),
+    "input_tokens_per_request": ("in_tok_sum", "in_tok_n"),
+    "output_tokens_per_request": ("out_tok_sum", "out_tok_n"),
+    "cost_per_request_usd": ("cost_sum", "cost_n"),
+    "refusal_rate": ("refused", "refusal_n"),
+    "format_compliance_rate": ("format_ok", "format_n"),
+    "output_length_mean": ("chars_sum", "chars_n"),
+}
+_QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+
+
+def _bin_value(b: _Bucket, metric: str, width: float) -> tuple[float, int] | None:
+    """(value, n) of one metric over one merged bin, as `_call_samples` computes it."""
+    if metric in _RATIOS:
+        num, den = _RATIOS[metric]
+        n = int(getattr(b, den))
+        return (float(getattr(b, num)) / n, n) if n else None
+    if metric == "availability":
+        return ((b.calls - b.failed) / b.calls, b.calls) if b.calls else None
+    if metric == "throughput_rpm":
+        # Counts per bin: weight 1 each (a Poisson count is its own observation).
+        return (b.calls * 60.0 / width, 1) if b.calls else None
+    if metric in _QUANTILES:
+        ok_n = sum(b.latency.values())
+        if not ok_n:
+            return None
+        (q,) = quantiles(b.latency, (_QUANTILES[metric],))
+        return None if q is None else (float(q), ok_n)
+    if metric == "output_length_cv":
+        if b.chars_n < 2 or b.chars_sum <= 0:
+            return None
+        mean = b.chars_sum / b.chars_n
+        var = max(0.0, (b.chars_sq - b.chars_n * mean * mean) / (b.chars_n - 1))
+        return math.sqrt(var) / mean, b.chars_n
+    if metric.startswith("score:"):
+        acc = b.scores.get(metric.removeprefix("score:"))
+        if not acc or not acc[1]:
+            return None
+        return acc[0] / acc[1], int(acc[1])
+    return None
