@@ -295,6 +295,24 @@ def test_slow_flapping_with_renotify_only_adds_the_periodic_reminders() -> None:
     _receiver_consistent(ups)
 
 
+def test_flapping_incident_is_flagged_counted_and_reminds_while_it_holds() -> None:
+    """A quality series that fired 3 times is flapping: the record says so, /metrics counts
+    it, and while it waits out its long quiet period (nothing firing) it still reminds on
+    the renotify schedule instead of going silent for hours."""
+    corr = Correlator(policy(renotify_s=3600, flap_hold_s=4 * 3600, flap_hold_max_s=4 * 3600))
+    ups: list[IncidentUpdate] = []
+    for k in range(3):
+        ups += corr.on_signal(sig("score:faithfulness", T0 + k * 300), ctx())
+        ups += corr.on_signal(sig("score:faithfulness", T0 + k * 300 + 120, "cleared"), ctx())
+    inc = corr.incidents()[0]
+    assert inc.flapping and inc.to_record()["flapping"] is True
+    assert corr.stats().flapping_open == 1
+    ups += run_ticks(corr, T0 + 900, T0 + 3 * 3600, step=300)
+    reminders = [u for u in ups if u.action == "renotify"]
+    assert reminders and all(not u.incident.signals[0].firing for u in reminders)
+    assert corr.incidents()[0].status == "open"  # still holding: 4 h quiet needed
+
+
 def test_reopen_after_resolve_pages_again() -> None:
     corr = Correlator()
     ups = corr.on_signal(sig("score:faithfulness", T0), ctx())
