@@ -18,6 +18,10 @@ Two questions per label (prompt_version, model_version, model, segment, experime
   Difference in differences, (rate after − before within the value) − (the same for the
   rest), over its standard error. A provider outage raises every segment alike: nothing
   stands out, nothing is named.
+- **output length moved** (when the incident has an output-size signal: output length mean
+  or output tokens per request): the same difference in differences on the mean output
+  characters per value (`metric: "output_length"`), with each side's standard error from its
+  own variance, one-sided in the direction the signal moved.
 
 Both are one-sided z tests at level `alpha` with Bonferroni over every test made in the call,
 so the false-suspect rate per incident refresh is at most `alpha` whatever the number of
@@ -72,11 +76,14 @@ def attribute(
     min_delta: float = 0.1,
     top: int = 3,
     alpha: float = 0.01,
+    lengths: int = 0,
 ) -> tuple[Attribution, ...]:
     """Label values that changed at `ctx.start`, with their numbers; () when none did.
 
     `min_support`: events a value needs after the start to be tested; `min_delta`: the
-    smallest share gain a new value needs (a value at 0.5% of traffic is not a rollout).
+    smallest share gain a new value needs (a value at 0.5% of traffic is not a rollout);
+    `lengths`: +1 / -1 also tests the output length per value for a rise / fall (the
+    incident has an output-size signal that went that way); 0 does not.
     """
     labels = sorted(set(ctx.all_labels) | set(ctx.baseline_labels))
     tests: list[tuple[str, str, str]] = []  # (kind, label, value), to count for Bonferroni
@@ -92,6 +99,8 @@ def attribute(
                 continue
             tests.append(("new", label, value))
             tests.append(("moved", label, value))
+            if lengths:
+                tests.append(("length", label, value))
     if not tests:
         return ()
     z_crit = NormalDist().inv_cdf(1.0 - alpha / len(tests))
@@ -115,6 +124,17 @@ def attribute(
                     z_crit,
                     min_support,
                 ),
+                _moved_length(
+                    label,
+                    value,
+                    ctx.lengths.get(label, {}),
+                    ctx.baseline_lengths.get(label, {}),
+                    z_crit,
+                    min_support,
+                    lengths,
+                )
+                if lengths
+                else None,
             ):
                 if cand is None:
                     continue
@@ -206,5 +226,73 @@ def _moved(
         rest_bad_rate=round(rest_bad_a / rest_a, 4),
         z=round(z, 2),
         n=k_a,
+    )
+    return _Candidate(1, z, attr)
+
+
+def _mean_var(s: float, sq: float, n: int) -> tuple[float, float]:
+    """Mean and variance of the mean from a (sum, sum of squares, n) triple."""
+    mean = s / n
+    var = max(0.0, (sq - n * mean * mean) / max(n - 1, 1))
+    return mean, var / n
+
+
+def _moved_length(
+    label: str,
+    value: str,
+    after: Mapping[str, tuple[int, int, int]],
+    before: Mapping[str, tuple[int, int, int]],
+    z_crit: float,
+    min_support: int,
+    sign: int,
+) -> _Candidate | None:
+    """Difference in differences of the mean output length: this value vs the rest, in the
+    direction `sign` (+1 longer, -1 shorter)."""
+    mine = after.get(value)
+    rest = [t for v, t in after.items() if v != value]
+    if mine is None or mine[2] < min_support or not rest:
+        return None
+    rest_t = tuple(sum(t[i] for t in rest) for i in range(3))
+    if rest_t[2] < min_support:
+        return None
+    m_va, v_va = _mean_var(*mine)
+    m_oa, v_oa = _mean_var(*rest_t)
+    var = v_va + v_oa
+    pooled = tuple(sum(t[i] for t in before.values()) for i in range(3))
+    if pooled[2] < min_support:
+        return None  # no "before" to difference against
+    m_pb, v_pb = _mean_var(*pooled)
+    own_b = before.get(value)
+    if own_b is not None and own_b[2] >= min_support:
+        m_vb, v_vb = _mean_var(*own_b)
+    else:
+        m_vb, v_vb = m_pb, v_pb
+    rest_b = tuple(pooled[i] - (own_b[i] if own_b else 0) for i in range(3))
+    if rest_b[2] >= min_support:
+        m_ob, v_ob = _mean_var(*rest_b)
+    else:
+        m_ob, v_ob = m_pb, v_pb
+    var += v_vb + v_ob
+    if var <= 0:
+        return None
+    d = (m_va - m_vb) - (m_oa - m_ob)
+    z = sign * d / math.sqrt(var)
+    if z < z_crit:
+        return None
+    n_a = mine[2] + rest_t[2]
+    n_b = pooled[2]
+    attr = Attribution(
+        label,
+        value,
+        round(mine[2] / n_a, 3),
+        round((own_b[2] if own_b else 0) / n_b, 3),
+        "moved",
+        share_after=round(mine[2] / n_a, 3),
+        z=round(z, 2),
+        n=mine[2],
+        metric="output_length",
+        mean_after=round(m_va, 1),
+        mean_before=round(m_vb, 1),
+        rest_mean_after=round(m_oa, 1),
     )
     return _Candidate(1, z, attr)

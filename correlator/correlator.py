@@ -751,6 +751,7 @@ class Correlator:
                 p.attribution_min_delta,
                 p.attribution_top,
                 p.attribution_alpha,
+                lengths=_output_size_direction(inc),
             )
         signals = inc.member_snapshots()
         res = triage(
@@ -876,6 +877,19 @@ def _held_baseline(inc: _Inc, ctx: FeatureContext) -> FeatureContext:
         inc.baseline_labels = _copy_counts(fresh)
         return ctx
     return replace(ctx, baseline_labels=held)
+
+
+OUTPUT_SIZE_METRICS = ("output_length_mean", "output_tokens_per_request")
+
+
+def _output_size_direction(inc: _Inc) -> int:
+    """+1 / -1 when an output-size signal of the incident went up / down (the earliest one
+    decides), else 0: attribution then also compares output length per label value."""
+    sized = [m for m in inc.members.values() if m.metric in OUTPUT_SIZE_METRICS]
+    if not sized:
+        return 0
+    first = min(sized, key=lambda m: (m.onset, m.metric, m.series, m.detector))
+    return 1 if str(first.direction) == "up" else -1
 
 
 def _change_state(c: ChangeRef) -> dict[str, Any]:

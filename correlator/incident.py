@@ -125,6 +125,9 @@ class Attribution:
     value's share of traffic after the start; `bad_rate` and `baseline_bad_rate`, the
     anomalous rate within the value after and before; `rest_bad_rate`, the rate in the rest
     of the traffic after; `z` the test statistic; `n` the value's events after the start.
+    For a value whose output length moved (`metric: "output_length"`), `mean_after`,
+    `mean_before` and `rest_mean_after` are mean output characters instead of rates, and
+    `anomalous_share` is its share of all traffic after the start.
     """
 
     label: str
@@ -138,6 +141,10 @@ class Attribution:
     rest_bad_rate: float | None = None
     z: float | None = None
     n: int | None = None
+    metric: str | None = None
+    mean_after: float | None = None
+    mean_before: float | None = None
+    rest_mean_after: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -147,7 +154,7 @@ class Attribution:
             "baseline_share": self.baseline_share,
             "basis": self.basis,
         }
-        for name in ("share_after", "bad_rate", "baseline_bad_rate", "rest_bad_rate", "z", "n"):
+        for name in _OPTIONAL:
             v = getattr(self, name)
             if v is not None:
                 rec[name] = v
@@ -175,7 +182,25 @@ class Attribution:
             opt("rest_bad_rate"),
             opt("z"),
             None if n is None else int(n),
+            None if d.get("metric") is None else str(d["metric"]),
+            opt("mean_after"),
+            opt("mean_before"),
+            opt("rest_mean_after"),
         )
+
+
+_OPTIONAL = (
+    "share_after",
+    "bad_rate",
+    "baseline_bad_rate",
+    "rest_bad_rate",
+    "z",
+    "n",
+    "metric",
+    "mean_after",
+    "mean_before",
+    "rest_mean_after",
+)
 
 
 @dataclass(frozen=True, slots=True)

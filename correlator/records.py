@@ -90,6 +90,9 @@ class MetricSnapshot:
 LabelCounts = Mapping[str, Mapping[str, int]]
 """label name → label value → count (values beyond a per-label cap are folded into `__other__`)."""
 
+LabelSums = Mapping[str, Mapping[str, tuple[int, int, int]]]
+"""label name → value → (sum, sum of squares, n) of the output characters of its calls."""
+
 HistoryFn = Callable[[str, str, float, float], Sequence[tuple[float, float, float]]]
 """(metric, series, start, end) → the metric per bin over [start, end): (bin start, value, n).
 The pipeline's read of its retained buckets, for the change-point search; empty when the
@@ -104,8 +107,9 @@ class FeatureContext:
     count the label values of anomalous traffic (failed, refused or malformed calls, and
     scores below their baseline) from `start` on; `all_labels` count all traffic over the same
     span; `baseline_labels` and `baseline_bad_labels` count all and anomalous traffic over the
-    hour before `start`. `history` reads a metric's recent bins (see `HistoryFn`); None when
-    the caller keeps none.
+    hour before `start`; `lengths` and `baseline_lengths` hold the output length per label
+    value over the same two spans. `history` reads a metric's recent bins (see `HistoryFn`);
+    None when the caller keeps none.
     """
 
     feature: str
@@ -114,5 +118,7 @@ class FeatureContext:
     all_labels: LabelCounts
     baseline_labels: LabelCounts
     baseline_bad_labels: LabelCounts = field(default_factory=dict)
+    lengths: LabelSums = field(default_factory=dict)
+    baseline_lengths: LabelSums = field(default_factory=dict)
     history: HistoryFn | None = None
     start: float | None = None

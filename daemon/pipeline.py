@@ -465,6 +465,8 @@ class Pipeline:
             baseline_bad_labels=agg.label_counts(
                 feature, start - ATTRIBUTION_BASELINE_S, start, bad_only=True
             ),
+            lengths=agg.label_lengths(feature, start, end),
+            baseline_lengths=agg.label_lengths(feature, start - ATTRIBUTION_BASELINE_S, start),
             history=self._history(feature),
             start=onset,
         )

@@ -246,9 +246,11 @@ class _Bucket:
         self.series: dict[tuple[str, str, str], list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
-        # (provider, model, endpoint), label pairs → [all, bad]
+        # (provider, model, endpoint), label pairs → [all, bad, chars_sum, chars_sq, chars_n]
+        # (`LabelStat`): attribution compares label values by their anomalous rate and by
+        # their output length (for faults that show as longer or shorter answers).
         self.combos: dict[tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[int]] = {}
-        # label name → value → [all, bad], for label sets past MAX_COMBOS
+        # label name → value → the same five counters, for label sets past MAX_COMBOS
         self.labels: dict[str, dict[str, list[int]]] = {}
 
 
@@ -549,7 +551,8 @@ class Aggregator:
         pair[1] += 1
         if ok:
             pair[0] += 1
-        self._count_combo(b, skey, ev.labels, bad)
+        chars = ev.output_chars if ok else None
+        self._count_combo(b, skey, ev.labels, bad, chars)
         self._count_totals(ev, (ev.feature, skey[0], skey[1]), ok)
         return None
 
@@ -559,6 +562,7 @@ class Aggregator:
         head: tuple[str, str, str],
         labels: dict[str, str] | None,
         bad: bool,
+        chars: int | None = None,
     ) -> None:
         """Count the call's whole label set as one key: traffic has few distinct label sets,
         so one dict update replaces one per label. Past `label_sets` distinct sets in a bucket
@@ -574,25 +578,29 @@ class Aggregator:
         if counts is None:
             if len(b.combos) >= self.limits.label_sets:
                 self.count_capped("label_set")
-                inc = 1 if bad else 0
+                one = [1, 1 if bad else 0, *_chars(chars)]
                 for name, value in (*zip(_HEAD_NAMES, head, strict=True), *key[1]):
                     if value:
-                        self._count_label(b.labels, name, value, 1, inc)
+                        self._count_label(b.labels, name, value, one)
                 return
-            counts = b.combos[key] = [0, 0]
+            counts = b.combos[key] = [0, 0, 0, 0, 0]
         counts[0] += 1
         if bad:
             counts[1] += 1
+        if chars is not None:
+            counts[2] += chars
+            counts[3] += chars * chars
+            counts[4] += 1
 
     def _count_label(
         self,
         labels: dict[str, dict[str, list[int]]],
         name: str,
         value: str,
-        n: int,
-        n_bad: int,
+        add: list[int],
         count_capped: bool = True,
     ) -> None:
+        """labels[name][value] += add (the five `LabelStat` counters), within the caps."""
         values = labels.get(name)
         if values is None:
             if len(labels) >= self.limits.label_names + len(_HEAD_NAMES):
@@ -608,9 +616,9 @@ class Aggregator:
                 value = OTHER
                 counts = values.get(OTHER)
             if counts is None:
-                counts = values[value] = [0, 0]
-        counts[0] += n
-        counts[1] += n_bad
+                counts = values[value] = [0, 0, 0, 0, 0]
+        for i, n in enumerate(add):
+            counts[i] += n
 
     def _compact(self, b: _Bucket) -> None:
         """Fold a bucket's whole label sets into per-label counts.
@@ -622,10 +630,10 @@ class Aggregator:
         feature. A late event into a folded bucket starts a new set, folded at the next tick.
         """
         labels = b.labels
-        for (head, pairs), (n_all, n_bad) in b.combos.items():
+        for (head, pairs), counts in b.combos.items():
             for name, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
                 if value:
-                    self._count_label(labels, name, value, n_all, n_bad, count_capped=False)
+                    self._count_label(labels, name, value, counts, count_capped=False)
         b.combos = {}
 
     def _count_totals(self, ev: LlmCall, key: tuple[str, str, str], ok: bool) -> None:
@@ -841,15 +849,35 @@ class Aggregator:
                 out.append((g * width, point[0], point[1]))
         return out
 
+    def label_lengths(
+        self, feature: str, start: float, end: float
+    ) -> dict[str, dict[str, tuple[int, int, int]]]:
+        """Output length per label value over [start, end): (sum, sum of squares, n) of the
+        output characters of successful calls, under the same caps as `label_counts`."""
+        sums = [self.label_counts(feature, start, end, index=i) for i in (2, 3, 4)]
+        return {
+            name: {
+                v: (sums[0].get(name, {}).get(v, 0), sums[1].get(name, {}).get(v, 0), n)
+                for v, n in values.items()
+                if n > 0
+            }
+            for name, values in sums[2].items()
+        }
+
     def label_counts(
-        self, feature: str, start: float, end: float, bad_only: bool = False
+        self,
+        feature: str,
+        start: float,
+        end: float,
+        bad_only: bool = False,
+        index: int | None = None,
     ) -> dict[str, dict[str, int]]:
         """Label value counts of a feature's traffic over [start, end)."""
         feat = self._features.get(feature)
         out: dict[str, dict[str, int]] = {}
         if feat is None:
             return out
-        idx = 1 if bad_only else 0
+        idx = (1 if bad_only else 0) if index is None else index
         cap = self.max_label_values
         max_names = self.limits.label_names + len(_HEAD_NAMES)
         # Label values are capped per bucket; over a span of buckets they fold again here.
@@ -929,12 +957,14 @@ class Aggregator:
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
+                # Snapshots from before the output-length counters hold [all, bad] only.
                 b.combos = {
-                    ((p, m, e), tuple((k, v) for k, v in pairs)): [n_all, n_bad]
-                    for p, m, e, pairs, n_all, n_bad in bstate.get("combos", [])
+                    ((p, m, e), tuple((k, v) for k, v in pairs)): _stat(counts)
+                    for p, m, e, pairs, *counts in bstate.get("combos", [])
                 }
                 b.labels = {
-                    n: {v: list(c) for v, c in vals.items()} for n, vals in bstate["labels"].items()
+                    n: {v: _stat(c) for v, c in vals.items()}
+                    for n, vals in bstate["labels"].items()
                 }
                 feat.buckets[int(bstate["k"])] = b
                 self._readmit(feat, b)
@@ -1023,3 +1053,13 @@ def _bin_value(b: _Bucket, metric: str, width: float) -> tuple[float, int] | Non
             return None
         return acc[0] / acc[1], int(acc[1])
     return None
+
+
+def _chars(chars: int | None) -> tuple[int, int, int]:
+    return (0, 0, 0) if chars is None else (chars, chars * chars, 1)
+
+
+def _stat(counts: list[int]) -> list[int]:
+    """A label counter from a snapshot, padded to the five counters."""
+    out = [int(c) for c in counts[:5]]
+    return out + [0] * (5 - len(out))

@@ -108,6 +108,22 @@ def test_fault_confined_to_one_segment_names_the_segment(tmp_path: Path) -> None
     assert "on segment=pro" in inc["summary"]
 
 
+def test_longer_answers_in_one_segment_name_the_segment(tmp_path: Path) -> None:
+    """segment=pro answers twice as long for an hour; no errors, refusals or score change, so
+    no per-call flag singles pro out: the output length per label value does."""
+    path = T.write_scenario(
+        tmp_path / "segment_length.jsonl",
+        hours=T.WARMUP_H + 2.5,
+        transforms=[T.segment_longer_outputs(F, F + 60 * MIN, "pro", 2.0)],
+    )
+    inc = _one(T.run(path).incidents)
+    assert abs(_ts(inc["started_at"]) - F) <= 5 * MIN, inc["start_estimate"]
+    assert _named(inc) == [("segment", "pro")], inc["attribution"]
+    top = inc["attribution"][0]
+    assert top["metric"] == "output_length" and top["mean_after"] > 1.5 * top["rest_mean_after"]
+    assert "suspect segment=pro" in inc["summary"]
+
+
 def test_provider_outage_names_nothing_and_starts_on_time(tmp_path: Path) -> None:
     path = T.write_scenario(tmp_path / "outage.jsonl", [T.injection("provider_outage", 0, 30)])
     inc = _one(T.run(path).incidents)

@@ -268,3 +268,20 @@ def flapping_slow_calls(
         return ev | {"latency_ms": latency_ms}
 
     return fn
+
+
+def segment_longer_outputs(start: float, end: float, segment: str, factor: float) -> Transform:
+    """On [start, end), successful calls of one segment answer `factor` times longer (output
+    characters and tokens): no errors, no refusals, only length."""
+
+    def fn(ev: Event) -> Event:
+        if ev["type"] != "llm_call" or not start <= ev["ts"] < end or ev.get("status") != 200:
+            return ev
+        if ev.get("labels", {}).get("segment") != segment:
+            return ev
+        return ev | {
+            "output_chars": int(ev["output_chars"] * factor),
+            "output_tokens": int(ev["output_tokens"] * factor),
+        }
+
+    return fn
