@@ -397,7 +397,8 @@ class SequentialDetector(_Alarm):
         down = self._down - inc - k
         down = down if down > 0.0 else 0.0
         h = self._h
-        if sign:
+        spike = sign != 0
+        if spike:
             # The extreme is learned censored at the limit (it did happen, but one value
             # must not move the tail much): recurring extremes slowly become normal.
             self._learn_excess(sign * limit)
@@ -408,7 +409,9 @@ class SequentialDetector(_Alarm):
                 sign = -1
         if sign:
             self._up = self._down = 0.0
-            if not self._explained(x, b, w, floor):
+            # A single extreme another learned cycle expects is not an anomaly; the CUSUM's
+            # evidence is many samples, which one sample's explanation cannot answer.
+            if not (spike and self._explained(x, b, w, floor)):
                 return self._judge(ts, x, pred, abs(z), sign, True, False)
             up = down = 0.0
         self._up = up

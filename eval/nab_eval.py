@@ -578,6 +578,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(tally_table(runs, mapping))
     print()
     print(table(ours, published))
+    halves: dict[str, dict[str, dict[str, float]]] = {}
+    if args.split == "all" and not args.files:
+        # Both halves from this one run, beside NAB's published detectors on the same files.
+        split = split_of(files)
+        for half in ("dev", "held-out"):
+            chosen = [f for f in files if split[f] == half]
+            halves[half] = {
+                det: subset_scores(nab, results, det, chosen, windows) for det in detectors
+            }
+            for name in (CHECK_DETECTOR, "null"):
+                halves[half][name] = subset_scores(nab, nab / "results", name, chosen, windows)
+            print(f"\n{half} half ({len(chosen)} files):\n")
+            print(
+                table(
+                    {d: halves[half][d] for d in detectors},
+                    {n: halves[half][n] for n in (CHECK_DETECTOR, "null")},
+                )
+            )
     summary = {
         "nab_commit": nab_commit,
         "commit": git_commit(),
@@ -586,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "split": args.split,
         "patterns": args.files,
         "scores": ours,
+        "halves": halves,
         "files": [
             {"file": r.relative, "rows": r.rows, **{m: asdict(t) for m, t in r.tallies.items()}}
             for r in runs
