@@ -1,57 +1,42 @@
 """Sequential residual detector: the default for custom `metric` events (one value per sample).
 
 A custom metric arrives with no call count behind it, no known period and no known noise law,
-so everything the test needs is learned from the stream itself, in O(1) state:
+so everything the tests need is learned from the stream itself, in O(1) state. The full
+derivation is in docs/detectors.md ("The custom-metric default"); in short:
 
-1. **Prediction.** A robust local level `L` (an EWMA whose step is clipped at 2 sigma, a Huber
-   location update, half-life `level_half_life` samples) plus, only where it is learned to
-   help, a time-of-day profile `S[b]` (`season_buckets` buckets per UTC day, Holt-Winters
-   style: `L` learns `x - S[b]`, `S[b]` learns `x - L`). Both predictors, `L` and `L + S[b]`,
-   keep their own winsorized EW mean squared error; the profile is used while its error is
-   below 0.9 x the plain one (and dropped when it is no longer below it), after two days. A
-   stream without a daily cycle never uses it: there its buckets only learn noise, which makes
-   its error larger.
-2. **Standardised innovations.** `z = e / sigma`, `sigma` the square root of the chosen
-   predictor's error (half-life `scale_half_life`). Residuals of a level model are usually
-   autocorrelated (a random walk, a slow wave), which would make both tests below fire far
-   too often, so the lag-1 autocorrelation `rho` of `z` (clipped, in [0, 0.95]) is learned and
-   the tests use the AR(1) innovation `u = (z - rho z_prev) / sqrt(1 - rho^2)`, which is
-   close to white noise of unit variance.
-3. **Extreme test, with a learned tail.** Per side, the exceedances of `|u|` over `u0 = 2.5`
-   are modelled as generalised Pareto (Pickands-Balkema-de Haan): the exceedance rate `r`
-   and the first two moments of the excess are EW means (memory ~`1/tail_rate_a` samples and
-   ~50 exceedances, started from a Student-t-like prior), the shape `xi` and scale `s` come
-   from the method of moments (`xi = (1 - m^2/v) / 2`, clipped to >= 0: a tail is never
-   assumed lighter than exponential), and a sample fires when its tail probability
-   `r (1 + xi (x - u0) / s)^(-1/xi)` is below its share of the budget, i.e. `x` above
-   `u0 + s/xi ((r/a_side)^xi - 1)`, but never below the Gaussian quantile for `a_side`.
-4. **Accumulating test.** A two-sided CUSUM (Page) on `clip(u, +-3) - mu` with slack `k`
-   (0.5: tuned to a 1-sigma shift of the innovations); `mu` is the clipped innovations' own
-   mean, so a skewed noise law does not drift one side. Evidence adds up across samples, so
-   a shift too small for any single sample is found: a sustained `d` sigma shift of
-   white innovations fires in about `h / (d - k)` samples.
-5. **Threshold from a false-alarm budget.** The budget is one false firing per
-   `budget_days` days of clean data per series, or per `budget_samples` samples, whichever is
-   rarer: `alpha = min(dt / budget_s, 1 / budget_samples)` per sample, `dt` the learned
-   sampling interval. It is split in four (Bonferroni): spike up, spike down, CUSUM up,
-   CUSUM down get `alpha / 4` each. For each CUSUM side the in-control average run length
-   `ARL0 = 4 / alpha` gives `h` through Siegmund's approximation for unit-variance increments
-   `ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`, `b = h + 1.166`; clipped increments have
-   variance <= 1, so the real ARL0 is longer (the approximation is conservative). At 5-minute
-   samples and 30 days: alpha = 1/8640, spike thresholds >= 4.0 sigma of innovations
-   (Gaussian floor; heavier learned tails raise it), h = 8.4.
-6. **Episodes.** Nothing fires during the first `warmup` samples. A firing episode ends after
-   `clear_n` consecutive samples within `clear` sigma; while it lasts the level re-learns
-   fast (half-life `fast_half_life` samples, no clipping) and the tail, autocorrelation and
-   profile are frozen, so one anomaly is one episode and a permanent shift is absorbed: an
-   episode on a step of `D` sigma lasts about `fast_half_life x log2(D / clear) + clear_n`
-   samples, after which the new level is the baseline. Outside episodes every estimate
-   learns only winsorized values, so an outlier moves the baseline by at most
-   `2 sigma x alpha_level`.
+1. **Budget.** One false firing per `budget_days` days of clean data per series, or per
+   `budget_samples` samples, whichever is rarer: `alpha = min(dt / budget_s,
+   1 / budget_samples)` per sample, `dt` the learned sampling interval, split in four
+   (Bonferroni: extreme up/down, CUSUM up/down get `alpha / 4` each). At 5-minute samples
+   and 30 days alpha = 1/8,640.
+2. **Prediction.** Three predictors: a robust level (EWMA with Huber-clipped steps, half-life
+   `level_half_life_s`, never under 8 samples), that level deseasonalised plus a time-of-day
+   profile (`season_buckets` per UTC day), and that plus an hour-of-week profile. Profiles
+   are learned against a slow (one-day) level, nested and re-centred; each predictor keeps a
+   winsorized EW mean squared error (half-life `scale_half_life_s`), and the one in use is the
+   smallest, a profile paying 10% per level of nesting and eligible after one period. A
+   stream without a cycle never uses a profile.
+3. **Innovations.** `z = e / sigma`; the learned lag-1 autocorrelation `rho` of z turns it
+   into the AR(1) innovation `u = (z - rho z_prev) / sqrt(1 - rho^2)`, near-white with unit
+   variance, so autocorrelated streams do not fire on their own wander.
+4. **Extreme test with a learned tail.** Per side, exceedances of |u| over 2.5 fit an
+   exponential tail (mean excess) and a Pareto tail (Hill's estimator), both from single EW
+   moments; a sample fires when |u| passes the larger of the two models' `alpha / 4`
+   quantiles, and never less than the Gaussian one. Firing extremes are learned censored at
+   the threshold.
+5. **CUSUM.** Page's two-sided CUSUM with slack `k` on `(clip(u, +-3) - mu) / s_lr` (mu the
+   increments' own mean, s_lr their long-run sd by 32-sample batch means). `h` solves
+   Siegmund's `ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`, `b = h + 1.166`, for
+   `ARL0 = 4 / alpha`: h = 8.6 at 5-minute samples. A sustained shift of `d` sigma fires
+   after about `h / (d - k)` samples.
+6. **Episodes.** Silent for `warmup` samples. An episode ends after `clear_n` consecutive
+   samples within `clear` sigma; while it lasts the levels learn unclipped and the profiles
+   with 4-sigma steps, and at its end the calm run's mean error moves into the levels, so a
+   permanent step of D sigma ends after about log2(D / 2) level half-lives + `clear_n`
+   samples and then is the baseline. A single extreme that another learned predictor (about
+   as good, and having seen this bucket a period ago) expects does not fire.
 
-State: a fixed number of floats (`season_buckets` + about 30), independent of stream length.
-`docs/detectors.md` ("The custom-metric default") has the derivation and the measured false
-firings on synthetic clean streams.
+State: `season_buckets` + 168 profile values and counts plus about 40 numbers.
 """
 
 from __future__ import annotations
