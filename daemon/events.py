@@ -488,13 +488,31 @@ def iter_lines(
     yield _validate_lines(lines, numbers)
 
 
+class InputError(ValueError):
+    """A replay input that cannot be read to its end (a truncated or corrupt .gz file)."""
+
+
 def open_input(path: str) -> Iterator[bytes]:
-    """Lines of a replay input: a path, a `.gz` path, or `-` for standard input."""
+    """Lines of a replay input: a path, a `.gz` path (all members), or `-` for standard input.
+
+    A `.gz` file that is truncated or corrupt raises InputError naming the file and the last
+    line read, so a cut-off capture is never mistaken for a complete one."""
     import sys
 
     if path == "-":
         yield from sys.stdin.buffer
         return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        yield from fh
+    if not path.endswith(".gz"):
+        with open(path, "rb") as fh:
+            yield from fh
+        return
+    read = 0
+    try:
+        with gzip.open(path, "rb") as gz:
+            for line in gz:
+                read += 1
+                yield line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(
+            f"{path}: gzip stream is truncated or corrupt after line {read} ({exc})"
+        ) from None

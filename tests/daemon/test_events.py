@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from daemon.events import (
     BodyError,
     BodyTooLarge,
     Change,
+    InputError,
     LlmCall,
     MetricEvent,
     Score,
@@ -19,6 +21,7 @@ from daemon.events import (
     body_format,
     decompress,
     iter_lines,
+    open_input,
     parse_body,
     validate_items,
 )
@@ -415,3 +418,14 @@ def test_gzip_limits_hold_across_members() -> None:
     empty = gzip.compress(b"")
     with pytest.raises(BodyError, match="more than 10000 members"):
         decompress(empty * 10_001, "gzip", 1000)
+
+
+def test_replay_gz_input_reads_all_members_and_refuses_truncation(tmp_path: Path) -> None:
+    lines = [orjson.dumps(CALL | {"retries": i}) + b"\n" for i in range(100)]
+    two = tmp_path / "two.jsonl.gz"
+    two.write_bytes(gzip.compress(b"".join(lines[:50])) + gzip.compress(b"".join(lines[50:])))
+    assert list(open_input(str(two))) == lines
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b"".join(lines))[:-20])
+    with pytest.raises(InputError, match=r"cut.jsonl.gz: gzip stream is truncated or corrupt"):
+        list(open_input(str(cut)))
