@@ -416,8 +416,9 @@ def parse_body(body: bytes, content_type: str | None = None) -> tuple[list[Event
     try:
         doc = loads_lenient(body)
     except ValueError as exc:
-        # Bodies sent without the NDJSON content type but with several lines still work.
-        if b"\n" in body.strip():
+        # Bodies sent without the NDJSON content type but with several lines still work (a
+        # pretty-printed array that is not JSON gets the parser's line and column instead).
+        if b"\n" in body.strip() and body.lstrip()[:1] != b"[":
             return parse_ndjson(body)
         raise BodyError(f"body is not valid JSON: {exc}") from None
     if isinstance(doc, dict):

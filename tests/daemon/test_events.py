@@ -429,3 +429,12 @@ def test_replay_gz_input_reads_all_members_and_refuses_truncation(tmp_path: Path
     cut.write_bytes(gzip.compress(b"".join(lines))[:-20])
     with pytest.raises(InputError, match=r"cut.jsonl.gz: gzip stream is truncated or corrupt"):
         list(open_input(str(cut)))
+
+
+def test_pretty_printed_array_with_a_syntax_error_names_the_position() -> None:
+    body = b'[\n  {"type": "llm_call", "ts": 1, "feature": "f"},\n  {"type": oops}\n]'
+    with pytest.raises(BodyError, match=r"not valid JSON: .* line 3"):
+        parse_body(body, "application/json")
+    pretty_nan = b'[\n  {"type": "score", "ts": 1, "feature": "f", "name": "n", "value": NaN}\n]'
+    events, rejected = parse_body(pretty_nan, "application/json")
+    assert events == [] and rejected[0].error == "value: must be a finite number (got nan)"
