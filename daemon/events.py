@@ -398,8 +398,14 @@ def loads_lenient(body: bytes) -> Any:
     validation names the field. Anything else that is not JSON still raises ValueError (with
     line and column); so does a number over 4,300 digits (Python's int limit).
     """
+    try:
+        return from_json(body, allow_inf_nan=True)
+    except ValueError as exc:
+        if "control character" not in str(exc):
+            raise
     # Raw control bytes other than JSON whitespace are invalid anywhere in JSON; escaping them
-    # keeps them invalid outside strings and makes them a validation error inside one.
+    # keeps them invalid outside strings and makes them a validation error inside one. (Only
+    # here: it scans the whole body, and most bodies that are not JSON fail for other reasons.)
     fixed = _RAW_CONTROL.sub(lambda m: b"\\u%04x" % m[0][0], body)
     return from_json(fixed, allow_inf_nan=True)
 
