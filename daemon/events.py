@@ -54,6 +54,9 @@ _TS_RANGE_MSG = f"must be between {TS_MIN} and {TS_MAX} Unix seconds (1970 to 99
 def _to_epoch(value: Any) -> float:
     """RFC 3339 with a zone, or Unix seconds; a bare string number or a naive time is refused
     (a naive time would silently mean the server's zone)."""
+    # The common case first and cheaply: this runs in Python once per event.
+    if type(value) is float and TS_MIN <= value <= TS_MAX:  # False for NaN and infinities
+        return value
     if isinstance(value, bool):
         raise ValueError(_TS_MSG)
     if isinstance(value, int | float):
