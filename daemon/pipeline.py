@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -254,6 +254,7 @@ class Pipeline:
             series=sample.series,
             n=sample.n,
             page_alone=rule.page_alone,
+            family=self.rulebook.family_for(sample.feature, sample.metric),
         )
         out.signals.append(sig)
         out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
@@ -289,6 +290,8 @@ class Pipeline:
         """Signals decided elsewhere (Alertmanager) go straight to the correlator."""
         out = TickOutput()
         for sig in signals:
+            if not sig.family:
+                sig = replace(sig, family=self.rulebook.family_for(sig.feature, sig.metric))
             out.signals.append(sig)
             out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
         return out
