@@ -328,7 +328,7 @@ def test_longer_outputs_for_an_hour_page_nobody(tmp_path: Path) -> None:
     derived from it), so it is a watch; counted by metric name it paged (the false pages of
     the independent evaluation)."""
     longer = T.longer_outputs(T.FAULT_AT, T.FAULT_AT + 60 * MIN, share=0.4, factor=2.5)
-    path = T.write_scenario(tmp_path / "longer.jsonl", hours=T.WARMUP_H + 2.5, transforms=[longer])
+    path = T.write_scenario(tmp_path / "longer.jsonl", hours=T.WARMUP_H + 1.5, transforms=[longer])
     records = T.run(path).incidents
     assert not T.paged(records), T.describe(records)
     assert all(r["severity"] == "watch" for r in records), T.describe(records)
