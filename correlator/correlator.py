@@ -38,6 +38,7 @@ from typing import Any, Self, cast
 
 from correlator.attribution import attribute
 from correlator.changepoint import Bin, estimate
+from correlator.families import default_family
 from correlator.incident import (
     SEVERITY_RANK,
     Action,
@@ -59,7 +60,7 @@ from correlator.incident import (
 from correlator.mute import Muter
 from correlator.policy import CorrelationPolicy
 from correlator.records import ChangeRecord, FeatureContext, LabelCounts, Signal
-from correlator.severity import SeverityInput, assess, family, max_severity
+from correlator.severity import SeverityInput, assess, max_severity
 from correlator.triage import summarize, triage
 from detectors.base import LAYERS, Direction, Layer
 
@@ -89,6 +90,7 @@ class _Member:
     peak_score: float
     fires: int = 1
     page_alone: bool = False
+    family: str = ""
 
     @classmethod
     def from_signal(cls, sig: Signal) -> _Member:
@@ -108,6 +110,7 @@ class _Member:
             abs(sig.score),
             1,
             sig.page_alone,
+            sig.family or default_family(sig.metric),
         )
 
     def fire(self, sig: Signal) -> None:
@@ -117,6 +120,8 @@ class _Member:
         self.value, self.baseline, self.score = sig.value, sig.baseline, sig.score
         self.direction, self.n = sig.direction, sig.n
         self.page_alone = self.page_alone or sig.page_alone
+        if sig.family:  # the config may have moved the metric since it first fired
+            self.family = sig.family
         if abs(sig.score) > self.peak_score:
             self.peak, self.peak_score = sig.value, abs(sig.score)
 
@@ -136,10 +141,13 @@ class _Member:
             self.peak,
             self.fires,
             self.page_alone,
+            self.family,
         )
 
     def severity_input(self) -> SeverityInput:
-        return SeverityInput(self.metric, self.layer, self.onset, self.cleared, self.page_alone)
+        return SeverityInput(
+            self.metric, self.layer, self.onset, self.cleared, self.page_alone, self.family
+        )
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -158,6 +166,7 @@ class _Member:
             "peak_score": self.peak_score,
             "fires": self.fires,
             "page_alone": self.page_alone,
+            "family": self.family,
         }
 
     @classmethod
@@ -181,6 +190,8 @@ class _Member:
             float(d["peak_score"]),
             int(d["fires"]),
             bool(d["page_alone"]),
+            # States saved before families were stored: the built-in table's answer.
+            str(d.get("family") or default_family(str(d["metric"]))),
         )
 
 
@@ -433,8 +444,8 @@ class Correlator:
         joinable = [i for i in opens if self._joinable(i, sig, now)]
         if joinable:
             # The incident telling this family's story, if one is open; else the newest.
-            fam = family(sig.metric)
-            same = [i for i in joinable if fam in {family(m.metric) for m in i.members.values()}]
+            fam = sig.family or default_family(sig.metric)
+            same = [i for i in joinable if fam in {m.family for m in i.members.values()}]
             target = (same or joinable)[-1]
             self._join(target, sig, mkey, ctx, now, out, "update", contexts)
             return out
@@ -649,7 +660,8 @@ class Correlator:
         if p.split_after_s > 0 and age > p.split_after_s:
             return False
         if p.new_incident_after_s > 0 and age > p.new_incident_after_s:
-            return family(sig.metric) in {family(m.metric) for m in inc.members.values()}
+            fam = sig.family or default_family(sig.metric)
+            return fam in {m.family for m in inc.members.values()}
         return True
 
     def _estimate_start(self, inc: _Inc, ctx: FeatureContext | None, now: float) -> None:

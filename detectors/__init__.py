@@ -8,6 +8,7 @@ from detectors.ewma import EwmaDetector
 from detectors.factory import KINDS, build_detector, detector_from_state
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector, hour_of_week
+from detectors.sequential import SequentialDetector
 from detectors.static import StaticThreshold
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RuleSpec",
     "Sample",
     "SeasonalDetector",
+    "SequentialDetector",
     "StaticThreshold",
     "Transition",
     "build_detector",

@@ -21,6 +21,7 @@ from detectors.cusum import CusumDetector
 from detectors.ewma import EwmaDetector
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
+from detectors.sequential import SequentialDetector
 from detectors.static import StaticThreshold
 
 KINDS: Mapping[str, type[Detector]] = MappingProxyType(
@@ -33,6 +34,7 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             RateDetector,
             CusumDetector,
             BurnRateDetector,
+            SequentialDetector,
         )
     }
 )

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator import Correlator, Incident, IncidentUpdate
-from correlator.severity import family
 
 METRICS = ["latency_p95_ms", "refusal_rate", "score:faithfulness", "rate_limited_rate"]
 FEATURES = ["a", "b"]
@@ -35,7 +34,7 @@ policies = st.sampled_from(
 
 
 def _families(inc: Incident) -> set[str]:
-    return {family(m) for m in inc.metrics}
+    return {s.family for s in inc.signals}
 
 
 def _apply(
