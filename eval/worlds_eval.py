@@ -175,47 +175,72 @@ def _metrics(rec: dict[str, Any]) -> str:
     return ", ".join(sorted({s["metric"] for s in rec["signals"]}))
 
 
-def run_world(seed: int, days: float, n_features: int, keep: str | None) -> dict[str, Any]:
-    """Generate, replay and score one world; returns plain data (it crosses processes)."""
+def run_world(
+    seed: int, days: float, n_features: int, keep: str | None, rescore: bool = False
+) -> dict[str, Any]:
+    """Generate, replay and score one world; returns plain data (it crosses processes).
+
+    `rescore`: do not replay; read the incidents and signals an earlier `--keep` run left in
+    `keep` (the world is regenerated for its truth and the naive peer, which is cheap)."""
     world = draw_world(seed, days, n_features)
     tmp = keep or tempfile.mkdtemp(prefix=f"worlds-{seed}-")
     inc_path = os.path.join(tmp, f"world{seed}.incidents.jsonl")
     sig_path = os.path.join(tmp, f"world{seed}.signals.jsonl")
-    started = time.perf_counter()
     log_path = os.path.join(tmp, f"world{seed}.replay.txt")
-    log = open(log_path, "wb")  # noqa: SIM115 - the child writes it; closed after wait()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "replay", "-", "--incidents", inc_path,
-         "--signals", sig_path],
-        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.stdin is not None
+    started = time.perf_counter()
     naive = NaiveWindows(world)
-    changes = sorted(_change_events(world), key=lambda e: e["ts"])
     n_events = 0
-    for chunk in hours(world):
-        naive.add(chunk)
-        batch = hour_events(world, chunk, changes)
-        n_events += len(batch)
-        proc.stdin.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
-    proc.stdin.close()
-    proc.wait()
-    log.close()
-    out = Path(log_path).read_bytes()
-    if proc.returncode != 0:
-        raise RuntimeError(f"replay of world {seed} failed: {out.decode()[-2000:]}")
+    if rescore:
+        for chunk in hours(world):
+            naive.add(chunk)
+        out = Path(log_path).read_bytes()
+    else:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon.cli", "replay", "-", "--incidents", inc_path,
+                 "--signals", sig_path],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+            assert proc.stdin is not None
+            changes = sorted(_change_events(world), key=lambda e: e["ts"])
+            for chunk in hours(world):
+                naive.add(chunk)
+                batch = hour_events(world, chunk, changes)
+                n_events += len(batch)
+                proc.stdin.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
+            proc.stdin.close()
+            proc.wait()
+        out = Path(log_path).read_bytes()
+        if proc.returncode != 0:
+            raise RuntimeError(f"replay of world {seed} failed: {out.decode()[-2000:]}")
     naive.finish()
     incidents = [orjson.loads(line) for line in Path(inc_path).read_bytes().splitlines()]
     signals = [orjson.loads(line) for line in Path(sig_path).read_bytes().splitlines()]
     result = score_world(world, incidents, signals, naive.pages())
-    result["events"] = n_events
+    summary = out.decode().splitlines()
+    result["events"] = n_events or _replayed_events(summary)
     result["seconds"] = time.perf_counter() - started
-    result["replay_summary"] = out.decode().splitlines()[:3]
+    result["replay_seconds"] = _replay_seconds(summary)
+    result["replay_summary"] = summary[:3]
     if keep is None:
         for p in (inc_path, sig_path, log_path):
             os.unlink(p)
         os.rmdir(tmp)
     return result
+
+
+def _replayed_events(summary: list[str]) -> int:
+    """`replayed N events ... in S s` → N (the replay's own summary line)."""
+    words = summary[0].split() if summary else []
+    return int(words[1]) if len(words) > 1 and words[0] == "replayed" else 0
+
+
+def _replay_seconds(summary: list[str]) -> float:
+    words = summary[0].split() if summary else []
+    for i, w in enumerate(words[:-1]):
+        if w == "in" and words[i + 1].replace(".", "", 1).isdigit():
+            return float(words[i + 1])
+    return 0.0
 
 
 def score_world(
@@ -446,6 +471,22 @@ def report(label: str, seeds: tuple[int, ...], results: list[dict[str, Any]], da
     return "\n".join(lines)
 
 
+def cost_report(results: list[dict[str, Any]], elapsed: float, jobs: int, rescore: bool) -> str:
+    """Where the suite's time goes: the replays (their own timing, wall clock per process)."""
+    if rescore:
+        return "(scored from kept replays; see the replay run for its cost)"
+    secs = sorted(r["replay_seconds"] for r in results)
+    events = sum(r["events"] for r in results)
+    worst = max(results, key=lambda r: r["replay_seconds"])
+    return (
+        f"{len(results)} worlds, {events:,} events, {elapsed / 60:.1f} min wall with {jobs} "
+        f"replays at once. Replay time per world (wall, inside each replay process): median "
+        f"{statistics.median(secs):.0f} s, max {secs[-1]:.0f} s (world {worst['seed']}, "
+        f"{worst['events']:,} events); sum {sum(secs) / 60:.1f} min, "
+        f"{events / max(1e-9, sum(secs)):,.0f} events/s overall."
+    )
+
+
 def _git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
     done.check_returncode()
@@ -478,18 +519,27 @@ def main() -> None:
     ap.add_argument("--keep", help="keep each world's incidents and signals in this directory")
     ap.add_argument("--json", help="write every world's scored result here")
     ap.add_argument("--write-doc", action="store_true", help="update docs/evaluation.md")
+    ap.add_argument(
+        "--rescore", action="store_true",
+        help="score the replays a --keep run left in that directory again, without replaying",
+    )  # fmt: skip
     args = ap.parse_args()
     days = args.days or (6.0 if args.quick else 14.0)
     tuning = tuple(args.tuning) if args.tuning is not None else (
         QUICK_TUNING if args.quick else TUNING_SEEDS)  # fmt: skip
     heldout = tuple(args.heldout) if args.heldout is not None else (
         QUICK_HELDOUT if args.quick else HELDOUT_SEEDS)  # fmt: skip
+    if args.rescore and not args.keep:
+        ap.error("--rescore needs --keep DIR (where the earlier run kept its replays)")
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     started = time.perf_counter()
     seeds = list(tuning) + list(heldout)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {s: pool.submit(run_world, s, days, args.features, args.keep) for s in seeds}
+        futures = {
+            s: pool.submit(run_world, s, days, args.features, args.keep, args.rescore)
+            for s in seeds
+        }
         results = {}
         for s in seeds:
             results[s] = futures[s].result()
@@ -499,14 +549,17 @@ def main() -> None:
                   f"{len(r['false_pages'])} false pages", file=sys.stderr, flush=True)  # fmt: skip
     elapsed = time.perf_counter() - started
     cmd = "python eval/worlds_eval.py" + (" --quick" if args.quick else "")
+    how = "scored again from kept replays" if args.rescore else "replayed"
     head = (
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC, commit {_commit()}, "
-        f"`{cmd}`, {len(seeds)} worlds in {elapsed / 60:.1f} min wall on {os.cpu_count()} "
-        f"cores (--jobs {args.jobs})."
+        f"`{cmd}`: {len(seeds)} worlds {how} in {elapsed / 60:.1f} min wall on "
+        f"{os.cpu_count()} cores (--jobs {args.jobs})."
     )
+    cost = cost_report([results[s] for s in seeds], elapsed, args.jobs, args.rescore)
     tun = report("tuning", tuning, [results[s] for s in tuning], days) if tuning else ""
     held = report("held-out", heldout, [results[s] for s in heldout], days) if heldout else ""
     print(head + "\n\n## Worlds: tuning\n\n" + tun + "\n\n## Worlds: held-out\n\n" + held)
+    print("\n## Cost\n\n" + cost)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_NON_STR_KEYS))
     if args.write_doc:
@@ -515,6 +568,8 @@ def main() -> None:
         doc = replace_block(doc, "worlds-run", head)
         doc = replace_block(doc, "worlds-tuning", tun)
         doc = replace_block(doc, "worlds-heldout", held)
+        if not args.rescore:
+            doc = replace_block(doc, "worlds-cost", cost)
         path.write_text(doc)
 
 
