@@ -31,7 +31,7 @@ from daemon.worlds import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def busy_world(seed: int, days: float = 0.5, rpm: float = 60.0) -> World:
+def busy_world(seed: int, days: float = 0.5, rpm: float = 25.0) -> World:
     """A short world whose features all run at `rpm`, so every injection holds enough calls
     to measure its effect."""
     world = draw_world(seed, days)
