@@ -39,6 +39,7 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -222,11 +223,18 @@ def run_world(
     result["seconds"] = time.perf_counter() - started
     result["replay_seconds"] = _replay_seconds(summary)
     result["replay_summary"] = summary[:3]
+    result["reused"] = rescore
     if keep is None:
         for p in (inc_path, sig_path, log_path):
             os.unlink(p)
         os.rmdir(tmp)
     return result
+
+
+def _kept(keep: str, seed: int) -> bool:
+    """A complete replay of `seed` is in `keep`: its summary line was written at the end."""
+    log = Path(keep) / f"world{seed}.replay.txt"
+    return log.exists() and log.read_bytes().startswith(b"replayed ")
 
 
 def _replayed_events(summary: list[str]) -> int:
@@ -523,25 +531,34 @@ def main() -> None:
         "--rescore", action="store_true",
         help="score the replays a --keep run left in that directory again, without replaying",
     )  # fmt: skip
+    ap.add_argument(
+        "--resume", action="store_true",
+        help="with --keep: reuse the complete replays already there, replay the rest",
+    )  # fmt: skip
     args = ap.parse_args()
     days = args.days or (6.0 if args.quick else 14.0)
     tuning = tuple(args.tuning) if args.tuning is not None else (
         QUICK_TUNING if args.quick else TUNING_SEEDS)  # fmt: skip
     heldout = tuple(args.heldout) if args.heldout is not None else (
         QUICK_HELDOUT if args.quick else HELDOUT_SEEDS)  # fmt: skip
-    if args.rescore and not args.keep:
-        ap.error("--rescore needs --keep DIR (where the earlier run kept its replays)")
+    if (args.rescore or args.resume) and not args.keep:
+        ap.error("--rescore and --resume need --keep DIR (where an earlier run kept replays)")
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     started = time.perf_counter()
     seeds = list(tuning) + list(heldout)
+    # Interleaved, so an interrupted run (resumed with --resume) has worlds of both splits.
+    order = [s for pair in zip_longest(tuning, heldout) for s in pair if s is not None]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
-            s: pool.submit(run_world, s, days, args.features, args.keep, args.rescore)
-            for s in seeds
-        }
+            s: pool.submit(
+                run_world, s, days, args.features, args.keep,
+                args.rescore or (args.resume and _kept(args.keep, s)),
+            )
+            for s in order
+        }  # fmt: skip
         results = {}
-        for s in seeds:
+        for s in order:
             results[s] = futures[s].result()
             r = results[s]
             print(f"world {s}: {r['events']} events, {r['seconds']:.0f} s, "
@@ -550,6 +567,8 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     cmd = "python eval/worlds_eval.py" + (" --quick" if args.quick else "")
     how = "scored again from kept replays" if args.rescore else "replayed"
+    if args.resume and not args.rescore:
+        how += f" ({sum(1 for s in seeds if results[s]['reused'])} reused from an earlier run)"
     head = (
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC, commit {_commit()}, "
         f"`{cmd}`: {len(seeds)} worlds {how} in {elapsed / 60:.1f} min wall on "
