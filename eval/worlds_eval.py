@@ -481,14 +481,13 @@ def report(label: str, seeds: tuple[int, ...], results: list[dict[str, Any]], da
 
 def cost_report(results: list[dict[str, Any]], elapsed: float, jobs: int, rescore: bool) -> str:
     """Where the suite's time goes: the replays (their own timing, wall clock per process)."""
-    if rescore:
-        return "(scored from kept replays; see the replay run for its cost)"
     secs = sorted(r["replay_seconds"] for r in results)
     events = sum(r["events"] for r in results)
     worst = max(results, key=lambda r: r["replay_seconds"])
+    run = "" if rescore else f", {elapsed / 60:.1f} min wall with {jobs} replays at once"
     return (
-        f"{len(results)} worlds, {events:,} events, {elapsed / 60:.1f} min wall with {jobs} "
-        f"replays at once. Replay time per world (wall, inside each replay process): median "
+        f"{len(results)} worlds, {events:,} events{run}. Replay time per world (wall clock "
+        f"inside each replay process, from its summary line): median "
         f"{statistics.median(secs):.0f} s, max {secs[-1]:.0f} s (world {worst['seed']}, "
         f"{worst['events']:,} events); sum {sum(secs) / 60:.1f} min, "
         f"{events / max(1e-9, sum(secs)):,.0f} events/s overall."
@@ -587,8 +586,7 @@ def main() -> None:
         doc = replace_block(doc, "worlds-run", head)
         doc = replace_block(doc, "worlds-tuning", tun)
         doc = replace_block(doc, "worlds-heldout", held)
-        if not args.rescore:
-            doc = replace_block(doc, "worlds-cost", cost)
+        doc = replace_block(doc, "worlds-cost", cost)
         path.write_text(doc)
 
 
