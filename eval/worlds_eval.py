@@ -231,10 +231,17 @@ def run_world(
     return result
 
 
-def _kept(keep: str, seed: int) -> bool:
-    """A complete replay of `seed` is in `keep`: its summary line was written at the end."""
+def _kept(keep: str, seed: int, days: float) -> bool:
+    """A complete replay of `seed` is in `keep`: its summary line was written at the end and
+    spans the whole world (a replay whose input was cut short also writes one)."""
     log = Path(keep) / f"world{seed}.replay.txt"
-    return log.exists() and log.read_bytes().startswith(b"replayed ")
+    if not log.exists():
+        return False
+    words = log.read_text().split("\n", 1)[0].split()
+    if not words or words[0] != "replayed" or "h)" not in words:
+        return False
+    hours = float(words[words.index("h)") - 1].lstrip("("))
+    return hours >= days * 24 - 1
 
 
 def _replayed_events(summary: list[str]) -> int:
@@ -552,7 +559,7 @@ def main() -> None:
         futures = {
             s: pool.submit(
                 run_world, s, days, args.features, args.keep,
-                args.rescore or (args.resume and _kept(args.keep, s)),
+                args.rescore or (args.resume and _kept(args.keep, s, days)),
             )
             for s in order
         }  # fmt: skip
