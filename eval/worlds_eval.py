@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -571,7 +572,7 @@ def main() -> None:
                   f"{sum(e['detected'] for e in r['injections'] if e['is_fault'])}/7 faults, "
                   f"{len(r['false_pages'])} false pages", file=sys.stderr, flush=True)  # fmt: skip
     elapsed = time.perf_counter() - started
-    cmd = "python eval/worlds_eval.py" + (" --quick" if args.quick else "")
+    cmd = "python eval/worlds_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     how = "scored again from kept replays" if args.rescore else "replayed"
     if args.resume and not args.rescore:
         how += f" ({sum(1 for s in seeds if results[s]['reused'])} reused from an earlier run)"
