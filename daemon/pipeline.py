@@ -456,17 +456,17 @@ class Pipeline:
         window = self.aggregator.window_s
         agg = self.aggregator
         start = min(onset, end - window)
+        after = agg.label_stats(feature, start, end)
+        before = agg.label_stats(feature, start - ATTRIBUTION_BASELINE_S, start)
         return FeatureContext(
             feature=feature,
             metrics=metrics,
-            bad_labels=agg.label_counts(feature, start, end, bad_only=True),
-            all_labels=agg.label_counts(feature, start, end),
-            baseline_labels=agg.label_counts(feature, start - ATTRIBUTION_BASELINE_S, start),
-            baseline_bad_labels=agg.label_counts(
-                feature, start - ATTRIBUTION_BASELINE_S, start, bad_only=True
-            ),
-            lengths=agg.label_lengths(feature, start, end),
-            baseline_lengths=agg.label_lengths(feature, start - ATTRIBUTION_BASELINE_S, start),
+            bad_labels=after.bad(),
+            all_labels=after.all(),
+            baseline_labels=before.all(),
+            baseline_bad_labels=before.bad(),
+            lengths=after.lengths(),
+            baseline_lengths=before.lengths(),
             history=self._history(feature),
             start=onset,
         )

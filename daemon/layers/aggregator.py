@@ -849,64 +849,53 @@ class Aggregator:
                 out.append((g * width, point[0], point[1]))
         return out
 
-    def label_lengths(
-        self, feature: str, start: float, end: float
-    ) -> dict[str, dict[str, tuple[int, int, int]]]:
-        """Output length per label value over [start, end): (sum, sum of squares, n) of the
-        output characters of successful calls, under the same caps as `label_counts`."""
-        sums = [self.label_counts(feature, start, end, index=i) for i in (2, 3, 4)]
-        return {
-            name: {
-                v: (sums[0].get(name, {}).get(v, 0), sums[1].get(name, {}).get(v, 0), n)
-                for v, n in values.items()
-                if n > 0
-            }
-            for name, values in sums[2].items()
-        }
-
-    def label_counts(
-        self,
-        feature: str,
-        start: float,
-        end: float,
-        bad_only: bool = False,
-        index: int | None = None,
-    ) -> dict[str, dict[str, int]]:
-        """Label value counts of a feature's traffic over [start, end)."""
+    def label_stats(self, feature: str, start: float, end: float) -> LabelStats:
+        """Every label counter of a feature's traffic over [start, end), in one pass over the
+        buckets: label → value → [all, bad, chars_sum, chars_sq, chars_n] (`LabelStats`
+        splits them for the correlator). Label values are capped per bucket; over a span of
+        buckets they fold again here."""
         feat = self._features.get(feature)
-        out: dict[str, dict[str, int]] = {}
+        out: dict[str, dict[str, list[int]]] = {}
         if feat is None:
-            return out
-        idx = (1 if bad_only else 0) if index is None else index
+            return LabelStats(out)
         cap = self.max_label_values
         max_names = self.limits.label_names + len(_HEAD_NAMES)
-        # Label values are capped per bucket; over a span of buckets they fold again here.
+
+        def add(lname: str, value: str, counts: list[int]) -> None:
+            acc = out.get(lname)
+            if acc is None:
+                if len(out) >= max_names:
+                    return
+                acc = out[lname] = {}
+            if value not in acc and len(acc) >= cap - 1:
+                value = OTHER
+            cur = acc.get(value)
+            if cur is None:
+                acc[value] = list(counts)
+            else:
+                for k, c in enumerate(counts):
+                    cur[k] += c
+
         for b in self._span(feat, start, end):
             for (head, pairs), counts in b.combos.items():
-                n = counts[idx]
-                if not n:
+                if not counts[0]:
                     continue
                 for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
-                    if not value:
-                        continue
-                    acc = out.get(lname)
-                    if acc is None:
-                        if len(out) >= max_names:
-                            continue
-                        acc = out[lname] = {}
-                    if value not in acc and len(acc) >= cap - 1:
-                        value = OTHER
-                    acc[value] = acc.get(value, 0) + n
+                    if value:
+                        add(lname, value, counts)
             for lname, values in b.labels.items():
-                if lname not in out and len(out) >= max_names:
-                    continue
-                acc = out.setdefault(lname, {})
                 for value, counts in values.items():
-                    if counts[idx]:
-                        if value not in acc and len(acc) >= cap - 1:
-                            value = OTHER
-                        acc[value] = acc.get(value, 0) + counts[idx]
-        return out
+                    if counts[0]:
+                        add(lname, value, counts)
+        return LabelStats(out)
+
+    def label_counts(
+        self, feature: str, start: float, end: float, bad_only: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """Label value counts of a feature's traffic over [start, end) (anomalous only with
+        `bad_only`)."""
+        stats = self.label_stats(feature, start, end)
+        return stats.bad() if bad_only else stats.all()
 
     # ---- persistence ----------------------------------------------------------------------
 
@@ -1063,3 +1052,30 @@ def _stat(counts: list[int]) -> list[int]:
     """A label counter from a snapshot, padded to the five counters."""
     out = [int(c) for c in counts[:5]]
     return out + [0] * (5 - len(out))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelStats:
+    """label → value → [all, bad, chars_sum, chars_sq, chars_n] over a span, split into the
+    shapes the correlator's `FeatureContext` takes."""
+
+    counters: Mapping[str, Mapping[str, list[int]]]
+
+    def _pick(self, k: int) -> dict[str, dict[str, int]]:
+        return {
+            name: {v: c[k] for v, c in values.items() if c[k]}
+            for name, values in self.counters.items()
+        }
+
+    def all(self) -> dict[str, dict[str, int]]:
+        return self._pick(0)
+
+    def bad(self) -> dict[str, dict[str, int]]:
+        return self._pick(1)
+
+    def lengths(self) -> dict[str, dict[str, tuple[int, int, int]]]:
+        """(sum, sum of squares, n) of output characters per value with any."""
+        return {
+            name: {v: (c[2], c[3], c[4]) for v, c in values.items() if c[4]}
+            for name, values in self.counters.items()
+        }
