@@ -227,6 +227,8 @@ class _Inc:
     start_estimate: StartEstimate | None = None
     start_checked_at: float | None = None
     later_changes: tuple[ChangeRef, ...] = ()
+    # The `refresh_s` bin of the last tick refresh (not persisted: derived from tick times).
+    refreshed_bin: int | None = None
 
     def any_firing(self) -> bool:
         return any(m.cleared is None for m in self.members.values())
@@ -483,10 +485,13 @@ class Correlator:
         out: list[IncidentUpdate] = []
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             self._maybe_resolve(inc, now, out)
+        refresh_bin = math.floor(now / self.policy.refresh_s)
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             before = inc.snapshot().to_record()
-            start = inc.opened_at if inc.started_at is None else inc.started_at
-            self._refresh(inc, contexts(inc.feature, start), now, contexts)
+            if inc.refreshed_bin != refresh_bin:
+                inc.refreshed_bin = refresh_bin
+                start = inc.opened_at if inc.started_at is None else inc.started_at
+                self._refresh(inc, contexts(inc.feature, start), now, contexts)
             self._emit(inc, "update", now, out, before, renotify=True)
         self._prune()
         return out

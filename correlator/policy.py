@@ -45,6 +45,13 @@ class CorrelationPolicy:
       of the earliest member's history before its onset in bins of `changepoint_bin_s`, at
       false-start level `changepoint_alpha`, and re-estimates while the member is younger than
       `changepoint_refine_s` (more data after the change sharpens it).
+    - `refresh_s`: an open incident's triage, attribution and summary are recomputed from a
+      fresh feature context when a signal joins it, and otherwise once per `refresh_s` of
+      event time (on the first tick of each `refresh_s` bin of the clock, and on the first
+      tick after a restore). Reading a context costs a pass
+      over two hours of label buckets; doing that every 15 s tick for every open incident
+      made replay of a 14-day world with day-long incidents take minutes instead of seconds,
+      while the answer moves on the scale of minutes.
     - `change_start_tolerance_s`: a change event up to this long after the estimated start
       still counts as before it (the estimate has the bin's resolution); later ones are
       context (`later_changes`), never the suspect.
@@ -77,6 +84,7 @@ class CorrelationPolicy:
     changepoint_bin_s: float = 60.0
     changepoint_alpha: float = 0.01
     changepoint_refine_s: float = 1800.0
+    refresh_s: float = 60.0
     change_start_tolerance_s: float = 180.0
     attribution_alpha: float = 0.01
 
@@ -99,6 +107,8 @@ class CorrelationPolicy:
             raise ValueError("correlation.attribution_min_delta, quality_stable_tol must be <= 1")
         if not 0 < self.changepoint_alpha < 1 or not 0 < self.attribution_alpha < 1:
             raise ValueError("correlation.changepoint_alpha, attribution_alpha must be in (0, 1)")
+        if self.refresh_s <= 0:
+            raise ValueError("correlation.refresh_s must be > 0")
         if self.changepoint_bin_s <= 0:
             raise ValueError("correlation.changepoint_bin_s must be > 0")
         if self.flap_hold_max_s < self.flap_hold_s:
