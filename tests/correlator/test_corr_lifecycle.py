@@ -414,3 +414,25 @@ def test_stats() -> None:
     assert st.active_signals_by_layer == {"infra": 1, "api": 0, "behavioral": 0, "quality": 1}
     assert st.muted_by_reason == {"silence": 0, "inhibited": 0}
     assert st.open_total == 2
+
+
+def test_open_incident_reads_its_context_once_per_refresh_bin() -> None:
+    """Ticks every 15 s read the feature context (two hours of label buckets) once per
+    `refresh_s` bin, not on every tick; a joining signal still brings a fresh one."""
+    corr = Correlator(policy(refresh_s=60.0))
+    corr.on_signal(sig("latency_p95_ms", T0), ctx())
+    reads: list[float] = []
+
+    def counting(feature: str, onset: float) -> Any:
+        reads.append(onset)
+        return ctx(feature)
+
+    start = 60.0 * (T0 // 60.0 + 1)  # the first tick of a bin
+    corr.tick(start, counting)
+    per_refresh = len(reads)  # the refresh may read a second context for the start estimate
+    assert per_refresh >= 1
+    for k in range(1, 16):  # the rest of four minutes of 15 s ticks
+        corr.tick(start + 15.0 * k, counting)
+    assert len(reads) == 4 * per_refresh
+    corr.tick(start + 15.0 * 16, counting)  # the next bin
+    assert len(reads) == 5 * per_refresh
