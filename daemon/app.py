@@ -386,6 +386,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        # SIGHUP's default action kills the process at once, without the final snapshot;
+        # operators send it expecting a reload, which is not implemented yet (issue 12).
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: self.log.warning(
+                "sighup_ignored", reason="config reload is not supported yet; restart to reload"
+            ),
+        )
         # auto_decompress=False: we inflate gzip ourselves, with the body limit applied to the
         # inflated size (a small gzip bomb is a 413, not an out-of-memory).
         # keepalive_timeout: aiohttp's only timer before a request's headers are complete, so

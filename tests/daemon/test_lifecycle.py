@@ -183,3 +183,19 @@ def test_a_window_of_maximal_values_is_snapshotted(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "state.db") as conn:
         (raw,) = conn.execute("SELECT value FROM kv WHERE key = 'pipeline'").fetchone()
     assert "f_max" in orjson.loads(raw)["aggregator"]["features"]
+
+
+def test_sighup_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """Probe N5: SIGHUP's default action killed the daemon at once, with no final snapshot.
+    Reload is not implemented yet: one log line, and the daemon goes on ticking."""
+    d = start_daemon(tmp_path, config=config(tmp_path))
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert d.proc.poll() is None
+    assert post_raw(d, good_calls())[0] == 200
+    t0 = ticks(d)
+    wait_for("two more ticks", lambda: ticks(d) >= t0 + 2, timeout=10)
+    assert d.log().count('"sighup_ignored"') == 1
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(15) == 0
+    assert '"final_snapshot_saved"' in d.log()
