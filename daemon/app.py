@@ -35,6 +35,7 @@ from daemon.events import (
     decompress,
     loads_lenient,
     parse_body,
+    require_json,
     validate_items,
 )
 from daemon.exposition import PipelineCollector, render
@@ -312,6 +313,11 @@ class Daemon:
 
     async def post_alertmanager(self, request: web.Request) -> web.StreamResponse:
         """Alertmanager webhook in: infra alerts (GPU nodes, vector store) join incidents."""
+        try:
+            require_json(request.headers.get("Content-Type"), "/v1/alertmanager")
+        except UnsupportedMediaType as exc:
+            self._count_rejected("bad_body")
+            return web.json_response({"error": str(exc)}, status=415)
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
             return body

@@ -30,6 +30,9 @@ GOOD_SPAN: dict[str, Any] = {
 }
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def otlp(spans: Any = None, resource: Any = None, scope: Any = None) -> dict[str, Any]:
     """A one-resource, one-scope request; each argument replaces that level."""
     res = {"attributes": [{"key": "service.name", "value": {"stringValue": "bot"}}]}
@@ -162,7 +165,7 @@ async def test_malformed_alertmanager_is_a_400_naming_the_field(
 ) -> None:
     daemon, client = await _client(tmp_path, monkeypatch)
     async with client:
-        resp = await client.post("/v1/alertmanager", data=orjson.dumps(body))
+        resp = await client.post("/v1/alertmanager", data=orjson.dumps(body), headers=JSON)
         answer = await resp.json()
         assert resp.status == 400, answer
         text = answer.get("error") or answer["rejected"][0]["error"]
@@ -171,7 +174,7 @@ async def test_malformed_alertmanager_is_a_400_naming_the_field(
         if "rejected" in answer:
             good = {"status": "firing", "labels": {"feature": "bot", "alertname": "GpuDown"}}
             mixed = {"alerts": [*body["alerts"], good]}
-            resp = await client.post("/v1/alertmanager", data=orjson.dumps(mixed))
+            resp = await client.post("/v1/alertmanager", data=orjson.dumps(mixed), headers=JSON)
             answer = await resp.json()
             assert resp.status == 200 and answer["accepted"] == 1
             assert [r["index"] for r in answer["rejected"]] == [0]
