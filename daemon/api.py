@@ -383,6 +383,7 @@ OPENAPI: dict[str, Any] = {
                     "401": {"description": "missing or wrong bearer token"},
                     "408": {"description": "body not received within listen.body_timeout_s"},
                     "409": {"description": "a config silence's id, or too many silences"},
+                    "415": {"description": "Content-Type neither application/json nor absent"},
                 },
             },
         },
@@ -403,8 +404,21 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Incidents, newest first",
                 "parameters": [
-                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                    for n in ("status", "feature", "severity", "since", "limit")
+                    *(
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("status", "feature", "severity", "since")
+                    ),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": LIMIT_MIN,
+                            "maximum": LIMIT_MAX,
+                            "default": LIMIT_DEFAULT,
+                        },
+                    },
                 ],
                 "responses": {"200": {"description": "ok"}, "400": {"description": "bad filter"}},
             }
