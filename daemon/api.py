@@ -279,7 +279,9 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
     lines = [
         f"# Postmortem: {e(rec['summary'])}",
         "",
-        f"- Incident: {e(rec['id'])} ({e(rec['severity'])}, domain {e(rec['domain'])})",
+        # Ours (inc-<hex>, a fixed set of domains): safe in a code span. The feature is the
+        # client's and could close one, so it is escaped text instead.
+        f"- Incident: `{e(rec['id'])}` ({e(rec['severity'])}, domain `{e(rec['domain'])}`)",
         f"- Feature: {e(rec['feature'])}",
         f"- Opened: {e(rec['opened_at'])}; resolved: {e(rec.get('resolved_at') or 'still open')}",
         f"- Paged: {'yes' if rec.get('paged') else 'no'}",
