@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from correlator import MAX_API_DURATION_S, Silence
 from correlator.records import rfc3339
+from daemon.events import UnsupportedMediaType, require_json
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
 if TYPE_CHECKING:
@@ -25,6 +27,51 @@ CONFIG_SILENCE_PREFIX = "cfg-"
 # API silences held at once (pending, active, and expired within the last day): each POST
 # rewrites the stored list, so it stays bounded.
 MAX_SILENCES = 1000
+
+
+# GET /api/v1/incidents?limit=: the documented range; out of range is a 400, not clamped.
+LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100
+# Control characters (C0, DEL, C1) in a silence's id or matchers: they would end up in logs,
+# pages and the API's answers, and no real label name or value has them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return LIMIT_DEFAULT
+    try:
+        limit = int(value)
+    except ValueError:
+        raise _bad_request("limit: must be an integer") from None
+    if not LIMIT_MIN <= limit <= LIMIT_MAX:
+        raise _bad_request(f"limit: must be between {LIMIT_MIN} and {LIMIT_MAX}")
+    return limit
+
+
+def silence_text_errors(body: dict[str, Any]) -> str | None:
+    """The first problem with a silence's id or matcher strings, naming the field: control
+    characters anywhere, and an id with leading or trailing whitespace (` cfg-0` would look
+    like the config's silence in every listing)."""
+    sid = body.get("id")
+    if isinstance(sid, str):
+        if _CONTROL.search(sid):
+            return "silence.id: must not contain control characters"
+        if sid != sid.strip() or not sid:
+            return "silence.id: must be non-empty, without leading or trailing whitespace"
+    matchers = body.get("matchers")
+    if isinstance(matchers, list):
+        for i, m in enumerate(matchers):
+            if not isinstance(m, dict):
+                continue
+            for field in ("name", "value"):
+                text = m.get(field)
+                if isinstance(text, str) and _CONTROL.search(text):
+                    return f"silence.matchers[{i}].{field}: must not contain control characters"
+    for field in ("comment", "created_by"):
+        text = body.get(field)
+        if isinstance(text, str) and _CONTROL.search(text.replace("\n", "")):
+            return f"silence.{field}: must not contain control characters other than newlines"
+    return None
 
 
 def _since(value: str | None) -> float | None:
@@ -73,10 +120,7 @@ def unauthorized() -> web.Response:
 
 def add_routes(app: web.Application, daemon: Daemon) -> None:
     async def list_incidents(request: web.Request) -> web.Response:
-        try:
-            limit = min(1000, max(1, int(request.query.get("limit", "100"))))
-        except ValueError:
-            raise _bad_request("limit: must be an integer") from None
+        limit = _limit(request.query.get("limit"))
         records = daemon.store.incidents(
             status=_choice(request, "status", STATUSES),
             feature=request.query.get("feature"),
@@ -120,6 +164,13 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
             sid in daemon.config_silence_ids or sid.startswith(CONFIG_SILENCE_PREFIX)
         )
 
+    def reserved_id(sid: Any) -> bool:
+        # Case-insensitive for new ids: `CFG-0` would pass for the config's `cfg-0` in every
+        # listing. (Deleting keeps the exact check, so an older API silence stays deletable.)
+        return is_config_silence(sid) or (
+            isinstance(sid, str) and sid.strip().lower().startswith(CONFIG_SILENCE_PREFIX)
+        )
+
     def read_only(sid: str) -> web.Response:
         return web.json_response(
             {
@@ -135,6 +186,10 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
         if not daemon.authorized(request):
             return unauthorized()
         try:
+            require_json(request.headers.get("Content-Type"), "/api/v1/silences")
+        except UnsupportedMediaType as exc:
+            return web.json_response({"error": str(exc)}, status=415)
+        try:
             body = orjson.loads(await read_body(request, daemon.settings.listen.body_timeout_s))
         except BodyTimeout as exc:
             return await body_timeout_response(request, exc)
@@ -146,7 +201,10 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
         body.setdefault("id", f"sil-{uuid.uuid4().hex[:12]}")
         body.setdefault("starts_at", now)
         body.setdefault("created_by", "api")
-        if is_config_silence(body["id"]):
+        problem = silence_text_errors(body)
+        if problem is not None:
+            return web.json_response({"error": problem}, status=400)
+        if reserved_id(body["id"]):
             return read_only(body["id"])
         # Everything is validated, including rendering, before anything is stored.
         try:
@@ -198,44 +256,67 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
     app.router.add_get("/", status_page)
 
 
+# Markdown's backslash-escapable punctuation that can start markup mid-line (emphasis,
+# links, code, tables, headings after a break, HTML); `&<>` become entities instead.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_text(value: Any) -> str:
+    """A user-provided string (feature, alert or metric name, change description, label
+    value) as inert Markdown text on one line: line breaks and other control characters
+    become spaces, so it cannot start a heading or a list, HTML-significant characters become
+    entities, and Markdown punctuation is backslash-escaped (it still reads the same
+    rendered)."""
+    text = _CONTROL.sub(" ", str(value))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return "".join(_HTML_ENTITIES.get(c, c) for c in text)
+
+
 def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
     """A postmortem skeleton with the facts filled in; people write the why."""
+    e = md_text
     lines = [
-        f"# Postmortem: {rec['summary']}",
+        f"# Postmortem: {e(rec['summary'])}",
         "",
-        f"- Incident: `{rec['id']}` ({rec['severity']}, domain `{rec['domain']}`)",
-        f"- Feature: `{rec['feature']}`",
-        f"- Started (estimated): {rec.get('started_at') or rec['opened_at']}; opened (detected):"
-        f" {rec['opened_at']}; resolved: {rec.get('resolved_at') or 'still open'}",
+        # Ours (inc-<hex>, a fixed set of domains): safe in a code span. The feature is the
+        # client's and could close one, so it is escaped text instead.
+        f"- Incident: `{e(rec['id'])}` ({e(rec['severity'])}, domain `{e(rec['domain'])}`)",
+        f"- Feature: {e(rec['feature'])}",
+        f"- Started (estimated): {e(rec.get('started_at') or rec['opened_at'])};"
+        f" opened (detected): {e(rec['opened_at'])};"
+        f" resolved: {e(rec.get('resolved_at') or 'still open')}",
         f"- Paged: {'yes' if rec.get('paged') else 'no'}",
     ]
     if runbook.get("url"):
-        lines.append(f"- Runbook: {runbook['url']}")
+        # From the operator's config, not from clients: kept a working link, on one line.
+        lines.append(f"- Runbook: {_CONTROL.sub(' ', str(runbook['url']))}")
     lines += ["", "## Timeline", ""]
     events: list[tuple[str, str]] = []
     for ch in rec.get("changes", []) + rec.get("later_changes", []):
-        events.append((ch["ts"], f"change ({ch['kind']}): {ch.get('description', '')}"))
+        events.append((ch["ts"], f"change ({e(ch['kind'])}): {e(ch.get('description', ''))}"))
     if rec.get("started_at"):
         est = rec.get("start_estimate") or {}
-        how = f" ({est.get('basis')}, {est.get('metric')})" if est else ""
+        how = f" ({e(est.get('basis'))}, {e(est.get('metric'))})" if est else ""
         events.append((rec["started_at"], f"estimated start{how}"))
     for sig in rec.get("signals", []):
         base = sig.get("baseline")
         base_text = "n/a" if base is None else f"{base:.4g}"
-        text = f"{sig['metric']} fired ({sig['detector']}): {sig['value']:.4g} vs {base_text}"
+        text = f"{e(sig['metric'])} fired ({e(sig['detector'])}): {sig['value']:.4g} vs {base_text}"
         events.append((sig["onset"], text))
         if sig.get("cleared"):
-            events.append((sig["cleared"], f"{sig['metric']} cleared"))
+            events.append((sig["cleared"], f"{e(sig['metric'])} cleared"))
     for ts, text in sorted(events):
-        lines.append(f"- {ts} — {text}")
+        lines.append(f"- {e(ts)} — {text}")
     lines += ["", "## Triage", ""]
     for t in rec.get("triage", []):
-        lines.append(f"- **{t['question']}**: {'yes' if t['answer'] else 'no'} — {t['evidence']}")
+        answer = "yes" if t["answer"] else "no"
+        lines.append(f"- **{e(t['question'])}**: {answer} — {e(t['evidence'])}")
     if rec.get("attribution"):
         lines += ["", "## Attribution", "", "| label | value | anomalous share | baseline share |",
                   "|---|---|---|---|"]  # fmt: skip
         for a in rec["attribution"]:
-            lines.append(f"| {a['label']} | {a['value']} | {a['anomalous_share']:.0%} | "
+            lines.append(f"| {e(a['label'])} | {e(a['value'])} | {a['anomalous_share']:.0%} | "
                          f"{a['baseline_share']:.0%} |")  # fmt: skip
     lines += ["", "## Root cause", "", "_To be written._", "", "## Action items", "", "- [ ] "]
     return "\n".join(lines) + "\n"
@@ -310,6 +391,7 @@ OPENAPI: dict[str, Any] = {
                     "401": {"description": "missing or wrong bearer token"},
                     "408": {"description": "body not received within listen.body_timeout_s"},
                     "409": {"description": "a config silence's id, or too many silences"},
+                    "415": {"description": "Content-Type neither application/json nor absent"},
                 },
             },
         },
@@ -330,8 +412,21 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Incidents, newest first",
                 "parameters": [
-                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                    for n in ("status", "feature", "severity", "since", "limit")
+                    *(
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("status", "feature", "severity", "since")
+                    ),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": LIMIT_MIN,
+                            "maximum": LIMIT_MAX,
+                            "default": LIMIT_DEFAULT,
+                        },
+                    },
                 ],
                 "responses": {"200": {"description": "ok"}, "400": {"description": "bad filter"}},
             }

@@ -35,6 +35,7 @@ from daemon.events import (
     decompress,
     loads_lenient,
     parse_body,
+    require_json,
     validate_items,
 )
 from daemon.exposition import PipelineCollector, render
@@ -312,6 +313,11 @@ class Daemon:
 
     async def post_alertmanager(self, request: web.Request) -> web.StreamResponse:
         """Alertmanager webhook in: infra alerts (GPU nodes, vector store) join incidents."""
+        try:
+            require_json(request.headers.get("Content-Type"), "/v1/alertmanager")
+        except UnsupportedMediaType as exc:
+            self._count_rejected("bad_body")
+            return web.json_response({"error": str(exc)}, status=415)
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
             return body
@@ -386,6 +392,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        # SIGHUP's default action kills the process at once, without the final snapshot;
+        # operators send it expecting a reload, which is not implemented yet (issue 12).
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: self.log.warning(
+                "sighup_ignored", reason="config reload is not supported yet; restart to reload"
+            ),
+        )
         # auto_decompress=False: we inflate gzip ourselves, with the body limit applied to the
         # inflated size (a small gzip bomb is a 413, not an out-of-memory).
         # keepalive_timeout: aiohttp's only timer before a request's headers are complete, so

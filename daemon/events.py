@@ -388,6 +388,22 @@ def body_format(content_type: str | None) -> Literal["json", "ndjson"]:
     )
 
 
+def require_json(content_type: str | None, what: str) -> None:
+    """For the endpoints that take one JSON document (the Alertmanager webhook, silences):
+    application/json (or application/*+json) or no Content-Type at all, as for /v1/events;
+    anything else (a form, text/plain, NDJSON) is refused with a 415."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if (
+        not ctype
+        or ctype in JSON_TYPES
+        or (ctype.startswith("application/") and ctype.endswith("+json"))
+    ):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type {ctype!r} is not supported: {what} takes application/json"
+    )
+
+
 _RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 

@@ -54,6 +54,9 @@ class _Watch:
     slots: list[tuple[Rule, Detector]]
     stale: bool = False
     directions: dict[int, Direction] = field(default_factory=dict)  # last firing, per slot
+    # Restored without its last sample (state from an older version): the stale rule counts
+    # from the first tick that saw it so, or a firing series with no traffic never clears.
+    missing_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -403,8 +406,14 @@ class Pipeline:
 
     def _clear_if_stale(self, out: TickOutput, key: SeriesKey, watch: _Watch, now: float) -> None:
         sample = self.latest.get(key)
-        if watch.stale or sample is None:
+        if watch.stale:
             return
+        if sample is None:
+            # Restored state without a last sample: stale since the first tick after restart.
+            if watch.missing_since is None:
+                watch.missing_since = now
+            feature, metric, series = key
+            sample = Sample(watch.missing_since, feature, watch.layer, metric, 0.0, 0, series)
         # `metric` events (no n) may come at a slow cadence of their own: give them longer.
         after = self._stale_after_s if sample.n is not None else max(self._stale_after_s, 7200)
         if sample.ts >= now - after:
@@ -515,7 +524,10 @@ class Pipeline:
             "watermark": self.watermark,
             "next_tick": self.next_tick,
             "last_data_ts": None if self._last_data_ts == -math.inf else self._last_data_ts,
-            "detectors": [_watch_entry(key, watch) for key, watch in self._watches.items()],
+            "detectors": [
+                _watch_entry(key, watch, self.latest.get(key))
+                for key, watch in self._watches.items()
+            ],
             "aggregator": self.aggregator.to_state(since=self._window_start()),
         }
 
@@ -566,7 +578,11 @@ class Pipeline:
     def series_states(self, keys: Iterable[SeriesKey]) -> list[dict[str, Any]]:
         """The detector state of some series, in the snapshot's form (for `restore_series`).
         Small: the daemon writes it with every transition, the whole snapshot periodically."""
-        return [_watch_entry(key, self._watches[key]) for key in keys if key in self._watches]
+        return [
+            _watch_entry(key, self._watches[key], self.latest.get(key))
+            for key in keys
+            if key in self._watches
+        ]
 
     def restore_series(self, entries: Iterable[dict[str, Any]]) -> list[str]:
         """Load series' detector states (replacing what a snapshot gave for them)."""
@@ -589,6 +605,25 @@ class Pipeline:
             for i, d in (entry.get("directions") or {}).items():
                 watch.directions[int(i)] = Direction(d)
             self._watches[(feature, metric, series)] = watch
+            # The last sample lets the stale rule clear a firing series that gets no more
+            # traffic after a restart, timed from its real last sample.
+            last = entry.get("last")
+            known = self.latest.get((feature, metric, series))
+            try:
+                if last is not None and last[1] is not None:
+                    sample = Sample(
+                        float(last[0]),
+                        feature,
+                        layer,
+                        metric,
+                        float(last[1]),
+                        None if last[2] is None else int(last[2]),
+                        series,
+                    )
+                    if known is None or sample.ts >= known.ts:
+                        self.latest[(feature, metric, series)] = sample
+            except (ValueError, TypeError, IndexError) as exc:
+                warnings.append(f"{feature}/{metric}: last sample: {exc}; timed from restart")
             if not series and not self.aggregator.computes(metric):
                 self.aggregator.restore_external(feature, metric, series)
         return warnings
@@ -724,14 +759,18 @@ def config_silences(settings: Settings) -> list[Silence]:
 ContextFn = Callable[[str, float], FeatureContext]
 
 
-def _watch_entry(key: SeriesKey, watch: _Watch) -> dict[str, Any]:
-    return {
+def _watch_entry(key: SeriesKey, watch: _Watch, last: Sample | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "key": list(key),
         "layer": watch.layer,
         "states": [det.to_state() | {"kind": det.kind} for _, det in watch.slots],
         "stale": watch.stale,
         "directions": {str(i): str(d) for i, d in watch.directions.items()},
     }
+    if last is not None:
+        value = last.value if math.isfinite(last.value) else None
+        entry["last"] = [last.ts, value, last.n]
+    return entry
 
 
 def _baseline_of(det: Detector) -> float | None:

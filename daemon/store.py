@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,12 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at);
 """
+# The columns the daemon reads and writes, per table: `CREATE TABLE IF NOT EXISTS` leaves a
+# table of the same name from another schema as it is.
+_COLUMNS = {
+    "kv": {"key", "value", "updated_at"},
+    "incidents": {"id", "feature", "status", "severity", "opened_at", "updated_at", "record"},
+}
 
 
 class Store:
@@ -100,6 +107,7 @@ class Store:
             raise StateFileError(
                 f"cannot create the state directory {folder}: {exc.strerror}; {_FIX}"
             ) from None
+        self._check_kind()
         who = f"user id {os.geteuid()}"
         if not os.access(folder, os.W_OK | os.X_OK):
             raise StateFileError(
@@ -113,12 +121,60 @@ class Store:
                     f" immutable, see ls -l and lsattr); {_FIX}"
                 )
 
+    def _check_kind(self) -> None:
+        """A directory, a FIFO (SQLite would block opening it) or a symlink loop at the
+        state path is a mistake in the setup, not corruption: refuse, naming it."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            return  # created on open (a dangling symlink's target too)
+        except OSError as exc:
+            raise StateFileError(
+                f"state path {self.path} cannot be resolved ({exc.strerror}; a symlink loop?);"
+                f" {_FIX}"
+            ) from None
+        if stat.S_ISREG(mode):
+            return
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "not a regular file"
+        )
+        raise StateFileError(
+            f"state path {self.path} is {kind}; to fix it, point state.path"
+            " (LLM_ONCALL_STATE__PATH) at a file (llm-oncall creates it), or remove what is there"
+        )
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """A sound SQLite file whose tables lack our columns may be another program's
+        database: refuse rather than move it aside or write into it."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if tables and not tables & set(_COLUMNS):
+            raise StateFileError(
+                f"state file {self.path} is an SQLite database without llm-oncall's tables"
+                f" (it has {', '.join(sorted(tables)[:5])}): another program's database?; to fix"
+                " it, point state.path (LLM_ONCALL_STATE__PATH) at another file"
+            )
+        for table, needed in _COLUMNS.items():
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            missing = sorted(needed - have)
+            if have and missing:
+                raise StateFileError(
+                    f"state file {self.path} is an SQLite database whose table {table} lacks"
+                    f" the column(s) {', '.join(missing)}: not an llm-oncall state file (another"
+                    " program's database?); to fix it, point state.path (LLM_ONCALL_STATE__PATH) at"
+                    " another file, or move this one away if it is not needed"
+                )
+
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so a transaction spans
         # exactly the incident change and its outbox rows.
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=5000")
+            self._check_schema(conn)  # before any write: the file may not be ours
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             check = conn.execute("PRAGMA quick_check").fetchone()
@@ -128,7 +184,7 @@ class Store:
             # A write on every open: a file we can read but not write fails here, at start,
             # not at the first incident.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except _Corrupt:
+        except (_Corrupt, StateFileError):
             conn.close()
             raise
         except sqlite3.DatabaseError as exc:

@@ -239,7 +239,9 @@ class _Bucket:
         self.format_ok = 0
         self.format_n = 0
         self.chars_sum = 0
-        self.chars_sq = 0
+        # A float: a sum of squares of in-range output_chars (up to 1e9 each) passes 2**63
+        # in ten events, and orjson cannot encode such an int (the snapshot would drop it).
+        self.chars_sq = 0.0
         self.chars_n = 0
         self.latency: dict[int, int] = {}
         # availability per (provider, model, endpoint): [ok, total]
@@ -539,7 +541,7 @@ class Aggregator:
             # Successful calls only: a failed call's empty output says nothing about the
             # model's behaviour (the failure is counted by the error metrics).
             b.chars_sum += ev.output_chars
-            b.chars_sq += ev.output_chars * ev.output_chars
+            b.chars_sq += float(ev.output_chars) ** 2
             b.chars_n += 1
         skey = (ev.provider or "", ev.model or "", ev.endpoint or "")
         pair = b.series.get(skey)

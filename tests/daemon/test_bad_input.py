@@ -30,6 +30,9 @@ GOOD_SPAN: dict[str, Any] = {
 }
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def otlp(spans: Any = None, resource: Any = None, scope: Any = None) -> dict[str, Any]:
     """A one-resource, one-scope request; each argument replaces that level."""
     res = {"attributes": [{"key": "service.name", "value": {"stringValue": "bot"}}]}
@@ -162,7 +165,7 @@ async def test_malformed_alertmanager_is_a_400_naming_the_field(
 ) -> None:
     daemon, client = await _client(tmp_path, monkeypatch)
     async with client:
-        resp = await client.post("/v1/alertmanager", data=orjson.dumps(body))
+        resp = await client.post("/v1/alertmanager", data=orjson.dumps(body), headers=JSON)
         answer = await resp.json()
         assert resp.status == 400, answer
         text = answer.get("error") or answer["rejected"][0]["error"]
@@ -171,7 +174,7 @@ async def test_malformed_alertmanager_is_a_400_naming_the_field(
         if "rejected" in answer:
             good = {"status": "firing", "labels": {"feature": "bot", "alertname": "GpuDown"}}
             mixed = {"alerts": [*body["alerts"], good]}
-            resp = await client.post("/v1/alertmanager", data=orjson.dumps(mixed))
+            resp = await client.post("/v1/alertmanager", data=orjson.dumps(mixed), headers=JSON)
             answer = await resp.json()
             assert resp.status == 200 and answer["accepted"] == 1
             assert [r["index"] for r in answer["rejected"]] == [0]
@@ -277,3 +280,40 @@ def test_issue_reproductions_against_the_real_daemon(tmp_path: Path) -> None:
     finally:
         d.proc.terminate()
         d.proc.wait(timeout=15)
+
+
+MALFORMED_REQUESTS = [
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # request line > 8190
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",  # header
+    b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n[]\r\n0\r\n\r\n",  # bad chunk size
+]
+
+
+def _raw_request(d: DaemonProcess, data: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_malformed_http_requests_log_one_line_without_traceback(daemon: DaemonProcess) -> None:
+    """Probe N3: aiohttp logged a multi-line traceback for each malformed request, so a client
+    could flood the log. Now: 400, and at most one `http_bad_request` line per 10 s."""
+    for _ in range(5):
+        for data in MALFORMED_REQUESTS:
+            answer = _raw_request(daemon, data)
+            assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:200]
+    ok = _raw_request(daemon, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200"), ok[:200]
+    log = daemon.log()
+    assert "Traceback" not in log and "Error handling request" not in log
+    lines = [orjson.loads(line) for line in log.splitlines() if line.strip()]  # all JSON
+    bad = [line for line in lines if line["event"] == "http_bad_request"]
+    assert len(bad) == 1, bad
+    assert bad[0]["error"] and "\n" not in bad[0]["error"]

@@ -138,3 +138,64 @@ def test_sigterm_saves_the_final_snapshot(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "state.db") as conn:
         (raw,) = conn.execute("SELECT value FROM kv WHERE key = 'pipeline'").fetchone()
     assert "good" in orjson.loads(raw)["aggregator"]["features"]
+
+
+def maximal_events(now: float, n: int) -> list[dict]:
+    """Every numeric field at the top of its documented range (daemon/events.py)."""
+    from daemon.events import MAX_ABS_VALUE, MAX_COST_USD, MAX_COUNT, MAX_LATENCY_MS, MAX_RETRIES
+
+    call = {
+        "type": "llm_call",
+        "ts": now,
+        "feature": "f_max",
+        "status": 200,
+        "latency_ms": float(MAX_LATENCY_MS),
+        "retries": MAX_RETRIES,
+        "input_tokens": MAX_COUNT,
+        "output_tokens": MAX_COUNT,
+        "output_chars": MAX_COUNT,
+        "cost_usd": float(MAX_COST_USD),
+    }
+    score = {"type": "score", "ts": now, "feature": "f_max", "name": "s", "value": MAX_ABS_VALUE}
+    metric = {
+        "type": "metric",
+        "ts": now,
+        "feature": "f_max",
+        "layer": "infra",
+        "name": "m",
+        "value": -MAX_ABS_VALUE,
+    }
+    return [call] * n + [score] * n + [metric]
+
+
+def test_a_window_of_maximal_values_is_snapshotted(tmp_path: Path) -> None:
+    """Probe N2: 100 calls with output_chars 1e9 (in range) made the window's sum of squares
+    an int past 2**63, which orjson cannot encode: every snapshot dropped the feature."""
+    d = start_daemon(tmp_path, config=config(tmp_path))
+    code, body = post_raw(d, orjson.dumps(maximal_events(time.time(), 1000)))
+    assert code == 200 and body["rejected"] == [], body
+    t0 = ticks(d)
+    wait_for("two ticks", lambda: ticks(d) >= t0 + 2, timeout=10)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(15) == 0
+    log = d.log()
+    assert '"tick_error"' not in log and '"final_snapshot_saved"' in log
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        (raw,) = conn.execute("SELECT value FROM kv WHERE key = 'pipeline'").fetchone()
+    assert "f_max" in orjson.loads(raw)["aggregator"]["features"]
+
+
+def test_sighup_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """Probe N5: SIGHUP's default action killed the daemon at once, with no final snapshot.
+    Reload is not implemented yet: one log line, and the daemon goes on ticking."""
+    d = start_daemon(tmp_path, config=config(tmp_path))
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert d.proc.poll() is None
+    assert post_raw(d, good_calls())[0] == 200
+    t0 = ticks(d)
+    wait_for("two more ticks", lambda: ticks(d) >= t0 + 2, timeout=10)
+    assert d.log().count('"sighup_ignored"') == 1
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(15) == 0
+    assert '"final_snapshot_saved"' in d.log()

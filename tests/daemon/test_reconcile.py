@@ -84,3 +84,37 @@ def test_a_detector_that_fires_again_confirms_the_signal(tmp_path: Path) -> None
     assert not [s for o in outs for s in o.signals if s.state == "cleared"]
     assert [i.id for i in pipe.correlator.open_incidents()] == [inc_id]
     assert not [u for o in outs for u in o.updates if u.notify]  # no second page
+
+
+def restored_after_transition(tmp: Path, keep_last: bool) -> tuple[Pipeline, str]:
+    """What a kill -9 right after the trigger leaves: the per-series rows written with the
+    transition and the correlator, and no periodic snapshot yet (probe N1)."""
+    first = Pipeline(settings(tmp))
+    run(first, T0, T0 + 6, 200)
+    outs = run(first, T0 + 6, T0 + 12, 500)
+    notes = [(u.notify, u.incident.id) for o in outs for u in o.updates if u.notify]
+    assert notes and notes[0][0] == "trigger"
+    rows = roundtrip({"rows": first.series_states(first.detector_keys())})["rows"]
+    if not keep_last:  # state written by a version before the last sample was saved
+        for row in rows:
+            row.pop("last", None)
+    second = Pipeline(settings(tmp))
+    assert second.restore_series(rows) == []
+    second.restore_correlator(roundtrip(first.correlator.to_state()))
+    assert second.reconcile() == 0  # the restored detector fires: nothing unconfirmed
+    return second, notes[0][1]
+
+
+def test_a_firing_series_with_no_traffic_after_restart_goes_stale_and_resolves(
+    tmp_path: Path,
+) -> None:
+    for keep_last in (True, False):
+        pipe, inc_id = restored_after_transition(tmp_path, keep_last)
+        outs = [pipe.advance(T0 + t) for t in range(13, 60)]  # no events at all
+        cleared = [s for o in outs for s in o.signals if s.state == "cleared"]
+        assert [(s.metric, s.detector) for s in cleared] == [("availability", "static")]
+        # stale after 2 x the 5 s window: from the last sample, or from the restart
+        # (the restored pipeline starts its clock at T0 + 13 and ticks from T0 + 14)
+        assert cleared[0].ts <= T0 + (12 + 11 if keep_last else 14 + 11), cleared[0].ts
+        resolves = [u for o in outs for u in o.updates if u.notify == "resolve"]
+        assert [u.incident.id for u in resolves] == [inc_id]

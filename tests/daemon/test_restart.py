@@ -104,3 +104,24 @@ def test_detector_state_of_another_kind_starts_that_series_fresh() -> None:
     fresh = Pipeline(settings)
     warnings = fresh.restore(snap)
     assert len(warnings) == 1 and entry["key"][1] in warnings[0]
+
+
+def test_a_window_of_maximal_values_encodes_and_restores() -> None:
+    """Every stored sum stays encodable for any in-range input (probe N2): a tick's bucket
+    full of events at the top of every numeric field's range."""
+    from daemon.events import validate_items
+    from tests.daemon.test_lifecycle import maximal_events
+
+    settings = load_settings(None)
+    pipe = Pipeline(settings)
+    evs, rejected = validate_items(maximal_events(START, 10_000))
+    assert rejected == []
+    pipe.ingest(evs)
+    pipe.advance(START + 3 * settings.aggregation.tick_s)
+    raw = pipe.snapshot_bytes(START + 3 * settings.aggregation.tick_s)
+    assert sum(pipe.errors.by_stage.values()) == 0
+    snap = orjson.loads(raw)
+    assert "f_max" in snap["aggregator"]["features"]
+    again = Pipeline(settings)
+    assert again.restore(snap) == []
+    assert orjson.loads(again.snapshot_bytes(START))["aggregator"] == snap["aggregator"]

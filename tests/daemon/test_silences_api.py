@@ -25,7 +25,9 @@ FEATURE = {"name": "feature", "value": "bot"}
 
 def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    # JSON, as a real client says (urllib alone would send a form type, answered 415).
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, orjson.loads(resp.read())

@@ -141,3 +141,49 @@ def test_a_read_only_state_directory_is_refused_in_one_line(tmp_path: Path) -> N
         finally:
             folder.chmod(0o755)
     assert f"state directory {folder}" in lines[-1]
+
+
+def _directory(db: Path) -> None:
+    db.mkdir()
+
+
+def _fifo(db: Path) -> None:
+    os.mkfifo(db)
+
+
+def _symlink_loop(db: Path) -> None:
+    db.symlink_to(db)
+
+
+def _foreign_schema(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE kv (a)")
+        conn.execute("INSERT INTO kv VALUES (1)")
+
+
+def _other_tables(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (name)")
+
+
+@pytest.mark.parametrize(
+    ("setup", "says"),
+    [
+        (_directory, "is a directory"),
+        (_fifo, "is a FIFO"),
+        (_symlink_loop, "symlink loop"),
+        (_other_tables, "without llm-oncall's tables"),
+        (_foreign_schema, "lacks the column(s) key, updated_at, value"),
+    ],
+)
+def test_a_state_path_that_is_not_our_file_is_refused_in_one_line(
+    tmp_path: Path, setup: object, says: str
+) -> None:
+    """Probe N4: these ended in a raw traceback. None of them is corruption of our file, so
+    none is moved aside: a foreign SQLite database may be someone else's."""
+    db = tmp_path / "state.db"
+    setup(db)  # type: ignore[operator]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    lines = run_refused(db)
+    assert str(db) in lines[-1] and says in lines[-1], lines[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing moved or created

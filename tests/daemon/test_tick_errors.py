@@ -35,10 +35,12 @@ def test_a_feature_that_overflows_costs_only_itself() -> None:
     with capture_logs() as log:
         pipe = Pipeline(settings, structlog.get_logger())
         feed(pipe, T0)
-        # What the issue sent: a 400-digit integer (built without validation, as an event
-        # that got past ingest would be). The window's sum of squares no longer fits a float.
+        # A 400-digit integer, as in the issue (built without validation, as an event that
+        # got past ingest would be), in input_tokens: the window's mean no longer fits a
+        # float. (In output_chars it now fails at once, in add_call: the sum of squares is a
+        # float since probe N2.)
         pipe.aggregator.add_call(
-            LlmCall.model_construct(type="llm_call", ts=T0, feature="bad", output_chars=10**400)
+            LlmCall.model_construct(type="llm_call", ts=T0, feature="bad", input_tokens=10**400)
         )
         ticks = 30
         for k in range(1, ticks + 1):

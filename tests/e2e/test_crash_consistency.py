@@ -78,6 +78,25 @@ def test_kill_9_after_the_trigger_still_resolves(e2e: Env) -> None:
     print(f"\nresolve delivered {took:.1f}s after restart with healthy traffic")
 
 
+def test_kill_9_soon_after_first_traffic_resolves_with_no_more_traffic(e2e: Env) -> None:
+    """Probe N1: the crash came before the first periodic snapshot (60 s) and the feature
+    sends nothing after the restart. Only the stale rule can clear the signal, and before
+    the fix it needed a sample, which a restart did not bring back: open for good."""
+    cfg = crash_config(e2e.tmp, e2e.pd_url)  # snapshot_interval_s stays at its 60 s default
+    d = e2e.start(cfg)
+    key = outage_until_paged(e2e, d, "quiet")
+    d.proc.send_signal(signal.SIGKILL)
+    assert d.proc.wait(5) == -signal.SIGKILL
+
+    d2 = e2e.start(cfg)
+    t0 = time.time()
+    # stale after 2 x the 5 s window from the last sample, then the 2 s cooldown
+    wait_for("the resolve", lambda: e2e.fake.count(key, "resolve") >= 1, timeout=25)
+    assert collapsed(e2e.fake.actions_by_key()[key]) == ["trigger", "resolve"]
+    assert incident_of(d2, "quiet")["status"] == "resolved"
+    print(f"\nresolve delivered {time.time() - t0:.1f}s after restart with no traffic")
+
+
 def test_rule_removed_while_firing_clears_after_one_window(e2e: Env) -> None:
     """The fallback of `Pipeline.reconcile`: the restarted daemon has no detector for the
     firing signal (its rule was switched off), so nothing would ever clear it; it is cleared
