@@ -16,9 +16,11 @@ from types import MappingProxyType
 from typing import Any
 
 from detectors.base import Detector
+from detectors.binomial import BinomialDetector
 from detectors.burnrate import BurnRateDetector
 from detectors.cusum import CusumDetector
 from detectors.ewma import EwmaDetector
+from detectors.logmean import LogMeanDetector
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
 from detectors.static import StaticThreshold
@@ -33,6 +35,8 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             RateDetector,
             CusumDetector,
             BurnRateDetector,
+            BinomialDetector,
+            LogMeanDetector,
         )
     }
 )
