@@ -87,6 +87,9 @@ class LlmCall(_Event):
     refused: StrictBool | None = None
     format_ok: StrictBool | None = None
     output_chars: NonNegInt | None = None
+    # Time to first token (streaming): the part of latency the model's output length does
+    # not explain, tested on its own (docs/detectors.md, the latency family).
+    ttft_ms: NonNegFloat | None = None
     request_id: StrictStr | None = None
     labels: Labels | None = None
 

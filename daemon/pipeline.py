@@ -330,7 +330,7 @@ class Pipeline:
         watch.stale = False
         for i, (rule, det) in enumerate(watch.slots):
             try:
-                tr = det.update(sample.ts, sample.value, sample.n)
+                tr = det.update(sample.ts, sample.value, sample.n, sample.tick)
             except Exception as exc:  # one detector's failure is its own
                 self.errors.record(
                     self.log, "detect", sample.feature, sample.metric, exc, sample.ts

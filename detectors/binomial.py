@@ -90,7 +90,9 @@ class BinomialDetector(EvidenceBase):
     ) -> tuple[float, float, float, float] | None:
         if tick is not None:
             total, k = tick.n, tick.k
-            if total <= 0 or not (0 <= k <= total):
+            if total == 0:
+                return 0.0, 0.0, 0.0, 0.0  # no calls this tick: time still passes
+            if total < 0 or not (0 <= k <= total):
                 return None
         else:
             if n is None or n <= 0 or not (0.0 <= value <= 1.0):

@@ -330,14 +330,14 @@ class EvidenceBase(_Alarm):
     def update(
         self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
     ) -> Transition | None:
-        if not math.isfinite(ts):
-            return None
         inc = self._increment(value, n, tick)
+        if inc is None or not math.isfinite(ts):
+            return None  # bad input changes nothing, not even the clock
         minute = int(ts // SLOT_S)
         if self._minute is None or minute > self._minute:
             self._roll(ts, minute)
-        if inc is not None:
-            dn, dx, dx2, dx3 = inc
+        dn, dx, dx2, dx3 = inc
+        if dn > 0.0:
             de = dn * self._mean
             dv = dn * self._var
             dk = dn * self._k3

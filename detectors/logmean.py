@@ -17,7 +17,7 @@ phi_W is learned from clean history (bursts of near-identical requests, slow hou
 provider and the profile's own error all widen it). A window fires when z_W passes
 z(alpha_W) for its share of the false-alarm budget (module doc of `detectors.evidence`;
 `direction="both"` splits it over two sides) and the mean shift is at least `min_effect`
-in log units (0.18 = about 20%), so a 5% drift at huge volume does not fire.
+in log units (0.15 = about 16%), so a 10% drift at huge volume does not fire.
 
 Skew: at a few calls per window the sum of right-skewed logs is not normal; the test
 moves z by the Cornish-Fisher shift of the critical value, using the third cumulant the
@@ -27,7 +27,10 @@ slow call at 0.5 calls/min needs about 10 sigma, not 4.4.
 At 10 calls/min and sigma = 0.45 (a typical spread of log latency) +40% gives z = 5.3 in
 the 5-minute window; at 2 calls/min the 30-minute window reaches z = 5.8.
 
-Fed without `TickStats`, each update's value is one call.
+`unit_scale`: y = log1p(value * unit_scale) (the aggregator sends cost in micro-dollars,
+`unit_scale=1e6` for `cost_per_request_usd`, so log1p is not linear at $0.002); the baseline
+is reported in the value's own units. Fed without `TickStats`, each update's value is one
+call.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class LogMeanDetector(EvidenceBase):
         direction: DirectionParam = "up",
         budget: float = 0.25,
         windows_min: Sequence[int] = (5, 30, 120),
-        min_effect: float = 0.18,
+        min_effect: float = 0.15,
         min_sigma: float = 0.05,
         clear: float = 1.0,
         for_n: int = 2,
@@ -60,10 +63,14 @@ class LogMeanDetector(EvidenceBase):
         bucket_half_life: float = 120.0,
         half_life: float = 720.0,
         full_n: int = 30,
+        unit_scale: float = 1.0,
     ) -> None:
         _check_direction(direction)
         _check_nonneg("min_effect", min_effect)
         _check_nonneg("min_sigma", min_sigma)
+        if not (unit_scale > 0 and math.isfinite(unit_scale)):
+            raise ValueError(f"unit_scale must be > 0, got {unit_scale!r}")
+        self.unit_scale = float(unit_scale)
         self.direction: DirectionParam = direction
         self.sides = 2 if direction == "both" else 1
         self.min_effect = float(min_effect)
@@ -80,12 +87,14 @@ class LogMeanDetector(EvidenceBase):
     ) -> tuple[float, float, float, float] | None:
         if tick is not None:
             sums = (tick.log_sum, tick.log_sq, tick.log_cube)
-            if tick.n <= 0 or not all(math.isfinite(x) for x in sums):
+            if tick.n == 0:
+                return 0.0, 0.0, 0.0, 0.0  # no calls this tick: time still passes
+            if tick.n < 0 or not all(math.isfinite(x) for x in sums):
                 return None
             return float(tick.n), *sums
         if not (value >= 0.0 and math.isfinite(value)):
             return None
-        y = math.log1p(value)
+        y = math.log1p(value * self.unit_scale)
         return 1.0, y, y * y, y * y * y
 
     def _adjust(self, mean: float, var: float, k3: float) -> tuple[float, float, float]:
@@ -129,7 +138,7 @@ class LogMeanDetector(EvidenceBase):
 
     def _baseline_value(self) -> float:
         """The expected per-call mean in the value's units (lognormal: exp(mu + s^2/2))."""
-        return math.expm1(min(self._mean + 0.5 * self._var, 700.0))
+        return math.expm1(min(self._mean + 0.5 * self._var, 700.0)) / self.unit_scale
 
     @property
     def baseline(self) -> float | None:

@@ -5,7 +5,8 @@ weekend dip), 15-s ticks fed as `TickStats` exactly as the aggregator sends them
 binomial, or beta-binomial (per-minute rate drawn from a beta with intra-minute correlation
 0.02) with a daily cycle of the base rate. Per-call values: lognormal (sigma 0.45) or Pareto
 (alpha 2.5) with a daily cycle of the median. Faults (at a flat call rate): provider
-outage (30% failing), refusals x3, latency per token +40%, input tokens +50%; delay = first firing after onset.
+outage (30% failing), refusals x3, latency per token +40%, input tokens +50%; delay =
+first firing after onset.
 
     python eval/evidence_sim.py            # full: 3 seeds x 14 days per stream
     python eval/evidence_sim.py --quick    # 1 seed x 9 days
