@@ -36,6 +36,8 @@ _FAMILIES: dict[str, str] = {
     "latency_p50_ms": "latency",
     "latency_p95_ms": "latency",
     "latency_p99_ms": "latency",
+    "latency_per_output_token_ms": "latency",
+    "ttft_ms": "latency",
     "input_tokens_per_request": "tokens_cost",
     "output_tokens_per_request": "tokens_cost",
     "cost_per_request_usd": "tokens_cost",

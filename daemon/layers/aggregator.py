@@ -253,6 +253,31 @@ class _Fresh:
         self.lpt = [0.0, 0.0, 0.0, 0.0]
         self.ttft = [0.0, 0.0, 0.0, 0.0]
 
+    def to_state(self) -> dict[str, object]:
+        out: dict[str, object] = {name: getattr(self, name) for name in _FRESH_FIELDS}
+        out["series"] = [[*k, *v] for k, v in self.series.items()]
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, object]) -> _Fresh:
+        fr = cls()
+        for name in _FRESH_FIELDS:
+            value = state[name]
+            if isinstance(value, list):
+                value = [float(x) for x in value]
+                if len(value) != 4:
+                    raise ValueError(f"fresh counter {name} must have 4 sums")
+            elif not isinstance(value, int):
+                raise ValueError(f"fresh counter {name} must be an integer")
+            setattr(fr, name, value)
+        series = state["series"]
+        assert isinstance(series, list)
+        fr.series = {(p, m, e): [int(ok), int(n)] for p, m, e, ok, n in series}
+        return fr
+
+
+_FRESH_FIELDS = tuple(name for name in _Fresh.__slots__ if name != "series")
+
 
 def _add_log(acc: list[float], x: float) -> None:
     y = math.log1p(x)
@@ -1011,7 +1036,11 @@ class Aggregator:
                         ],
                     }
                 )
-            features[name] = {"buckets": buckets, "score_ref": feat.score_ref}
+            features[name] = {
+                "buckets": buckets,
+                "score_ref": feat.score_ref,
+                "fresh": feat.fresh.to_state(),
+            }
         return {"v": 1, "tick_s": self.tick_s, "features": features}
 
     def load_state(self, state: Mapping[str, object]) -> None:
@@ -1024,6 +1053,8 @@ class Aggregator:
         for name, fstate in features.items():
             feat = self._features.setdefault(name, _Feature())
             feat.score_ref.update(fstate["score_ref"])
+            if "fresh" in fstate:  # older snapshots: the increments of one tick are lost
+                feat.fresh = _Fresh.from_state(fstate["fresh"])
             for bstate in fstate["buckets"]:
                 b = _Bucket()
                 values = bstate["s"]
