@@ -176,3 +176,33 @@ class BinomialDetector(EvidenceBase):
         det = cls(**state["params"])
         det._load_evidence(state)
         return det
+
+    @classmethod
+    def from_rate_state(cls, state: dict[str, Any], params: dict[str, Any]) -> Self:
+        """Migrate a `rate` detector's snapshot (the former default on these metrics): its
+        pooled bad/trial counts per hour of week, hour of day and globally become this
+        detector's profile, so an upgrade keeps the learned seasonal rates. The `rate`
+        pools counted each call once per overlapping 5-minute window (~20 times) and their
+        sample counts are 15-s ticks, hence the rescaling. Windows and phi start empty."""
+        if state.get("kind") != "rate" or state.get("v") not in (1, 2):
+            raise ValueError("not a rate detector state this build can migrate")
+        det = cls(**params)
+        if state["params"].get("direction", "up") != det.direction:
+            raise ValueError("rate state watches the other direction")
+        per_call, per_minute = 1.0 / 20.0, 1.0 / 4.0
+        prof = det._profile
+
+        def pool(bad: float, trials: float) -> list[float]:
+            b, t = float(bad) * per_call, float(trials) * per_call
+            return [t, b, b, b]  # a 0/1 value is its own square and cube
+
+        if state.get("v") == 2 and state["params"].get("seasonal", True):
+            wb, wt, wc = state["week"]
+            db, dt, dc = state["day"]
+            prof.w = [pool(b, t) for b, t in zip(wb, wt, strict=True)]
+            prof.wc = [int(c * per_minute) for c in wc]
+            prof.d = [pool(b, t) for b, t in zip(db, dt, strict=True)]
+            prof.dc = [int(c * per_minute) for c in dc]
+        prof.g = pool(state["bad"], state["trials"])
+        prof.gc = int(int(state["seen"]) * per_minute)
+        return det

@@ -84,3 +84,15 @@ def detector_from_state(state: Mapping[str, Any]) -> Detector:
     if not isinstance(kind, str):
         raise ValueError("detector state has no 'kind'")
     return _kind_class(kind).from_state(dict(state))
+
+
+def migrate_state(
+    state: Mapping[str, Any], kind: str, params: Mapping[str, Any]
+) -> Detector | None:
+    """A detector of `kind` built from a snapshot of another kind, where the learned baseline
+    carries over (a `rate` profile into `binomial`); None where it does not (the caller
+    starts the series fresh and says so)."""
+    if state.get("kind") == "rate" and kind == "binomial":
+        build_detector(kind, params)  # parameter errors read as for any config rule
+        return BinomialDetector.from_rate_state(dict(state), dict(params))
+    return None
