@@ -161,6 +161,12 @@ class BinomialDetector(EvidenceBase):
         scale = 1.0 / rho - 1.0
         return float(betabinom.sf(k - 1, n, p * scale, (1.0 - p) * scale))
 
+    def _calm_effect(self, s: list[float]) -> bool:
+        n, x, e = s[0], s[1], s[2]
+        p = e / n
+        rate = x / n
+        return rate < p * (1.0 + 0.5 * (self.min_ratio - 1.0)) or rate - p < 0.5 * self.min_abs_diff
+
     def _baseline_value(self) -> float:
         return self._mean if self.direction == "up" else 1.0 - self._mean
 

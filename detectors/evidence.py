@@ -16,7 +16,7 @@ Overdispersion. Calls are not independent (bursts of near-identical requests, a 
 of the provider, the profile's own error), so the variance of X is phi_W * V, with one phi
 per window length learned from clean history: at the end of each non-overlapping block of W
 minutes, r = (X - E)^2 / V (a Pearson residual; 1 on average for independent calls) joins an
-exponentially weighted mean (half-life one day of blocks, at least 8 blocks; prior 1.5 with
+exponentially weighted mean (half-life one day of blocks, at least 8 blocks; prior 1 with
 the weight of 4 blocks; each r capped at 25; blocks that overlap an alarm are not learned).
 
 False-alarm budget (CONVENTIONS 13). The detector is given `budget`: false firings per
@@ -32,9 +32,11 @@ Significance alone never fires: an effect size floor (subclass) stops a 1.1x dri
 volume.
 
 Alarm: fire after `for_n` consecutive significant updates; clear after `clear_n`
-consecutive updates where the shortest window's z is below `clear`. On clearing the windows
+consecutive updates where the shortest window's z is below `clear` and the shortest window
+holding at least 10 calls shows less than half the effect floor. On clearing the windows
 are emptied (evidence starts again), so the long windows, which still hold the fault, do not
-fire again at once. Nothing is learned while firing or pending; the price is the one
+fire again at once. Nothing is learned while firing or pending, or while any window is
+near significance (z >= 3: the first minutes of a fault); the price is the one
 `RateDetector` documents (a regime first met while firing stays firing until it clears).
 
 Memory: a ring of max(W) one-minute slots x 5 numbers, the profile (4 x 193 numbers plus
@@ -55,9 +57,11 @@ STATE_VERSION = 1
 MINUTES_PER_30D = 43_200.0
 CROSSING = 2.0
 SLOT_S = 60.0
-PHI_PRIOR = 1.5
+PHI_PRIOR = 1.0
 PHI_PRIOR_WEIGHT = 4.0
 PHI_R_CAP = 25.0
+LEARN_Z = 3.0
+CALM_CALLS = 10.0
 _COUNT_CAP = 1 << 30
 
 
@@ -213,6 +217,7 @@ class EvidenceBase(_Alarm):
         # Per window: decayed sum of r and of weights; the open block's [X, E, V] and taint.
         self._phi_sum = [0.0] * m
         self._phi_w = [0.0] * m
+        self._phi = [PHI_PRIOR] * m  # cached from the two above (`_update_phi`)
         self._blk = [[0.0, 0.0, 0.0] for _ in ws]
         self._blk_bad = [False] * m
         self._minute: int | None = None
@@ -232,10 +237,13 @@ class EvidenceBase(_Alarm):
 
     def phi(self, i: int) -> float:
         """The learned overdispersion of window `i` (at least 1)."""
+        return self._phi[i]
+
+    def _update_phi(self, i: int) -> None:
         phi = (PHI_PRIOR * PHI_PRIOR_WEIGHT + self._phi_sum[i]) / (
             PHI_PRIOR_WEIGHT + self._phi_w[i]
         )
-        return phi if phi > 1.0 else 1.0
+        self._phi[i] = phi if phi > 1.0 else 1.0
 
     # ---- subclass hooks ------------------------------------------------------------------
 
@@ -258,6 +266,10 @@ class EvidenceBase(_Alarm):
     def _baseline_value(self) -> float:
         raise NotImplementedError
 
+    def _calm_effect(self, s: list[float]) -> bool:
+        """Whether window sums `s` show less than half the effect floor (clearing)."""
+        raise NotImplementedError
+
     def _adjust(self, mean: float, var: float, k3: float) -> tuple[float, float, float]:
         """Floors on the expected per-call moments (subclass policy)."""
         return mean, var, k3
@@ -269,7 +281,11 @@ class EvidenceBase(_Alarm):
         slot = self._slots[minute % self._size]
         n, x, e, v, _ = slot
         quiet = not self._firing and not self._pending
-        if n > 0.0 and quiet:
+        # A minute is learned only while no window is near significance (best z < LEARN_Z):
+        # otherwise the first minutes of a fault, not yet anomalous, teach the profile the
+        # fault (one failed call in two is 100x a 0.5% rate). Under the null this skips
+        # well under 1% of minutes.
+        if n > 0.0 and quiet and self._last_z < LEARN_Z:
             ts = minute * SLOT_S + 30.0
             x2, x3 = self._cur_x2, self._cur_x3
             if self._ready:
@@ -294,6 +310,7 @@ class EvidenceBase(_Alarm):
             keep = self._phi_keep[i]
             self._phi_sum[i] = self._phi_sum[i] * keep + (r if r < PHI_R_CAP else PHI_R_CAP)
             self._phi_w[i] = self._phi_w[i] * keep + 1.0
+            self._update_phi(i)
         blk[0] = blk[1] = blk[2] = 0.0
         self._blk_bad[i] = False
 
@@ -370,11 +387,22 @@ class EvidenceBase(_Alarm):
             if z >= zs[i] and not anomalous:
                 anomalous, best_sign = True, sign
         self._last_z = best
-        calm = first_z < self.clear
+        calm = first_z < self.clear and self._calm_now()
         out = self._judge(ts, value, self._baseline_value(), best, best_sign, anomalous, calm)
         if out is not None and out.state == "cleared":
             self._reset_windows()
         return out
+
+    def _calm_now(self) -> bool:
+        """Clearing looks at the shortest window holding at least CALM_CALLS calls (the
+        longest if none does): its effect must be below half the floor. An empty window
+        says nothing, so it is not calm (a series that stops is cleared as stale)."""
+        sums = self._sums
+        for s in sums:
+            if s[0] >= CALM_CALLS:
+                return self._calm_effect(s)
+        last = sums[-1]
+        return last[0] > 0.0 and self._calm_effect(last)
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -406,6 +434,8 @@ class EvidenceBase(_Alarm):
         self._sums = [[float(x) for x in s] for s in sums]
         self._phi_sum = [float(x) for x in state["phi"][0]]
         self._phi_w = [float(x) for x in state["phi"][1]]
+        for i in range(m):
+            self._update_phi(i)
         self._blk = [[float(x) for x in b] for b in state["blk"][0]]
         self._blk_bad = [bool(x) for x in state["blk"][1]]
         minute = state["minute"]

@@ -136,6 +136,14 @@ class LogMeanDetector(EvidenceBase):
             z -= (gamma if gamma < 3.0 else 3.0) / 6.0 * (za * za - 1.0)
         return (z if z > 0.0 else 0.0), sign
 
+    def _calm_effect(self, s: list[float]) -> bool:
+        shift = (s[1] - s[2]) / s[0]
+        if self.direction == "both":
+            shift = abs(shift)
+        else:
+            shift *= self._sign
+        return shift < 0.5 * self.min_effect
+
     def _baseline_value(self) -> float:
         """The expected per-call mean in the value's units (lognormal: exp(mu + s^2/2))."""
         return math.expm1(min(self._mean + 0.5 * self._var, 700.0)) / self.unit_scale
