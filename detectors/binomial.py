@@ -67,6 +67,7 @@ class BinomialDetector(EvidenceBase):
         bucket_half_life: float = 120.0,
         half_life: float = 720.0,
         full_n: int = 30,
+        learn_lag_min: int = 30,
     ) -> None:
         _check_direction(direction, ("up", "down"))
         if not (min_ratio >= 1.0 and math.isfinite(min_ratio)):
@@ -82,7 +83,7 @@ class BinomialDetector(EvidenceBase):
         self.min_rate = float(min_rate)
         self._init_evidence(
             windows_min, budget, clear, for_n, clear_n, warmup, bucket_half_life, half_life,
-            full_n,
+            full_n, learn_lag_min,
         )  # fmt: skip
 
     def _increment(
@@ -106,9 +107,11 @@ class BinomialDetector(EvidenceBase):
         p = p if p < 1.0 else 1.0
         return p, p * (1.0 - p), p * (1.0 - p) * (1.0 - 2.0 * p)
 
-    def _clip_minute(self, n: float, x: float, x2: float, x3: float) -> tuple[float, float, float]:
-        mean = n * self._mean
-        lim = 2.0 * math.sqrt(n * self._var)
+    def _clip_minute(
+        self, n: float, x: float, x2: float, x3: float, e: float, v: float
+    ) -> tuple[float, float, float]:
+        mean = e
+        lim = 2.0 * math.sqrt(v)
         lim = 1.0 if lim < 1.0 else lim
         x = mean + lim if x > mean + lim else mean - lim if x < mean - lim else x
         return x, x, x

@@ -106,8 +106,11 @@ class _Profile:
         g = self.g
         m1, m2, m3 = g[1] / g[0], g[2] / g[0], g[3] / g[0]
         full = self.full_n
+        d = hour % 24
+        if not self.dc[d]:  # first day: an hour not seen yet looks like the hour before it
+            d = (hour - 1) % 24
         for pool, c in (
-            (self.d[hour % 24], self.dc[hour % 24]),
+            (self.d[d], self.dc[d]),
             (
                 self.w[(hour + EPOCH_WEEK_OFFSET_H) % HOURS_PER_WEEK],
                 self.wc[(hour + EPOCH_WEEK_OFFSET_H) % HOURS_PER_WEEK],
@@ -186,6 +189,7 @@ class EvidenceBase(_Alarm):
         bucket_half_life: float,
         half_life: float,
         full_n: int,
+        learn_lag_min: int,
     ) -> None:
         ws = tuple(windows_min)
         if not ws or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in ws):
@@ -197,6 +201,10 @@ class EvidenceBase(_Alarm):
         _check_nonneg("clear", clear)
         _check_int("warmup", warmup, 1)
         _check_int("full_n", full_n, 1)
+        _check_int("learn_lag_min", learn_lag_min, 1)
+        if learn_lag_min > ws[-1]:
+            raise ValueError(f"learn_lag_min must be <= max(windows_min), got {learn_lag_min!r}")
+        self.learn_lag_min = learn_lag_min
         self._init_alarm(for_n, clear_n)
         self.windows_min = list(ws)
         self.budget = float(budget)
@@ -221,8 +229,7 @@ class EvidenceBase(_Alarm):
         self._blk = [[0.0, 0.0, 0.0] for _ in ws]
         self._blk_bad = [False] * m
         self._minute: int | None = None
-        self._cur_x2 = 0.0  # sums of squares and cubes of the open minute (for learning)
-        self._cur_x3 = 0.0
+        self._alarm_minute = -1  # the last minute the alarm was firing or pending
         self._mean = 0.0  # expected per-call mean, variance, third cumulant, open minute
         self._var = 0.0
         self._k3 = 0.0
@@ -230,9 +237,11 @@ class EvidenceBase(_Alarm):
         self._last_z = 0.0
 
     def _reset_windows(self) -> None:
-        # slot = [N, X, E, V, K3]: calls, sum, expected sum, expected variance and third
-        # cumulant of the sum; sums per window of the same five.
-        self._slots = [[0.0, 0.0, 0.0, 0.0, 0.0] for _ in range(self._size)]
+        # slot = [N, X, E, V, K3, X2, X3, SUSPECT]: calls, sum, expected sum, expected
+        # variance and third cumulant of the sum, sums of squares and cubes (for learning),
+        # and 1 when a window was near significance as the minute closed. Window sums hold
+        # the first five.
+        self._slots = [[0.0] * 8 for _ in range(self._size)]
         self._sums = [[0.0, 0.0, 0.0, 0.0, 0.0] for _ in self.windows_min]
 
     def phi(self, i: int) -> float:
@@ -258,9 +267,11 @@ class EvidenceBase(_Alarm):
         0 when the effect is below the floor."""
         raise NotImplementedError
 
-    def _clip_minute(self, n: float, x: float, x2: float, x3: float) -> tuple[float, float, float]:
+    def _clip_minute(
+        self, n: float, x: float, x2: float, x3: float, e: float, v: float
+    ) -> tuple[float, float, float]:
         """The minute's (sum, sum of squares, sum of cubes) to learn, clipped near its
-        expectation."""
+        expected sum `e` (variance `v`)."""
         raise NotImplementedError
 
     def _baseline_value(self) -> float:
@@ -276,22 +287,42 @@ class EvidenceBase(_Alarm):
 
     # ---- the update ------------------------------------------------------------------------
 
+    def _learn_minute(self, minute: int, slot: list[float]) -> None:
+        """Learn a minute `learn_lag_min` minutes after it closed into the profile, if it
+        stayed clean: no alarm firing or pending since, and no window near significance
+        (z >= LEARN_Z) when it closed.
+
+        The lag is what keeps a subtle fault out of its own expectation: a 3x refusal rate
+        at 10 calls/min takes ~30 minutes to become significant, and learning its minutes
+        as they closed would raise the expectation a third of the way meanwhile. Under the
+        null the z gate skips well under 1% of minutes. The price: the profile follows a
+        real change of level half an hour late, which an hour-of-week profile does anyway;
+        on the first day an hour not seen yet borrows the hour before it."""
+        n = slot[0]
+        if n <= 0.0 or slot[7] or minute <= self._alarm_minute:
+            return
+        slot[7] = 1.0  # learned once
+        x, x2, x3 = slot[1], slot[5], slot[6]
+        if slot[2] > 0.0 or slot[3] > 0.0:  # an expectation existed: Huber-style clip
+            x, x2, x3 = self._clip_minute(n, x, x2, x3, slot[2], slot[3])
+        self._profile.learn(minute * SLOT_S + 30.0, n, x, x2, x3)
+
+    def _flush_ring(self, cur: int) -> None:
+        """Learn every minute still in the ring (up to `cur`), then empty the windows."""
+        size = self._size
+        for j in range(cur - self.learn_lag_min + 1, cur + 1):
+            self._learn_minute(j, self._slots[j % size])
+        self._reset_windows()
+
     def _close_minute(self, minute: int) -> None:
-        """Learn the closed minute into the profile and the phi blocks."""
+        """Mark the closed minute for learning and add it to the phi blocks."""
         slot = self._slots[minute % self._size]
-        n, x, e, v, _ = slot
+        x, e, v = slot[1], slot[2], slot[3]
         quiet = not self._firing and not self._pending
-        # A minute is learned only while no window is near significance (best z < LEARN_Z):
-        # otherwise the first minutes of a fault, not yet anomalous, teach the profile the
-        # fault (one failed call in two is 100x a 0.5% rate). Under the null this skips
-        # well under 1% of minutes.
-        if n > 0.0 and quiet and self._last_z < LEARN_Z:
-            ts = minute * SLOT_S + 30.0
-            x2, x3 = self._cur_x2, self._cur_x3
-            if self._ready:
-                x, x2, x3 = self._clip_minute(n, x, x2, x3)
-            self._profile.learn(ts, n, x, x2, x3)
-            x = slot[1]
+        if not quiet:
+            self._alarm_minute = minute
+        if self._last_z >= LEARN_Z:
+            slot[7] = 1.0
         if self._ready:
             for i, w in enumerate(self.windows_min):
                 blk = self._blk[i]
@@ -321,10 +352,12 @@ class EvidenceBase(_Alarm):
         if cur is not None:
             self._close_minute(cur)
             if minute - cur > size:
-                self._reset_windows()
+                self._flush_ring(cur)
             else:
                 slots, sums, ws = self._slots, self._sums, self.windows_min
+                lag = self.learn_lag_min
                 for j in range(cur + 1, minute + 1):
+                    self._learn_minute(j - lag, slots[(j - lag) % size])
                     for i, w in enumerate(ws):
                         old = slots[(j - w) % size]
                         s = sums[i]
@@ -333,13 +366,11 @@ class EvidenceBase(_Alarm):
                         s[2] -= old[2]
                         s[3] -= old[3]
                         s[4] -= old[4]
-                    slot = slots[j % size]
-                    slot[0] = slot[1] = slot[2] = slot[3] = slot[4] = 0.0
+                    slots[j % size] = [0.0] * 8
         self._minute = minute
-        self._cur_x2 = self._cur_x3 = 0.0
         ready = self._profile.gc >= self.warmup and self._profile.g[0] > 0.0
-        if ready and not self._ready:
-            self._reset_windows()  # windows filled before the profile had no expectation
+        if ready and not self._ready and cur is not None:
+            self._flush_ring(cur)  # windows filled before the profile had no expectation
         self._ready = ready
         if ready:
             self._mean, self._var, self._k3 = self._adjust(*self._profile.expect(ts))
@@ -364,8 +395,8 @@ class EvidenceBase(_Alarm):
             slot[2] += de
             slot[3] += dv
             slot[4] += dk
-            self._cur_x2 += dx2
-            self._cur_x3 += dx3
+            slot[5] += dx2
+            slot[6] += dx3
             for s in self._sums:
                 s[0] += dn
                 s[1] += dx
@@ -387,6 +418,8 @@ class EvidenceBase(_Alarm):
             if z >= zs[i] and not anomalous:
                 anomalous, best_sign = True, sign
         self._last_z = best
+        if self._firing or self._pending:
+            self._alarm_minute = minute
         calm = first_z < self.clear and self._calm_now()
         out = self._judge(ts, value, self._baseline_value(), best, best_sign, anomalous, calm)
         if out is not None and out.state == "cleared":
@@ -417,7 +450,7 @@ class EvidenceBase(_Alarm):
             "phi": [self._phi_sum, self._phi_w],
             "blk": [self._blk, self._blk_bad],
             "minute": self._minute,
-            "x23": [self._cur_x2, self._cur_x3],
+            "alarm_minute": self._alarm_minute,
             "expect": [self._mean, self._var, self._k3],
             "ready": self._ready,
             **self._alarm_state(),
@@ -440,7 +473,7 @@ class EvidenceBase(_Alarm):
         self._blk_bad = [bool(x) for x in state["blk"][1]]
         minute = state["minute"]
         self._minute = None if minute is None else int(minute)
-        self._cur_x2, self._cur_x3 = (float(x) for x in state["x23"])
+        self._alarm_minute = int(state["alarm_minute"])
         self._mean, self._var, self._k3 = (float(x) for x in state["expect"])
         self._ready = bool(state["ready"])
         self._load_alarm(state)

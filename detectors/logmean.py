@@ -63,6 +63,7 @@ class LogMeanDetector(EvidenceBase):
         bucket_half_life: float = 120.0,
         half_life: float = 720.0,
         full_n: int = 30,
+        learn_lag_min: int = 30,
         unit_scale: float = 1.0,
     ) -> None:
         _check_direction(direction)
@@ -79,7 +80,7 @@ class LogMeanDetector(EvidenceBase):
         self._sign = 1 if direction == "up" else -1
         self._init_evidence(
             windows_min, budget, clear, for_n, clear_n, warmup, bucket_half_life, half_life,
-            full_n,
+            full_n, learn_lag_min,
         )  # fmt: skip
 
     def _increment(
@@ -100,13 +101,14 @@ class LogMeanDetector(EvidenceBase):
     def _adjust(self, mean: float, var: float, k3: float) -> tuple[float, float, float]:
         return mean, var if var > self._var_floor else self._var_floor, k3
 
-    def _clip_minute(self, n: float, x: float, x2: float, x3: float) -> tuple[float, float, float]:
+    def _clip_minute(
+        self, n: float, x: float, x2: float, x3: float, e: float, v: float
+    ) -> tuple[float, float, float]:
         """Shift the minute's calls by a common d so their mean lies within `LEARN_CLIP`
         standard errors of the expectation, and their power sums with them. Wide on
         purpose: at one call a minute a tighter clip truncates the per-call distribution,
         and the variance and skew learned from it come out too small."""
-        e = n * self._mean
-        lim = LEARN_CLIP * math.sqrt(n * self._var)
+        lim = LEARN_CLIP * math.sqrt(v)
         xc = e + lim if x > e + lim else e - lim if x < e - lim else x
         d = (xc - x) / n
         if d == 0.0:
