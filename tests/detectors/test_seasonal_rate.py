@@ -90,7 +90,15 @@ def test_daily_and_weekly_rate_cycle_gives_zero_signals_in_fourteen_days(seed: i
 def test_rate_jump_3x_at_noon_is_found_on_a_daily_cycle(seed: int) -> None:
     onset = at(8, 12.0)  # Tuesday noon, second week: ~1.1% -> ~3.4%, the night-time level
     spec = replace(CYCLE, shifts=(Shift(onset, 3600, 3.0),))
-    delay = delay_after(run_defaults(REFUSAL, cycle(seed, 9, spec)), onset)
+    events = run_defaults(REFUSAL, cycle(seed, 9, spec))
+    # Worse than the window rate rule, and said so in docs/detectors.md: with ~6,000 calls a
+    # minute the binomial default fires for a few minutes on the first Saturday night
+    # (this world's 1.3x weekend step, met before the hour-of-week profile has a Saturday).
+    first_weekend = (at(5, 0.0), at(7, 0.0))
+    early = [tr for _, tr in events if tr.ts < onset]
+    assert all(first_weekend[0] <= tr.ts < first_weekend[1] for tr in early)
+    assert len(early) <= 6  # up to three short firings (seeds 51-53)
+    delay = delay_after([e for e in events if e[1].ts >= onset], onset)
     # <= 3 min (was 2 with the window rate rule): the binomial default wants the excess in
     # two minutes, not one (the busiest minute counts for at most one event more than the
     # second busiest), so a burst inside one minute cannot fire it alone.
