@@ -35,8 +35,8 @@ Alarm: fire after `for_n` consecutive significant updates; clear after `clear_n`
 consecutive updates where the shortest window's z is below `clear` and the shortest window
 holding at least 10 calls shows less than half the effect floor. On clearing the windows
 are emptied (evidence starts again), so the long windows, which still hold the fault, do not
-fire again at once. Nothing is learned while firing or pending, or while any window is
-near significance (z >= 3: the first minutes of a fault); the price is the one
+fire again at once. A minute is learned 30 minutes after it closed, if no alarm was
+pending or firing since (see `_learn_minute`); the price is the one
 `RateDetector` documents (a regime first met while firing stays firing until it clears).
 
 Memory: a ring of max(W) one-minute slots x 5 numbers, the profile (4 x 193 numbers plus
@@ -60,7 +60,6 @@ SLOT_S = 60.0
 PHI_PRIOR = 1.0
 PHI_PRIOR_WEIGHT = 4.0
 PHI_R_CAP = 25.0
-LEARN_Z = 3.0
 CALM_CALLS = 10.0
 _COUNT_CAP = 1 << 30
 
@@ -288,15 +287,16 @@ class EvidenceBase(_Alarm):
     # ---- the update ------------------------------------------------------------------------
 
     def _learn_minute(self, minute: int, slot: list[float]) -> None:
-        """Learn a minute `learn_lag_min` minutes after it closed into the profile, if it
-        stayed clean: no alarm firing or pending since, and no window near significance
-        (z >= LEARN_Z) when it closed.
+        """Learn a minute `learn_lag_min` minutes after it closed into the profile, if no
+        alarm was firing or pending since.
 
-        The lag is what keeps a subtle fault out of its own expectation: a 3x refusal rate
-        at 10 calls/min takes ~30 minutes to become significant, and learning its minutes
-        as they closed would raise the expectation a third of the way meanwhile. Under the
-        null the z gate skips well under 1% of minutes. The price: the profile follows a
-        real change of level half an hour late, which an hour-of-week profile does anyway;
+        The lag is what keeps a fault's first minutes out of its own expectation: a 3x
+        refusal rate at 10 calls/min takes ~30 minutes to become significant, and learning
+        its minutes as they closed would raise the expectation a third of the way
+        meanwhile. (Skipping minutes while some window was near significance, z >= 3, was
+        tried and dropped: at 2 calls/min it skips the minutes that hold failures, the
+        expected rate comes out low and clean traffic fired 2 times a week.) The price:
+        the profile follows a real change of level half an hour late, which an hour-of-week profile does anyway;
         on the first day an hour not seen yet borrows the hour before it."""
         n = slot[0]
         if n <= 0.0 or slot[7] or minute <= self._alarm_minute:
@@ -321,8 +321,6 @@ class EvidenceBase(_Alarm):
         quiet = not self._firing and not self._pending
         if not quiet:
             self._alarm_minute = minute
-        if self._last_z >= LEARN_Z:
-            slot[7] = 1.0
         if self._ready:
             for i, w in enumerate(self.windows_min):
                 blk = self._blk[i]
