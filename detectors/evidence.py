@@ -296,8 +296,9 @@ class EvidenceBase(_Alarm):
         meanwhile. (Skipping minutes while some window was near significance, z >= 3, was
         tried and dropped: at 2 calls/min it skips the minutes that hold failures, the
         expected rate comes out low and clean traffic fired 2 times a week.) The price:
-        the profile follows a real change of level half an hour late, which an hour-of-week profile does anyway;
-        on the first day an hour not seen yet borrows the hour before it."""
+        the profile follows a real change of level half an hour late, which an
+        hour-of-week profile does anyway; on the first day an hour not seen yet borrows the
+        hour before it."""
         n = slot[0]
         if n <= 0.0 or slot[7] or minute <= self._alarm_minute:
             return
