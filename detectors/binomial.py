@@ -51,6 +51,8 @@ SCREEN_MARGIN = 1.0
 
 class BinomialDetector(EvidenceBase):
     kind: ClassVar[str] = "binomial"
+    prior_weight = 10.0  # an hour bucket's rate counts fully once it holds ~10 bad events
+    prior_is_events = True
 
     def __init__(
         self,

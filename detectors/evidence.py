@@ -8,7 +8,8 @@ add up: 4 refusals in 50 calls say little, 29 in 300 where 6 were expected say a
 
 Expectation. A seasonal profile of the per-call mean and second moment (pooled, decayed
 sums [calls, sum, sum of squares] per hour of week, hour of day and globally, blended by
-bucket counts and interpolated between hour centres, as `RateDetector` pools k and n). Each
+bucket counts and shrunk by the evidence each bucket holds (`_Profile`), interpolated
+between hour centres, as `RateDetector` pools k and n). Each
 closed minute stores its expected sum `E = n * mean(ts)` and variance `V = n * var(ts)`, so
 a window spanning a daily ramp is tested against the ramp, not against one hour.
 
@@ -88,12 +89,19 @@ class _Profile:
     by min(1, count / full_n), then toward the hour of week's; variance and third cumulant
     come from the blended raw moments, so disagreement between levels widens them."""
 
-    __slots__ = ("bkeep", "d", "dc", "full_n", "g", "gc", "gkeep", "w", "wc")
+    __slots__ = ("bkeep", "d", "dc", "full_n", "g", "gc", "gkeep", "prior", "rate", "w", "wc")
 
-    def __init__(self, bucket_half_life: float, half_life: float, full_n: int) -> None:
+    def __init__(
+        self, bucket_half_life: float, half_life: float, full_n: int, prior: float, rate: bool
+    ) -> None:
         self.bkeep = 1.0 - _alpha(bucket_half_life, None, "bucket_half_life")
         self.gkeep = 1.0 - _alpha(half_life, None)
         self.full_n = full_n
+        # Shrinkage: a bucket moves the expectation by w / (w + m) of its pooled calls w,
+        # m = `prior` calls, or for a rate `prior` expected events (m = prior / p): at 2
+        # calls/min an hour bucket holds ~2 failures at 1%, which must not set the rate.
+        self.prior = prior
+        self.rate = rate
         self.w = [[0.0, 0.0, 0.0, 0.0] for _ in range(HOURS_PER_WEEK)]
         self.wc = [0] * HOURS_PER_WEEK
         self.d = [[0.0, 0.0, 0.0, 0.0] for _ in range(24)]
@@ -115,8 +123,12 @@ class _Profile:
                 self.wc[(hour + EPOCH_WEEK_OFFSET_H) % HOURS_PER_WEEK],
             ),
         ):
-            if c and pool[0] > 0.0:
+            w = pool[0]
+            if c and w > 0.0:
                 f = 1.0 if c >= full else c / full
+                m = self.prior / (m1 if m1 > 1e-3 else 1e-3) if self.rate else self.prior
+                shrink = w / (w + m)
+                f = f if f < shrink else shrink
                 m1 += f * (pool[1] / pool[0] - m1)
                 m2 += f * (pool[2] / pool[0] - m2)
                 m3 += f * (pool[3] / pool[0] - m3)
@@ -176,6 +188,8 @@ class EvidenceBase(_Alarm):
     (`_window_z`) and how a learned minute is clipped (`_clip_minute`)."""
 
     sides: int = 1
+    prior_weight: float = 30.0  # profile shrinkage (`_Profile`): calls, or for rates events
+    prior_is_events: bool = False
 
     def _init_evidence(
         self,
@@ -218,7 +232,9 @@ class EvidenceBase(_Alarm):
         self._alphas = [window_alpha(budget, w, m, self.sides) for w in ws]
         self._z = [float(-ndtri(a)) for a in self._alphas]
         self._phi_keep = [0.5 ** (1.0 / max(8.0, 1440.0 / w)) for w in ws]
-        self._profile = _Profile(bucket_half_life, half_life, full_n)
+        self._profile = _Profile(
+            bucket_half_life, half_life, full_n, self.prior_weight, self.prior_is_events
+        )
         self._size = ws[-1]
         self._reset_windows()
         # Per window: decayed sum of r and of weights; the open block's [X, E, V] and taint.
