@@ -36,6 +36,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
     "burn_rate": {"slo": 0.995},
     "binomial": {"direction": "up", "min_ratio": 1.5, "min_abs_diff": 0.01},
     "logmean": {"direction": "up"},
+    "sequential": {"direction": "both"},  # the custom-metric default
 }
 RATE_KINDS = {"rate", "burn_rate", "binomial"}
 # The evidence kinds read per-tick increments (TickStats), as the aggregator sends them:

@@ -10,6 +10,7 @@ from detectors.factory import KINDS, build_detector, detector_from_state
 from detectors.logmean import LogMeanDetector
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector, hour_of_week
+from detectors.sequential import SequentialDetector
 from detectors.static import StaticThreshold
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "RuleSpec",
     "Sample",
     "SeasonalDetector",
+    "SequentialDetector",
     "StaticThreshold",
     "TickStats",
     "Transition",

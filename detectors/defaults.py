@@ -27,7 +27,12 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
 - quality (`score:<name>`): a seasonal detector for large drops and a CUSUM for sustained
   small ones, both needing >= 30 scores in the window. The direction comes from the score's
   config (higher is better by default).
-- anything else (custom `metric` events): a seasonal baseline, both directions.
+- anything else (custom `metric` events, one value per sample, no call count): the
+  sequential residual detector (`detectors/sequential.py`), both directions. It learns the
+  stream's level, a daily and weekly profile only where they reduce its error, its noise
+  tail and autocorrelation, and derives its thresholds from a budget of one false firing per
+  30 days of clean data per series (or per 1,000 samples, whichever is rarer);
+  docs/detectors.md has the math.
 
 Every value here is a starting point an operator overrides per metric in the config. The
 evidence detectors' thresholds all follow from `BUDGET` (docs/detectors.md). For the other
@@ -117,8 +122,9 @@ _QUALITY: tuple[RuleSpec, ...] = (
     _rule("cusum", k=0.05, h=4.0, min_n=30),
 )
 
-# Custom `metric` events, fed per sample: no `n`, so no minimum.
-_OTHER: tuple[RuleSpec, ...] = (_rule("seasonal", direction="both", for_n=3),)
+# Custom `metric` events, fed per sample: no `n`, so no minimum. Parameters are the
+# detector's own defaults (the false-alarm budget is its `budget_days=30`).
+_OTHER: tuple[RuleSpec, ...] = (_rule("sequential", direction="both"),)
 
 
 def default_rules(
@@ -132,7 +138,8 @@ def default_rules(
 
     For quality scores the alerting side is the bad one: `direction="down"` (higher is
     better, the default) or `"up"` (lower is better); say it with either `direction` or
-    `higher_is_better` (both given must agree). Unknown metrics get a seasonal baseline.
+    `higher_is_better` (both given must agree). Unknown metrics get the sequential residual
+    detector.
     """
     if direction is not None and direction not in ("up", "down"):
         raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")

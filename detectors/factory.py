@@ -23,6 +23,7 @@ from detectors.ewma import EwmaDetector
 from detectors.logmean import LogMeanDetector
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
+from detectors.sequential import SequentialDetector
 from detectors.static import StaticThreshold
 
 KINDS: Mapping[str, type[Detector]] = MappingProxyType(
@@ -37,6 +38,7 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             BurnRateDetector,
             BinomialDetector,
             LogMeanDetector,
+            SequentialDetector,
         )
     }
 )

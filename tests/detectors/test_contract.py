@@ -34,6 +34,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     # Fed per sample (no TickStats): each update is one minute's increment.
     "binomial": {"warmup": 30},
     "logmean": {"warmup": 30, "direction": "both"},
+    "sequential": {"warmup": 30, "min_n": 5},
 }
 RATE_KINDS = {"rate", "burn_rate", "binomial"}
 
@@ -210,6 +211,19 @@ BAD_PARAMS: dict[str, list[tuple[str, Any]]] = {
         ("clear_n", 0),
     ],
     "cusum": [("k", -0.1), ("h", 0.0), ("max_step", 0.01), ("direction", "both"), ("min_n", -2)],
+    "sequential": [
+        ("direction", "sideways"),
+        ("budget_days", 0.0),
+        ("budget_samples", 5),
+        ("k", 0.0),
+        ("level_half_life", -1.0),
+        ("season_buckets", 0),
+        ("week_weeks", math.inf),
+        ("tail_memory", 3.0),
+        ("warmup", 1),
+        ("clear", 0.0),
+        ("clear_n", 0),
+    ],
     "burn_rate": [
         ("slo", 1.0),
         ("pairs", [[300, 3600, 14.4]]),
@@ -247,4 +261,4 @@ def test_public_api() -> None:
     for name in detectors.__all__:
         assert hasattr(detectors, name), name
     factories: list[Callable[..., Detector]] = list(KINDS.values())
-    assert len(factories) == 8
+    assert len(factories) == 9
