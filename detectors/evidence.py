@@ -435,7 +435,7 @@ class EvidenceBase(_Alarm):
         self._last_z = best
         if self._firing or self._pending:
             self._alarm_minute = minute
-        calm = first_z < self.clear and self._calm_now()
+        calm = self._firing and first_z < self.clear and self._calm_now()
         out = self._judge(ts, value, self._baseline_value(), best, best_sign, anomalous, calm)
         if out is not None and out.state == "cleared":
             self._reset_windows()
