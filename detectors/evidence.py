@@ -245,6 +245,9 @@ class EvidenceBase(_Alarm):
         self._blk_bad = [False] * m
         self._minute: int | None = None
         self._alarm_minute = -1  # the last minute the alarm was firing or pending
+        # Set by a one-sided subclass when a window is significant on the side it does not
+        # alarm on: that minute is not learned, or the return to normal would fire.
+        self._suspect = False
         self._mean = 0.0  # expected per-call mean, variance, third cumulant, open minute
         self._var = 0.0
         self._k3 = 0.0
@@ -318,7 +321,7 @@ class EvidenceBase(_Alarm):
         n = slot[0]
         if n <= 0.0 or slot[7] or minute <= self._alarm_minute:
             return
-        slot[7] = 1.0  # learned once
+        slot[7] = 1.0  # learned once (a slot flagged 1 is skipped: learned or suspect)
         x, x2, x3 = slot[1], slot[5], slot[6]
         if slot[2] > 0.0 or slot[3] > 0.0:  # an expectation existed: Huber-style clip
             x, x2, x3 = self._clip_minute(n, x, x2, x3, slot[2], slot[3])
@@ -338,6 +341,9 @@ class EvidenceBase(_Alarm):
         quiet = not self._firing and not self._pending
         if not quiet:
             self._alarm_minute = minute
+        if self._suspect:
+            slot[7] = 1.0
+            self._suspect = False
         if self._ready:
             for i, w in enumerate(self.windows_min):
                 blk = self._blk[i]
@@ -466,6 +472,7 @@ class EvidenceBase(_Alarm):
             "blk": [self._blk, self._blk_bad],
             "minute": self._minute,
             "alarm_minute": self._alarm_minute,
+            "suspect": self._suspect,
             "expect": [self._mean, self._var, self._k3],
             "ready": self._ready,
             **self._alarm_state(),
@@ -489,6 +496,7 @@ class EvidenceBase(_Alarm):
         minute = state["minute"]
         self._minute = None if minute is None else int(minute)
         self._alarm_minute = int(state["alarm_minute"])
+        self._suspect = bool(state["suspect"])
         self._mean, self._var, self._k3 = (float(x) for x in state["expect"])
         self._ready = bool(state["ready"])
         self._load_alarm(state)

@@ -125,6 +125,10 @@ class LogMeanDetector(EvidenceBase):
         z = d / math.sqrt(self.phi(i) * v)
         sign = 1 if z >= 0.0 else -1
         if self.direction != "both":
+            if sign != self._sign and -z * self._sign >= self._z[i] * 0.75:
+                # A big move the other way (shorter answers make latency per token rise,
+                # longer ones make it fall): not an alarm here, but not normal either.
+                self._suspect = True
             sign = self._sign
         z *= sign
         if z <= 0.0:
