@@ -280,7 +280,10 @@ _FRESH_FIELDS = tuple(name for name in _Fresh.__slots__ if name != "series")
 
 
 def _add_log(acc: list[float], x: float) -> None:
-    y = math.log1p(x)
+    try:
+        y = math.log1p(x)
+    except OverflowError:  # an integer past float range (only unvalidated events): the
+        y = math.inf  # tick's sums become inf and the detector ignores them (non-finite)
     y2 = y * y
     acc[0] += 1.0
     acc[1] += y
