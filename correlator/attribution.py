@@ -230,7 +230,7 @@ def _moved(
     return _Candidate(1, z, attr)
 
 
-def _mean_var(s: float, sq: float, n: int) -> tuple[float, float]:
+def _mean_var(s: float, sq: float, n: float) -> tuple[float, float]:
     """Mean and variance of the mean from a (sum, sum of squares, n) triple."""
     mean = s / n
     var = max(0.0, (sq - n * mean * mean) / max(n - 1, 1))
@@ -240,8 +240,8 @@ def _mean_var(s: float, sq: float, n: int) -> tuple[float, float]:
 def _moved_length(
     label: str,
     value: str,
-    after: Mapping[str, tuple[int, int, int]],
-    before: Mapping[str, tuple[int, int, int]],
+    after: Mapping[str, tuple[int, float, int]],
+    before: Mapping[str, tuple[int, float, int]],
     z_crit: float,
     min_support: int,
     sign: int,

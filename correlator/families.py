@@ -67,6 +67,8 @@ METRIC_FAMILIES: Mapping[str, Family] = MappingProxyType(
         "latency_p50_ms": Family.LATENCY,
         "latency_p95_ms": Family.LATENCY,
         "latency_p99_ms": Family.LATENCY,
+        "latency_per_output_token_ms": Family.LATENCY,
+        "ttft_ms": Family.LATENCY,
         "throughput_rpm": Family.THROUGHPUT,
         "error_rate": Family.ERRORS,
         "input_tokens_per_request": Family.INPUT_SIZE,

@@ -97,7 +97,7 @@ class MetricSnapshot:
 LabelCounts = Mapping[str, Mapping[str, int]]
 """label name → label value → count (values beyond a per-label cap are folded into `__other__`)."""
 
-LabelSums = Mapping[str, Mapping[str, tuple[int, int, int]]]
+LabelSums = Mapping[str, Mapping[str, tuple[int, float, int]]]
 """label name → value → (sum, sum of squares, n) of the output characters of its calls."""
 
 HistoryFn = Callable[[str, str, float, float], Sequence[tuple[float, float, float]]]

@@ -127,6 +127,9 @@ class LlmCall(_Event):
     refused: StrictBool | None = None
     format_ok: StrictBool | None = None
     output_chars: Count | None = None
+    # Time to first token (streaming): the part of latency the model's output length does
+    # not explain, tested on its own (docs/detectors.md, the latency family).
+    ttft_ms: LatencyMs | None = None
     request_id: StrictStr | None = None
     labels: Labels | None = None
 

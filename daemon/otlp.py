@@ -227,6 +227,9 @@ def _span_event(span: Any, resource: dict[str, Any], path: str) -> dict[str, Any
         ev["status"] = 200
     if error_type or span_error:
         ev["error"] = str(error_type or span_status.get("message") or "error")
+    ttft_s = attrs.get("gen_ai.server.time_to_first_token")  # seconds, where spans carry it
+    if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and ttft_s >= 0:
+        ev["ttft_ms"] = float(ttft_s) * 1000.0
     reasons = attrs.get("gen_ai.response.finish_reasons")
     if isinstance(reasons, list) and reasons:
         ev["refused"] = any(str(r) in _REFUSAL_REASONS for r in reasons)

@@ -31,7 +31,7 @@ from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.layers.aggregator import Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
-from detectors.factory import KINDS, detector_from_state
+from detectors.factory import KINDS, detector_from_state, migrate_state
 
 SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
@@ -334,7 +334,7 @@ class Pipeline:
         watch.stale = False
         for i, (rule, det) in enumerate(watch.slots):
             try:
-                tr = det.update(sample.ts, sample.value, sample.n)
+                tr = det.update(sample.ts, sample.value, sample.n, sample.tick)
             except Exception as exc:  # one detector's failure is its own
                 self.errors.record(
                     self.log, "detect", sample.feature, sample.metric, exc, sample.ts
@@ -595,11 +595,20 @@ class Pipeline:
             slots: list[tuple[Rule, Detector]] = []
             for i, rule in enumerate(rules):
                 det: Detector | None = None
-                if i < len(states) and states[i].get("kind") == rule.kind:
-                    try:
-                        det = detector_from_state(states[i])
-                    except (ValueError, KeyError, TypeError) as exc:
-                        warnings.append(f"{feature}/{metric}: {exc}; starting fresh")
+                old = states[i] if i < len(states) else None
+                try:
+                    if old is not None and old.get("kind") == rule.kind:
+                        det = detector_from_state(old)
+                    elif old is not None:
+                        # The rule's kind changed (e.g. an upgrade moved a default to a new
+                        # detector): carry the baseline over where the kinds allow it.
+                        det = migrate_state(old, rule.kind, rule.params)
+                        what = "migrated" if det is not None else "learning restarts"
+                        warnings.append(
+                            f"{feature}/{metric}: detector {old.get('kind')} -> {rule.kind}; {what}"
+                        )
+                except (ValueError, KeyError, TypeError) as exc:
+                    warnings.append(f"{feature}/{metric}: {exc}; starting fresh")
                 slots.append((rule, det or rule.build()))
             watch = _Watch(layer, slots, stale=bool(entry.get("stale", False)))
             for i, d in (entry.get("directions") or {}).items():

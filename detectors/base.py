@@ -21,13 +21,33 @@ class Direction(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TickStats:
+    """What arrived for one series since the previous tick (not the trailing window).
+
+    Evidence detectors (`binomial`, `logmean`) add these up over windows of their own, so
+    each call counts once, whereas the aggregator's 5-minute windows overlap and count every
+    call in ~20 consecutive samples. For a k-of-n metric `k` is the numerator of the metric's
+    k/n (failures for error rates, successes for availability) and `n` the trials. For a
+    per-call quantity: `n` calls and the sums of y, y^2 and y^3 over them, y = log1p(value)
+    of each call (the cube lets the detector correct its test for skew).
+    """
+
+    n: int
+    k: int = 0
+    log_sum: float = 0.0
+    log_sq: float = 0.0
+    log_cube: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One evaluated value of one series at one tick (or one `metric` event).
 
     `n` is the number of observations behind `value` (calls in the window, scores in the
     window); rate detectors read `value` as k/n, so `n` is what makes 3/5 differ from 60/100.
     `series` is "" for feature-level metrics and e.g. "provider=openai,model=gpt-4o" for the
-    per-provider availability series.
+    per-provider availability series. `tick` (optional) carries the per-tick increments
+    behind the window for detectors that accumulate evidence themselves (see `TickStats`).
     """
 
     ts: float
@@ -37,6 +57,7 @@ class Sample:
     value: float
     n: int | None = None
     series: str = ""
+    tick: TickStats | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +77,9 @@ class Detector(Protocol):
     """What the pipeline needs from a detector.
 
     `update` learns from and scores one observation and returns a `Transition` only when the
-    firing state changes. `kind` is the contract `detector` field ("static", "ewma", ...).
+    firing state changes; `tick` is the sample's per-tick increments, which only the
+    evidence detectors read (the others judge the window value). `kind` is the contract
+    `detector` field ("static", "ewma", ...).
     """
 
     kind: ClassVar[str]
@@ -64,7 +87,9 @@ class Detector(Protocol):
     @property
     def firing(self) -> bool: ...
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None: ...
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None: ...
 
     def to_state(self) -> dict[str, Any]: ...
 

@@ -28,7 +28,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, Self
 
-from detectors.base import Direction, Transition
+from detectors.base import Direction, TickStats, Transition
 from detectors.ewma import STATE_VERSION, _check_version
 
 DEFAULT_PAIRS: tuple[tuple[float, float, float], ...] = (
@@ -140,7 +140,9 @@ class BurnRateDetector:
             return 0.0, 0.0
         return max(0.0, self._sum_bad[i]) / tot / self._budget, tot
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if not (0.0 <= value <= 1.0) or (n is not None and n <= 0):
             return None
         events = 1.0 if n is None else float(n)

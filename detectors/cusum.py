@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal, Self
 
-from detectors.base import Transition
+from detectors.base import TickStats, Transition
 from detectors.ewma import (
     STATE_VERSION,
     _Alarm,
@@ -108,7 +108,9 @@ class CusumDetector(_Alarm):
             a = 1.0 / c
         prof.gm += a * (x - prof.gm)
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if (n is not None and n < self.min_n) or not math.isfinite(value):
             return None
         prof = self._profile

@@ -4,26 +4,26 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
 
 - infra: static lines, because latency and error budgets are absolute. p95 > 10 s or p99 >
   20 s for two minutes, error rate > 5% for two minutes, each with a lower clear level and a
-  minimum number of calls (error rate: 100 calls in the window, because 3 failures in 49 calls
-  at night crossed 5% and paged in the incident eval). Token and cost inflation get an
-  upward seasonal baseline (they are the infra_retrieval triage signal: a retrieval change
-  that stuffs the context shows up here first; the hour profile keeps the daily swing out of
-  sigma, so 20% is found, not only 50%).
-  p95 also gets an upward seasonal rule for relative regressions far below the static line
-  (3 sigma for 48 samples = 12 minutes: a sustained 1.8x is found, a 3-minute spike, which
-  holds a 5-minute window's p95 up for ~8 minutes, is not). The token and cost rules trust a
-  young hour bucket less (`full_n=480`: two hours of its samples) and keep the old EWMA's
-  480-sample global memory: on a first day a provider outage (failed calls carry 0 output
-  tokens) would otherwise become the hour's expectation, and the recovery would fire.
-  Throughput and p50 have no default: a traffic dip is usually the users, not a fault.
-- api: rate detectors (seasonal: an hour-of-week k/n profile) on the k/n error kinds. Auth
+  minimum number of calls (p95: 20, p99: 50; at low traffic a window's p99 is its slowest
+  call; error rate: 100 calls, because 3 failures in 49 calls at night crossed 5%).
+  Relative regressions of per-call quantities use `logmean` (the mean of each call's log
+  against a seasonal per-call baseline, evidence over 5/30/120 minutes): input and output
+  tokens, cost, and latency, which is tested per output token and as time to first token
+  (`ttft_ms`), not raw: latency is mostly generation time, so a burst of long answers moves
+  output tokens alone instead of two symptoms. Throughput and p50 have no default: a traffic
+  dip is usually the users, not a fault.
+- api: `binomial` (exact binomial or beta-binomial tails over 5/30/120-minute windows of the
+  calls themselves, against the hour's expected rate) on the k/n error kinds. Auth
   failures page alone (any burst of 401/403 means a key or permission broke) with a small
-  effect floor; an availability collapse pages alone through static rules: below 80% over
-  >= 100 calls, or below 50% over >= 10 calls (a small feature's outage), for two minutes.
-  All error kinds are one symptom for severity, so without these a 35% 429/5xx surge on its
-  own would only reach the warning route.
-- behavioral: refusals up and format compliance down as rates; output length mean (both
-  ways) and its coefficient of variation (up) against a seasonal baseline.
+  effect floor; an availability collapse pages alone: the binomial rule once failures are
+  3x the expected rate and 10 points above it (an outage at 2 calls/min is invisible to any
+  minimum-n line), and the static lines below 80% over >= 100 calls or below 50% over >= 10
+  calls for two minutes. All error kinds are one symptom for severity, so without these a
+  35% 429/5xx surge on its own would only reach the warning route.
+- behavioral: refusals up and format compliance down as `binomial`; output length mean both
+  ways as `logmean`. `output_length_cv` is no longer a default symptom: the spread of a
+  heavy-tailed length is owned by its largest call, and a longer-answers shift already
+  shows in the mean (the per-call log variance is part of the logmean baseline).
 - quality (`score:<name>`): a seasonal detector for large drops and a CUSUM for sustained
   small ones, both needing >= 30 scores in the window. The direction comes from the score's
   config (higher is better by default).
@@ -34,9 +34,10 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
   30 days of clean data per series (or per 1,000 samples, whichever is rarer);
   docs/detectors.md has the math.
 
-Every value here is a starting point an operator overrides per metric in the config.
-Windows are the aggregator's: 5-minute call windows and 15-minute score windows every 15 s,
-so sample counts below read as 4 samples = 1 minute.
+Every value here is a starting point an operator overrides per metric in the config. The
+evidence detectors' thresholds all follow from `BUDGET` (docs/detectors.md). For the other
+kinds windows are the aggregator's: 5-minute call windows and 15-minute score windows every
+15 s, so sample counts below read as 4 samples = 1 minute.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ from types import MappingProxyType
 from typing import Any
 
 from detectors.base import Layer
+
+BUDGET = 0.25
+"""False firings per series per 30 days of clean traffic that the evidence detectors'
+thresholds are derived from (docs/detectors.md "False-alarm budget"). A feature has at most
+13 default evidence series, so 13 x 0.25 / 30 days = 0.76 a week at worst."""
+COST_LOG_SCALE = 1e6  # the aggregator's log1p(cost in micro-dollars); daemon.layers too
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,50 +74,45 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
     # ---- infra ---------------------------------------------------------------------------
     ("infra", "latency_p50_ms"):           (),
     ("infra", "latency_p95_ms"):           (_rule("static", threshold=10_000.0, op="above",
-                                                  for_s=120.0, clear=8_000.0, min_n=20),
-                                            _rule("seasonal", direction="up", threshold=3.0,
-                                                  for_n=48, min_n=20, min_rel_sigma=0.03)),
+                                                  for_s=120.0, clear=8_000.0, min_n=20),),
     ("infra", "latency_p99_ms"):           (_rule("static", threshold=20_000.0, op="above",
                                                   for_s=120.0, clear=16_000.0, min_n=50),),
+    ("infra", "latency_per_output_token_ms"): (_rule("logmean", direction="up", budget=BUDGET),),
+    ("infra", "ttft_ms"):                  (_rule("logmean", direction="up", budget=BUDGET),),
     ("infra", "throughput_rpm"):           (),
     ("infra", "error_rate"):               (_rule("static", threshold=0.05, op="above",
                                                   for_s=120.0, clear=0.03, min_n=100),),
-    ("infra", "input_tokens_per_request"): (_rule("seasonal", direction="up", threshold=3.0,
-                                                  for_n=8, min_n=20, min_rel_sigma=0.03, full_n=480,
-                                                  global_half_life=480.0),),
-    ("infra", "output_tokens_per_request"): (_rule("seasonal", direction="up", threshold=3.0,
-                                                   for_n=8, min_n=20, min_rel_sigma=0.03,
-                                                   full_n=480, global_half_life=480.0),),
-    ("infra", "cost_per_request_usd"):     (_rule("seasonal", direction="up", threshold=3.0,
-                                                  for_n=8, min_n=20, min_rel_sigma=0.03, full_n=480,
-                                                  global_half_life=480.0),),
+    ("infra", "input_tokens_per_request"): (_rule("logmean", direction="up", budget=BUDGET),),
+    ("infra", "output_tokens_per_request"): (_rule("logmean", direction="up", budget=BUDGET),),
+    ("infra", "cost_per_request_usd"):     (_rule("logmean", direction="up",
+                                                  unit_scale=COST_LOG_SCALE, budget=BUDGET),),
     # ---- api -----------------------------------------------------------------------------
-    ("api", "rate_limited_rate"):          (_rule("rate", direction="up", min_n=30,
-                                                  min_ratio=2.0, min_abs_diff=0.02),),
-    ("api", "auth_failure_rate"):          (_rule("rate", page_alone=True, direction="up",
-                                                  min_n=30, min_ratio=2.0,
-                                                  min_abs_diff=0.005),),
-    ("api", "provider_error_rate"):        (_rule("rate", direction="up", min_n=30,
-                                                  min_ratio=2.0, min_abs_diff=0.01),),
-    ("api", "availability"):               (_rule("rate", direction="down", min_n=30,
-                                                  min_ratio=2.0, min_abs_diff=0.01),
+    ("api", "rate_limited_rate"):          (_rule("binomial", direction="up", min_ratio=2.0,
+                                                  min_abs_diff=0.02, budget=BUDGET),),
+    ("api", "auth_failure_rate"):          (_rule("binomial", page_alone=True, direction="up",
+                                                  min_ratio=2.0, min_abs_diff=0.005,
+                                                  budget=BUDGET),),
+    ("api", "provider_error_rate"):        (_rule("binomial", direction="up", min_ratio=2.0,
+                                                  min_abs_diff=0.01, budget=BUDGET),),
+    ("api", "availability"):               (_rule("binomial", page_alone=True,
+                                                  direction="down", min_ratio=3.0,
+                                                  min_abs_diff=0.1, budget=BUDGET),
                                             _rule("static", page_alone=True, threshold=0.5,
                                                   op="below", for_s=120.0, clear=0.8,
                                                   min_n=10),
                                             _rule("static", page_alone=True, threshold=0.8,
                                                   op="below", for_s=120.0, clear=0.95,
                                                   min_n=100)),
-    ("api", "retry_rate"):                 (_rule("rate", direction="up", min_n=30,
-                                                  min_ratio=2.0, min_abs_diff=0.02),),
+    ("api", "retry_rate"):                 (_rule("binomial", direction="up", min_ratio=2.0,
+                                                  min_abs_diff=0.02, budget=BUDGET),),
     # ---- behavioral ----------------------------------------------------------------------
-    ("behavioral", "refusal_rate"):        (_rule("rate", direction="up", min_n=30,
-                                                  min_ratio=1.5, min_abs_diff=0.01),),
-    ("behavioral", "format_compliance_rate"): (_rule("rate", direction="down", min_n=30,
-                                                     min_ratio=1.5, min_abs_diff=0.01),),
-    ("behavioral", "output_length_mean"):  (_rule("seasonal", direction="both", for_n=12,
-                                                  min_n=20, min_rel_sigma=0.03),),
-    ("behavioral", "output_length_cv"):    (_rule("seasonal", direction="up", for_n=12,
-                                                  min_n=20, min_rel_sigma=0.03),),
+    ("behavioral", "refusal_rate"):        (_rule("binomial", direction="up", min_ratio=1.5,
+                                                  min_abs_diff=0.01, budget=BUDGET),),
+    ("behavioral", "format_compliance_rate"): (_rule("binomial", direction="down",
+                                                     min_ratio=1.5, min_abs_diff=0.01,
+                                                     budget=BUDGET),),
+    ("behavioral", "output_length_mean"):  (_rule("logmean", direction="both", budget=BUDGET),),
+    ("behavioral", "output_length_cv"):    (),
 })
 # fmt: on
 

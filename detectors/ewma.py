@@ -26,7 +26,7 @@ import inspect
 import math
 from typing import Any, ClassVar, Literal, Self
 
-from detectors.base import Direction, Transition
+from detectors.base import Direction, TickStats, Transition
 
 DirectionParam = Literal["up", "down", "both"]
 STATE_VERSION = 1
@@ -243,7 +243,9 @@ class EwmaDetector(_Alarm):
         self._mean = m + a * (x - m)
         self._var = (1.0 - a) * (self._var + a * dv * dv)
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if (n is not None and n < self.min_n) or not math.isfinite(value):
             return None
         if self._count < self.warmup:

@@ -16,9 +16,11 @@ from types import MappingProxyType
 from typing import Any
 
 from detectors.base import Detector
+from detectors.binomial import BinomialDetector
 from detectors.burnrate import BurnRateDetector
 from detectors.cusum import CusumDetector
 from detectors.ewma import EwmaDetector
+from detectors.logmean import LogMeanDetector
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
 from detectors.sequential import SequentialDetector
@@ -34,6 +36,8 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             RateDetector,
             CusumDetector,
             BurnRateDetector,
+            BinomialDetector,
+            LogMeanDetector,
             SequentialDetector,
         )
     }
@@ -82,3 +86,15 @@ def detector_from_state(state: Mapping[str, Any]) -> Detector:
     if not isinstance(kind, str):
         raise ValueError("detector state has no 'kind'")
     return _kind_class(kind).from_state(dict(state))
+
+
+def migrate_state(
+    state: Mapping[str, Any], kind: str, params: Mapping[str, Any]
+) -> Detector | None:
+    """A detector of `kind` built from a snapshot of another kind, where the learned baseline
+    carries over (a `rate` profile into `binomial`); None where it does not (the caller
+    starts the series fresh and says so)."""
+    if state.get("kind") == "rate" and kind == "binomial":
+        build_detector(kind, params)  # parameter errors read as for any config rule
+        return BinomialDetector.from_rate_state(dict(state), dict(params))
+    return None

@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal, Self
 
-from detectors.base import Transition
+from detectors.base import TickStats, Transition
 from detectors.ewma import (
     HUBER_Z,
     _Alarm,
@@ -233,7 +233,9 @@ class RateDetector(_Alarm):
         if self._wc[k] < _COUNT_CAP:
             self._wc[k] += 1
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if n is None or n < self.min_n or not (0.0 <= value <= 1.0) or not math.isfinite(ts):
             return None
         up = self.direction == "up"

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Self
 
-from detectors.base import Transition
+from detectors.base import TickStats, Transition
 from detectors.ewma import (
     _TINY,
     STATE_VERSION,
@@ -244,7 +244,9 @@ class SeasonalDetector(_Alarm):
         """The expected value at the last scored sample's time."""
         return self._baseline
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if (n is not None and n < self.min_n) or not math.isfinite(value):
             return None
         prof = self._profile

@@ -45,7 +45,7 @@ import math
 from statistics import NormalDist
 from typing import Any, ClassVar, Self
 
-from detectors.base import Transition
+from detectors.base import TickStats, Transition
 from detectors.ewma import (
     DirectionParam,
     _Alarm,
@@ -298,7 +298,9 @@ class SequentialDetector(_Alarm):
         seen = self._n
         return 1.0 / (PRIOR_SAMPLES + seen) if seen < PRIOR_SAMPLES else 1.0 / self.tail_memory
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if (n is not None and n < self.min_n) or not math.isfinite(value):
             return None
         x = value

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal, Self
 
-from detectors.base import Direction, Transition
+from detectors.base import Direction, TickStats, Transition
 
 Op = Literal["above", "below"]
 
@@ -68,7 +68,9 @@ class StaticThreshold:
         delta = value - self.threshold if self.op == "above" else self.threshold - value
         return round(delta / scale, 6)
 
-    def update(self, ts: float, value: float, n: int | None = None) -> Transition | None:
+    def update(
+        self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
+    ) -> Transition | None:
         if n is not None and n < self.min_n:
             # Too few observations to say anything; keep the current state.
             return None

@@ -28,7 +28,8 @@ from typing import TypeVar
 
 from daemon.events import LlmCall, Score
 from daemon.layers.sketch import bucket_of, quantiles
-from detectors.base import Layer, Sample
+from detectors.base import Layer, Sample, TickStats
+from detectors.defaults import COST_LOG_SCALE
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V", int, float)
@@ -66,7 +67,11 @@ INFRA_METRICS = (
     "input_tokens_per_request",
     "output_tokens_per_request",
     "cost_per_request_usd",
+    "latency_per_output_token_ms",
+    "ttft_ms",
 )
+# Per-call log statistics use log1p(cost in micro-dollars) (`COST_LOG_SCALE`): log1p of a few
+# thousandths of a dollar would be nearly linear, and the test is meant for relative changes.
 API_METRICS = (
     "rate_limited_rate",
     "auth_failure_rate",
@@ -212,8 +217,82 @@ _SCALAR_FIELDS = (
     "chars_sum",
     "chars_sq",
     "chars_n",
+    "lpt_sum",
+    "lpt_n",
+    "ttft_sum",
+    "ttft_n",
 )
-"""The additive counters of a bucket, in snapshot order."""
+"""The additive counters of a bucket, in snapshot order (new ones go at the end: an older
+snapshot's shorter list loads with the new counters at zero)."""
+
+
+class _Fresh:
+    """What arrived for one feature since the last tick, whatever bucket it belongs to.
+
+    The evidence detectors (`binomial`, `logmean`) add these per-tick increments up over
+    windows of their own, so each call counts once; a late event counts at the tick after it
+    arrives. Per-call quantities are kept as [n, sum y, sum y^2, sum y^3] of y = log1p of
+    each successful call's value (a failed call's sizes say nothing about the model).
+    """
+
+    __slots__ = (
+        "auth_failed", "calls", "chars", "cost", "failed", "format_n", "format_ok", "in_tok",
+        "lpt", "out_tok", "provider_failed", "rate_limited", "refusal_n", "refused",
+        "retried", "series", "ttft",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.calls = self.failed = self.rate_limited = self.auth_failed = 0
+        self.provider_failed = self.retried = self.refused = self.refusal_n = 0
+        self.format_ok = self.format_n = 0
+        self.series: dict[tuple[str, str, str], list[int]] = {}  # [ok, n]
+        self.in_tok = [0.0, 0.0, 0.0, 0.0]
+        self.out_tok = [0.0, 0.0, 0.0, 0.0]
+        self.cost = [0.0, 0.0, 0.0, 0.0]
+        self.chars = [0.0, 0.0, 0.0, 0.0]
+        self.lpt = [0.0, 0.0, 0.0, 0.0]
+        self.ttft = [0.0, 0.0, 0.0, 0.0]
+
+    def to_state(self) -> dict[str, object]:
+        out: dict[str, object] = {name: getattr(self, name) for name in _FRESH_FIELDS}
+        out["series"] = [[*k, *v] for k, v in self.series.items()]
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, object]) -> _Fresh:
+        fr = cls()
+        for name in _FRESH_FIELDS:
+            value = state[name]
+            if isinstance(value, list):
+                value = [float(x) for x in value]
+                if len(value) != 4:
+                    raise ValueError(f"fresh counter {name} must have 4 sums")
+            elif not isinstance(value, int):
+                raise ValueError(f"fresh counter {name} must be an integer")
+            setattr(fr, name, value)
+        series = state["series"]
+        assert isinstance(series, list)
+        fr.series = {(p, m, e): [int(ok), int(n)] for p, m, e, ok, n in series}
+        return fr
+
+
+_FRESH_FIELDS = tuple(name for name in _Fresh.__slots__ if name != "series")
+
+
+def _add_log(acc: list[float], x: float) -> None:
+    try:
+        y = math.log1p(x)
+    except OverflowError:  # an integer past float range (only unvalidated events): the
+        y = math.inf  # tick's sums become inf and the detector ignores them (non-finite)
+    y2 = y * y
+    acc[0] += 1.0
+    acc[1] += y
+    acc[2] += y2
+    acc[3] += y2 * y
+
+
+def _log_tick(acc: list[float]) -> TickStats:
+    return TickStats(int(acc[0]), 0, acc[1], acc[2], acc[3])
 
 
 class _Bucket:
@@ -243,6 +322,10 @@ class _Bucket:
         # in ten events, and orjson cannot encode such an int (the snapshot would drop it).
         self.chars_sq = 0.0
         self.chars_n = 0
+        self.lpt_sum = 0.0
+        self.lpt_n = 0
+        self.ttft_sum = 0.0
+        self.ttft_n = 0
         self.latency: dict[int, int] = {}
         # availability per (provider, model, endpoint): [ok, total]
         self.series: dict[tuple[str, str, str], list[int]] = {}
@@ -251,9 +334,11 @@ class _Bucket:
         # (provider, model, endpoint), label pairs → [all, bad, chars_sum, chars_sq, chars_n]
         # (`LabelStat`): attribution compares label values by their anomalous rate and by
         # their output length (for faults that show as longer or shorter answers).
-        self.combos: dict[tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[int]] = {}
+        self.combos: dict[
+            tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[float]
+        ] = {}
         # label name → value → the same five counters, for label sets past MAX_COMBOS
-        self.labels: dict[str, dict[str, list[int]]] = {}
+        self.labels: dict[str, dict[str, list[float]]] = {}
 
 
 class _Window:
@@ -314,6 +399,7 @@ def _fold_pairs(dst: dict[K, list[V]], src: dict[K, list[V]], sign: int) -> None
 class _Feature:
     buckets: dict[int, _Bucket] = field(default_factory=dict)
     calls_win: _Window | None = None  # running sum of the call window
+    fresh: _Fresh = field(default_factory=_Fresh)  # since the last tick (evidence detectors)
     scores_win: _Window | None = None  # running sum of the quality (score) window
     # Slow EW mean of each score, so the aggregator can call a score "bad" for attribution.
     score_ref: dict[str, float] = field(default_factory=dict)
@@ -499,24 +585,31 @@ class Aggregator:
         if feat is None:
             return "feature_limit"
         b = self._bucket(feat, ev.ts)
+        fr = feat.fresh
         status = ev.status
         b.calls += 1
+        fr.calls += 1
         ok = (200 <= status < 300) if status is not None else not ev.error
         bad = not ok
         if not ok:
             b.failed += 1
+            fr.failed += 1
             if status == 429:
                 b.rate_limited += 1
+                fr.rate_limited += 1
             elif status == 401 or status == 403:
                 b.auth_failed += 1
+                fr.auth_failed += 1
             elif status is None or status == 0 or status >= 500:
                 b.provider_failed += 1
+                fr.provider_failed += 1
         latency = ev.latency_ms
         if ok and latency is not None:
             k = bucket_of(latency)
             b.latency[k] = b.latency.get(k, 0) + 1
         if ev.retries:
             b.retried += 1
+            fr.retried += 1
         if ev.input_tokens is not None:
             b.in_tok_sum += ev.input_tokens
             b.in_tok_n += 1
@@ -528,21 +621,23 @@ class Aggregator:
             b.cost_n += 1
         if ev.refused is not None:
             b.refusal_n += 1
+            fr.refusal_n += 1
             if ev.refused:
                 b.refused += 1
+                fr.refused += 1
                 bad = True
         if ev.format_ok is not None:
             b.format_n += 1
+            fr.format_n += 1
             if ev.format_ok:
                 b.format_ok += 1
+                fr.format_ok += 1
             else:
                 bad = True
-        if ok and ev.output_chars is not None:
+        if ok:
             # Successful calls only: a failed call's empty output says nothing about the
             # model's behaviour (the failure is counted by the error metrics).
-            b.chars_sum += ev.output_chars
-            b.chars_sq += float(ev.output_chars) ** 2
-            b.chars_n += 1
+            self._add_call_sizes(ev, b, fr)
         skey = (ev.provider or "", ev.model or "", ev.endpoint or "")
         pair = b.series.get(skey)
         if pair is None:
@@ -553,10 +648,43 @@ class Aggregator:
         pair[1] += 1
         if ok:
             pair[0] += 1
+        fpair = fr.series.get(skey)
+        if fpair is None:
+            fpair = fr.series[skey] = [0, 0]
+        fpair[1] += 1
+        if ok:
+            fpair[0] += 1
         chars = ev.output_chars if ok else None
         self._count_combo(b, skey, ev.labels, bad, chars)
         self._count_totals(ev, (ev.feature, skey[0], skey[1]), ok)
         return None
+
+    @staticmethod
+    def _add_call_sizes(ev: LlmCall, b: _Bucket, fr: _Fresh) -> None:
+        """A successful call's sizes: window sums, and per-call log statistics for the
+        evidence detectors. Latency is tested per output token (and as time to first token),
+        so a burst of long answers is one symptom (output tokens), not two."""
+        if ev.output_chars is not None:
+            b.chars_sum += ev.output_chars
+            b.chars_sq += float(ev.output_chars) ** 2  # a float: see `_Bucket`
+            b.chars_n += 1
+            _add_log(fr.chars, ev.output_chars)
+        if ev.input_tokens is not None:
+            _add_log(fr.in_tok, ev.input_tokens)
+        out_tok = ev.output_tokens
+        if out_tok is not None:
+            _add_log(fr.out_tok, out_tok)
+            if ev.latency_ms is not None:
+                lpt = ev.latency_ms / (out_tok if out_tok > 1 else 1)
+                b.lpt_sum += lpt
+                b.lpt_n += 1
+                _add_log(fr.lpt, lpt)
+        if ev.cost_usd is not None:
+            _add_log(fr.cost, ev.cost_usd * COST_LOG_SCALE)
+        if ev.ttft_ms is not None:
+            b.ttft_sum += ev.ttft_ms
+            b.ttft_n += 1
+            _add_log(fr.ttft, ev.ttft_ms)
 
     def _count_combo(
         self,
@@ -591,15 +719,15 @@ class Aggregator:
             counts[1] += 1
         if chars is not None:
             counts[2] += chars
-            counts[3] += chars * chars
+            counts[3] += float(chars) ** 2  # a float, as `_Bucket.chars_sq`
             counts[4] += 1
 
     def _count_label(
         self,
-        labels: dict[str, dict[str, list[int]]],
+        labels: dict[str, dict[str, list[float]]],
         name: str,
         value: str,
-        add: list[int],
+        add: list[float],
         count_capped: bool = True,
     ) -> None:
         """labels[name][value] += add (the five `LabelStat` counters), within the caps."""
@@ -758,7 +886,8 @@ class Aggregator:
 
     def _evaluate_feature(self, name: str, feat: _Feature, now: float) -> list[Sample]:
         feat.calls_win = self._window(feat, feat.calls_win, now, self.window_s, _fold_calls)
-        samples = self._call_samples(name, feat.calls_win.acc, now)
+        fresh, feat.fresh = feat.fresh, _Fresh()
+        samples = self._call_samples(name, feat.calls_win.acc, now, fresh)
         feat.scores_win = self._window(
             feat, feat.scores_win, now, self.quality_window_s, _fold_scores
         )
@@ -767,7 +896,7 @@ class Aggregator:
                 samples.append(Sample(now, name, "quality", f"score:{sname}", total / n, int(n)))
         return samples
 
-    def _call_samples(self, name: str, w: _Bucket, now: float) -> list[Sample]:
+    def _call_samples(self, name: str, w: _Bucket, now: float, fr: _Fresh) -> list[Sample]:
         calls, failed, rl, auth, prov = (
             w.calls, w.failed, w.rate_limited, w.auth_failed, w.provider_failed,
         )  # fmt: skip
@@ -783,8 +912,17 @@ class Aggregator:
             return []
         out: list[Sample] = []
 
-        def add(layer: Layer, metric: str, value: float, n: int, series: str = "") -> None:
-            out.append(Sample(now, name, layer, metric, value, n, series))
+        def add(
+            layer: Layer,
+            metric: str,
+            value: float,
+            n: int,
+            series: str = "",
+            tick: TickStats | None = None,
+        ) -> None:
+            out.append(Sample(now, name, layer, metric, value, n, series, tick))
+
+        f_calls = fr.calls
 
         ok_n = sum(latency.values())
         if ok_n:
@@ -794,29 +932,52 @@ class Aggregator:
             add("infra", "latency_p95_ms", p95, ok_n)
             add("infra", "latency_p99_ms", p99, ok_n)
         add("infra", "throughput_rpm", calls * 60.0 / self.window_s, calls)
-        add("infra", "error_rate", failed / calls, calls)
+        add("infra", "error_rate", failed / calls, calls, "", TickStats(f_calls, fr.failed))
         if in_n:
-            add("infra", "input_tokens_per_request", in_sum / in_n, in_n)
+            add("infra", "input_tokens_per_request", in_sum / in_n, in_n, "", _log_tick(fr.in_tok))
         if out_n:
-            add("infra", "output_tokens_per_request", out_sum / out_n, out_n)
+            add(
+                "infra", "output_tokens_per_request", out_sum / out_n, out_n, "",
+                _log_tick(fr.out_tok),
+            )  # fmt: skip
         if cost_n:
-            add("infra", "cost_per_request_usd", cost / cost_n, cost_n)
-        add("api", "rate_limited_rate", rl / calls, calls)
-        add("api", "auth_failure_rate", auth / calls, calls)
-        add("api", "provider_error_rate", prov / calls, calls)
-        add("api", "retry_rate", retried / calls, calls)
-        add("api", "availability", (calls - failed) / calls, calls)
+            add("infra", "cost_per_request_usd", cost / cost_n, cost_n, "", _log_tick(fr.cost))
+        if w.lpt_n:
+            add(
+                "infra", "latency_per_output_token_ms", w.lpt_sum / w.lpt_n, w.lpt_n, "",
+                _log_tick(fr.lpt),
+            )  # fmt: skip
+        if w.ttft_n:
+            add("infra", "ttft_ms", w.ttft_sum / w.ttft_n, w.ttft_n, "", _log_tick(fr.ttft))
+        add("api", "rate_limited_rate", rl / calls, calls, "", TickStats(f_calls, fr.rate_limited))
+        add("api", "auth_failure_rate", auth / calls, calls, "", TickStats(f_calls, fr.auth_failed))
+        add(
+            "api", "provider_error_rate", prov / calls, calls, "",
+            TickStats(f_calls, fr.provider_failed),
+        )  # fmt: skip
+        add("api", "retry_rate", retried / calls, calls, "", TickStats(f_calls, fr.retried))
+        add(
+            "api", "availability", (calls - failed) / calls, calls, "",
+            TickStats(f_calls, f_calls - fr.failed),
+        )  # fmt: skip
         if len(series) > 1:
-            for (s_prov, s_model, s_endp), (n_ok, total) in series.items():
-                label = f"provider={s_prov},model={s_model},endpoint={s_endp}"
-                add("api", "availability", n_ok / total, total, label)
+            for key, (n_ok, total) in series.items():
+                label = f"provider={key[0]},model={key[1]},endpoint={key[2]}"
+                f_ok, f_n = fr.series.get(key, (0, 0))
+                add("api", "availability", n_ok / total, total, label, TickStats(f_n, f_ok))
         if refusal_n:
-            add("behavioral", "refusal_rate", refused / refusal_n, refusal_n)
+            add(
+                "behavioral", "refusal_rate", refused / refusal_n, refusal_n, "",
+                TickStats(fr.refusal_n, fr.refused),
+            )  # fmt: skip
         if fmt_n:
-            add("behavioral", "format_compliance_rate", fmt_ok / fmt_n, fmt_n)
+            add(
+                "behavioral", "format_compliance_rate", fmt_ok / fmt_n, fmt_n, "",
+                TickStats(fr.format_n, fr.format_ok),
+            )  # fmt: skip
         if chars_n:
             mean = chars_sum / chars_n
-            add("behavioral", "output_length_mean", mean, chars_n)
+            add("behavioral", "output_length_mean", mean, chars_n, "", _log_tick(fr.chars))
             if chars_n > 1 and mean > 0:
                 var = max(0.0, (chars_sq - chars_n * mean * mean) / (chars_n - 1))
                 add("behavioral", "output_length_cv", math.sqrt(var) / mean, chars_n)
@@ -857,13 +1018,13 @@ class Aggregator:
         splits them for the correlator). Label values are capped per bucket; over a span of
         buckets they fold again here."""
         feat = self._features.get(feature)
-        out: dict[str, dict[str, list[int]]] = {}
+        out: dict[str, dict[str, list[float]]] = {}
         if feat is None:
             return LabelStats(out)
         cap = self.max_label_values
         max_names = self.limits.label_names + len(_HEAD_NAMES)
 
-        def add(lname: str, value: str, counts: list[int]) -> None:
+        def add(lname: str, value: str, counts: list[float]) -> None:
             acc = out.get(lname)
             if acc is None:
                 if len(out) >= max_names:
@@ -928,7 +1089,11 @@ class Aggregator:
                         ],
                     }
                 )
-            features[name] = {"buckets": buckets, "score_ref": feat.score_ref}
+            features[name] = {
+                "buckets": buckets,
+                "score_ref": feat.score_ref,
+                "fresh": feat.fresh.to_state(),
+            }
         return {"v": 1, "tick_s": self.tick_s, "features": features}
 
     def load_state(self, state: Mapping[str, object]) -> None:
@@ -941,10 +1106,15 @@ class Aggregator:
         for name, fstate in features.items():
             feat = self._features.setdefault(name, _Feature())
             feat.score_ref.update(fstate["score_ref"])
+            if "fresh" in fstate:  # older snapshots: the increments of one tick are lost
+                feat.fresh = _Fresh.from_state(fstate["fresh"])
             for bstate in fstate["buckets"]:
                 b = _Bucket()
-                for f, v in zip(_SCALAR_FIELDS, bstate["s"], strict=True):
-                    setattr(b, f, v)
+                values = bstate["s"]
+                if len(values) > len(_SCALAR_FIELDS):
+                    raise ValueError("window snapshot bucket has unknown counters")
+                for f, v in zip(_SCALAR_FIELDS, values, strict=False):
+                    setattr(b, f, v)  # counters newer than the snapshot stay at zero
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
@@ -1046,13 +1216,16 @@ def _bin_value(b: _Bucket, metric: str, width: float) -> tuple[float, int] | Non
     return None
 
 
-def _chars(chars: int | None) -> tuple[int, int, int]:
-    return (0, 0, 0) if chars is None else (chars, chars * chars, 1)
+def _chars(chars: int | None) -> tuple[int, float, int]:
+    # The square as a float: an int sum of squares of in-range lengths overflows what the
+    # snapshot (orjson, 64-bit ints) can encode after ten calls.
+    return (0, 0.0, 0) if chars is None else (chars, float(chars) ** 2, 1)
 
 
-def _stat(counts: list[int]) -> list[int]:
-    """A label counter from a snapshot, padded to the five counters."""
-    out = [int(c) for c in counts[:5]]
+def _stat(counts: list[float]) -> list[float]:
+    """A label counter from a snapshot, padded to the five counters (the sum of squares, the
+    fourth, stays a float: see `_chars`)."""
+    out: list[float] = [float(c) if i == 3 else int(c) for i, c in enumerate(counts[:5])]
     return out + [0] * (5 - len(out))
 
 
@@ -1061,11 +1234,11 @@ class LabelStats:
     """label → value → [all, bad, chars_sum, chars_sq, chars_n] over a span, split into the
     shapes the correlator's `FeatureContext` takes."""
 
-    counters: Mapping[str, Mapping[str, list[int]]]
+    counters: Mapping[str, Mapping[str, list[float]]]
 
     def _pick(self, k: int) -> dict[str, dict[str, int]]:
         return {
-            name: {v: c[k] for v, c in values.items() if c[k]}
+            name: {v: int(c[k]) for v, c in values.items() if c[k]}
             for name, values in self.counters.items()
         }
 
@@ -1075,9 +1248,9 @@ class LabelStats:
     def bad(self) -> dict[str, dict[str, int]]:
         return self._pick(1)
 
-    def lengths(self) -> dict[str, dict[str, tuple[int, int, int]]]:
+    def lengths(self) -> dict[str, dict[str, tuple[int, float, int]]]:
         """(sum, sum of squares, n) of output characters per value with any."""
         return {
-            name: {v: (c[2], c[3], c[4]) for v, c in values.items() if c[4]}
+            name: {v: (int(c[2]), float(c[3]), int(c[4])) for v, c in values.items() if c[4]}
             for name, values in self.counters.items()
         }

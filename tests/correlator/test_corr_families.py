@@ -58,7 +58,13 @@ def test_issue_family_table() -> None:
             "availability",
             "retry_rate",
         },
-        Family.LATENCY: {"latency_p50_ms", "latency_p95_ms", "latency_p99_ms"},
+        Family.LATENCY: {
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "latency_p99_ms",
+            "latency_per_output_token_ms",
+            "ttft_ms",
+        },
         Family.COMPLIANCE: {"refusal_rate", "format_compliance_rate"},
         Family.THROUGHPUT: {"throughput_rpm"},
     }

@@ -228,3 +228,33 @@ def test_running_window_sums_match_a_fresh_merge(
         for k, (value, n) in want.items():
             assert got[k][1] == n, k
             assert math.isclose(got[k][0], value, rel_tol=1e-9, abs_tol=1e-9), k
+
+
+def test_tick_increments_count_each_call_once_and_late_calls_at_the_next_tick() -> None:
+    """The evidence detectors' `Sample.tick`: what arrived since the last evaluation, per
+    metric (k of n, or log1p sums of successful calls), whatever bucket a call lands in."""
+    agg = Aggregator()
+
+    def call(ts: float, status: int, **kw: Any) -> LlmCall:
+        (ev,), _ = validate_items([{"type": "llm_call", "ts": ts, "feature": "f",
+                                    "status": status, **kw}])  # fmt: skip
+        assert isinstance(ev, LlmCall)
+        return ev
+
+    agg.add_call(call(T0 + 1, 200, latency_ms=1000.0, output_tokens=100, ttft_ms=200.0))
+    agg.add_call(call(T0 + 2, 500))
+    first = {s.metric: s for s in agg.evaluate(T0 + 15) if not s.series}
+    avail = first["availability"].tick
+    assert avail is not None and (avail.n, avail.k) == (2, 1)
+    lpt = first["latency_per_output_token_ms"]
+    assert lpt.value == 10.0 and lpt.tick is not None and lpt.tick.n == 1
+    assert lpt.tick.log_sum == math.log1p(10.0)
+    ttft = first["ttft_ms"].tick
+    assert ttft is not None and ttft.log_sq == math.log1p(200.0) ** 2
+    agg.add_call(call(T0 + 5, 429))  # late: its bucket was evaluated already
+    second = {s.metric: s for s in agg.evaluate(T0 + 30) if not s.series}
+    rl = second["rate_limited_rate"]
+    assert rl.n == 3 and rl.tick is not None and (rl.tick.n, rl.tick.k) == (1, 1)
+    third = {s.metric: s for s in agg.evaluate(T0 + 45) if not s.series}
+    tick = third["availability"].tick
+    assert tick is not None and tick.n == 0  # the window still holds calls; nothing new

@@ -155,6 +155,9 @@ def maximal_events(now: float, n: int) -> list[dict]:
         "output_tokens": MAX_COUNT,
         "output_chars": MAX_COUNT,
         "cost_usd": float(MAX_COST_USD),
+        "ttft_ms": float(MAX_LATENCY_MS),
+        # Per-label-value output lengths are summed too (attribution), squares included.
+        "labels": {"segment": "pro", "prompt_version": "v1"},
     }
     score = {"type": "score", "ts": now, "feature": "f_max", "name": "s", "value": MAX_ABS_VALUE}
     metric = {

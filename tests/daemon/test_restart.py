@@ -125,3 +125,42 @@ def test_a_window_of_maximal_values_encodes_and_restores() -> None:
     again = Pipeline(settings)
     assert again.restore(snap) == []
     assert orjson.loads(again.snapshot_bytes(START))["aggregator"] == snap["aggregator"]
+
+
+def test_snapshot_from_before_the_evidence_detectors_migrates_or_restarts_with_a_warning() -> None:
+    """Refusals were watched by `rate`, output tokens by `seasonal`: the rate's learned
+    seasonal rates carry over into `binomial`; the seasonal window-mean baseline cannot
+    become a per-call one, so that series restarts learning, and both say so."""
+    from detectors import BinomialDetector, TickStats, build_detector
+
+    settings = load_settings(None)
+    pipe = Pipeline(settings)
+    run(pipe, events()[:20000])
+    snap = orjson.loads(orjson.dumps(pipe.snapshot(), option=orjson.OPT_NON_STR_KEYS))
+    old_rate = build_detector("rate", {"direction": "up", "min_n": 30, "warmup": 10})
+    for i in range(2000):  # ~8 h of 15-s ticks at 3% refusals
+        old_rate.update(START + 15 * i, 0.03, 400)
+    old_seasonal = build_detector("seasonal", {"direction": "up", "warmup": 10})
+    for i in range(50):
+        old_seasonal.update(START + 15 * i, 350.0, 200)
+    replaced = set()
+    for entry in snap["detectors"]:
+        metric = entry["key"][1]
+        if metric == "refusal_rate" and not entry["key"][2]:
+            entry["states"][0] = old_rate.to_state()
+            replaced.add(metric)
+        elif metric == "output_tokens_per_request":
+            entry["states"][0] = old_seasonal.to_state()
+            replaced.add(metric)
+    assert replaced == {"refusal_rate", "output_tokens_per_request"}
+    fresh = Pipeline(settings)
+    warnings = fresh.restore(snap)
+    assert any("refusal_rate: detector rate -> binomial; migrated" in w for w in warnings)
+    assert any(
+        "output_tokens_per_request: detector seasonal -> logmean; learning restarts" in w
+        for w in warnings
+    )
+    (_, det), *_ = fresh._watches[("bot", "refusal_rate", "")].slots
+    assert isinstance(det, BinomialDetector)
+    det.update(START + 9 * H, 0.0, 0, TickStats(0))  # opens a minute: expectation from profile
+    assert det.baseline == pytest.approx(0.03, rel=0.05)

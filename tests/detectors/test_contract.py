@@ -31,9 +31,12 @@ PARAMS: dict[str, dict[str, Any]] = {
     "rate": {"warmup": 30, "min_n": 30},
     "cusum": {"warmup": 30, "min_n": 5, "clear_n": 5},
     "burn_rate": {"slo": 0.99},
+    # Fed per sample (no TickStats): each update is one minute's increment.
+    "binomial": {"warmup": 30},
+    "logmean": {"warmup": 30, "direction": "both"},
     "sequential": {"warmup": 30, "min_n": 5},
 }
-RATE_KINDS = {"rate", "burn_rate"}
+RATE_KINDS = {"rate", "burn_rate", "binomial"}
 
 
 def stream(kind: str, seed: int = 7, n_ticks: int = 3000, tick_s: float = 60.0) -> Stream:
@@ -164,7 +167,8 @@ def test_non_finite_and_low_n_are_ignored(kind: str) -> None:
     before = det.to_state()
     assert det.update(data[1000][0], float("nan"), 100) is None
     assert det.to_state() == before
-    if kind != "burn_rate":  # burn_rate counts every event: a window has no minimum n
+    # burn_rate and the evidence kinds count every event: a window has no minimum n.
+    if kind not in ("burn_rate", "binomial", "logmean"):
         assert det.update(data[1000][0], 0.5, 1) is None
         assert det.to_state() == before
 
@@ -257,4 +261,4 @@ def test_public_api() -> None:
     for name in detectors.__all__:
         assert hasattr(detectors, name), name
     factories: list[Callable[..., Detector]] = list(KINDS.values())
-    assert len(factories) == 7
+    assert len(factories) == 9

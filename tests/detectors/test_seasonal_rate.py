@@ -12,7 +12,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from detectors import RateDetector, Transition, build_detector, default_rules, hour_of_week
+from detectors import (
+    RateDetector,
+    RuleSpec,
+    Transition,
+    build_detector,
+    default_rules,
+    hour_of_week,
+)
 from tests.detectors.gen import (
     LevelSpec,
     RateSpec,
@@ -47,9 +54,29 @@ def run(det: RateDetector, data: Series) -> list[Transition]:
     return out
 
 
+# The `rate` kind with the parameters it shipped with as the refusal default (the default is
+# now `binomial`, tests/detectors/test_evidence.py); the kind stays available for config rules.
+FORMER_REFUSAL = {"direction": "up", "min_n": 30, "min_ratio": 1.5, "min_abs_diff": 0.01}
+# The seasonal p95 rule that was the default for relative latency regressions (now `logmean`
+# on latency per output token and on ttft_ms); kept as a test of the `seasonal` kind.
+FORMER_P95 = RuleSpec(
+    "seasonal",
+    {"direction": "up", "threshold": 3.0, "for_n": 48, "min_n": 20, "min_rel_sigma": 0.03},
+)
+
+
+def run_spec(spec: RuleSpec, data: Series) -> list[tuple[str, Transition]]:
+    det = build_detector(spec.kind, spec.params)
+    out = []
+    for ts, value, n in data:
+        tr = det.update(ts, value, n)
+        if tr is not None:
+            out.append((det.kind, tr))
+    return out
+
+
 def default_refusal_detector(**changes: object) -> RateDetector:
-    (rule,) = default_rules(*REFUSAL)
-    det = build_detector(rule.kind, dict(rule.params) | changes)
+    det = build_detector("rate", FORMER_REFUSAL | changes)
     assert isinstance(det, RateDetector)
     return det
 
@@ -63,8 +90,19 @@ def test_daily_and_weekly_rate_cycle_gives_zero_signals_in_fourteen_days(seed: i
 def test_rate_jump_3x_at_noon_is_found_on_a_daily_cycle(seed: int) -> None:
     onset = at(8, 12.0)  # Tuesday noon, second week: ~1.1% -> ~3.4%, the night-time level
     spec = replace(CYCLE, shifts=(Shift(onset, 3600, 3.0),))
-    delay = delay_after(run_defaults(REFUSAL, cycle(seed, 9, spec)), onset)
-    assert delay is not None and delay <= 2 * 60
+    events = run_defaults(REFUSAL, cycle(seed, 9, spec))
+    # Worse than the window rate rule, and said so in docs/detectors.md: with ~6,000 calls a
+    # minute the binomial default fires for a few minutes on the first Saturday night
+    # (this world's 1.3x weekend step, met before the hour-of-week profile has a Saturday).
+    first_weekend = (at(5, 0.0), at(7, 0.0))
+    early = [tr for _, tr in events if tr.ts < onset]
+    assert all(first_weekend[0] <= tr.ts < first_weekend[1] for tr in early)
+    assert len(early) <= 6  # up to three short firings (seeds 51-53)
+    delay = delay_after([e for e in events if e[1].ts >= onset], onset)
+    # <= 3 min (was 2 with the window rate rule): the binomial default wants the excess in
+    # two minutes, not one (the busiest minute counts for at most one event more than the
+    # second busiest), so a burst inside one minute cannot fire it alone.
+    assert delay is not None and delay <= 3 * 60
 
 
 @pytest.mark.parametrize("seed", [81, 82])
@@ -191,9 +229,9 @@ def test_prior_rate_still_skips_the_warm_up_and_is_protected_per_hour() -> None:
 @pytest.mark.parametrize(
     "metric", ["input_tokens_per_request", "output_tokens_per_request", "cost_per_request_usd"]
 )
-def test_token_and_cost_defaults_are_seasonal_upward(metric: str) -> None:
+def test_token_and_cost_defaults_are_per_call_log_means_upward(metric: str) -> None:
     (rule,) = default_rules("infra", metric)
-    assert rule.kind == "seasonal" and rule.params["direction"] == "up"
+    assert rule.kind == "logmean" and rule.params["direction"] == "up"
 
 
 @pytest.mark.parametrize("seed", [91, 92, 93])
@@ -213,13 +251,13 @@ def p95(seed: int, days: float, *shifts: Shift) -> Series:
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_latency_fourteen_clean_days_with_window_correlated_noise_are_quiet(seed: int) -> None:
-    assert run_defaults(LATENCY, p95(seed, 14)) == []
+    assert run_spec(FORMER_P95, p95(seed, 14)) == []
 
 
 @pytest.mark.parametrize("seed", [101, 102, 103])
 def test_latency_regression_of_1_8x_for_an_hour_is_found(seed: int) -> None:
     onset = at(9, 11.0)
-    events = run_defaults(LATENCY, p95(seed, 10, Shift(onset, 3600, 1.8)))
+    events = run_spec(FORMER_P95, p95(seed, 10, Shift(onset, 3600, 1.8)))
     delay = delay_after(events, onset)
     assert delay is not None and delay <= 30 * 60
     assert all(kind == "seasonal" for kind, _ in events)  # far below the 10 s static line
@@ -229,4 +267,5 @@ def test_latency_regression_of_1_8x_for_an_hour_is_found(seed: int) -> None:
 def test_latency_spike_of_three_minutes_is_ignored(seed: int) -> None:
     # A 3-minute 2.5x spike of slow calls holds the 5-minute window's p95 up for ~8 minutes.
     spikes = [Shift(at(8 + d, h), 480, 2.5) for d, h in ((0, 14.0), (1, 3.0), (1, 20.5))]
-    assert run_defaults(LATENCY, p95(seed, 10, *spikes)) == []
+    assert run_spec(FORMER_P95, p95(seed, 10, *spikes)) == []
+    assert run_defaults(LATENCY, p95(seed, 10, *spikes)) == []  # the static line neither

@@ -168,14 +168,17 @@ def test_defaults_build_and_follow_the_practice() -> None:
             build_detector(spec.kind, spec.params)
     assert default_rules("infra", "throughput_rpm") == ()
     assert default_rules("infra", "latency_p50_ms") == ()
-    p95, p95_rel = default_rules("infra", "latency_p95_ms")
+    (p95,) = default_rules("infra", "latency_p95_ms")
     assert p95.kind == "static" and p95.params["threshold"] == 10_000
-    assert p95_rel.kind == "seasonal" and p95_rel.params["direction"] == "up"
-    assert p95_rel.params["for_n"] * 15 > 8 * 60  # longer than a 3-min spike in 5-min windows
+    # Relative latency regressions: per output token and time to first token, per call.
+    for metric in ("latency_per_output_token_ms", "ttft_ms"):
+        (rel,) = default_rules("infra", metric)
+        assert rel.kind == "logmean" and rel.params["direction"] == "up"
+    assert default_rules("behavioral", "output_length_cv") == ()
     auth = default_rules("api", "auth_failure_rate")
-    assert auth[0].kind == "rate" and auth[0].page_alone
+    assert auth[0].kind == "binomial" and auth[0].page_alone
     avail = default_rules("api", "availability")
-    assert [r.kind for r in avail] == ["rate", "static", "static"]
+    assert [r.kind for r in avail] == ["binomial", "static", "static"]
     # Collapse pages alone: below 50% on a small feature, below 80% with enough calls.
     assert all(r.page_alone and r.params["op"] == "below" for r in avail[1:])
     assert [(r.params["threshold"], r.params["min_n"]) for r in avail[1:]] == [

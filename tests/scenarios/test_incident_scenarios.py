@@ -150,9 +150,10 @@ def test_silent_model_update_says_pin_the_model_version(tmp_path: Path) -> None:
 def test_retrieval_drift_is_infra_retrieval_and_paged(tmp_path: Path) -> None:
     """Input tokens x1.7 and latency x1.8 for an hour, quality unchanged.
 
-    Tokens/cost (one symptom family) and the p95 latency against its hour-of-week baseline
-    (the seasonal rule beside the static 10 s line) are two symptoms: critical, paged, and
-    routed as infra_retrieval. Before the seasonal p95 rule this was a lone `watch`.
+    Tokens/cost (one symptom family) and latency per output token against its per-call
+    baseline (the logmean rule beside the static 10 s p95 line; the output length did not
+    change, so this latency is not explained by longer answers) are two symptoms: critical,
+    paged, and routed as infra_retrieval.
     """
     path = T.write_scenario(tmp_path / "drift.jsonl", [T.injection("retrieval_drift", 0, 60)])
     records = T.run(path).incidents
@@ -161,10 +162,10 @@ def test_retrieval_drift_is_infra_retrieval_and_paged(tmp_path: Path) -> None:
     assert inc["domain"] == "infra_retrieval" == EXPECTED_DOMAIN["retrieval_drift"]
     assert (inc["severity"], inc["paged"]) == ("critical", True)
     metrics = {s["metric"] for s in inc["signals"]}
-    assert "latency_p95_ms" in metrics
+    assert "latency_per_output_token_ms" in metrics
     assert metrics & {"input_tokens_per_request", "cost_per_request_usd"}
     assert metrics <= {
-        "latency_p95_ms",
+        "latency_per_output_token_ms",
         "input_tokens_per_request",
         "cost_per_request_usd",
         "output_tokens_per_request",
@@ -192,7 +193,12 @@ def test_lone_latency_spike_is_at_most_a_watch(tmp_path: Path) -> None:
     assert_quiet_warmup(records)
     inc = the_incident(records)
     assert (inc["severity"], inc["paged"], inc["domain"]) == ("watch", False, "infra_retrieval")
-    assert {s["metric"] for s in inc["signals"]} <= {"latency_p95_ms", "latency_p99_ms"}
+    # Latency per output token sees the same slow calls: the same (latency) family.
+    assert {s["metric"] for s in inc["signals"]} <= {
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "latency_per_output_token_ms",
+    }
     assert "latency_p95_ms" in {s["metric"] for s in inc["signals"]}
     assert inc["status"] == "resolved"
 

@@ -1,0 +1,132 @@
+"""The evidence detectors (`binomial`, `logmean`) fed per-tick increments as the aggregator
+sends them: the budget arithmetic, the exact tails, the targets of issue 10 on short
+streams (the long version with clean weeks at 0.5-120 calls/min: eval/evidence_sim.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from detectors import BinomialDetector, TickStats, Transition, build_detector, default_rules
+from detectors.evidence import window_alpha
+
+T0 = 1_767_571_200.0  # Monday 2026-01-05 00:00 UTC
+TICK = 15.0
+H = 3600.0
+
+
+def rate_stream(
+    seed: int, hours: float, rpm: float, p: float, fault: tuple[float, float, float] | None
+) -> list[tuple[float, TickStats]]:
+    """Failures (k) of n calls per tick at a flat call rate; fault = (start_h, end_h, p)."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + TICK * np.arange(int(hours * H / TICK))
+    n = rng.poisson(rpm * TICK / 60.0, len(ts))
+    rate = np.full(len(ts), p)
+    if fault is not None:
+        rate[(ts >= T0 + fault[0] * H) & (ts < T0 + fault[1] * H)] = fault[2]
+    k = rng.binomial(n, rate)
+    return [(float(t), TickStats(int(a), int(b))) for t, a, b in zip(ts, n, k, strict=True)]
+
+
+def value_stream(
+    seed: int, hours: float, rpm: float, fault: tuple[float, float, float] | None
+) -> list[tuple[float, TickStats]]:
+    """Lognormal per-call values (median 25, sigma 0.45 of log) as log1p sums per tick."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(int(hours * H / TICK)):
+        t = T0 + TICK * i
+        n = int(rng.poisson(rpm * TICK / 60.0))
+        med = 25.0
+        if fault is not None and fault[0] * H <= t - T0 < fault[1] * H:
+            med *= fault[2]
+        y = np.log1p(med * np.exp(0.45 * rng.standard_normal(n)))
+        out.append((t, TickStats(n, 0, float(y.sum()), float((y**2).sum()), float((y**3).sum()))))
+    return out
+
+
+def firings(det_kind: str, params: dict[str, object], data, down: bool = False) -> list[Transition]:  # type: ignore[no-untyped-def]
+    det = build_detector(det_kind, params)
+    out = []
+    for t, tick in data:
+        if down:
+            tick = TickStats(tick.n, tick.n - tick.k)
+        tr = det.update(t, 0.0, tick.n, tick)
+        if tr is not None and tr.state == "firing":
+            out.append(tr)
+    return out
+
+
+def spec(layer: str, metric: str) -> dict[str, object]:
+    rule = default_rules(layer, metric)[0]
+    return dict(rule.params)
+
+
+def test_window_thresholds_follow_the_budget() -> None:
+    # budget 0.25 false firings per 30 days, three windows, one side, crossing factor 2
+    assert window_alpha(0.25, 5, 3) == pytest.approx(0.25 * 5 / (43_200 * 3 * 2))
+    det = build_detector("logmean", {"direction": "both"})
+    one_sided = build_detector("logmean", {"direction": "up"})
+    assert det._z[0] > one_sided._z[0]  # type: ignore[attr-defined]  # two sides split it
+
+
+@pytest.mark.parametrize(("k", "n", "p"), [(5, 12, 0.005), (6, 50, 0.01), (2, 3, 0.005)])
+def test_binomial_tail_is_exact(k: int, n: int, p: float) -> None:
+    assert BinomialDetector.tail(k, n, p, 1.0) == pytest.approx(stats.binom.sf(k - 1, n, p))
+    # with overdispersion the tail is the variance-matched beta-binomial: heavier
+    over = BinomialDetector.tail(k, n, p, 2.0)
+    rho = 1.0 / (n - 1)
+    a, b = p * (1 / rho - 1), (1 - p) * (1 / rho - 1)
+    assert over == pytest.approx(stats.betabinom.sf(k - 1, n, a, b))
+    assert over > BinomialDetector.tail(k, n, p, 1.0)
+
+
+@pytest.mark.parametrize(("rpm", "max_min"), [(10.0, 3.0), (2.0, 12.0)])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_provider_outage_is_found_at_low_traffic(rpm: float, max_min: float, seed: int) -> None:
+    """30% of calls failing against 0.5%; availability's binomial default (bad side = n-k)."""
+    data = rate_stream(seed, 8.0, rpm, 0.005, (6.0, 7.0, 0.3))
+    fired = firings("binomial", spec("api", "availability"), data, down=True)
+    assert fired and all(tr.ts >= T0 + 6 * H for tr in fired)
+    assert (fired[0].ts - (T0 + 6 * H)) / 60 <= max_min
+
+
+def test_a_few_extra_429s_inside_one_minute_do_not_fire() -> None:
+    data = rate_stream(3, 8.0, 10.0, 0.01, None)
+    i = int(6 * H / TICK)
+    t, tick = data[i]
+    data[i] = (t, TickStats(tick.n + 6, tick.k + 6))  # six extra 429s in one tick
+    assert firings("binomial", spec("api", "rate_limited_rate"), data) == []
+
+
+def test_refusals_x4_at_10_calls_per_minute_are_found_within_45_minutes() -> None:
+    """2% -> 8% at 10 calls/min: ~6 refusals over 6 expected after 10 minutes is not
+    significant at this budget; the 30-minute window finds it (issue 10's 10-minute target
+    for x3 is out of reach at a 2% base rate, docs/detectors.md)."""
+    data = rate_stream(4, 8.0, 10.0, 0.02, (6.0, 7.0, 0.08))
+    fired = firings("binomial", spec("behavioral", "refusal_rate"), data)
+    assert fired and T0 + 6 * H <= fired[0].ts <= T0 + 6 * H + 45 * 60
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_latency_per_token_plus_40_percent_is_found_within_10_minutes(seed: int) -> None:
+    data = value_stream(seed, 8.0, 10.0, (6.0, 7.0, 1.4))
+    fired = firings("logmean", spec("infra", "latency_per_output_token_ms"), data)
+    assert fired and T0 + 6 * H <= fired[0].ts <= T0 + 6 * H + 10 * 60
+
+
+def test_state_round_trip_mid_stream_gives_identical_future() -> None:
+    data = value_stream(7, 8.0, 10.0, (6.0, 7.0, 1.5))
+    params = spec("infra", "input_tokens_per_request")
+    a = build_detector("logmean", params)
+    for t, tick in data[: len(data) // 2 + 240]:  # into the fault
+        a.update(t, 0.0, tick.n, tick)
+    b = type(a).from_state(json.loads(json.dumps(a.to_state())))
+    rest = data[len(data) // 2 + 240 :]
+    assert [a.update(t, 0.0, k.n, k) for t, k in rest] == [
+        b.update(t, 0.0, k.n, k) for t, k in rest
+    ]
