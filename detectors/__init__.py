@@ -1,11 +1,12 @@
 """Streaming detectors: the pure, clock-free core that turns samples into transitions."""
 
-from detectors.base import LAYERS, Detector, Direction, Layer, Sample, Transition
+from detectors.base import LAYERS, Detector, Direction, Layer, Sample, ScoreObs, Transition
 from detectors.burnrate import BurnRateDetector
 from detectors.cusum import CusumDetector
 from detectors.defaults import RuleSpec, default_rules
 from detectors.ewma import EwmaDetector
 from detectors.factory import KINDS, build_detector, detector_from_state
+from detectors.quality import QualityFusion
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector, hour_of_week
 from detectors.static import StaticThreshold
@@ -19,9 +20,11 @@ __all__ = [
     "Direction",
     "EwmaDetector",
     "Layer",
+    "QualityFusion",
     "RateDetector",
     "RuleSpec",
     "Sample",
+    "ScoreObs",
     "SeasonalDetector",
     "StaticThreshold",
     "Transition",

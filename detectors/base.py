@@ -21,13 +21,26 @@ class Direction(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreObs:
+    """The observations of one quality score that arrived during one tick, for the fused
+    quality verdict: each value is one observation (a judge score, a user's thumbs as 0/1, or
+    the mean of one golden run), `higher_is_better` is the score's configured direction."""
+
+    name: str
+    values: tuple[float, ...]
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One evaluated value of one series at one tick (or one `metric` event).
 
     `n` is the number of observations behind `value` (calls in the window, scores in the
     window); rate detectors read `value` as k/n, so `n` is what makes 3/5 differ from 60/100.
     `series` is "" for feature-level metrics and e.g. "provider=openai,model=gpt-4o" for the
-    per-provider availability series.
+    per-provider availability series. `parts` is set on the fused `quality` sample only:
+    the tick's new score observations per score name (`ScoreObs`); detectors with an
+    `observe(ts, parts)` method read them, others see `value` (the observation count).
     """
 
     ts: float
@@ -37,6 +50,7 @@ class Sample:
     value: float
     n: int | None = None
     series: str = ""
+    parts: tuple[ScoreObs, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

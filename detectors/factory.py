@@ -19,6 +19,7 @@ from detectors.base import Detector
 from detectors.burnrate import BurnRateDetector
 from detectors.cusum import CusumDetector
 from detectors.ewma import EwmaDetector
+from detectors.quality import QualityFusion
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
 from detectors.static import StaticThreshold
@@ -33,6 +34,7 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             RateDetector,
             CusumDetector,
             BurnRateDetector,
+            QualityFusion,
         )
     }
 )

@@ -31,6 +31,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "rate": {"warmup": 30, "min_n": 30},
     "cusum": {"warmup": 30, "min_n": 5, "clear_n": 5},
     "burn_rate": {"slo": 0.99},
+    "fused": {"min_obs": 30, "min_n": 5},
 }
 RATE_KINDS = {"rate", "burn_rate"}
 
@@ -206,6 +207,21 @@ BAD_PARAMS: dict[str, list[tuple[str, Any]]] = {
         ("clear_n", 0),
     ],
     "cusum": [("k", -0.1), ("h", 0.0), ("max_step", 0.01), ("direction", "both"), ("min_n", -2)],
+    "fused": [
+        ("direction", "both"),
+        ("shift", 0.0),
+        ("h", -1.0),
+        ("budget_s", 0.0),
+        ("half_life_s", math.inf),
+        ("z_clip", 0.0),
+        ("max_obs", 100.0),
+        ("evidence_burst", 50.0),
+        ("evidence_per_min", 0.0),
+        ("memory_obs", 1.0),
+        ("min_obs", 1),
+        ("max_sources", 0),
+        ("min_n", -1),
+    ],
     "burn_rate": [
         ("slo", 1.0),
         ("pairs", [[300, 3600, 14.4]]),
@@ -243,4 +259,4 @@ def test_public_api() -> None:
     for name in detectors.__all__:
         assert hasattr(detectors, name), name
     factories: list[Callable[..., Detector]] = list(KINDS.values())
-    assert len(factories) == 6
+    assert len(factories) == 7
