@@ -34,6 +34,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
     "rate": {"direction": "up"},
     "cusum": {},
     "burn_rate": {"slo": 0.995},
+    "sequential": {"direction": "both"},  # the custom-metric default
 }
 RATE_KINDS = {"rate", "burn_rate"}
 

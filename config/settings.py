@@ -11,10 +11,11 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -122,6 +123,19 @@ class RuleConfig(_Strict):
         return self
 
 
+def _known_family(value: str) -> str:
+    from correlator.families import FAMILY_CHOICES
+
+    if value not in FAMILY_CHOICES:
+        raise ValueError(f"unknown family {value!r}; one of: {', '.join(FAMILY_CHOICES)}")
+    return value
+
+
+MetricName = Annotated[str, Field(min_length=1)]
+FamilyName = Annotated[str, AfterValidator(_known_family)]
+"""A symptom family of `correlator.families` (or `own`): what `min_signals` counts."""
+
+
 class RunbookConfig(BaseModel):
     model_config = ConfigDict(extra="allow")  # any runbook fields travel into the page
     url: str | None = None
@@ -133,6 +147,8 @@ class FeatureConfig(_Strict):
     runbook: RunbookConfig = Field(default_factory=RunbookConfig)
     rules: list[RuleConfig] = Field(default_factory=list)
     scores: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
+    # metric name (or "prefix*") → symptom family; over the global `families`.
+    families: dict[MetricName, FamilyName] = Field(default_factory=dict)
 
 
 class SilenceMatcher(_Strict):
@@ -210,6 +226,8 @@ class Settings(BaseSettings):
     features: dict[str, FeatureConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)  # apply to every feature
     scores: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
+    # metric name (or "prefix*") → symptom family for every feature (docs/correlator.md).
+    families: dict[MetricName, FamilyName] = Field(default_factory=dict)
     silences: list[SilenceConfig] = Field(default_factory=list)
     log: LogConfig = Field(default_factory=LogConfig)
 
@@ -244,6 +262,10 @@ class Settings(BaseSettings):
 
     def score_direction(self, feature: str, name: str) -> str:
         return self.feature(feature).scores.get(name) or self.scores.get(name, "higher")
+
+    def family_maps(self, feature: str) -> tuple[dict[str, str], ...]:
+        """The `families` maps that apply to a feature, most specific first."""
+        return (self.feature(feature).families, self.families)
 
     def summary(self) -> str:
         return (
@@ -355,6 +377,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
             loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            if len(loc) >= 2 and loc[-1] == "[key]":  # a bad mapping key, not its value
+                loc, msg = loc[:-2], f"key {loc[-2]!r}: {msg}"
             errors.append(f"{yaml_path(loc)}: {msg}")
         raise ConfigError(errors) from None
 

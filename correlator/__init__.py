@@ -3,6 +3,7 @@ correlation, lifecycle, muting). Pure and deterministic; see docs/correlator.md.
 
 from correlator.attribution import attribute
 from correlator.correlator import ContextFn, Correlator, CorrelatorStats
+from correlator.families import Family, resolve_family
 from correlator.incident import (
     Action,
     Attribution,
@@ -42,6 +43,7 @@ __all__ = [
     "Correlator",
     "CorrelatorStats",
     "Domain",
+    "Family",
     "FeatureContext",
     "Incident",
     "IncidentUpdate",
@@ -62,6 +64,7 @@ __all__ = [
     "attribute",
     "compile_regex",
     "load_silences",
+    "resolve_family",
     "rfc3339",
     "triage",
 ]

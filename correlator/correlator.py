@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
 from correlator.attribution import attribute
+from correlator.families import default_family
 from correlator.incident import (
     SEVERITY_RANK,
     Action,
@@ -87,6 +88,7 @@ class _Member:
     peak_score: float
     fires: int = 1
     page_alone: bool = False
+    family: str = ""
 
     @classmethod
     def from_signal(cls, sig: Signal) -> _Member:
@@ -106,6 +108,7 @@ class _Member:
             abs(sig.score),
             1,
             sig.page_alone,
+            sig.family or default_family(sig.metric),
         )
 
     def fire(self, sig: Signal) -> None:
@@ -115,6 +118,8 @@ class _Member:
         self.value, self.baseline, self.score = sig.value, sig.baseline, sig.score
         self.direction, self.n = sig.direction, sig.n
         self.page_alone = self.page_alone or sig.page_alone
+        if sig.family:  # the config may have moved the metric since it first fired
+            self.family = sig.family
         if abs(sig.score) > self.peak_score:
             self.peak, self.peak_score = sig.value, abs(sig.score)
 
@@ -134,10 +139,13 @@ class _Member:
             self.peak,
             self.fires,
             self.page_alone,
+            self.family,
         )
 
     def severity_input(self) -> SeverityInput:
-        return SeverityInput(self.metric, self.layer, self.onset, self.cleared, self.page_alone)
+        return SeverityInput(
+            self.metric, self.layer, self.onset, self.cleared, self.page_alone, self.family
+        )
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -156,6 +164,7 @@ class _Member:
             "peak_score": self.peak_score,
             "fires": self.fires,
             "page_alone": self.page_alone,
+            "family": self.family,
         }
 
     @classmethod
@@ -179,6 +188,8 @@ class _Member:
             float(d["peak_score"]),
             int(d["fires"]),
             bool(d["page_alone"]),
+            # States saved before families were stored: the built-in table's answer.
+            str(d.get("family") or default_family(str(d["metric"]))),
         )
 
 

@@ -33,7 +33,7 @@ class MemberSignal:
     `onset` is the first time it fired in this incident, `cleared` the time of its last clear
     (None while firing). `value`, `baseline`, `score` come from its latest firing transition;
     `peak` is the value at its most extreme score, `fires` how often it fired (flapping shows
-    here).
+    here). `family` is the symptom family it counts in (`correlator.families`).
     """
 
     metric: str
@@ -50,6 +50,7 @@ class MemberSignal:
     peak: float | None = None
     fires: int = 1
     page_alone: bool = False
+    family: str = ""
 
     @property
     def firing(self) -> bool:
@@ -74,6 +75,8 @@ class MemberSignal:
         if self.peak is not None:
             rec["peak"] = self.peak
         rec["fires"] = self.fires
+        if self.family:
+            rec["family"] = self.family
         return rec
 
 

@@ -17,7 +17,7 @@ class CorrelationPolicy:
 
     - `window_s`: signals fire "together" (count toward one severity) when one fired while the
       other was firing or had cleared less than `window_s` before.
-    - `min_signals`: distinct symptom families (see `correlator.severity`) that make an
+    - `min_signals`: distinct symptom families (see `correlator.families`) that make an
       incident critical.
     - `cooldown_s`: an incident resolves once every member signal has been clear this long.
     - `change_lookback_s`: change events this long before onset are attached and feed triage.

@@ -24,7 +24,11 @@ def rfc3339(ts: float | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """A detector transition, enriched with where it came from (contract signal record)."""
+    """A detector transition, enriched with where it came from (contract signal record).
+
+    `family` is the symptom family the pipeline resolved for the metric from the config
+    (`correlator.families`); "" leaves it to the built-in table.
+    """
 
     ts: float
     feature: str
@@ -39,6 +43,7 @@ class Signal:
     series: str = ""
     n: int | None = None
     page_alone: bool = False
+    family: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -62,6 +67,8 @@ class Signal:
             rec["series"] = self.series
         if self.n is not None:
             rec["n"] = self.n
+        if self.family:
+            rec["family"] = self.family
         return rec
 
 

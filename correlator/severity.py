@@ -1,6 +1,6 @@
 """Severity of an incident from the signals that fire together.
 
-Rule (DESIGN.md, with one refinement):
+Rule (DESIGN.md "Correlation, triage, lifecycle"):
 
 - **critical** when the signals firing together come from at least `min_signals` distinct
   *symptom families*, or any of them has `page_alone` (availability collapse, auth failures).
@@ -14,12 +14,13 @@ Rule (DESIGN.md, with one refinement):
   format, length): those vary with the traffic mix and are worth a page only when something
   else agrees.
 
-The refinement: metrics that move together because they measure one thing count once.
-latency_p50/p95/p99 all jump in one latency spike; tokens per request and cost per request are
-one inflation; the error metrics all rise with one 429 surge; output length mean and cv move
-together. Counting them as distinct metrics would page on "a latency spike alone" (p95 + p99),
-which the design forbids. Distinct quality scores stay distinct: two evaluators agreeing is
-real corroboration.
+Families (`correlator.families`): metrics that move together because they measure one
+quantity count once. latency_p50/p95/p99 all jump in one latency spike; output tokens, output
+length mean and cv rise together when answers get longer; the error metrics all rise with one
+429 surge; the scores of a feature all fall when its answers get worse. Counting metric names
+would page on "a latency spike alone" (p95 + p99) or on "answers got longer" (tokens + length),
+which the design forbids. Cost per request is derived from input and output size, so it is
+never the family that makes a page (`counted_families`).
 
 "Together" means within `window_s`: a signal counts with another when it fired while the other
 was firing, or the other cleared less than `window_s` before.
@@ -30,33 +31,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from correlator.families import counted_families
 from correlator.incident import SEVERITY_RANK, Severity
-
-_FAMILIES: dict[str, str] = {
-    "latency_p50_ms": "latency",
-    "latency_p95_ms": "latency",
-    "latency_p99_ms": "latency",
-    "input_tokens_per_request": "tokens_cost",
-    "output_tokens_per_request": "tokens_cost",
-    "cost_per_request_usd": "tokens_cost",
-    "error_rate": "errors",
-    "rate_limited_rate": "errors",
-    "provider_error_rate": "errors",
-    "auth_failure_rate": "errors",
-    "availability": "errors",
-    "retry_rate": "errors",
-    "output_length_mean": "output_length",
-    "output_length_cv": "output_length",
-}
 
 API_ERROR_METRICS = frozenset(
     {"rate_limited_rate", "provider_error_rate", "auth_failure_rate", "availability", "error_rate"}
 )
-
-
-def family(metric: str) -> str:
-    """The symptom family a metric belongs to (its own name when it has none)."""
-    return _FAMILIES.get(metric, metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +46,7 @@ class SeverityInput:
     onset: float
     cleared: float | None
     page_alone: bool
+    family: str
 
 
 def lone_severity(metric: str, layer: str) -> Severity:
@@ -92,7 +73,7 @@ def assess(
         return "watch"
     if any(m.page_alone for m in together):
         return "critical"
-    if len({family(m.metric) for m in together}) >= min_signals:
+    if len(counted_families(m.family for m in together)) >= min_signals:
         return "critical"
     sev: Severity = "watch"
     for m in together:

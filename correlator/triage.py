@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from correlator.families import counted_families, default_family
 from correlator.incident import Attribution, ChangeRef, Domain, MemberSignal, TriageAnswer
 from correlator.records import FeatureContext, MetricSnapshot, rfc3339
 from detectors.base import Direction
@@ -280,6 +281,16 @@ _LAYER_ORDER: dict[str, dict[str, int]] = {
 }
 
 
+def families_phrase(signals: Sequence[MemberSignal]) -> str:
+    """e.g. "2 symptom families: errors, latency": the independent quantities among the
+    incident's signals (what `min_signals` counts), in order of onset, so a reader sees why
+    an incident with many signals is only a watch, or why it paged."""
+    ordered = sorted(signals, key=lambda s: (s.onset, s.metric, s.series, s.detector))
+    fams = counted_families(s.family or default_family(s.metric) for s in ordered)
+    noun = "family" if len(fams) == 1 else "families"
+    return f"{len(fams)} symptom {noun}: {', '.join(fams)}"
+
+
 def summarize(
     feature: str,
     signals: Sequence[MemberSignal],
@@ -329,7 +340,7 @@ def summarize(
         cause = "suspect infrastructure/retrieval, quality stable"
     else:
         cause = "cause unknown"
-    line = f"{head} — {cause} ({result.domain})"
+    line = f"{head} — {cause} ({result.domain}); {families_phrase(signals)}"
     if len(line) > SUMMARY_MAX:
         line = line[: SUMMARY_MAX - 1] + "…"
     return line

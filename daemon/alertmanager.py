@@ -12,50 +12,105 @@ from datetime import datetime
 from typing import Any, get_args
 
 from correlator.records import Signal
+from daemon.events import CONTROL_CHARS, CONTROL_MSG, TS_MAX, TS_MIN
 from detectors.base import Direction, Layer
+
+MAX_NAME = 200  # as an event's feature and metric names
+
+
+class _AlertError(ValueError):
+    """One alert that cannot become a signal; the message names the field."""
 
 
 def _time(value: Any, fallback: float) -> float:
+    """An RFC 3339 time, or `fallback` for the zero time, a missing or unreadable one."""
     if not isinstance(value, str) or value.startswith("0001-"):
         return fallback
     try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
+        ts = datetime.fromisoformat(value).timestamp()
+    except (ValueError, OverflowError):
         return fallback
+    return ts if TS_MIN <= ts <= TS_MAX else fallback
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    names = {str: "string", list: "array", dict: "object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _name(labels: dict[str, str], key: str, default: str | None = None) -> str:
+    """A label that names something in /metrics or an incident: non-empty, short, printable."""
+    value = labels.get(key, default)
+    if not value:
+        raise _AlertError(f"labels.{key}: required to join an incident")
+    if len(value) > MAX_NAME:
+        raise _AlertError(f"labels.{key}: at most {MAX_NAME} characters (got {len(value)})")
+    if CONTROL_CHARS.search(value):
+        raise _AlertError(f"labels.{key}: {CONTROL_MSG} (got {value[:60]!r})")
+    return value
 
 
 def alertmanager_signals(doc: Any, now: float) -> tuple[list[Signal], list[dict[str, Any]]]:
-    """Alertmanager webhook payload (version 4) → signals, and errors by alert index."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("alerts"), list):
-        raise ValueError("body must be an Alertmanager webhook payload with an `alerts` list")
+    """Alertmanager webhook payload (version 4) → signals, and errors by alert index.
+
+    A body that is not a payload at all raises ValueError (400); a bad alert is one error
+    naming its field, and the other alerts still count.
+    """
+    if not isinstance(doc, dict):
+        raise ValueError(f"body must be an Alertmanager webhook payload object (got {_kind(doc)})")
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list):
+        raise ValueError(f"alerts: must be an array of alerts (got {_kind(alerts)})")
+    group_status = doc.get("status")
     signals: list[Signal] = []
     errors: list[dict[str, Any]] = []
-    for i, alert in enumerate(doc["alerts"]):
-        labels = alert.get("labels") or {} if isinstance(alert, dict) else {}
-        feature = labels.get("feature")
-        if not feature:
-            errors.append({"index": i, "error": "labels.feature: required to join an incident"})
-            continue
-        layer = labels.get("layer", "infra")
-        if layer not in get_args(Layer):
-            errors.append({"index": i, "error": f"labels.layer: unknown layer {layer!r}"})
-            continue
-        firing = alert.get("status", doc.get("status")) == "firing"
-        ts = _time(alert.get("startsAt") if firing else alert.get("endsAt"), now)
-        signals.append(
-            Signal(
-                ts=ts,
-                feature=feature,
-                metric=labels.get("alertname", "alertmanager"),
-                layer=layer,
-                detector="alertmanager",
-                state="firing" if firing else "cleared",
-                value=1.0 if firing else 0.0,
-                baseline=0.0,
-                score=1.0,
-                direction=Direction.UP,
-                series=str(alert.get("fingerprint", "")),
-                page_alone=labels.get("page_alone") == "true",
-            )
-        )
+    for i, alert in enumerate(alerts):
+        try:
+            signals.append(_signal(alert, group_status, now))
+        except _AlertError as exc:
+            errors.append({"index": i, "error": str(exc)})
     return signals, errors
+
+
+def _signal(alert: Any, group_status: Any, now: float) -> Signal:
+    if not isinstance(alert, dict):
+        raise _AlertError(f"alert: must be an object (got {_kind(alert)})")
+    labels = alert.get("labels")
+    if labels is None:
+        labels = {}
+    if not isinstance(labels, dict):
+        raise _AlertError(f"labels: must be an object of strings (got {_kind(labels)})")
+    for key, value in labels.items():
+        if not isinstance(value, str):
+            raise _AlertError(f"labels.{key}: must be a string (got {_kind(value)})")
+    feature = _name(labels, "feature")
+    layer = labels.get("layer", "infra")
+    if layer not in get_args(Layer):
+        raise _AlertError(f"labels.layer: unknown layer {layer!r}")
+    metric = _name(labels, "alertname", "alertmanager")
+    status = alert.get("status", group_status)
+    if status not in ("firing", "resolved"):
+        raise _AlertError(f"status: must be 'firing' or 'resolved' (got {str(status)[:60]!r})")
+    fingerprint = alert.get("fingerprint", "")
+    if not isinstance(fingerprint, str) or CONTROL_CHARS.search(fingerprint):
+        raise _AlertError(f"fingerprint: must be a printable string (got {_kind(fingerprint)})")
+    firing = status == "firing"
+    ts = _time(alert.get("startsAt") if firing else alert.get("endsAt"), now)
+    return Signal(
+        ts=ts,
+        feature=feature,
+        metric=metric,
+        layer=layer,
+        detector="alertmanager",
+        state="firing" if firing else "cleared",
+        value=1.0 if firing else 0.0,
+        baseline=0.0,
+        score=1.0,
+        direction=Direction.UP,
+        series=fingerprint,
+        page_alone=labels.get("page_alone") == "true",
+    )

@@ -276,6 +276,7 @@ OPENAPI: dict[str, Any] = {
                     "400": {"description": "no event accepted; per-event errors"},
                     "401": {"description": "missing or wrong bearer token"},
                     "413": {"description": "body over the limit"},
+                    "415": {"description": "Content-Type not JSON or NDJSON"},
                     "503": {"description": "shedding load; see Retry-After"},
                 },
             }

@@ -27,10 +27,19 @@ from config.settings import Settings
 from correlator import SilenceMuter, load_silences
 from daemon import api
 from daemon.alertmanager import alertmanager_signals
-from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
+from daemon.events import (
+    BodyError,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    body_format,
+    decompress,
+    loads_lenient,
+    parse_body,
+    validate_items,
+)
 from daemon.exposition import PipelineCollector, render
 from daemon.health import HealthCollector
-from daemon.otlp import spans_to_events
+from daemon.otlp import OtlpError, spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
 from daemon.store import Store
@@ -245,8 +254,14 @@ class Daemon:
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
             return body
+        ctype = request.headers.get("Content-Type")
         try:
-            events, rejected = parse_body(body, request.headers.get("Content-Type"))
+            body_format(ctype)
+        except UnsupportedMediaType as exc:
+            self._count_rejected("bad_body")
+            return web.json_response({"error": str(exc)}, status=415)
+        try:
+            events, rejected = parse_body(body, ctype)
         except BodyError as exc:
             self._count_rejected("bad_body")
             return web.json_response(
@@ -260,7 +275,11 @@ class Daemon:
         return web.json_response(payload, status=200 if events else 400)
 
     async def post_traces(self, request: web.Request) -> web.StreamResponse:
-        """OTLP/HTTP with JSON encoding (protobuf is answered 415, as the spec allows)."""
+        """OTLP/HTTP with JSON encoding (protobuf is answered 415, as the spec allows).
+
+        A malformed structure around the spans is a 400 naming its JSON path; malformed or
+        invalid spans are rejected one by one (partialSuccess), and when none was accepted the
+        answer is a 400 with the same messages, as for `/v1/events`."""
         ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype != "application/json":
             return web.json_response(
@@ -271,21 +290,24 @@ class Daemon:
         if isinstance(body, web.StreamResponse):
             return body
         try:
-            spans, skipped, errors = spans_to_events(orjson.loads(body))
-        except (orjson.JSONDecodeError, ValueError) as exc:
+            spans = spans_to_events(loads_lenient(body))
+        except (OtlpError, ValueError) as exc:
             self._count_rejected("bad_body")
             return web.json_response({"error": str(exc)}, status=400)
-        events, rejected = validate_items(spans)
-        errors += [f"llm span {r.index}: {r.error}" for r in rejected]
+        events, rejected = validate_items(spans.events)
+        errors = spans.errors + [f"{spans.paths[r.index]}: {r.error}" for r in rejected]
         if errors:
             self._count_rejected("invalid", len(errors))
-        if skipped:
-            self.pipeline.counters.count_unused("not_llm_span", skipped)
+        if spans.skipped:
+            self.pipeline.counters.count_unused("not_llm_span", spans.skipped)
         if events:
             self.handle(self.pipeline.ingest(events, now=self.clock()))
         if not errors:
             return web.json_response({})
-        partial = {"rejectedSpans": len(errors), "errorMessage": "; ".join(errors[:20])}
+        message = "; ".join(errors[:20])
+        if not events:
+            return web.json_response({"error": message, "rejectedSpans": len(errors)}, status=400)
+        partial = {"rejectedSpans": len(errors), "errorMessage": message}
         return web.json_response({"partialSuccess": partial})
 
     async def post_alertmanager(self, request: web.Request) -> web.StreamResponse:
@@ -294,8 +316,8 @@ class Daemon:
         if isinstance(body, web.StreamResponse):
             return body
         try:
-            signals, errors = alertmanager_signals(orjson.loads(body), self.clock())
-        except (orjson.JSONDecodeError, ValueError) as exc:
+            signals, errors = alertmanager_signals(loads_lenient(body), self.clock())
+        except ValueError as exc:
             self._count_rejected("bad_body")
             return web.json_response({"error": str(exc)}, status=400)
         if errors:

@@ -40,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from daemon.events import InputError
     from daemon.logs import configure
     from daemon.replay import print_summary, replay
 
@@ -56,6 +57,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             result = replay(args.input, settings, sig_out, inc_out)
         except FileNotFoundError as exc:
             print(f"llm-oncall: cannot read {exc.filename}: no such file", file=sys.stderr)
+            return 1
+        except InputError as exc:
+            print(f"llm-oncall: {exc}", file=sys.stderr)
             return 1
     print_summary(result)
     return 0

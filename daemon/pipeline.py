@@ -381,6 +381,7 @@ class Pipeline:
             series=sample.series,
             n=sample.n,
             page_alone=rule.page_alone,
+            family=self.rulebook.family_for(sample.feature, sample.metric),
         )
         self._to_correlator(out, sig)
 
@@ -434,8 +435,9 @@ class Pipeline:
             if unused is not None:
                 self.counters.count_unused(unused)
                 continue
-            out.signals.append(sig)
-            out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+            if not sig.family:
+                sig = replace(sig, family=self.rulebook.family_for(sig.feature, sig.metric))
+            self._to_correlator(out, sig)
         return out
 
     def _new_watch(self, sample: Sample) -> _Watch:

@@ -9,6 +9,7 @@ from detectors.factory import KINDS, build_detector, detector_from_state
 from detectors.quality import QualityFusion
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector, hour_of_week
+from detectors.sequential import SequentialDetector
 from detectors.static import StaticThreshold
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Sample",
     "ScoreObs",
     "SeasonalDetector",
+    "SequentialDetector",
     "StaticThreshold",
     "Transition",
     "build_detector",

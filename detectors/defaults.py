@@ -27,7 +27,12 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
 - quality: one fused verdict per feature (`quality`, detector `fused`) over all its scores,
   each score's direction from its config (higher is better by default); no per-score
   default (see `_QUALITY`).
-- anything else (custom `metric` events): a seasonal baseline, both directions.
+- anything else (custom `metric` events, one value per sample, no call count): the
+  sequential residual detector (`detectors/sequential.py`), both directions. It learns the
+  stream's level, a daily and weekly profile only where they reduce its error, its noise
+  tail and autocorrelation, and derives its thresholds from a budget of one false firing per
+  30 days of clean data per series (or per 1,000 samples, whichever is rarer);
+  docs/detectors.md has the math.
 
 Every value here is a starting point an operator overrides per metric in the config.
 Windows are the aggregator's: 5-minute call windows and 15-minute score windows every 15 s,
@@ -121,8 +126,9 @@ _QUALITY: tuple[RuleSpec, ...] = ()
 QUALITY_METRIC = "quality"
 _FUSED: tuple[RuleSpec, ...] = (_rule("fused", shift=0.1, budget_s=30 * 86_400.0, tick_s=15.0),)
 
-# Custom `metric` events, fed per sample: no `n`, so no minimum.
-_OTHER: tuple[RuleSpec, ...] = (_rule("seasonal", direction="both", for_n=3),)
+# Custom `metric` events, fed per sample: no `n`, so no minimum. Parameters are the
+# detector's own defaults (the false-alarm budget is its `budget_days=30`).
+_OTHER: tuple[RuleSpec, ...] = (_rule("sequential", direction="both"),)
 
 
 def default_rules(
@@ -136,7 +142,8 @@ def default_rules(
 
     For quality scores the alerting side is the bad one: `direction="down"` (higher is
     better, the default) or `"up"` (lower is better); say it with either `direction` or
-    `higher_is_better` (both given must agree). Unknown metrics get a seasonal baseline.
+    `higher_is_better` (both given must agree). Unknown metrics get the sequential residual
+    detector.
     """
     if direction is not None and direction not in ("up", "down"):
         raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")

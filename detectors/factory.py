@@ -22,6 +22,7 @@ from detectors.ewma import EwmaDetector
 from detectors.quality import QualityFusion
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
+from detectors.sequential import SequentialDetector
 from detectors.static import StaticThreshold
 
 KINDS: Mapping[str, type[Detector]] = MappingProxyType(
@@ -35,6 +36,7 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             CusumDetector,
             BurnRateDetector,
             QualityFusion,
+            SequentialDetector,
         )
     }
 )

@@ -2,6 +2,7 @@
 
     git clone https://github.com/numenta/NAB /path/to/NAB
     python eval/nab_eval.py /path/to/NAB [--out out/nab] [--jobs 2] [--mapping onset|firing|both]
+                                         [--split all|dev|held-out] [--files GLOB ...]
 
 NAB is 58 labelled time series (`data/<category>/<file>.csv`, columns timestamp,value) and a
 scorer that rewards early detections inside labelled anomaly windows and charges every
@@ -32,6 +33,15 @@ What this does, per data file, one `llm-oncall replay` process each (`--jobs` at
    latter must reproduce NAB's published figures, or the scorer's environment is not
    faithful and the run fails.
 
+**Split.** `--split dev` / `--split held-out` score half of the files, fixed before any score
+was looked at (issue 10): within each category, the files sorted by name, the 1st, 3rd, 5th …
+are the development half (31 files), the 2nd, 4th … the held-out half (27 files). A detector is
+designed while looking only at the development half; the held-out half is scored once at the
+end. `--files GLOB` (repeatable, matched against `category/file.csv`) narrows further. The
+score of a subset is NAB's normalisation restricted to its files: 100 x (ours - null) /
+(perfect - null), each summed over the subset's per-file scores from NAB's scorer (for all 58
+files this is exactly NAB's final score).
+
 The scorer needs pandas, which the daemon does not: the script makes a virtualenv for it
 (`--venv`, default `~/.cache/llm-oncall/nab-venv`, created once with pinned pandas/numpy) or
 uses `--scorer-python` if you already have an interpreter with pandas. The NAB checkout is
@@ -41,6 +51,8 @@ only read; everything written goes under `--out`.
 from __future__ import annotations
 
 import argparse
+import csv
+import fnmatch
 import json
 import math
 import os
@@ -53,6 +65,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +95,30 @@ class Row:
     text: str
     ts: float
     value: float
+
+
+# ---- which files ---------------------------------------------------------------------------
+
+SPLITS = ("all", "dev", "held-out")
+
+
+def split_of(files: Sequence[str]) -> dict[str, str]:
+    """Each file's half: alternate files per category, by sorted name (first one is dev)."""
+    halves: dict[str, str] = {}
+    for _cat, group in groupby(sorted(files), key=lambda f: f.split("/")[0]):
+        for i, name in enumerate(group):
+            halves[name] = "dev" if i % 2 == 0 else "held-out"
+    return halves
+
+
+def select(files: Sequence[str], split: str, patterns: Sequence[str]) -> list[str]:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    halves = split_of(files)
+    chosen = [f for f in sorted(files) if split == "all" or halves[f] == split]
+    if patterns:
+        chosen = [f for f in chosen if any(fnmatch.fnmatchcase(f, p) for p in patterns)]
+    return chosen
 
 
 # ---- data file -> events ------------------------------------------------------------------
@@ -332,6 +369,33 @@ def run_scorer(nab: Path, out: Path, python: Path, detectors: Sequence[str], job
     return final
 
 
+def per_file_scores(path: Path) -> dict[str, float]:
+    """`file -> raw score` from one of NAB's `<detector>_<profile>_scores.csv` files."""
+    with open(path, encoding="utf-8") as fh:
+        return {r["File"]: float(r["Score"]) for r in csv.DictReader(fh) if r["File"]}
+
+
+def subset_scores(
+    nab: Path,
+    results: Path,
+    detector: str,
+    files: Sequence[str],
+    windows: dict[str, list[list[str]]],
+) -> dict[str, float]:
+    """NAB's normalised score restricted to `files`, per profile (see the module doc)."""
+    with open(nab / "config" / "profiles.json", encoding="utf-8") as fh:
+        tp_weight = {p: float(v["CostMatrix"]["tpWeight"]) for p, v in json.load(fh).items()}
+    perfect_n = sum(len(windows[f]) for f in files)
+    out: dict[str, float] = {}
+    for profile in PROFILES:
+        ours = per_file_scores(results / detector / f"{detector}_{profile}_scores.csv")
+        null = per_file_scores(results / "null" / f"null_{profile}_scores.csv")
+        base = sum(null[f] for f in files)
+        total = sum(ours[f] for f in files)
+        out[profile] = 100.0 * (total - base) / (perfect_n * tp_weight[profile] - base)
+    return out
+
+
 def probation_rows(n: int) -> int:
     """Rows at the start of a file that NAB's scorer ignores (its Sweeper's rule)."""
     return int(min(math.floor(PROBATION * n), PROBATION * 5000))
@@ -424,6 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--mapping", choices=("onset", "firing", "both"), default="onset")
     ap.add_argument("--venv", type=Path, default=Path.home() / ".cache/llm-oncall/nab-venv")
     ap.add_argument("--scorer-python", type=Path, help="an interpreter that has pandas already")
+    ap.add_argument("--split", choices=SPLITS, default="all", help="which half of the files")
+    ap.add_argument(
+        "--files", action="append", default=[], metavar="GLOB", help="only these category/file"
+    )
     args = ap.parse_args(argv)
 
     nab: Path = args.nab.resolve()
@@ -443,10 +511,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     detectors = [MAPPINGS[m] for m in mappings]
     with open(nab / "labels" / "combined_windows.json", encoding="utf-8") as fh:
         windows: dict[str, list[list[str]]] = json.load(fh)
-    files = sorted(p.relative_to(nab / "data").as_posix() for p in nab.glob("data/*/*.csv"))
-    missing = [f for f in files if f not in windows]
+    corpus = sorted(p.relative_to(nab / "data").as_posix() for p in nab.glob("data/*/*.csv"))
+    missing = [f for f in corpus if f not in windows]
     if missing:
         raise SystemExit(f"no windows in labels/combined_windows.json for {missing}")
+    files = select(corpus, args.split, args.files)
+    if not files:
+        raise SystemExit(f"no NAB file matches --split {args.split} --files {args.files}")
 
     started = time.perf_counter()
     print(f"replaying {len(files)} NAB files, {args.jobs} at a time …", flush=True)
@@ -473,16 +544,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{CHECK_DETECTOR} rescored here gives {check}, NAB publishes "
             f"{published[CHECK_DETECTOR]}: the scorer's environment is not faithful"
         )
+    results = out / "results"
+    if len(files) < len(corpus):
+        # The published detectors on the same files, from the checkout's per-file scores
+        # (a detector whose score files do not cover every file is left out).
+        for name in list(published):
+            try:
+                published[name] = subset_scores(nab, nab / "results", name, files, windows)
+            except (OSError, KeyError):
+                del published[name]
+    if len(files) == len(corpus):
+        for det in detectors:
+            sub = subset_scores(nab, results, det, files, windows)
+            if any(abs(sub[p] - final[det][p]) > 1e-6 for p in PROFILES):
+                raise SystemExit(f"per-file sums {sub} disagree with NAB's total {final[det]}")
     elapsed = time.perf_counter() - started
 
     nab_commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=nab, capture_output=True, text=True
     ).stdout.strip()
-    ours = {det: final[det] for det in detectors}
+    ours = {det: subset_scores(nab, results, det, files, windows) for det in detectors}
     print()
     print(
         f"NAB {nab_commit or '(not a git checkout)'}, llm-oncall {git_commit()}, "
-        f"{datetime.now(UTC):%Y-%m-%d}, {len(files)} files, threshold {THRESHOLD}, "
+        f"{datetime.now(UTC):%Y-%m-%d}, split {args.split}"
+        f"{' files ' + ','.join(args.files) if args.files else ''}: "
+        f"{len(files)} files, threshold {THRESHOLD}, "
         f"replay {replay_s:.0f} s, total {elapsed:.0f} s"
     )
     print(
@@ -495,12 +582,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(tally_table(runs, mapping))
     print()
     print(table(ours, published))
+    halves: dict[str, dict[str, dict[str, float]]] = {}
+    if args.split == "all" and not args.files:
+        # Both halves from this one run, beside NAB's published detectors on the same files.
+        split = split_of(files)
+        for half in ("dev", "held-out"):
+            chosen = [f for f in files if split[f] == half]
+            halves[half] = {
+                det: subset_scores(nab, results, det, chosen, windows) for det in detectors
+            }
+            for name in (CHECK_DETECTOR, "null"):
+                halves[half][name] = subset_scores(nab, nab / "results", name, chosen, windows)
+            print(f"\n{half} half ({len(chosen)} files):\n")
+            print(
+                table(
+                    {d: halves[half][d] for d in detectors},
+                    {n: halves[half][n] for n in (CHECK_DETECTOR, "null")},
+                )
+            )
     summary = {
         "nab_commit": nab_commit,
         "commit": git_commit(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "threshold": THRESHOLD,
+        "split": args.split,
+        "patterns": args.files,
         "scores": ours,
+        "halves": halves,
         "files": [
             {"file": r.relative, "rows": r.rows, **{m: asdict(t) for m, t in r.tallies.items()}}
             for r in runs

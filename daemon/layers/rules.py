@@ -4,6 +4,10 @@ Precedence, most specific first: a feature's own rules for a metric, then global
 then the per-layer defaults of `detectors.defaults`. Rules for a metric replace the defaults
 for that metric (so an operator can swap a default EWMA for a static line) rather than adding
 to them; `enabled: false` switches a metric off.
+
+The symptom family of each metric (what `correlation.min_signals` counts) is resolved here
+too, with the same precedence: a feature's `families`, then the global `families`, then the
+built-in table of `correlator.families`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.settings import RuleConfig, Settings
+from correlator.families import resolve_family
 from detectors.base import Detector, Layer
 from detectors.defaults import default_rules
 from detectors.factory import build_detector
@@ -38,6 +43,11 @@ class RuleBook:
         if rules is None:
             rules = self._cache[key] = self._resolve(feature, layer, metric)
         return rules
+
+    def family_for(self, feature: str, metric: str) -> str:
+        """The symptom family a signal of this feature and metric counts in. Asked once per
+        detector transition, not per sample, so it is not cached."""
+        return resolve_family(metric, self._settings.family_maps(feature))
 
     def _resolve(self, feature: str, layer: Layer, metric: str) -> tuple[Rule, ...]:
         for configured in (self._settings.feature(feature).rules, self._settings.rules):

@@ -24,7 +24,7 @@ def test_provider_domain_with_numbers() -> None:
     assert ok
     assert "rate_limited_rate 31% vs baseline 0.4% over 412 calls" in ev
     assert [t.question for t in inc.triage] == ["provider", "prompt_model", "infra_retrieval"]
-    assert inc.summary.endswith("(provider)")
+    assert inc.summary.endswith("(provider); 1 symptom family: errors")
 
 
 def test_provider_no_answer_quotes_context_numbers() -> None:
@@ -54,7 +54,7 @@ def test_prompt_model_domain_with_prompt_change() -> None:
     assert "prompt change 'v42'" in ev and "15 min before onset" in ev
     assert inc.summary == (
         "support-bot: quality drop (faithfulness 0.71 vs 0.86) + refusal rate 12% vs 3%"
-        " — suspect prompt change v42 (prompt_model)"
+        " — suspect prompt change v42 (prompt_model); 2 symptom families: quality, compliance"
     )
 
 

@@ -18,7 +18,9 @@ from tests.conftest import DaemonProcess, start_daemon
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    # JSON unless told otherwise (urllib would send a form content type, answered 415).
+    headers = {"Content-Type": "application/json"} | (headers or {})
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, orjson.loads(resp.read())

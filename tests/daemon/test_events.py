@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,11 +13,15 @@ from daemon.events import (
     BodyError,
     BodyTooLarge,
     Change,
+    InputError,
     LlmCall,
     MetricEvent,
     Score,
+    UnsupportedMediaType,
+    body_format,
     decompress,
     iter_lines,
+    open_input,
     parse_body,
     validate_items,
 )
@@ -40,7 +45,8 @@ def test_minimal_events_of_each_type_are_accepted() -> None:
     ]
     events, rejected = parse_body(orjson.dumps(body), None)
     assert rejected == []
-    assert [type(e) for e in events] == [LlmCall, Score, Change, MetricEvent]
+    kinds = (LlmCall, Score, Change, MetricEvent)
+    assert [isinstance(e, k) for e, k in zip(events, kinds, strict=True)] == [True] * 4
     assert isinstance(events[2], Change) and events[2].feature is None
 
 
@@ -136,10 +142,10 @@ def test_type_errors() -> None:
 def test_score_value_must_be_finite_number() -> None:
     base = {"type": "score", "ts": 1, "feature": "f", "name": "n"}
     assert one_error(base | {"value": "0.5"}) == "value: must be a number (got '0.5')"
-    # JSON has no NaN: a body carrying one is not JSON at all...
-    with pytest.raises(BodyError, match="not valid JSON"):
-        parse_body(b'{"type":"score","ts":1,"feature":"f","name":"n","value":NaN}', None)
-    # ...and a NaN that reaches validation another way is still refused by name.
+    # JSON has no NaN, but a producer's NaN is one bad event named by its field, not a bad body.
+    events, rejected = parse_body(b'{"type":"score","ts":1,"feature":"f","name":"n","value":NaN}')
+    assert events == [] and rejected[0].error == "value: must be a finite number (got nan)"
+    # A NaN that reaches validation another way is refused the same way.
     events, rejected = validate_items([base | {"value": float("nan")}])
     assert events == [] and rejected[0].error == "value: must be a finite number (got nan)"
     events, rejected = validate_items([CALL | {"ts": float("inf")}])
@@ -207,3 +213,228 @@ def test_replay_lines_count_from_one() -> None:
     assert len(events) == 1
     assert [r.index for r in rejected] == [2, 3]
     assert rejected[1].error == "status: must be an integer (got 1.5)"
+
+
+# ---- numbers bounded at the contract (issue 8, defects 1, 2 and 10) ---------------------------
+
+HUGE_INT = "1" + "0" * 400
+# Every numeric field with its largest accepted value; one more is refused by name.
+BOUNDS: list[tuple[str, dict[str, Any], str, Any]] = [
+    ("llm_call", CALL, "latency_ms", 86_400_000),
+    ("llm_call", CALL, "status", 999),
+    ("llm_call", CALL, "retries", 1000),
+    ("llm_call", CALL, "input_tokens", 1_000_000_000),
+    ("llm_call", CALL, "output_tokens", 1_000_000_000),
+    ("llm_call", CALL, "output_chars", 1_000_000_000),
+    ("llm_call", CALL, "cost_usd", 1_000_000),
+    ("llm_call", CALL, "ts", 253_402_300_799),
+    ("score", {"type": "score", "ts": 1, "feature": "f", "name": "n"}, "value", 1e15),
+    ("metric", {"type": "metric", "ts": 1, "feature": "f", "layer": "api", "name": "n"},
+     "value", 1e15),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "base", "field", "top"), BOUNDS)
+def test_each_number_has_a_documented_upper_bound(
+    kind: str, base: dict[str, Any], field: str, top: Any
+) -> None:
+    (ev,), rejected = parse_body(orjson.dumps(base | {field: top}))
+    assert rejected == [] and ev.type == kind
+    over = top + 1 if isinstance(top, int) else top * 1.001
+    assert one_error(base | {field: over}).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("kind", "base", "field", "top"), BOUNDS)
+@pytest.mark.parametrize(
+    "raw",
+    [HUGE_INT, "-" + HUGE_INT, "1" + "0" * 30, "1e308", "1e400", "-1e400", "NaN", "Infinity",
+     "-Infinity"],
+    ids=["int400", "-int400", "1e30int", "1e308", "1e400", "-1e400", "NaN", "Inf", "-Inf"],
+)  # fmt: skip
+def test_hostile_numbers_reject_only_their_event(
+    kind: str, base: dict[str, Any], field: str, top: Any, raw: str
+) -> None:
+    """In an array, in NDJSON and in replay input: the bad event is named by index/line and
+    field, the events around it are kept, and no non-finite or out-of-range number passes."""
+    good = orjson.dumps(base | {field: top})
+    bad = orjson.dumps(base | {field: "RAW"}).replace(b'"RAW"', raw.encode())
+    for body, ctype in (
+        (b"[" + b",".join([good, bad, good]) + b"]", "application/json"),
+        (b"\n".join([good, bad, good]), "application/x-ndjson"),
+    ):
+        events, rejected = parse_body(body, ctype)
+        assert len(events) == 2, (ctype, rejected)
+        assert [r.index for r in rejected] == [1]
+        assert rejected[0].error.startswith(f"{field}: "), rejected[0].error
+        assert len(rejected[0].error) < 300
+    chunks = list(iter_lines(iter([good, bad, good])))
+    assert sum(len(evs) for evs, _ in chunks) == 2
+    assert [r.index for _, rs in chunks for r in rs] == [2]
+
+
+def test_a_number_past_pythons_digit_limit_is_a_bad_body_not_a_crash() -> None:
+    """Over 4,300 digits no parser builds the number: the document (or NDJSON line) is
+    refused whole as invalid JSON, with its position."""
+    body = b'[{"type":"llm_call","ts":1,"feature":"f","retries":1' + b"0" * 5000 + b"}]"
+    with pytest.raises(BodyError, match="not valid JSON: number out of range"):
+        parse_body(body, "application/json")
+    events, rejected = parse_body(orjson.dumps(CALL) + b"\n" + body[1:-1], "application/x-ndjson")
+    assert len(events) == 1 and rejected[0].index == 1
+
+
+@pytest.mark.parametrize(
+    ("ts", "error"),
+    [
+        (-1, "ts: must be between 0 and 253402300799 Unix seconds"),
+        ("0001-01-01T00:00:00+01:00", "ts: must be between 0 and 253402300799 Unix seconds"),
+        ("1969-12-31T23:59:59Z", "ts: must be between 0 and 253402300799 Unix seconds"),
+    ],
+)
+def test_ts_range(ts: Any, error: str) -> None:
+    assert one_error(CALL | {"ts": ts}).startswith(error)
+
+
+# ---- names that become /metrics label values ------------------------------------------------
+
+NAME_FIELDS: list[tuple[dict[str, Any], str]] = [
+    (CALL, "feature"),
+    (CALL, "provider"),
+    (CALL, "model"),
+    (CALL, "endpoint"),
+    ({"type": "score", "ts": 1, "feature": "f", "name": "n", "value": 1}, "name"),
+    ({"type": "metric", "ts": 1, "feature": "f", "layer": "api", "name": "n", "value": 1}, "name"),
+    ({"type": "change", "ts": 1, "kind": "deploy"}, "kind"),
+]
+
+
+@pytest.mark.parametrize(("base", "field"), NAME_FIELDS)
+@pytest.mark.parametrize("escape", ["\\u0000", "\\n", "\\t", "\\u001f", "\\u007f"])
+def test_control_characters_in_names_reject_the_event(
+    base: dict[str, Any], field: str, escape: str
+) -> None:
+    good = orjson.dumps(base)
+    bad = orjson.dumps(base | {field: "XX"}).replace(b"XX", f"a{escape}b".encode())
+    events, rejected = parse_body(b"[" + b",".join([good, bad]) + b"]", "application/json")
+    assert len(events) == 1 and [r.index for r in rejected] == [1]
+    assert rejected[0].error.startswith(f"{field}: must not contain control characters")
+
+
+def test_control_characters_in_labels_and_raw_bytes() -> None:
+    key = orjson.dumps(CALL | {"labels": {"KK": "v"}}).replace(b"KK", b"a\\u0000")
+    value = orjson.dumps(CALL | {"labels": {"k": "VV"}}).replace(b"VV", b"\\r")
+    # A raw NUL or DEL byte inside a string: the NUL alone makes the array invalid JSON, yet
+    # only its event is refused.
+    raw_nul = orjson.dumps(CALL | {"model": "VV"}).replace(b"VV", b"gpt\x00")
+    raw_del = orjson.dumps(CALL | {"model": "VV"}).replace(b"VV", b"gpt\x7f")
+    body = b"[" + b",".join([orjson.dumps(CALL), key, value, raw_nul, raw_del]) + b"]"
+    events, rejected = parse_body(body, "application/json")
+    assert len(events) == 1
+    assert [(r.index, r.error.split(":")[0]) for r in rejected] == [
+        (1, "labels.'a\\x00'.[key]"),
+        (2, "labels.k"),
+        (3, "model"),
+        (4, "model"),
+    ]
+    # Free text is not a label value: newlines in an error or a description are fine, and so
+    # is any printable Unicode in a name.
+    ok = [
+        CALL | {"error": "line 1\nline 2", "model": "modèle-日本"},
+        {"type": "change", "ts": 1, "kind": "deploy", "description": "a\tb\nc"},
+    ]
+    events, rejected = parse_body(orjson.dumps(ok), "application/json")
+    assert rejected == [] and len(events) == 2
+
+
+def test_fast_and_checked_paths_agree() -> None:
+    """A body without a backslash skips the name regex; with one it is checked. Both give the
+    same events for the same input."""
+    calls = [CALL | {"model": f"m{i}", "labels": {"k": "v"}} for i in range(5)]
+    plain = orjson.dumps(calls)
+    escaped = plain.replace(b'"m0"', b'"\\u006d0"')  # "m0", written with an escape
+    assert b"\\" not in plain and b"\\" in escaped
+    fast, checked = parse_body(plain)[0], parse_body(escaped)[0]
+    assert [e.model_dump() for e in fast] == [e.model_dump() for e in checked]
+    by_item = validate_items(orjson.loads(plain))[0]
+    assert [e.model_dump() for e in fast] == [e.model_dump() for e in by_item]
+
+
+@pytest.mark.parametrize(
+    ("ctype", "expected"),
+    [
+        (None, "json"),
+        ("application/json", "json"),
+        ("application/json; charset=utf-8", "json"),
+        ("application/vnd.api+json", "json"),
+        ("application/x-ndjson", "ndjson"),
+        ("application/jsonl", "ndjson"),
+    ],
+)
+def test_content_types_accepted(ctype: str | None, expected: str) -> None:
+    assert body_format(ctype) == expected
+
+
+@pytest.mark.parametrize(
+    "ctype", ["application/x-www-form-urlencoded", "text/plain", "application/protobuf"]
+)
+def test_other_content_types_are_refused(ctype: str) -> None:
+    with pytest.raises(UnsupportedMediaType, match="application/x-ndjson"):
+        body_format(ctype)
+
+
+# ---- gzip (issue 8, defect 5) ---------------------------------------------------------------
+
+
+def test_gzip_reads_every_member() -> None:
+    a, b = orjson.dumps(CALL)[:-1], b',"model":"m"}'
+    assert decompress(gzip.compress(a) + gzip.compress(b), "gzip", 1000) == a + b
+    lines = [orjson.dumps(CALL | {"model": f"m{i}"}) + b"\n" for i in range(6)]
+    two = gzip.compress(b"".join(lines[:3])) + gzip.compress(b"".join(lines[3:]))
+    events, rejected = parse_body(decompress(two, "gzip", 10_000), "application/x-ndjson")
+    assert len(events) == 6 and rejected == []
+    # Zero padding after the last member is allowed, as gzip(1) allows it.
+    assert decompress(gzip.compress(a) + b"\0" * 16, "gzip", 1000) == a
+
+
+def test_gzip_truncated_or_corrupt_is_refused_whole() -> None:
+    body = gzip.compress(b"".join(orjson.dumps(CALL) + b"\n" for _ in range(200)))
+    with pytest.raises(BodyError, match="gzip body is truncated: member 1"):
+        decompress(body[: len(body) // 2], "gzip", 100_000)
+    with pytest.raises(BodyError, match="gzip body is truncated: member 1"):
+        decompress(body[:-4], "gzip", 100_000)  # the length trailer cut off
+    with pytest.raises(BodyError, match="gzip body is truncated: member 2"):
+        decompress(body + body[:30], "gzip", 100_000)
+    with pytest.raises(BodyError, match="corrupt member 2"):
+        decompress(body + b"trailing garbage", "gzip", 100_000)
+    flipped = body[:-8] + bytes([body[-8] ^ 1]) + body[-7:]  # CRC mismatch
+    with pytest.raises(BodyError, match="not valid gzip"):
+        decompress(flipped, "gzip", 100_000)
+
+
+def test_gzip_limits_hold_across_members() -> None:
+    member = gzip.compress(b" " * 600)
+    assert len(decompress(member, "gzip", 1000)) == 600
+    with pytest.raises(BodyTooLarge):
+        decompress(member + member, "gzip", 1000)  # each under the limit, together over
+    empty = gzip.compress(b"")
+    with pytest.raises(BodyError, match="more than 10000 members"):
+        decompress(empty * 10_001, "gzip", 1000)
+
+
+def test_replay_gz_input_reads_all_members_and_refuses_truncation(tmp_path: Path) -> None:
+    lines = [orjson.dumps(CALL | {"retries": i}) + b"\n" for i in range(100)]
+    two = tmp_path / "two.jsonl.gz"
+    two.write_bytes(gzip.compress(b"".join(lines[:50])) + gzip.compress(b"".join(lines[50:])))
+    assert list(open_input(str(two))) == lines
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b"".join(lines))[:-20])
+    with pytest.raises(InputError, match=r"cut.jsonl.gz: gzip stream is truncated or corrupt"):
+        list(open_input(str(cut)))
+
+
+def test_pretty_printed_array_with_a_syntax_error_names_the_position() -> None:
+    body = b'[\n  {"type": "llm_call", "ts": 1, "feature": "f"},\n  {"type": oops}\n]'
+    with pytest.raises(BodyError, match=r"not valid JSON: .* line 3"):
+        parse_body(body, "application/json")
+    pretty_nan = b'[\n  {"type": "score", "ts": 1, "feature": "f", "name": "n", "value": NaN}\n]'
+    events, rejected = parse_body(pretty_nan, "application/json")
+    assert events == [] and rejected[0].error == "value: must be a finite number (got nan)"

@@ -8,7 +8,7 @@ import pytest
 
 from daemon.alertmanager import alertmanager_signals
 from daemon.events import LlmCall, validate_items
-from daemon.otlp import spans_to_events
+from daemon.otlp import OtlpError, spans_to_events
 
 
 def attr(key: str, value: Any) -> dict[str, Any]:
@@ -60,9 +60,10 @@ def test_new_attribute_names() -> None:
             attr("llm_oncall.label.prompt_version", "v42"),
         ]
     )
-    events, skipped, errors = spans_to_events(doc([s]))
-    assert (skipped, errors) == (0, [])
-    (ev,), rejected = validate_items(events)
+    spans = spans_to_events(doc([s]))
+    assert (spans.skipped, spans.errors) == (0, [])
+    assert spans.paths == ["resourceSpans[0].scopeSpans[0].spans[0]"]
+    (ev,), rejected = validate_items(spans.events)
     assert rejected == []
     assert isinstance(ev, LlmCall)
     assert ev.feature == "support-bot" and ev.provider == "openai" and ev.model == "gpt-4o"
@@ -82,7 +83,7 @@ def test_old_attribute_names_and_errors() -> None:
             attr("llm_oncall.feature", "summarizer"),
         ]
     )
-    (ev,), _, _ = spans_to_events(doc([s]))
+    (ev,) = spans_to_events(doc([s])).events
     assert ev["provider"] == "anthropic" and ev["feature"] == "summarizer"
     assert (ev["input_tokens"], ev["output_tokens"]) == (10, 3)
     assert ev["status"] == 0 and ev["error"] == "timeout"
@@ -90,17 +91,17 @@ def test_old_attribute_names_and_errors() -> None:
         [attr("gen_ai.system", "openai"), attr("http.response.status_code", 429)],
         status={"code": 2, "message": "rate limited"},
     )
-    (ev,), _, _ = spans_to_events(doc([s429]))
+    (ev,) = spans_to_events(doc([s429])).events
     assert ev["status"] == 429 and ev["error"] == "rate limited"
 
 
 def test_non_llm_spans_are_skipped_and_bad_spans_named() -> None:
     plain = span([attr("http.route", "/health")])
     bad = {"attributes": [attr("gen_ai.system", "openai")]}  # no start time
-    events, skipped, errors = spans_to_events(doc([plain, bad]))
-    assert events == [] and skipped == 1
-    assert errors == ["resourceSpans[0].scopeSpans[0].spans[1]: 'startTimeUnixNano'"]
-    with pytest.raises(ValueError, match="ExportTraceServiceRequest"):
+    spans = spans_to_events(doc([plain, bad]))
+    assert spans.events == [] and spans.skipped == 1
+    assert spans.errors == ["resourceSpans[0].scopeSpans[0].spans[1].startTimeUnixNano: required"]
+    with pytest.raises(OtlpError, match="ExportTraceServiceRequest"):
         spans_to_events([1, 2])
 
 

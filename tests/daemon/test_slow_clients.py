@@ -76,7 +76,12 @@ def normal_client(url: str) -> float:
     event = {"type": "llm_call", "ts": time.time(), "feature": "bot", "status": 200}
     worst = 0.0
     for req in (
-        urllib.request.Request(url + "/v1/events", data=orjson.dumps(event), method="POST"),
+        urllib.request.Request(
+            url + "/v1/events",
+            data=orjson.dumps(event),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        ),
         urllib.request.Request(url + "/healthz"),
     ):
         started = time.perf_counter()

@@ -32,6 +32,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "cusum": {"warmup": 30, "min_n": 5, "clear_n": 5},
     "burn_rate": {"slo": 0.99},
     "fused": {"min_obs": 30, "min_n": 5},
+    "sequential": {"warmup": 30, "min_n": 5},
 }
 RATE_KINDS = {"rate", "burn_rate"}
 
@@ -222,6 +223,19 @@ BAD_PARAMS: dict[str, list[tuple[str, Any]]] = {
         ("max_sources", 0),
         ("min_n", -1),
     ],
+    "sequential": [
+        ("direction", "sideways"),
+        ("budget_days", 0.0),
+        ("budget_samples", 5),
+        ("k", 0.0),
+        ("level_half_life", -1.0),
+        ("season_buckets", 0),
+        ("week_weeks", math.inf),
+        ("tail_memory", 3.0),
+        ("warmup", 1),
+        ("clear", 0.0),
+        ("clear_n", 0),
+    ],
     "burn_rate": [
         ("slo", 1.0),
         ("pairs", [[300, 3600, 14.4]]),
@@ -259,4 +273,4 @@ def test_public_api() -> None:
     for name in detectors.__all__:
         assert hasattr(detectors, name), name
     factories: list[Callable[..., Detector]] = list(KINDS.values())
-    assert len(factories) == 7
+    assert len(factories) == 8

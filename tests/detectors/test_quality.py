@@ -140,3 +140,10 @@ def test_state_round_trips_mid_decline_and_stays_bounded() -> None:
     assert len(whole.to_state()["sources"]) == whole.max_sources
     assert whole.ignored_sources > 0
     assert onset < ts + 15.0 * 200
+
+
+def test_the_fused_verdict_is_in_the_quality_family() -> None:
+    """Per-score signals (config rules on `score:*`) and the fused verdict are one symptom."""
+    from correlator.families import resolve_family
+
+    assert resolve_family("quality") == resolve_family("score:judge") == "quality"

@@ -192,4 +192,4 @@ def test_defaults_build_and_follow_the_practice() -> None:
     with pytest.raises(ValueError, match="direction"):
         default_rules("quality", "score:x", direction="up", higher_is_better=True)
     (custom,) = default_rules("behavioral", "my_custom_metric")
-    assert custom.kind == "seasonal" and custom.params["direction"] == "both"
+    assert custom.kind == "sequential" and custom.params["direction"] == "both"

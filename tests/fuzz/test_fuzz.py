@@ -4,8 +4,8 @@ Two layers:
 
 - in process, the parser and the pipeline behind it, per example on a fresh pipeline so a
   failure shrinks to the one body that causes it: `parse_body` (with gzip inflation) raises
-  only `BodyError`, and whatever it accepts survives ingest, the following ticks and a
-  `/metrics` exposition;
+  only `BodyError` or `UnsupportedMediaType` (the 415), and whatever it accepts survives
+  ingest, the following ticks and a `/metrics` exposition;
 - through the real daemon process (ticking every 0.2 s), every endpoint: `POST /v1/events`
   (JSON object, array, NDJSON, gzip, two-member and truncated gzip, raw bytes, odd
   Content-Types), `/v1/traces`, `/v1/alertmanager`, `/api/v1/silences` (POST and DELETE),
@@ -38,7 +38,14 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from config.settings import load_settings
-from daemon.events import BodyError, BodyTooLarge, decompress, parse_body, validate_items
+from daemon.events import (
+    BodyError,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    decompress,
+    parse_body,
+    validate_items,
+)
 from daemon.exposition import PipelineCollector
 from daemon.pipeline import Pipeline
 from tests.conftest import DaemonProcess, start_daemon
@@ -89,7 +96,7 @@ def test_parser_and_pipeline_survive_any_body(body: fz.Body) -> None:
     try:
         raw = decompress(data, headers.get("Content-Encoding"), SETTINGS.ingest.max_body_bytes)
         events, _ = parse_body(raw, headers.get("Content-Type"))
-    except (BodyError, BodyTooLarge):
+    except (BodyError, BodyTooLarge, UnsupportedMediaType):
         return
     survive(events)
 

@@ -81,7 +81,7 @@ def test_provider_outage_is_one_critical_paged_provider_incident(outage_file: Pa
     assert re.search(
         r"(rate_limited_rate|provider_error_rate) " + PERCENT_OVER_CALLS, q1["evidence"]
     )
-    assert inc["summary"].endswith("(provider)")
+    assert "(provider); 1 symptom family: errors" in inc["summary"]
     assert "suspect provider errors/rate limits" in inc["summary"]
 
 
@@ -319,6 +319,27 @@ def test_decoys_page_nobody(tmp_path: Path) -> None:
     records = T.run(path).incidents
     assert not T.paged(records), T.describe(records)
     assert all(r["severity"] == "watch" for r in records), T.describe(records)
+
+
+# ---- 11. longer outputs -------------------------------------------------------------------
+
+
+def test_longer_outputs_for_an_hour_page_nobody(tmp_path: Path) -> None:
+    """For an hour 40% of the answers are 2.5x longer: output tokens, output length (mean and
+    cv) and cost per request all fire. They measure one quantity (one symptom family, cost
+    derived from it), so it is a watch; counted by metric name it paged (the false pages of
+    the independent evaluation)."""
+    longer = T.longer_outputs(T.FAULT_AT, T.FAULT_AT + 60 * MIN, share=0.4, factor=2.5)
+    path = T.write_scenario(tmp_path / "longer.jsonl", hours=T.WARMUP_H + 1.5, transforms=[longer])
+    records = T.run(path).incidents
+    assert not T.paged(records), T.describe(records)
+    assert all(r["severity"] == "watch" for r in records), T.describe(records)
+    inc = the_incident(records)
+    fired = {s["metric"]: s["family"] for s in inc["signals"]}
+    assert {"output_tokens_per_request", "cost_per_request_usd"} <= fired.keys(), fired
+    assert fired.keys() & {"output_length_mean", "output_length_cv"}, fired
+    assert set(fired.values()) == {"output_size", "cost"}, fired
+    assert inc["summary"].endswith("; 1 symptom family: output_size")
 
 
 # ---- determinism and the CLI --------------------------------------------------------------

@@ -147,6 +147,29 @@ def slow_calls(start: float, end: float, latency_ms: float) -> Transform:
     return fn
 
 
+def longer_outputs(start: float, end: float, share: float, factor: float) -> Transform:
+    """On [start, end), `share` of the successful calls (chosen by request id) answer `factor`
+    times longer: output characters and tokens scale, and so does the output part of the cost
+    (the simulator prices output at $1e-5 a token). The mean output length and tokens rise,
+    the spread of lengths (cv) widens, cost per request rises. Latency is left alone: this is
+    the output-size family by itself (latency per token is issue 10 point 2)."""
+
+    def fn(ev: Event) -> Event:
+        if ev["type"] != "llm_call" or ev.get("status") != 200 or not start <= ev["ts"] < end:
+            return ev
+        if (hash_id(ev["request_id"]) % 1000) / 1000.0 >= share:
+            return ev
+        tokens = int(ev["output_tokens"] * factor)
+        extra_cost = (tokens - ev["output_tokens"]) * 1e-5
+        return ev | {
+            "output_chars": int(ev["output_chars"] * factor),
+            "output_tokens": tokens,
+            "cost_usd": round(ev["cost_usd"] + extra_cost, 6),
+        }
+
+    return fn
+
+
 def hash_id(text: str) -> int:
     """A stable hash (Python's `hash` of a str is salted per process)."""
     import zlib
