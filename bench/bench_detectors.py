@@ -35,6 +35,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
     "cusum": {},
     "burn_rate": {"slo": 0.995},
     "sequential": {"direction": "both"},  # the custom-metric default
+    "fused": {},  # the quality default (scalar path: one observation per update)
 }
 RATE_KINDS = {"rate", "burn_rate"}
 
