@@ -32,12 +32,15 @@ has negative expected increments and never accumulates, however much traffic the
 Robustness (one bad score or a short burst never fires):
 - z is clipped at [-`z_clip`, max(`z_clip`, theta + 1)]: one wild value counts as a clipped
   one, but a precise observation (a golden run) can still show its full expected z;
-- one observation adds at most `max_obs` (default h/2): one catastrophic golden run never
-  fires alone;
+- one observation adds at most `max_obs` (default 0.6 h): one catastrophic golden run never
+  fires alone from S = 0, two bad golden runs in a row do (a small feature's decline is
+  carried by its golden suite);
 - an evidence speed limit per source (a token bucket): a source adds at most
-  `evidence_burst` (default h/2) at once and `evidence_per_min` (h/4) per minute after that,
-  so ten judge scores of 0.1 arriving within a minute add at most 3/4 h: never a firing from
-  S = 0, while a sustained decline still fires within minutes at high traffic.
+  `burst_obs` (3) maximally bad observations' worth at once (at most `evidence_burst`, 0.6 h)
+  and `evidence_per_min` (h/4) per minute after that: ten judge scores of 0.1 arriving within
+  a minute add at most ~0.55 h, so the CUSUM is left with S <= 0.55 h and the chance that
+  clean scores carry it on to h is below e^-(0.45 h) = 0.4% (Ville); one golden run can still
+  add 0.6 h, and a sustained decline at high traffic still fires within minutes.
 - the spread is the bad side's (the semi-variance doubled): judge scores piled near 1.0 have
   a longer low tail than a normal with their variance, and a low value is judged against it.
 
@@ -115,6 +118,7 @@ class QualityFusion:
         max_obs: float | None = None,
         evidence_burst: float | None = None,
         evidence_per_min: float | None = None,
+        burst_obs: float = 3.0,
         memory_obs: float = 100.0,
         max_sources: int = 16,
         min_n: int = 0,
@@ -136,15 +140,17 @@ class QualityFusion:
         if not (z_clip > 0 and math.isfinite(z_clip)):
             raise ValueError(f"z_clip must be > 0, got {z_clip!r}")
         if max_obs is None:
-            max_obs = h / 2.0
+            max_obs = 0.6 * h
         if not (0 < max_obs < h):
             raise ValueError(f"max_obs must be in (0, h), got {max_obs!r}")
         if evidence_burst is None:
-            evidence_burst = h / 2.0
+            evidence_burst = 0.6 * h
         if evidence_per_min is None:
             evidence_per_min = h / 4.0
         if not (0 < evidence_burst < h):
             raise ValueError(f"evidence_burst must be in (0, h), got {evidence_burst!r}")
+        if not (burst_obs >= 1 and math.isfinite(burst_obs)):
+            raise ValueError(f"burst_obs must be >= 1, got {burst_obs!r}")
         if not (evidence_per_min > 0 and math.isfinite(evidence_per_min)):
             raise ValueError(f"evidence_per_min must be > 0, got {evidence_per_min!r}")
         if not (memory_obs >= 2 and math.isfinite(memory_obs)):
@@ -165,6 +171,7 @@ class QualityFusion:
         self.max_obs = float(max_obs)
         self.evidence_burst = float(evidence_burst)
         self.evidence_per_min = float(evidence_per_min)
+        self.burst_obs = float(burst_obs)
         self.memory_obs = float(memory_obs)
         self.max_sources = max_sources
         self.min_n = min_n
@@ -238,7 +245,6 @@ class QualityFusion:
             # run every 30 minutes would otherwise be judged against ~17 runs.
             src.w = max(src.w * decay, min(src.w, self.memory_obs))
             tok = src.tok + self.evidence_per_min * elapsed / 60.0
-            src.tok = tok if tok < self.evidence_burst else self.evidence_burst
             src.t = ts
             # The bad side's spread: judge scores piled near 1.0 have a longer low tail.
             bad_v = src.lo if part.higher_is_better else src.hi
@@ -252,6 +258,11 @@ class QualityFusion:
                     lo = -self.z_clip
                     half = 0.5 * theta * theta
                     cap = self.max_obs
+                    # The bucket holds at most `burst_obs` maximally bad observations' worth
+                    # (a judge score's is ~1.2, a golden run's is capped at max_obs).
+                    top = theta * hi - half
+                    room = min(self.evidence_burst, self.burst_obs * min(top, cap))
+                    src.tok = tok = tok if tok < room else room
                     llr = 0.0
                     zsum = 0.0
                     for x in values:
@@ -262,15 +273,19 @@ class QualityFusion:
                         step = theta * z - half
                         llr += cap if step > cap else step
                     k = float(len(values))
-                    if llr > src.tok:
+                    if llr > tok:
                         # Evidence speed limit: a burst of bad scores counts as a few.
-                        f = src.tok / llr
-                        llr, zsum, k = src.tok, zsum * f, k * f
+                        f = tok / llr
+                        llr, zsum, k = tok, zsum * f, k * f
                     if llr > 0.0:
                         src.tok -= llr
                     incr += llr
                     num += theta * zsum
                     den += theta * theta * k
+                else:
+                    src.tok = min(tok, self.evidence_burst)
+            else:
+                src.tok = min(tok, self.evidence_burst)
             if learning:
                 self._learn(src, values)
         if not seen:
@@ -330,6 +345,7 @@ class QualityFusion:
             "max_obs": self.max_obs,
             "evidence_burst": self.evidence_burst,
             "evidence_per_min": self.evidence_per_min,
+            "burst_obs": self.burst_obs,
             "memory_obs": self.memory_obs,
             "max_sources": self.max_sources,
             "min_n": self.min_n,

@@ -218,6 +218,7 @@ BAD_PARAMS: dict[str, list[tuple[str, Any]]] = {
         ("max_obs", 100.0),
         ("evidence_burst", 50.0),
         ("evidence_per_min", 0.0),
+        ("burst_obs", 0.5),
         ("memory_obs", 1.0),
         ("min_obs", 1),
         ("max_sources", 0),
