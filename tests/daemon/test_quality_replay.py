@@ -80,3 +80,22 @@ def test_fused_quality_verdict_through_the_replay_cli(tmp_path: Path) -> None:
     assert firing[0]["baseline"] == 1.0 and 0.7 < firing[0]["value"] < 0.95
     assert firing[0]["direction"] == "down"
     assert any(s["state"] == "cleared" and s["ts"] > rfc3339(DECLINE_END) for s in quality)
+
+
+def test_a_snapshot_from_before_the_fused_verdict_restarts_learning_with_a_log_line() -> None:
+    """Old snapshots hold per-score seasonal/cusum states on `score:<name>`; the current rules
+    have none there: the states are dropped with a warning (logged as state_restore_partial
+    by the daemon), and the fused `quality` series starts fresh."""
+    from config.settings import load_settings
+    from daemon.pipeline import Pipeline
+    from detectors import build_detector
+
+    old = [
+        build_detector("seasonal", {"for_n": 12, "min_n": 30, "direction": "down"}).to_state(),
+        build_detector("cusum", {"k": 0.05, "h": 4.0, "min_n": 30}).to_state(),
+    ]
+    pipe = Pipeline(load_settings(None))
+    entry = {"key": ["bot", "score:judge", ""], "layer": "quality", "states": old}
+    warnings = pipe.restore_series([entry])
+    assert len(warnings) == 2
+    assert all("not in the current rules" in w and "bot/score:judge" in w for w in warnings)
