@@ -83,6 +83,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from daemon.worlds import write_world
+
+    try:
+        count = write_world(args.seed, args.days, args.out, args.truth, n_features=args.features)
+    except ValueError as exc:
+        print(f"llm-oncall: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"llm-oncall: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    truth = f", truth → {args.truth}" if args.truth else ""
+    print(f"world {args.seed}: {count} events over {args.days:g} days → {args.out}{truth}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-oncall",
@@ -106,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", help="also write the generated events here (JSONL)")
     demo.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser(
+        "simulate", help="a randomized traffic world with injected faults (evaluation corpus)"
+    )
+    sim.add_argument("--seed", type=int, required=True, help="the world; same seed, same bytes")
+    sim.add_argument("--days", type=float, default=14.0, help="first half clean (default 14)")
+    sim.add_argument("--features", type=int, default=2, help="features in the world (default 2)")
+    sim.add_argument("--out", required=True, help="events JSONL (.gz compresses; - for stdout)")
+    sim.add_argument("--truth", help="write the injected faults and decoys here (JSONL)")
+    sim.set_defaults(func=cmd_simulate)
 
     chk = sub.add_parser("check-config", help="validate a settings file")
     chk.add_argument("file")

@@ -50,6 +50,10 @@ def replay(
     pipe = Pipeline(settings)
     result = ReplayResult()
     incidents: dict[str, Any] = {}
+    # When each incident notified (opened, escalated or reopened at the receiver; reminders
+    # excluded) and at which severity: the final record only says that it did, and time to
+    # detect and false pages need when (eval/worlds_eval.py).
+    notified: dict[str, list[list[Any]]] = {}
 
     def emit(out: TickOutput) -> None:
         for sig in out.signals:
@@ -60,6 +64,10 @@ def replay(
                 signals_out.write(orjson.dumps(sig.to_record()) + b"\n")
         for upd in out.updates:
             incidents[upd.incident.id] = upd.incident
+            if upd.notify == "trigger" and upd.action != "renotify":
+                notified.setdefault(upd.incident.id, []).append(
+                    [rfc3339(upd.ts), upd.incident.severity]
+                )
 
     for events, rejected in iter_lines(open_input(path)):
         result.rejected_total += len(rejected)
@@ -78,7 +86,12 @@ def replay(
         result.last_ts = pipe.watermark
     for inc in pipe.correlator.incidents():
         incidents[inc.id] = inc
-    records = [inc.to_record() for inc in incidents.values()]
+    records = []
+    for inc in incidents.values():
+        rec = inc.to_record()
+        # Replay-only extension field: [[time, severity], ...] of each notification.
+        rec["notifications"] = notified.get(inc.id, [])
+        records.append(rec)
     records.sort(key=lambda r: (r["opened_at"], r["id"]))
     result.incidents = records
     if incidents_out is not None:

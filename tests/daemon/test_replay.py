@@ -170,3 +170,24 @@ def test_a_feature_that_goes_quiet_while_firing_resolves(tmp_path: Path) -> None
     assert p95[1]["value"] > 10000  # cleared for lack of data, not because it recovered
     (inc,) = [r for r in result.incidents if r["feature"] == "checkout-bot"]
     assert inc["status"] == "resolved"
+
+
+def test_incident_records_carry_when_they_notified(tmp_path: Path) -> None:
+    """Replay's records list each notification's time and severity (the evaluation reads time
+    to detect from them): present exactly when the incident paged, never before it opened."""
+    from daemon.simulate import FeatureProfile, Injection, generate
+
+    feats = [FeatureProfile("support-bot", rpm=60)]
+    outage = Injection("provider_outage", "support-bot", T0 + 2 * 3600, T0 + 2.5 * 3600)
+    path = tmp_path / "outage.jsonl"
+    with open(path, "wb") as fh:
+        for ev in generate(T0, 3.0, feats, [outage], seed=1):
+            fh.write(orjson.dumps(ev) + b"\n")
+    result = replay(str(path), load_settings(None))
+    assert any(r["paged"] for r in result.incidents)
+    for rec in result.incidents:
+        assert bool(rec["notifications"]) == rec["paged"]
+        for when, severity in rec["notifications"]:
+            assert when >= rec["opened_at"]
+            assert severity in ("warning", "critical")
+    assert any(sev == "critical" for r in result.incidents for _, sev in r["notifications"])
