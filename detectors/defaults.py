@@ -120,7 +120,7 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
 # ticks. The per-score series (`score:<name>`, the 15-minute window means) keep their samples
 # for triage and /metrics but get no default detector: a lone per-score signal would open
 # incidents the fused verdict does not, and the fused one is faster on every score mix
-# (docs/detectors.md "Fused quality"). A config rule on `score:*` brings per-score detectors
+# (docs/detectors.md, "The quality default"). A config rule on `score:*` brings per-score detectors
 # back; `direction` is filled in from the score's configured direction.
 _QUALITY: tuple[RuleSpec, ...] = ()
 QUALITY_METRIC = "quality"

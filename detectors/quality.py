@@ -6,7 +6,8 @@ its own evidence; fused, a decline that lowers all three adds their evidence up.
 CUSUM of the log-likelihood ratio of "quality is down by `shift`" against "quality is at its
 baseline", summed over every observation of every score:
 
-    per source j (one score name): baseline mean m_j and per-observation variance v_j, learned
+    per source j (one score name): baseline mean m_j and per-observation variance v_j (its
+        bad side's, see below), learned
         online (time-decayed weighted Welford, half-life `half_life_s`, but never less than
         `memory_obs` observations' weight, so rare golden runs keep ~100 runs of memory);
     design effect theta_j = shift * |m_j| / sqrt(v_j)   (the 10% decline in sigmas of one
@@ -22,7 +23,7 @@ thumbs-up rate and its learned variance p(1-p), so l is the normal approximation
 Bernoulli CUSUM's ratio. What one observation is comes from the aggregator: a judge score is
 one; a golden run (the scores of one batch) is one, its mean (`daemon/layers/aggregator.py`).
 
-Threshold from a false-alarm budget (docs/detectors.md "Fused quality"): for a CUSUM of exact
+Threshold from a false-alarm budget (docs/detectors.md, "The quality default"): for a CUSUM of exact
 log-likelihood ratios, the mean time to a false alarm is at least e^h increments (Lorden
 1971); an increment happens at most once per tick, so h = ln(budget_s / tick_s) keeps the
 false-alarm rate under one per `budget_s` of clean traffic. Defaults: 30 days of 15-s ticks,
