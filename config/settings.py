@@ -101,6 +101,10 @@ class CorrelationConfig(_Strict):
     # absorbs the quality drop it causes). > 0: a series first firing this long after the
     # open incident's onset opens its own incident, which inhibition may then mute.
     split_after_s: float = Field(0.0, ge=0)
+    # A signal of a symptom family the open incident does not have, firing this long after the
+    # incident opened, opens its own incident and page (0 = never): a flapping or stuck
+    # incident must not hide the next problem.
+    new_incident_after_s: float = Field(7200.0, ge=0)
 
 
 class RuleConfig(_Strict):

@@ -1,91 +1,298 @@
-"""Attribution: which label values are over-represented in the anomalous traffic.
+"""Attribution: which label value changed when the incident started.
 
-Rule, per label name (prompt_version, model_version, model, segment, experiment, ...):
+The span is split at the incident's estimated start (`started_at`, see
+`correlator.changepoint`), not at the detection: a quality detector that fires 45 min after a
+silent model switch would otherwise compare the new version with itself, and a version that
+comes back after a rollback would look new. "Before" is the hour that ends at the start,
+"after" runs from the start to now (`FeatureContext`).
 
-- share of a value = its count / all counts of that label (the `__other__` overflow bucket
-  counts in the total but is never reported).
-- **anomalous basis**: the value's share among the bad events since onset (`bad_labels`) is
-  compared with its share in the hour before onset (`baseline_labels`; when there was no
-  traffic before onset, with all traffic since onset, `all_labels`, instead). Kept when the
-  value has at least `min_support` bad events and its share rose by at least `min_delta`.
-- **post-onset basis**: a value that (nearly) did not exist before onset (baseline share below
-  1%) but makes up at least `min_delta` of all traffic since onset, with `min_support` events,
-  is reported too: a new prompt_version rolled out to everyone is the prime suspect even when
-  the bad events do not single it out among post-onset traffic.
-- ranked by smoothed lift (share ratio with add-½ counts, so a value absent from the baseline
-  gets a large but finite lift), then by share delta; top `top`. Shares rounded to 3 decimals.
+Two questions per label (prompt_version, model_version, model, segment, experiment, ...):
+
+- **new value** (a rollout): did the value (nearly) not exist before — share below
+  `NEW_VALUE_MAX_BASELINE` — and does it hold a significantly larger share of the traffic
+  after? Two-proportion z test of its share after against before. A new prompt or model
+  version rolled out to everyone is the prime suspect, whatever the anomalous events say.
+- **moved** (a fault in part of the traffic): did the anomalous rate (errors, refusals,
+  malformed outputs, scores below their running mean — the per-event flags the aggregator
+  keeps per label value) rise within this value more than in the rest of the traffic?
+  Difference in differences, (rate after − before within the value) − (the same for the
+  rest), over its standard error. A provider outage raises every segment alike: nothing
+  stands out, nothing is named.
+- **output length moved** (when the incident has an output-size signal: output length mean
+  or output tokens per request): the same difference in differences on the mean output
+  characters per value (`metric: "output_length"`), with each side's standard error from its
+  own variance, one-sided in the direction the signal moved.
+
+Both are one-sided z tests at level `alpha` with Bonferroni over every test made in the call,
+so the false-suspect rate per incident refresh is at most `alpha` whatever the number of
+labels and values (CONVENTIONS 13). When nothing passes, attribution is empty rather than a
+guess. New values rank first (by z), then moved values (by z); top `top`.
+
+`__other__` (the cap's overflow bucket) counts in the totals and is never named.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from statistics import NormalDist
 
 from correlator.incident import Attribution
 from correlator.records import FeatureContext, LabelCounts
 
 OTHER = "__other__"
+_Counts = Mapping[str, int]
 NEW_VALUE_MAX_BASELINE = 0.01
 
 
-def _totals(counts: LabelCounts, label: str) -> tuple[Mapping[str, int], int]:
-    values = counts.get(label, {})
-    return values, sum(max(v, 0) for v in values.values())
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    rank: int  # 0 new value, 1 moved
+    z: float
+    attr: Attribution
 
 
-def _lift(k: int, n: int, kb: int, nb: int) -> float:
-    return ((k + 0.5) / (n + 1.0)) / ((kb + 0.5) / (nb + 1.0))
+def _values(counts: LabelCounts, label: str) -> Mapping[str, int]:
+    return counts.get(label, {})
+
+
+def _total(values: Mapping[str, int]) -> int:
+    return sum(max(v, 0) for v in values.values())
+
+
+def _rate(bad: float, n: float) -> float:
+    """Anomalous rate with half an event of smoothing, so a zero count has a variance."""
+    return (bad + 0.5) / (n + 1.0)
+
+
+def _var(rate: float, n: float) -> float:
+    return rate * (1.0 - rate) / max(n, 1.0)
 
 
 def attribute(
-    ctx: FeatureContext, min_support: int = 5, min_delta: float = 0.1, top: int = 3
+    ctx: FeatureContext,
+    min_support: int = 5,
+    min_delta: float = 0.1,
+    top: int = 3,
+    alpha: float = 0.01,
+    lengths: int = 0,
 ) -> tuple[Attribution, ...]:
-    ranked: dict[tuple[str, str], tuple[float, float, Attribution]] = {}
+    """Label values that changed at `ctx.start`, with their numbers; () when none did.
 
-    def offer(key: tuple[str, str], lift: float, delta: float, attr: Attribution) -> None:
-        cur = ranked.get(key)
-        if cur is None or (lift, delta) > (cur[0], cur[1]):
-            ranked[key] = (lift, delta, attr)
-
-    labels = sorted(set(ctx.bad_labels) | set(ctx.all_labels))
+    `min_support`: events a value needs after the start to be tested; `min_delta`: the
+    smallest share gain a new value needs (a value at 0.5% of traffic is not a rollout);
+    `lengths`: +1 / -1 also tests the output length per value for a rise / fall (the
+    incident has an output-size signal that went that way); 0 does not.
+    """
+    labels = sorted(set(ctx.all_labels) | set(ctx.baseline_labels))
+    tests: list[tuple[str, str, str]] = []  # (kind, label, value), to count for Bonferroni
+    per_label: list[tuple[str, _Counts, _Counts, _Counts, _Counts]] = []
     for label in labels:
-        bad, n_bad = _totals(ctx.bad_labels, label)
-        base, n_base = _totals(ctx.baseline_labels, label)
-        allv, n_all = _totals(ctx.all_labels, label)
-        ref, n_ref = (base, n_base) if n_base > 0 else (allv, n_all)
-        if n_bad > 0 and n_ref > 0:
-            for value in sorted(bad):
-                k = bad[value]
-                if value == OTHER or k < min_support:
-                    continue
-                share = k / n_bad
-                ref_share = ref.get(value, 0) / n_ref
-                if share - ref_share < min_delta:
-                    continue
-                attr = Attribution(label, value, round(share, 3), round(ref_share, 3), "anomalous")
-                offer(
-                    (label, value),
-                    _lift(k, n_bad, ref.get(value, 0), n_ref),
-                    share - ref_share,
-                    attr,
-                )
-        if n_all > 0 and n_base > 0:
-            for value in sorted(allv):
-                k = allv[value]
-                if value == OTHER or k < min_support:
-                    continue
-                base_share = base.get(value, 0) / n_base
-                share = k / n_all
-                if base_share >= NEW_VALUE_MAX_BASELINE or share - base_share < min_delta:
-                    continue
-                attr = Attribution(
-                    label, value, round(share, 3), round(base_share, 3), "post_onset"
-                )
-                offer(
-                    (label, value),
-                    _lift(k, n_all, base.get(value, 0), n_base),
-                    share - base_share,
-                    attr,
-                )
+        after = _values(ctx.all_labels, label)
+        before = _values(ctx.baseline_labels, label)
+        bad_after = _values(ctx.bad_labels, label)
+        bad_before = _values(ctx.baseline_bad_labels, label)
+        per_label.append((label, after, before, bad_after, bad_before))
+        for value in sorted(after):
+            if value == OTHER or after[value] < min_support:
+                continue
+            tests.append(("new", label, value))
+            tests.append(("moved", label, value))
+            if lengths:
+                tests.append(("length", label, value))
+    if not tests:
+        return ()
+    z_crit = NormalDist().inv_cdf(1.0 - alpha / len(tests))
 
-    order = sorted(ranked.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
-    return tuple(item[1][2] for item in order[:top])
+    found: dict[tuple[str, str], _Candidate] = {}
+    for label, after, before, bad_after, bad_before in per_label:
+        n_a, n_b = _total(after), _total(before)
+        nb_a, nb_b = _total(bad_after), _total(bad_before)
+        for value in sorted(after):
+            k_a = after[value]
+            if value == OTHER or k_a < min_support:
+                continue
+            k_b = before.get(value, 0)
+            for cand in (
+                _new_value(label, value, k_a, n_a, k_b, n_b, z_crit, min_delta),
+                _moved(
+                    label,
+                    value,
+                    (k_a, n_a, bad_after.get(value, 0), nb_a),
+                    (k_b, n_b, bad_before.get(value, 0), nb_b),
+                    z_crit,
+                    min_support,
+                ),
+                _moved_length(
+                    label,
+                    value,
+                    ctx.lengths.get(label, {}),
+                    ctx.baseline_lengths.get(label, {}),
+                    z_crit,
+                    min_support,
+                    lengths,
+                )
+                if lengths
+                else None,
+            ):
+                if cand is None:
+                    continue
+                cur = found.get((label, value))
+                if cur is None or (cand.rank, -cand.z) < (cur.rank, -cur.z):
+                    found[(label, value)] = cand
+    order = sorted(found.items(), key=lambda kv: (kv[1].rank, -kv[1].z, kv[0]))
+    return tuple(c.attr for _, c in order[:top])
+
+
+def _new_value(
+    label: str,
+    value: str,
+    k_a: int,
+    n_a: int,
+    k_b: int,
+    n_b: int,
+    z_crit: float,
+    min_delta: float,
+) -> _Candidate | None:
+    if n_a <= 0 or n_b <= 0:
+        return None  # no traffic before the start: nothing can be "new" against it
+    share_a, share_b = k_a / n_a, k_b / n_b
+    if share_b >= NEW_VALUE_MAX_BASELINE or share_a - share_b < min_delta:
+        return None
+    pooled = (k_a + k_b) / (n_a + n_b)
+    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n_a + 1 / n_b))
+    z = (share_a - share_b) / se
+    if z < z_crit:
+        return None
+    attr = Attribution(
+        label,
+        value,
+        round(share_a, 3),
+        round(share_b, 3),
+        "new_value",
+        share_after=round(share_a, 3),
+        z=round(z, 2),
+        n=k_a,
+    )
+    return _Candidate(0, z, attr)
+
+
+def _moved(
+    label: str,
+    value: str,
+    after: tuple[int, int, int, int],
+    before: tuple[int, int, int, int],
+    z_crit: float,
+    min_support: int,
+) -> _Candidate | None:
+    """Difference in differences of the anomalous rate: this value vs the rest."""
+    k_a, n_a, b_a, nb_a = after
+    k_b, n_b, b_b, nb_b = before
+    rest_a, rest_bad_a = n_a - k_a, nb_a - b_a
+    if rest_a < min_support or b_a < min_support:
+        return None  # no rest to compare with (one provider), or too few anomalous events
+    r_va, r_oa = _rate(b_a, k_a), _rate(rest_bad_a, rest_a)
+    var = _var(r_va, k_a) + _var(r_oa, rest_a)
+    # Before the start: each side's own rate when it had traffic, else the label's pooled
+    # rate (a value that is new has no "before" of its own).
+    pooled_b = _rate(nb_b, n_b)
+    if k_b >= min_support:
+        r_vb = _rate(b_b, k_b)
+        var += _var(r_vb, k_b)
+    else:
+        r_vb = pooled_b
+    rest_b = n_b - k_b
+    if rest_b >= min_support:
+        r_ob = _rate(nb_b - b_b, rest_b)
+        var += _var(r_ob, rest_b)
+    else:
+        r_ob = pooled_b
+    d = (r_va - r_vb) - (r_oa - r_ob)
+    z = d / math.sqrt(var)
+    if z < z_crit:
+        return None
+    share_bad = b_a / nb_a if nb_a else 0.0
+    share_b = k_b / n_b if n_b else 0.0
+    attr = Attribution(
+        label,
+        value,
+        round(share_bad, 3),
+        round(share_b, 3),
+        "moved",
+        share_after=round(k_a / n_a, 3) if n_a else None,
+        bad_rate=round(b_a / k_a, 4),
+        baseline_bad_rate=round(b_b / k_b, 4) if k_b else None,
+        rest_bad_rate=round(rest_bad_a / rest_a, 4),
+        z=round(z, 2),
+        n=k_a,
+    )
+    return _Candidate(1, z, attr)
+
+
+def _mean_var(s: float, sq: float, n: int) -> tuple[float, float]:
+    """Mean and variance of the mean from a (sum, sum of squares, n) triple."""
+    mean = s / n
+    var = max(0.0, (sq - n * mean * mean) / max(n - 1, 1))
+    return mean, var / n
+
+
+def _moved_length(
+    label: str,
+    value: str,
+    after: Mapping[str, tuple[int, int, int]],
+    before: Mapping[str, tuple[int, int, int]],
+    z_crit: float,
+    min_support: int,
+    sign: int,
+) -> _Candidate | None:
+    """Difference in differences of the mean output length: this value vs the rest, in the
+    direction `sign` (+1 longer, -1 shorter)."""
+    mine = after.get(value)
+    rest = [t for v, t in after.items() if v != value]
+    if mine is None or mine[2] < min_support or not rest:
+        return None
+    rest_t = tuple(sum(t[i] for t in rest) for i in range(3))
+    if rest_t[2] < min_support:
+        return None
+    m_va, v_va = _mean_var(*mine)
+    m_oa, v_oa = _mean_var(*rest_t)
+    var = v_va + v_oa
+    pooled = tuple(sum(t[i] for t in before.values()) for i in range(3))
+    if pooled[2] < min_support:
+        return None  # no "before" to difference against
+    m_pb, v_pb = _mean_var(*pooled)
+    own_b = before.get(value)
+    if own_b is not None and own_b[2] >= min_support:
+        m_vb, v_vb = _mean_var(*own_b)
+    else:
+        m_vb, v_vb = m_pb, v_pb
+    rest_b = tuple(pooled[i] - (own_b[i] if own_b else 0) for i in range(3))
+    if rest_b[2] >= min_support:
+        m_ob, v_ob = _mean_var(*rest_b)
+    else:
+        m_ob, v_ob = m_pb, v_pb
+    var += v_vb + v_ob
+    if var <= 0:
+        return None
+    d = (m_va - m_vb) - (m_oa - m_ob)
+    z = sign * d / math.sqrt(var)
+    if z < z_crit:
+        return None
+    n_a = mine[2] + rest_t[2]
+    n_b = pooled[2]
+    attr = Attribution(
+        label,
+        value,
+        round(mine[2] / n_a, 3),
+        round((own_b[2] if own_b else 0) / n_b, 3),
+        "moved",
+        share_after=round(mine[2] / n_a, 3),
+        z=round(z, 2),
+        n=mine[2],
+        metric="output_length",
+        mean_after=round(m_va, 1),
+        mean_before=round(m_vb, 1),
+        rest_mean_after=round(m_oa, 1),
+    )
+    return _Candidate(1, z, attr)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
 from correlator.attribution import attribute
+from correlator.changepoint import Bin, estimate
 from correlator.families import default_family
 from correlator.incident import (
     SEVERITY_RANK,
@@ -50,6 +51,7 @@ from correlator.incident import (
     Mute,
     Notify,
     Severity,
+    StartEstimate,
     Status,
     TriageAnswer,
     dedup_key,
@@ -218,8 +220,13 @@ class _Inc:
     notified_severity: Severity | None = None
     reopens: int = 0
     flapping: bool = False
-    # The fullest label counts of the hour before onset seen so far (see `_held_baseline`).
+    # The fullest label counts of the hour before the start seen so far (`_held_baseline`).
     baseline_labels: dict[str, dict[str, int]] | None = None
+    # Estimated start (`Correlator._estimate_start`) and when it was last estimated.
+    started_at: float | None = None
+    start_estimate: StartEstimate | None = None
+    start_checked_at: float | None = None
+    later_changes: tuple[ChangeRef, ...] = ()
 
     def any_firing(self) -> bool:
         return any(m.cleared is None for m in self.members.values())
@@ -251,6 +258,10 @@ class _Inc:
             summary=self.summary,
             muted=self.muted,
             reopens=self.reopens,
+            started_at=self.started_at,
+            start_estimate=self.start_estimate,
+            later_changes=self.later_changes,
+            flapping=self.flapping,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -266,10 +277,7 @@ class _Inc:
             "members": [m.to_state() for m in self.members.values()],
             "domain": self.domain,
             "triage": [t.to_record() for t in self.triage],
-            "changes": [
-                {"ts": c.ts, "kind": c.kind, "description": c.description, "feature": c.feature}
-                for c in self.changes
-            ],
+            "changes": [_change_state(c) for c in self.changes],
             "attribution": [a.to_record() for a in self.attribution],
             "summary": self.summary,
             "muted": None if self.muted is None else self.muted.to_record(),
@@ -280,6 +288,12 @@ class _Inc:
             "reopens": self.reopens,
             "flapping": self.flapping,
             "baseline_labels": self.baseline_labels,
+            "started_at": self.started_at,
+            "start_estimate": None
+            if self.start_estimate is None
+            else self.start_estimate.to_record(),
+            "start_checked_at": self.start_checked_at,
+            "later_changes": [_change_state(c) for c in self.later_changes],
         }
 
     @classmethod
@@ -307,20 +321,9 @@ class _Inc:
         inc.triage = tuple(
             TriageAnswer(t["question"], bool(t["answer"]), str(t["evidence"])) for t in d["triage"]
         )
-        inc.changes = tuple(
-            ChangeRef(float(c["ts"]), str(c["kind"]), str(c["description"]), c.get("feature"))
-            for c in d["changes"]
-        )
-        inc.attribution = tuple(
-            Attribution(
-                str(a["label"]),
-                str(a["value"]),
-                float(a["anomalous_share"]),
-                float(a["baseline_share"]),
-                a.get("basis", "anomalous"),
-            )
-            for a in d["attribution"]
-        )
+        inc.changes = tuple(_change_from_state(c) for c in d["changes"])
+        inc.later_changes = tuple(_change_from_state(c) for c in d.get("later_changes") or [])
+        inc.attribution = tuple(Attribution.from_record(a) for a in d["attribution"])
         inc.summary = str(d["summary"])
         mu = d.get("muted")
         inc.muted = None if mu is None else Mute(mu["reason"], str(mu["by"]))
@@ -333,6 +336,13 @@ class _Inc:
         inc.flapping = bool(d["flapping"])
         bl = d.get("baseline_labels")  # absent in states saved before it existed
         inc.baseline_labels = None if bl is None else _copy_counts(bl)
+        # Absent in states saved before the start estimate existed: estimated afresh.
+        sa = d.get("started_at")
+        inc.started_at = None if sa is None else float(sa)
+        se = d.get("start_estimate")
+        inc.start_estimate = None if se is None else StartEstimate.from_record(se)
+        sc = d.get("start_checked_at")
+        inc.start_checked_at = None if sc is None else float(sc)
         return inc
 
 
@@ -346,6 +356,7 @@ class CorrelatorStats:
     open_total: int
     resolved_kept: int
     changes_kept: int
+    flapping_open: int = 0
 
 
 def _change_key(c: ChangeRecord) -> tuple[float, str, str, str]:
@@ -388,8 +399,15 @@ class Correlator:
             del self._changes[:excess]
             del self._change_keys[:excess]
 
-    def on_signal(self, sig: Signal, ctx: FeatureContext | None = None) -> list[IncidentUpdate]:
-        """A detector transition (firing or cleared) of `sig.feature` at `sig.ts`."""
+    def on_signal(
+        self,
+        sig: Signal,
+        ctx: FeatureContext | None = None,
+        contexts: ContextFn | None = None,
+    ) -> list[IncidentUpdate]:
+        """A detector transition (firing or cleared) of `sig.feature` at `sig.ts`. `ctx` is the
+        context as of the signal; with `contexts`, the correlator asks again for the span split
+        at the incident's estimated start once it has one (see `_refresh`)."""
         now = sig.ts
         self._now = max(self._now, now)
         out: list[IncidentUpdate] = []
@@ -411,7 +429,7 @@ class Correlator:
             before = target.snapshot().to_record()
             member = target.members[mkey]
             member.cleared = max(sig.ts, member.onset)
-            self._refresh(target, ctx, now)
+            self._refresh(target, ctx, now, contexts)
             self._emit(target, "update", now, out, before)
             return out
 
@@ -420,13 +438,16 @@ class Correlator:
         holder = next((i for i in reversed(opens) if mkey in i.members), None)
         if holder is not None:
             in_cooldown = not holder.any_firing()
-            self._join(holder, sig, mkey, ctx, now, out, "reopen" if in_cooldown else "update")
+            action: Action = "reopen" if in_cooldown else "update"
+            self._join(holder, sig, mkey, ctx, now, out, action, contexts)
             return out
-        joinable = [
-            i for i in opens if p.split_after_s <= 0 or now - i.opened_at <= p.split_after_s
-        ]
+        joinable = [i for i in opens if self._joinable(i, sig, now)]
         if joinable:
-            self._join(joinable[-1], sig, mkey, ctx, now, out, "update")
+            # The incident telling this family's story, if one is open; else the newest.
+            fam = sig.family or default_family(sig.metric)
+            same = [i for i in joinable if fam in {m.family for m in i.members.values()}]
+            target = (same or joinable)[-1]
+            self._join(target, sig, mkey, ctx, now, out, "update", contexts)
             return out
         if not opens:
             recent = [
@@ -446,13 +467,13 @@ class Correlator:
                 # Re-inserted last: open incidents iterate in the order they (re)opened.
                 self._incidents.pop(inc.id)
                 self._incidents[inc.id] = inc
-                self._join(inc, sig, mkey, ctx, now, out, "reopen")
+                self._join(inc, sig, mkey, ctx, now, out, "reopen", contexts)
                 return out
         self._seq += 1
         iid = incident_id(sig.feature, sig.ts, self._seq)
         inc = _Inc(iid, dedup_key(sig.feature, sig.ts, iid), sig.feature, self._seq, sig.ts)
         self._incidents[iid] = inc
-        self._join(inc, sig, mkey, ctx, now, out, "open")
+        self._join(inc, sig, mkey, ctx, now, out, "open", contexts)
         return out
 
     def tick(self, now: float, contexts: ContextFn) -> list[IncidentUpdate]:
@@ -464,7 +485,8 @@ class Correlator:
             self._maybe_resolve(inc, now, out)
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             before = inc.snapshot().to_record()
-            self._refresh(inc, contexts(inc.feature, inc.opened_at), now)
+            start = inc.opened_at if inc.started_at is None else inc.started_at
+            self._refresh(inc, contexts(inc.feature, start), now, contexts)
             self._emit(inc, "update", now, out, before, renotify=True)
         self._prune()
         return out
@@ -496,19 +518,22 @@ class Correlator:
         by_sd: dict[tuple[str, str], int] = {(s, d): 0 for s in SEVERITIES for d in DOMAINS}
         layers: dict[str, int] = {lay: 0 for lay in LAYERS}
         muted: dict[str, int] = {"silence": 0, "inhibited": 0}
-        open_total = resolved = 0
+        open_total = resolved = flapping = 0
         for inc in self._incidents.values():
             if inc.status != "open":
                 resolved += 1
                 continue
             open_total += 1
+            flapping += inc.flapping
             by_sd[(inc.severity, inc.domain)] += 1
             for m in inc.members.values():
                 if m.cleared is None:
                     layers[m.layer] += 1
             if inc.muted is not None:
                 muted[inc.muted.reason] += 1
-        return CorrelatorStats(by_sd, layers, muted, open_total, resolved, len(self._changes))
+        return CorrelatorStats(
+            by_sd, layers, muted, open_total, resolved, len(self._changes), flapping
+        )
 
     # ---- persistence -------------------------------------------------------------------
 
@@ -598,6 +623,7 @@ class Correlator:
         now: float,
         out: list[IncidentUpdate],
         action: Action,
+        contexts: ContextFn | None = None,
     ) -> None:
         before = inc.snapshot().to_record() if action == "update" else None
         member = inc.members.get(mkey)
@@ -619,21 +645,115 @@ class Correlator:
             if action == "update":
                 action = "escalate"
                 before = None
-        self._refresh(inc, ctx, now)
+        self._refresh(inc, ctx, now, contexts)
         self._emit(inc, action, now, out, before)
 
-    def _refresh(self, inc: _Inc, ctx: FeatureContext | None, now: float) -> None:
+    def _joinable(self, inc: _Inc, sig: Signal, now: float) -> bool:
+        """Whether a new series' signal joins this open incident of its feature.
+
+        Not when `split_after_s` is set and the incident is older than that; and not when the
+        signal is of a symptom family the incident does not have and the incident opened more
+        than `new_incident_after_s` ago: a flapping or stuck incident must not swallow the
+        next real problem (it gets its own incident, triage and page)."""
         p = self.policy
-        lo = inc.opened_at - p.change_lookback_s
-        start = bisect.bisect_left(self._change_keys, (lo, "", "", ""))
-        attached = {(c.ts, c.kind, c.description, c.feature): c for c in inc.changes}
-        for ch in self._changes[start:]:
+        age = now - inc.opened_at
+        if p.split_after_s > 0 and age > p.split_after_s:
+            return False
+        if p.new_incident_after_s > 0 and age > p.new_incident_after_s:
+            fam = sig.family or default_family(sig.metric)
+            return fam in {m.family for m in inc.members.values()}
+        return True
+
+    def _estimate_start(self, inc: _Inc, ctx: FeatureContext | None, now: float) -> None:
+        """`started_at`: the change point of the earliest member signal, from its history.
+
+        Estimated when the incident opens and again (at most once per bin) while that signal
+        is younger than `changepoint_refine_s`: the data after the change sharpens the
+        estimate. Without history, or with no significant change, the start is the signal's
+        onset (basis "detection"). The start is never after that onset."""
+        p = self.policy
+        if not inc.members:
+            return
+        first = min(inc.members.values(), key=lambda m: (m.onset, m.metric, m.series, m.detector))
+        checked = inc.start_checked_at
+        if inc.started_at is not None:
+            if ctx is None or ctx.history is None:
+                return
+            if now - first.onset > p.changepoint_refine_s:
+                return
+            if checked is not None and now - checked < p.changepoint_bin_s:
+                return
+        started: float = first.onset
+        est = StartEstimate("detection", first.metric)
+        if ctx is not None and ctx.history is not None:
+            inc.start_checked_at = now
+            raw = ctx.history(
+                first.metric, first.series, first.onset - p.changepoint_lookback_s, now
+            )
+            bins = [Bin(ts, value, n) for ts, value, n in raw]
+            sign = 1 if str(first.direction) == "up" else -1
+            cp = estimate(
+                bins,
+                direction=sign,
+                not_after=first.onset,
+                alpha=p.changepoint_alpha,
+                bin_s=p.changepoint_bin_s,
+            )
+            if cp is not None:
+                started = min(cp.start, first.onset)
+                est = StartEstimate(
+                    "changepoint",
+                    first.metric,
+                    cp.shape,
+                    cp.before,
+                    cp.after,
+                    round(cp.stat, 2),
+                    round(cp.threshold, 2),
+                )
+        if started != inc.started_at:
+            inc.baseline_labels = None  # the held "before" was for another split
+        inc.started_at, inc.start_estimate = started, est
+
+    def _attach_changes(self, inc: _Inc, start: float, now: float) -> None:
+        """Changes of the feature (or of all features) in the lookback before `start`, most
+        recent first; those after it (beyond the estimate's tolerance) are `later_changes`:
+        context such as a rollback, never the suspect."""
+        p = self.policy
+        cut = start + p.change_start_tolerance_s
+        lo = start - p.change_lookback_s
+        first = bisect.bisect_left(self._change_keys, (lo, "", "", ""))
+        seen = {(c.ts, c.kind, c.description, c.feature): c for c in inc.changes}
+        for c in inc.later_changes:
+            seen.setdefault((c.ts, c.kind, c.description, c.feature), c)
+        for ch in self._changes[first:]:
             if ch.ts > now:
                 break
             if ch.feature is None or ch.feature == inc.feature:
-                ref = ChangeRef(ch.ts, ch.kind, ch.description or _labels_text(ch), ch.feature)
-                attached.setdefault((ref.ts, ref.kind, ref.description, ref.feature), ref)
-        inc.changes = tuple(sorted(attached.values(), key=lambda c: (c.ts, c.kind, c.description)))
+                ref = ChangeRef(
+                    ch.ts,
+                    ch.kind,
+                    ch.description or _labels_text(ch),
+                    ch.feature,
+                    tuple(sorted(ch.labels.items())),
+                )
+                seen.setdefault((ref.ts, ref.kind, ref.description, ref.feature), ref)
+        refs = sorted(seen.values(), key=lambda c: (c.ts, c.kind, c.description))
+        inc.changes = tuple(reversed([c for c in refs if lo <= c.ts <= cut]))
+        inc.later_changes = tuple(c for c in refs if c.ts > cut)
+
+    def _refresh(
+        self,
+        inc: _Inc,
+        ctx: FeatureContext | None,
+        now: float,
+        contexts: ContextFn | None = None,
+    ) -> None:
+        p = self.policy
+        self._estimate_start(inc, ctx, now)
+        start = inc.opened_at if inc.started_at is None else inc.started_at
+        if contexts is not None and ctx is not None and ctx.start != start:
+            ctx = contexts(inc.feature, start)  # split the span at the estimated start
+        self._attach_changes(inc, start, now)
         # Attribution follows the anomalous traffic while it lasts; once every member has
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
@@ -642,6 +762,8 @@ class Correlator:
                 p.attribution_min_support,
                 p.attribution_min_delta,
                 p.attribution_top,
+                p.attribution_alpha,
+                lengths=_output_size_direction(inc),
             )
         signals = inc.member_snapshots()
         res = triage(
@@ -649,7 +771,7 @@ class Correlator:
             ctx,
             inc.changes,
             inc.attribution,
-            inc.opened_at,
+            start,
             p.change_lookback_s,
             p.quality_stable_tol,
         )
@@ -660,7 +782,7 @@ class Correlator:
             res,
             inc.changes,
             inc.attribution,
-            inc.opened_at,
+            start,
             p.change_lookback_s,
         )
 
@@ -702,7 +824,7 @@ class Correlator:
                 elif (
                     renotify
                     and p.renotify_s > 0
-                    and inc.any_firing()
+                    and (inc.any_firing() or inc.flapping)
                     and inc.last_trigger_at is not None
                     and now - inc.last_trigger_at >= p.renotify_s
                 ):
@@ -767,6 +889,36 @@ def _held_baseline(inc: _Inc, ctx: FeatureContext) -> FeatureContext:
         inc.baseline_labels = _copy_counts(fresh)
         return ctx
     return replace(ctx, baseline_labels=held)
+
+
+OUTPUT_SIZE_METRICS = ("output_length_mean", "output_tokens_per_request")
+
+
+def _output_size_direction(inc: _Inc) -> int:
+    """+1 / -1 when an output-size signal of the incident went up / down (the earliest one
+    decides), else 0: attribution then also compares output length per label value."""
+    sized = [m for m in inc.members.values() if m.metric in OUTPUT_SIZE_METRICS]
+    if not sized:
+        return 0
+    first = min(sized, key=lambda m: (m.onset, m.metric, m.series, m.detector))
+    return 1 if str(first.direction) == "up" else -1
+
+
+def _change_state(c: ChangeRef) -> dict[str, Any]:
+    return {
+        "ts": c.ts,
+        "kind": c.kind,
+        "description": c.description,
+        "feature": c.feature,
+        "labels": [list(kv) for kv in c.labels],
+    }
+
+
+def _change_from_state(c: dict[str, Any]) -> ChangeRef:
+    labels = tuple((str(k), str(v)) for k, v in c.get("labels") or [])
+    return ChangeRef(
+        float(c["ts"]), str(c["kind"]), str(c["description"]), c.get("feature"), labels
+    )
 
 
 def _labels_text(ch: ChangeRecord) -> str:

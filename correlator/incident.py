@@ -98,34 +98,162 @@ class ChangeRef:
     kind: str
     description: str
     feature: str | None = None
+    # The change event's labels (e.g. prompt_version=v8): how the summary finds the change
+    # that introduced the suspect value. Internal; not part of the record.
+    labels: tuple[tuple[str, str], ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         return {"ts": rfc3339(self.ts), "kind": self.kind, "description": self.description}
 
 
+Basis = Literal["anomalous", "post_onset", "new_value", "moved"]
+
+
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """A label value over-represented in the anomalous traffic.
+    """A label value that changed at the incident's estimated start (`started_at`).
 
-    `basis` says what was compared with the baseline: "anomalous" (the bad events' label
-    shares) or "post_onset" (all traffic since onset: a value that appeared only after onset,
-    e.g. a new prompt_version rolled out to everyone).
+    `basis` says which test singled it out (see `correlator.attribution`):
+
+    - "new_value": the value (nearly) did not exist before the start and carries a
+      significant share after it (a rollout: new prompt or model version).
+      `anomalous_share` is its share of all traffic after the start, `baseline_share` before.
+    - "moved": the anomalous rate (errors, refusals, malformed outputs, low scores) rose
+      within this value significantly more than in the rest of the traffic (a fault in one
+      segment or experiment arm). `anomalous_share` is its share of the anomalous traffic
+      after the start, `baseline_share` its share of all traffic before.
+    - "anomalous", "post_onset": the v1 bases, still read from older records.
+
+    The numbers behind the test ride along (optional record fields): `share_after`, the
+    value's share of traffic after the start; `bad_rate` and `baseline_bad_rate`, the
+    anomalous rate within the value after and before; `rest_bad_rate`, the rate in the rest
+    of the traffic after; `z` the test statistic; `n` the value's events after the start.
+    For a value whose output length moved (`metric: "output_length"`), `mean_after`,
+    `mean_before` and `rest_mean_after` are mean output characters instead of rates, and
+    `anomalous_share` is its share of all traffic after the start.
     """
 
     label: str
     value: str
     anomalous_share: float
     baseline_share: float
-    basis: Literal["anomalous", "post_onset"] = "anomalous"
+    basis: Basis = "anomalous"
+    share_after: float | None = None
+    bad_rate: float | None = None
+    baseline_bad_rate: float | None = None
+    rest_bad_rate: float | None = None
+    z: float | None = None
+    n: int | None = None
+    metric: str | None = None
+    mean_after: float | None = None
+    mean_before: float | None = None
+    rest_mean_after: float | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        rec: dict[str, Any] = {
             "label": self.label,
             "value": self.value,
             "anomalous_share": self.anomalous_share,
             "baseline_share": self.baseline_share,
             "basis": self.basis,
         }
+        for name in _OPTIONAL:
+            v = getattr(self, name)
+            if v is not None:
+                rec[name] = v
+        return rec
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> Attribution:
+        def opt(name: str) -> float | None:
+            v = d.get(name)
+            return None if v is None else float(v)
+
+        basis = d.get("basis", "anomalous")
+        if basis not in ("anomalous", "post_onset", "new_value", "moved"):
+            raise ValueError(f"attribution basis {basis!r}")
+        n = d.get("n")
+        return cls(
+            str(d["label"]),
+            str(d["value"]),
+            float(d["anomalous_share"]),
+            float(d["baseline_share"]),
+            basis,
+            opt("share_after"),
+            opt("bad_rate"),
+            opt("baseline_bad_rate"),
+            opt("rest_bad_rate"),
+            opt("z"),
+            None if n is None else int(n),
+            None if d.get("metric") is None else str(d["metric"]),
+            opt("mean_after"),
+            opt("mean_before"),
+            opt("rest_mean_after"),
+        )
+
+
+_OPTIONAL = (
+    "share_after",
+    "bad_rate",
+    "baseline_bad_rate",
+    "rest_bad_rate",
+    "z",
+    "n",
+    "metric",
+    "mean_after",
+    "mean_before",
+    "rest_mean_after",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StartEstimate:
+    """How `started_at` was estimated (record field `start_estimate`, an extension).
+
+    `basis`: "changepoint" (the search in `correlator.changepoint` found a significant change
+    in `metric` of the earliest member signal) or "detection" (it did not, or there was no
+    history: the start is that signal's onset). For a change point, `shape` (step, ramp,
+    pulse), the levels `before` / `after`, and the statistic against its threshold.
+    """
+
+    basis: Literal["changepoint", "detection"]
+    metric: str
+    shape: str | None = None
+    before: float | None = None
+    after: float | None = None
+    stat: float | None = None
+    threshold: float | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {"basis": self.basis, "metric": self.metric}
+        if self.shape is not None:
+            rec["shape"] = self.shape
+        for name in ("before", "after", "stat", "threshold"):
+            v = getattr(self, name)
+            if v is not None:
+                rec[name] = round(v, 6)
+        return rec
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> StartEstimate:
+        basis = d.get("basis")
+        if basis not in ("changepoint", "detection"):
+            raise ValueError(f"start_estimate basis {basis!r}")
+
+        def opt(name: str) -> float | None:
+            v = d.get(name)
+            return None if v is None else float(v)
+
+        shape = d.get("shape")
+        return cls(
+            basis,
+            str(d["metric"]),
+            None if shape is None else str(shape),
+            opt("before"),
+            opt("after"),
+            opt("stat"),
+            opt("threshold"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +299,10 @@ class Incident:
     summary: str
     muted: Mute | None = None
     reopens: int = 0
+    started_at: float | None = None
+    start_estimate: StartEstimate | None = None
+    later_changes: tuple[ChangeRef, ...] = ()
+    flapping: bool = False
 
     @property
     def layers(self) -> frozenset[str]:
@@ -191,6 +323,12 @@ class Incident:
             "domain": self.domain,
             "opened_at": rfc3339(self.opened_at),
             "resolved_at": rfc3339(self.resolved_at),
+            "started_at": rfc3339(
+                self.started_at if self.started_at is not None else self.opened_at
+            ),
+            "start_estimate": None
+            if self.start_estimate is None
+            else self.start_estimate.to_record(),
             "signals": [s.to_record() for s in self.signals],
             "triage": [t.to_record() for t in self.triage],
             "changes": [c.to_record() for c in self.changes],
@@ -198,6 +336,8 @@ class Incident:
             "summary": self.summary,
             "muted": None if self.muted is None else self.muted.to_record(),
             "reopens": self.reopens,
+            "later_changes": [c.to_record() for c in self.later_changes],
+            "flapping": self.flapping,
         }
 
 

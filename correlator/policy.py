@@ -37,6 +37,18 @@ class CorrelationPolicy:
       change events `change_retention_s` (at most `max_changes`).
     - attribution: `attribution_min_support` anomalous events and `attribution_min_delta` share
       lift over the baseline, top `attribution_top` values.
+    - `new_incident_after_s`: a signal of a symptom family (`correlator.severity.family`) the
+      open incident does not have yet, firing this long after it opened, opens its own
+      incident (and page) instead of joining: a long-lived or flapping incident must not hide
+      the next problem. 0 turns this off.
+    - estimated start (`correlator.changepoint`): the search reads `changepoint_lookback_s`
+      of the earliest member's history before its onset in bins of `changepoint_bin_s`, at
+      false-start level `changepoint_alpha`, and re-estimates while the member is younger than
+      `changepoint_refine_s` (more data after the change sharpens it).
+    - `change_start_tolerance_s`: a change event up to this long after the estimated start
+      still counts as before it (the estimate has the bin's resolution); later ones are
+      context (`later_changes`), never the suspect.
+    - `attribution_alpha`: false-suspect level of attribution's tests (Bonferroni over them).
     - `quality_stable_tol`: a quality metric within this relative distance of its baseline is
       "stable" for triage question 3.
     """
@@ -60,6 +72,13 @@ class CorrelationPolicy:
     attribution_min_delta: float = 0.1
     attribution_top: int = 3
     quality_stable_tol: float = 0.05
+    new_incident_after_s: float = 7200.0
+    changepoint_lookback_s: float = 7200.0
+    changepoint_bin_s: float = 60.0
+    changepoint_alpha: float = 0.01
+    changepoint_refine_s: float = 1800.0
+    change_start_tolerance_s: float = 180.0
+    attribution_alpha: float = 0.01
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -78,6 +97,10 @@ class CorrelationPolicy:
             raise ValueError("correlation.max_resolved, max_changes, attribution_top must be >= 1")
         if self.attribution_min_delta > 1 or self.quality_stable_tol > 1:
             raise ValueError("correlation.attribution_min_delta, quality_stable_tol must be <= 1")
+        if not 0 < self.changepoint_alpha < 1 or not 0 < self.attribution_alpha < 1:
+            raise ValueError("correlation.changepoint_alpha, attribution_alpha must be in (0, 1)")
+        if self.changepoint_bin_s <= 0:
+            raise ValueError("correlation.changepoint_bin_s must be > 0")
         if self.flap_hold_max_s < self.flap_hold_s:
             raise ValueError("correlation.flap_hold_max_s must be >= flap_hold_s")
         if self.resolved_retention_s < self.reopen_s:

@@ -7,7 +7,7 @@ contract records (`to_record`) are produced in exactly one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -97,14 +97,26 @@ class MetricSnapshot:
 LabelCounts = Mapping[str, Mapping[str, int]]
 """label name → label value → count (values beyond a per-label cap are folded into `__other__`)."""
 
+LabelSums = Mapping[str, Mapping[str, tuple[int, int, int]]]
+"""label name → value → (sum, sum of squares, n) of the output characters of its calls."""
+
+HistoryFn = Callable[[str, str, float, float], Sequence[tuple[float, float, float]]]
+"""(metric, series, start, end) → the metric per bin over [start, end): (bin start, value, n).
+The pipeline's read of its retained buckets, for the change-point search; empty when the
+metric has no history (an external metric, a series split the buckets do not keep)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FeatureContext:
     """What the pipeline knows about a feature around an incident, handed to the correlator.
 
-    `bad_labels` count the label values of anomalous traffic (failed, refused or malformed
-    calls, and scores below their baseline) since the incident's onset; `all_labels` count all
-    traffic over the same span; `baseline_labels` count all traffic over the hour before onset.
+    The span is split at `start` (the incident's estimated start, `started_at`): `bad_labels`
+    count the label values of anomalous traffic (failed, refused or malformed calls, and
+    scores below their baseline) from `start` on; `all_labels` count all traffic over the same
+    span; `baseline_labels` and `baseline_bad_labels` count all and anomalous traffic over the
+    hour before `start`; `lengths` and `baseline_lengths` hold the output length per label
+    value over the same two spans. `history` reads a metric's recent bins (see `HistoryFn`);
+    None when the caller keeps none.
     """
 
     feature: str
@@ -112,3 +124,8 @@ class FeatureContext:
     bad_labels: LabelCounts
     all_labels: LabelCounts
     baseline_labels: LabelCounts
+    baseline_bad_labels: LabelCounts = field(default_factory=dict)
+    lengths: LabelSums = field(default_factory=dict)
+    baseline_lengths: LabelSums = field(default_factory=dict)
+    history: HistoryFn | None = None
+    start: float | None = None

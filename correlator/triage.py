@@ -209,8 +209,9 @@ def triage(
     parts += [change_evidence(c, onset) for c in pm_changes]
     if silent is not None:
         parts.append(
-            f"{silent.label}={silent.value} is {silent.anomalous_share * 100:.0f}% of anomalous"
-            f" traffic vs {silent.baseline_share * 100:.0f}% before, with no prompt/model/deploy"
+            f"{silent.label}={silent.value} is {silent.anomalous_share * 100:.0f}% of"
+            f" {'traffic since the start' if silent.basis == 'new_value' else 'anomalous traffic'}"
+            f" vs {silent.baseline_share * 100:.0f}% before, with no prompt/model/deploy"
             f" change in the {lookback_txt} before onset: suspect a silent provider model"
             " update; pin the model version"
         )
@@ -281,6 +282,19 @@ _LAYER_ORDER: dict[str, dict[str, int]] = {
 }
 
 
+def introducing_change(
+    changes: Sequence[ChangeRef], attribution: Sequence[Attribution]
+) -> ChangeRef | None:
+    """The change that introduced a suspect value: the most recent change (before the start;
+    the caller passes only those) whose labels set an attributed label to its value, e.g.
+    `prompt_version=v8` for the suspect prompt_version v8. Suspects in rank order."""
+    for a in attribution:
+        hits = [c for c in changes if (a.label, a.value) in c.labels]
+        if hits:
+            return max(hits, key=lambda c: c.ts)
+    return None
+
+
 def families_phrase(signals: Sequence[MemberSignal]) -> str:
     """e.g. "2 symptom families: errors, latency": the independent quantities among the
     incident's signals (what `min_signals` counts), in order of onset, so a reader sees why
@@ -321,13 +335,14 @@ def summarize(
     if result.domain == "provider":
         provider_attr = next(
             (a for a in attribution if a.label in ("provider", "model", "endpoint")), None
-        )
+        ) or next((a for a in attribution if a.basis == "moved"), None)
         cause = "suspect provider errors/rate limits"
         if provider_attr is not None:
             cause += f" on {provider_attr.label}={provider_attr.value}"
     elif result.domain == "prompt_model":
-        if pm_changes:
-            ch = pm_changes[-1]
+        introduced = introducing_change(changes, attribution)
+        if introduced is not None or pm_changes:
+            ch = introduced or max(pm_changes, key=lambda c: c.ts)
             cause = f"suspect {ch.kind} change" + (f" {ch.description}" if ch.description else "")
         elif result.silent_model_update is not None:
             a = result.silent_model_update

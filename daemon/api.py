@@ -205,15 +205,20 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
         "",
         f"- Incident: `{rec['id']}` ({rec['severity']}, domain `{rec['domain']}`)",
         f"- Feature: `{rec['feature']}`",
-        f"- Opened: {rec['opened_at']}; resolved: {rec.get('resolved_at') or 'still open'}",
+        f"- Started (estimated): {rec.get('started_at') or rec['opened_at']}; opened (detected):"
+        f" {rec['opened_at']}; resolved: {rec.get('resolved_at') or 'still open'}",
         f"- Paged: {'yes' if rec.get('paged') else 'no'}",
     ]
     if runbook.get("url"):
         lines.append(f"- Runbook: {runbook['url']}")
     lines += ["", "## Timeline", ""]
     events: list[tuple[str, str]] = []
-    for ch in rec.get("changes", []):
+    for ch in rec.get("changes", []) + rec.get("later_changes", []):
         events.append((ch["ts"], f"change ({ch['kind']}): {ch.get('description', '')}"))
+    if rec.get("started_at"):
+        est = rec.get("start_estimate") or {}
+        how = f" ({est.get('basis')}, {est.get('metric')})" if est else ""
+        events.append((rec["started_at"], f"estimated start{how}"))
     for sig in rec.get("signals", []):
         base = sig.get("baseline")
         base_text = "n/a" if base is None else f"{base:.4g}"

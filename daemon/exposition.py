@@ -293,6 +293,13 @@ class PipelineCollector(Collector):
         for reason, n in stats.muted_by_reason.items():
             muted.add_metric([reason], n)
         yield muted
+        yield GaugeMetricFamily(
+            P + "incidents_flapping",
+            "Open incidents whose signals keep firing and clearing (a detector tuning problem:"
+            " they stay open through a doubling quiet period and remind on the renotify"
+            " schedule).",
+            value=stats.flapping_open,
+        )
 
 
 async def render(

@@ -26,7 +26,7 @@ from correlator import (
     Silence,
     SilenceMuter,
 )
-from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal
+from correlator.records import ChangeRecord, FeatureContext, HistoryFn, MetricSnapshot, Signal
 from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.layers.aggregator import Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
@@ -175,6 +175,7 @@ class Pipeline:
             change_lookback_s=corr.change_lookback_s,
             renotify_s=reminder_interval(settings),
             split_after_s=corr.split_after_s,
+            new_incident_after_s=corr.new_incident_after_s,
         )
         self.silences = SilenceMuter(config_silences(settings))
         # The inhibitor asks whichever correlator is current (restore replaces it).
@@ -388,7 +389,9 @@ class Pipeline:
     def _to_correlator(self, out: TickOutput, sig: Signal) -> None:
         out.signals.append(sig)
         try:
-            out.updates.extend(self.correlator.on_signal(sig, self.context(sig.feature, sig.ts)))
+            out.updates.extend(
+                self.correlator.on_signal(sig, self.context(sig.feature, sig.ts), self.context)
+            )
         except Exception as exc:  # counted and logged; other signals go on
             self.errors.record(self.log, "correlate", sig.feature, sig.metric, exc, sig.ts)
 
@@ -447,7 +450,9 @@ class Pipeline:
     # ---- context for the correlator -------------------------------------------------------
 
     def context(self, feature: str, onset: float) -> FeatureContext:
-        """What triage and attribution need: current values and label counts around onset."""
+        """What triage and attribution need: current values, label counts before and after
+        `onset` (the incident's estimated start, or a signal's time before there is one), and
+        the history the change-point search reads."""
         metrics: dict[str, MetricSnapshot] = {}
         for (feat, metric, series), sample in self.latest.items():
             if feat != feature or series:
@@ -459,13 +464,35 @@ class Pipeline:
         window = self.aggregator.window_s
         agg = self.aggregator
         start = min(onset, end - window)
+        after = agg.label_stats(feature, start, end)
+        before = agg.label_stats(feature, start - ATTRIBUTION_BASELINE_S, start)
         return FeatureContext(
             feature=feature,
             metrics=metrics,
-            bad_labels=agg.label_counts(feature, start, end, bad_only=True),
-            all_labels=agg.label_counts(feature, start, end),
-            baseline_labels=agg.label_counts(feature, start - ATTRIBUTION_BASELINE_S, start),
+            bad_labels=after.bad(),
+            all_labels=after.all(),
+            baseline_labels=before.all(),
+            baseline_bad_labels=before.bad(),
+            lengths=after.lengths(),
+            baseline_lengths=before.lengths(),
+            history=self._history(feature),
+            start=onset,
         )
+
+    def _history(self, feature: str) -> HistoryFn:
+        """The change-point search's read of the retained buckets (whole-feature series only:
+        per provider/model/endpoint availability is not kept per bucket)."""
+        agg = self.aggregator
+        bin_s = self.policy.changepoint_bin_s
+
+        def read(
+            metric: str, series: str, start: float, end: float
+        ) -> list[tuple[float, float, int]]:
+            if series:
+                return []
+            return agg.history(feature, metric, start, end + agg.tick_s, bin_s)
+
+        return read
 
     def _baseline(self, feature: str, metric: str) -> float | None:
         """The learned baseline of a metric, for evidence (a static line is no baseline)."""

@@ -250,9 +250,11 @@ class _Bucket:
         self.series: dict[tuple[str, str, str], list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
-        # (provider, model, endpoint), label pairs → [all, bad]
+        # (provider, model, endpoint), label pairs → [all, bad, chars_sum, chars_sq, chars_n]
+        # (`LabelStat`): attribution compares label values by their anomalous rate and by
+        # their output length (for faults that show as longer or shorter answers).
         self.combos: dict[tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[int]] = {}
-        # label name → value → [all, bad], for label sets past MAX_COMBOS
+        # label name → value → the same five counters, for label sets past MAX_COMBOS
         self.labels: dict[str, dict[str, list[int]]] = {}
 
 
@@ -563,7 +565,8 @@ class Aggregator:
         pair[1] += 1
         if ok:
             pair[0] += 1
-        self._count_combo(b, skey, ev.labels, bad)
+        chars = ev.output_chars if ok else None
+        self._count_combo(b, skey, ev.labels, bad, chars)
         self._count_totals(ev, (ev.feature, skey[0], skey[1]), ok)
         return None
 
@@ -573,6 +576,7 @@ class Aggregator:
         head: tuple[str, str, str],
         labels: dict[str, str] | None,
         bad: bool,
+        chars: int | None = None,
     ) -> None:
         """Count the call's whole label set as one key: traffic has few distinct label sets,
         so one dict update replaces one per label. Past `label_sets` distinct sets in a bucket
@@ -588,25 +592,29 @@ class Aggregator:
         if counts is None:
             if len(b.combos) >= self.limits.label_sets:
                 self.count_capped("label_set")
-                inc = 1 if bad else 0
+                one = [1, 1 if bad else 0, *_chars(chars)]
                 for name, value in (*zip(_HEAD_NAMES, head, strict=True), *key[1]):
                     if value:
-                        self._count_label(b.labels, name, value, 1, inc)
+                        self._count_label(b.labels, name, value, one)
                 return
-            counts = b.combos[key] = [0, 0]
+            counts = b.combos[key] = [0, 0, 0, 0, 0]
         counts[0] += 1
         if bad:
             counts[1] += 1
+        if chars is not None:
+            counts[2] += chars
+            counts[3] += chars * chars
+            counts[4] += 1
 
     def _count_label(
         self,
         labels: dict[str, dict[str, list[int]]],
         name: str,
         value: str,
-        n: int,
-        n_bad: int,
+        add: list[int],
         count_capped: bool = True,
     ) -> None:
+        """labels[name][value] += add (the five `LabelStat` counters), within the caps."""
         values = labels.get(name)
         if values is None:
             if len(labels) >= self.limits.label_names + len(_HEAD_NAMES):
@@ -622,9 +630,9 @@ class Aggregator:
                 value = OTHER
                 counts = values.get(OTHER)
             if counts is None:
-                counts = values[value] = [0, 0]
-        counts[0] += n
-        counts[1] += n_bad
+                counts = values[value] = [0, 0, 0, 0, 0]
+        for i, n in enumerate(add):
+            counts[i] += n
 
     def _compact(self, b: _Bucket) -> None:
         """Fold a bucket's whole label sets into per-label counts.
@@ -636,10 +644,10 @@ class Aggregator:
         feature. A late event into a folded bucket starts a new set, folded at the next tick.
         """
         labels = b.labels
-        for (head, pairs), (n_all, n_bad) in b.combos.items():
+        for (head, pairs), counts in b.combos.items():
             for name, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
                 if value:
-                    self._count_label(labels, name, value, n_all, n_bad, count_capped=False)
+                    self._count_label(labels, name, value, counts, count_capped=False)
         b.combos = {}
 
     def _count_totals(self, ev: LlmCall, key: tuple[str, str, str], ok: bool) -> None:
@@ -883,44 +891,82 @@ class Aggregator:
                 add("behavioral", "output_length_cv", math.sqrt(var) / mean, chars_n)
         return out
 
+    def history(
+        self, feature: str, metric: str, start: float, end: float, bin_s: float = 60.0
+    ) -> list[tuple[float, float, int]]:
+        """The metric per bin of `bin_s` over [start, end): (bin start, value, n) for the bins
+        with data. The change-point search reads it (`correlator.changepoint`): a window
+        value averages `window_s` of buckets and smears a step over minutes; bins do not.
+        Metrics the aggregator does not compute (external ones) have no history here."""
+        feat = self._features.get(feature)
+        if feat is None or not self.computes(metric):
+            return []
+        per_bin = max(1, round(bin_s / self.tick_s))
+        grouped: dict[int, _Bucket] = {}
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is None:
+                continue
+            acc = grouped.get(k // per_bin)
+            if acc is None:
+                acc = grouped[k // per_bin] = _Bucket()
+            _fold_calls(acc, b, 1)
+            _fold_scores(acc, b, 1)
+        out: list[tuple[float, float, int]] = []
+        width = per_bin * self.tick_s
+        for g in sorted(grouped):
+            point = _bin_value(grouped[g], metric, width)
+            if point is not None:
+                out.append((g * width, point[0], point[1]))
+        return out
+
+    def label_stats(self, feature: str, start: float, end: float) -> LabelStats:
+        """Every label counter of a feature's traffic over [start, end), in one pass over the
+        buckets: label → value → [all, bad, chars_sum, chars_sq, chars_n] (`LabelStats`
+        splits them for the correlator). Label values are capped per bucket; over a span of
+        buckets they fold again here."""
+        feat = self._features.get(feature)
+        out: dict[str, dict[str, list[int]]] = {}
+        if feat is None:
+            return LabelStats(out)
+        cap = self.max_label_values
+        max_names = self.limits.label_names + len(_HEAD_NAMES)
+
+        def add(lname: str, value: str, counts: list[int]) -> None:
+            acc = out.get(lname)
+            if acc is None:
+                if len(out) >= max_names:
+                    return
+                acc = out[lname] = {}
+            if value not in acc and len(acc) >= cap - 1:
+                value = OTHER
+            cur = acc.get(value)
+            if cur is None:
+                acc[value] = list(counts)
+            else:
+                for k, c in enumerate(counts):
+                    cur[k] += c
+
+        for b in self._span(feat, start, end):
+            for (head, pairs), counts in b.combos.items():
+                if not counts[0]:
+                    continue
+                for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
+                    if value:
+                        add(lname, value, counts)
+            for lname, values in b.labels.items():
+                for value, counts in values.items():
+                    if counts[0]:
+                        add(lname, value, counts)
+        return LabelStats(out)
+
     def label_counts(
         self, feature: str, start: float, end: float, bad_only: bool = False
     ) -> dict[str, dict[str, int]]:
-        """Label value counts of a feature's traffic over [start, end)."""
-        feat = self._features.get(feature)
-        out: dict[str, dict[str, int]] = {}
-        if feat is None:
-            return out
-        idx = 1 if bad_only else 0
-        cap = self.max_label_values
-        max_names = self.limits.label_names + len(_HEAD_NAMES)
-        # Label values are capped per bucket; over a span of buckets they fold again here.
-        for b in self._span(feat, start, end):
-            for (head, pairs), counts in b.combos.items():
-                n = counts[idx]
-                if not n:
-                    continue
-                for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
-                    if not value:
-                        continue
-                    acc = out.get(lname)
-                    if acc is None:
-                        if len(out) >= max_names:
-                            continue
-                        acc = out[lname] = {}
-                    if value not in acc and len(acc) >= cap - 1:
-                        value = OTHER
-                    acc[value] = acc.get(value, 0) + n
-            for lname, values in b.labels.items():
-                if lname not in out and len(out) >= max_names:
-                    continue
-                acc = out.setdefault(lname, {})
-                for value, counts in values.items():
-                    if counts[idx]:
-                        if value not in acc and len(acc) >= cap - 1:
-                            value = OTHER
-                        acc[value] = acc.get(value, 0) + counts[idx]
-        return out
+        """Label value counts of a feature's traffic over [start, end) (anomalous only with
+        `bad_only`)."""
+        stats = self.label_stats(feature, start, end)
+        return stats.bad() if bad_only else stats.all()
 
     # ---- persistence ----------------------------------------------------------------------
 
@@ -981,12 +1027,14 @@ class Aggregator:
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
+                # Snapshots from before the output-length counters hold [all, bad] only.
                 b.combos = {
-                    ((p, m, e), tuple((k, v) for k, v in pairs)): [n_all, n_bad]
-                    for p, m, e, pairs, n_all, n_bad in bstate.get("combos", [])
+                    ((p, m, e), tuple((k, v) for k, v in pairs)): _stat(counts)
+                    for p, m, e, pairs, *counts in bstate.get("combos", [])
                 }
                 b.labels = {
-                    n: {v: list(c) for v, c in vals.items()} for n, vals in bstate["labels"].items()
+                    n: {v: _stat(c) for v, c in vals.items()}
+                    for n, vals in bstate["labels"].items()
                 }
                 feat.buckets[int(bstate["k"])] = b
                 self._readmit(feat, b)
@@ -1028,3 +1076,87 @@ class Aggregator:
 
 # Score histogram buckets: scores are mostly in [0, 1] or small integer scales (1-5, 1-10).
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
+
+
+_RATIOS: dict[str, tuple[str, str]] = {
+    "error_rate": ("failed", "calls"),
+    "rate_limited_rate": ("rate_limited", "calls"),
+    "auth_failure_rate": ("auth_failed", "calls"),
+    "provider_error_rate": ("provider_failed", "calls"),
+    "retry_rate": ("retried", "calls"),
+    "input_tokens_per_request": ("in_tok_sum", "in_tok_n"),
+    "output_tokens_per_request": ("out_tok_sum", "out_tok_n"),
+    "cost_per_request_usd": ("cost_sum", "cost_n"),
+    "refusal_rate": ("refused", "refusal_n"),
+    "format_compliance_rate": ("format_ok", "format_n"),
+    "output_length_mean": ("chars_sum", "chars_n"),
+}
+_QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+
+
+def _bin_value(b: _Bucket, metric: str, width: float) -> tuple[float, int] | None:
+    """(value, n) of one metric over one merged bin, as `_call_samples` computes it."""
+    if metric in _RATIOS:
+        num, den = _RATIOS[metric]
+        n = int(getattr(b, den))
+        return (float(getattr(b, num)) / n, n) if n else None
+    if metric == "availability":
+        return ((b.calls - b.failed) / b.calls, b.calls) if b.calls else None
+    if metric == "throughput_rpm":
+        # Counts per bin: weight 1 each (a Poisson count is its own observation).
+        return (b.calls * 60.0 / width, 1) if b.calls else None
+    if metric in _QUANTILES:
+        ok_n = sum(b.latency.values())
+        if not ok_n:
+            return None
+        (q,) = quantiles(b.latency, (_QUANTILES[metric],))
+        return None if q is None else (float(q), ok_n)
+    if metric == "output_length_cv":
+        if b.chars_n < 2 or b.chars_sum <= 0:
+            return None
+        mean = b.chars_sum / b.chars_n
+        var = max(0.0, (b.chars_sq - b.chars_n * mean * mean) / (b.chars_n - 1))
+        return math.sqrt(var) / mean, b.chars_n
+    if metric.startswith("score:"):
+        acc = b.scores.get(metric.removeprefix("score:"))
+        if not acc or not acc[1]:
+            return None
+        return acc[0] / acc[1], int(acc[1])
+    return None
+
+
+def _chars(chars: int | None) -> tuple[int, int, int]:
+    return (0, 0, 0) if chars is None else (chars, chars * chars, 1)
+
+
+def _stat(counts: list[int]) -> list[int]:
+    """A label counter from a snapshot, padded to the five counters."""
+    out = [int(c) for c in counts[:5]]
+    return out + [0] * (5 - len(out))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelStats:
+    """label → value → [all, bad, chars_sum, chars_sq, chars_n] over a span, split into the
+    shapes the correlator's `FeatureContext` takes."""
+
+    counters: Mapping[str, Mapping[str, list[int]]]
+
+    def _pick(self, k: int) -> dict[str, dict[str, int]]:
+        return {
+            name: {v: c[k] for v, c in values.items() if c[k]}
+            for name, values in self.counters.items()
+        }
+
+    def all(self) -> dict[str, dict[str, int]]:
+        return self._pick(0)
+
+    def bad(self) -> dict[str, dict[str, int]]:
+        return self._pick(1)
+
+    def lengths(self) -> dict[str, dict[str, tuple[int, int, int]]]:
+        """(sum, sum of squares, n) of output characters per value with any."""
+        return {
+            name: {v: (c[2], c[3], c[4]) for v, c in values.items() if c[4]}
+            for name, values in self.counters.items()
+        }

@@ -52,13 +52,19 @@ def _details(n: Notification) -> dict[str, str]:
         ("severity", str(inc.get("severity"))),
         ("domain", str(inc.get("domain"))),
         ("opened_at", str(inc.get("opened_at"))),
+        ("started_at", str(inc.get("started_at") or inc.get("opened_at"))),
     ]
+    if inc.get("flapping"):
+        candidates.append(("flapping", "true"))
     if lead is not None:
         candidates.append(("lead_signal", render.signal_line(lead)))
     for i, t in enumerate(x for x in inc.get("triage") or [] if isinstance(x, dict)):
         candidates.append((f"triage_{i + 1}", render.triage_line(t)))
     for i, a in enumerate(x for x in inc.get("attribution") or [] if isinstance(x, dict)):
         candidates.append((f"attribution_{i + 1}", render.attribution_line(a)))
+    changes = [x for x in inc.get("changes") or [] if isinstance(x, dict)]
+    if changes:
+        candidates.append(("last_change_before_start", render.change_line(changes[0])))
     for k, v in (n.runbook or {}).items():
         if v:
             candidates.append((f"runbook_{k}", str(v)))

@@ -57,7 +57,14 @@ def attribution_line(a: Mapping[str, Any]) -> str:
     base = a.get("baseline_share")
     s = f"{a.get('label')}={a.get('value')}"
     if isinstance(share, int | float) and isinstance(base, int | float):
-        s += f" ({share:.0%} of anomalous traffic vs {base:.0%} baseline)"
+        if a.get("basis") == "new_value":
+            s += f" (new: {share:.0%} of traffic since the start vs {base:.0%} before)"
+        else:
+            s += f" ({share:.0%} of anomalous traffic vs {base:.0%} baseline)"
+    rate, before, rest = a.get("bad_rate"), a.get("baseline_bad_rate"), a.get("rest_bad_rate")
+    if isinstance(rate, int | float) and isinstance(rest, int | float):
+        was = f" (was {before:.1%})" if isinstance(before, int | float) else ""
+        s += f"; anomalous rate {rate:.1%}{was} vs {rest:.1%} in the rest"
     return s
 
 
@@ -71,8 +78,10 @@ def lines(n: Notification) -> list[str]:
     out = [
         title(n),
         f"status {inc.get('status')}, severity {inc.get('severity')}, domain "
-        f"{inc.get('domain')}, opened {inc.get('opened_at')}"
-        + (f", resolved {inc['resolved_at']}" if inc.get("resolved_at") else ""),
+        f"{inc.get('domain')}, started {inc.get('started_at') or inc.get('opened_at')}"
+        f" (estimated), opened {inc.get('opened_at')}"
+        + (f", resolved {inc['resolved_at']}" if inc.get("resolved_at") else "")
+        + (" — FLAPPING: its signals keep firing and clearing" if inc.get("flapping") else ""),
     ]
     triage = [t for t in inc.get("triage") or [] if isinstance(t, Mapping)]
     if triage:
@@ -88,8 +97,12 @@ def lines(n: Notification) -> list[str]:
         out += [f"- {attribution_line(a)}" for a in attribution]
     changes = [c for c in inc.get("changes") or [] if isinstance(c, Mapping)]
     if changes:
-        out.append("Recent changes:")
+        out.append("Recent changes (before the start, most recent first):")
         out += [f"- {change_line(c)}" for c in changes]
+    later = [c for c in inc.get("later_changes") or [] if isinstance(c, Mapping)]
+    if later:
+        out.append("Changes after the start (context):")
+        out += [f"- {change_line(c)}" for c in later]
     if n.runbook:
         out.append("Runbook: " + ", ".join(f"{k}={v}" for k, v in n.runbook.items() if v))
     out.append(f"incident {n.incident_id}, dedup key {n.dedup_key}")
@@ -106,7 +119,9 @@ def details(n: Notification) -> dict[str, Any]:
         "domain": inc.get("domain"),
         "feature": inc.get("feature"),
         "opened_at": inc.get("opened_at"),
+        "started_at": inc.get("started_at"),
         "resolved_at": inc.get("resolved_at"),
+        "flapping": bool(inc.get("flapping")),
         "triage": [
             {
                 "question": t.get("question"),
@@ -136,5 +151,6 @@ def details(n: Notification) -> dict[str, Any]:
         ],
         "attribution": list(inc.get("attribution") or []),
         "changes": list(inc.get("changes") or []),
+        "later_changes": list(inc.get("later_changes") or []),
         "runbook": dict(n.runbook or {}),
     }

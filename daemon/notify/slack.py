@@ -54,6 +54,11 @@ def build_message(n: Notification) -> dict[str, Any]:
     ]
     if inc.get("summary"):
         blocks.append(_section(f"*Summary*\n{_esc(inc['summary'])}"))
+    started = inc.get("started_at") or inc.get("opened_at")
+    when = f"*Started* (estimated) {_esc(started)}, *opened* {_esc(inc.get('opened_at'))}"
+    if inc.get("flapping"):
+        when += "\n:warning: flapping: its signals keep firing and clearing (detector tuning)"
+    blocks.append(_section(when))
     triage = [t for t in inc.get("triage") or [] if isinstance(t, Mapping)]
     if triage:
         rows = [f"• {_esc(render.triage_line(t))}" for t in triage]
@@ -71,7 +76,7 @@ def build_message(n: Notification) -> dict[str, Any]:
     changes = [c for c in inc.get("changes") or [] if isinstance(c, Mapping)]
     if changes:
         rows = [f"• {_esc(render.change_line(c))}" for c in changes[:5]]
-        blocks.append(_section("*Recent changes*\n" + "\n".join(rows)))
+        blocks.append(_section("*Recent changes* (before the start)\n" + "\n".join(rows)))
     rb = n.runbook or {}
     links = [
         f"<{rb[k]}|{label}>"

@@ -86,7 +86,9 @@ def ctx(
         name: MetricSnapshot(name, LAYER_OF.get(name, "infra"), v, b, n)
         for name, (v, b, n) in (metrics or {}).items()
     }
-    return FeatureContext(feature, snaps, bad or {}, all_ or {}, base or {})
+    # Anomalous traffic is part of all traffic: without `all_`, the bad events are all of it.
+    after = all_ if all_ is not None else (bad or {})
+    return FeatureContext(feature, snaps, bad or {}, after, base or {})
 
 
 def no_ctx(feature: str, onset: float) -> FeatureContext:

@@ -7,7 +7,7 @@ from typing import Any
 
 from corr_helpers import FEATURE, T0, ctx, no_ctx, policy, run_ticks, sig, triggers
 
-from correlator import Correlator, IncidentUpdate
+from correlator import CorrelationPolicy, Correlator, IncidentUpdate
 
 
 def _open(corr: Correlator, feature: str = FEATURE) -> list[Any]:
@@ -37,9 +37,30 @@ def test_other_feature_gets_its_own_incident() -> None:
 def test_signal_during_open_incident_joins_even_after_window() -> None:
     corr = Correlator()
     corr.on_signal(sig("latency_p95_ms", T0), ctx())
-    up = corr.on_signal(sig("refusal_rate", T0 + 3 * 3600), ctx())
+    up = corr.on_signal(sig("refusal_rate", T0 + 1.5 * 3600), ctx())
     assert len(corr.incidents()) == 1
     assert up[0].incident.id == corr.incidents()[0].id
+
+
+def test_new_family_long_after_the_open_opens_its_own_incident() -> None:
+    """An incident still open 3 h on (say a flapping latency series) does not swallow a
+    refusal spike: a new symptom family past `new_incident_after_s` (2 h) opens its own."""
+    corr = Correlator()
+    corr.on_signal(sig("latency_p95_ms", T0), ctx())
+    up = corr.on_signal(sig("refusal_rate", T0 + 3 * 3600), ctx())
+    assert [i.metrics for i in corr.incidents()] == [
+        frozenset({"latency_p95_ms"}),
+        frozenset({"refusal_rate"}),
+    ]
+    assert up[-1].action == "open" and up[-1].incident.id == corr.incidents()[1].id
+    # the same family as the old incident still joins it (one latency story)
+    corr.on_signal(sig("latency_p99_ms", T0 + 3 * 3600 + 60), ctx())
+    assert corr.incidents()[0].metrics == {"latency_p95_ms", "latency_p99_ms"}
+    # and 0 turns the split off
+    old = Correlator(CorrelationPolicy(new_incident_after_s=0))
+    old.on_signal(sig("latency_p95_ms", T0), ctx())
+    old.on_signal(sig("refusal_rate", T0 + 3 * 3600), ctx())
+    assert len(old.incidents()) == 1
 
 
 def test_new_series_after_resolve_opens_new_incident() -> None:
@@ -272,6 +293,24 @@ def test_slow_flapping_with_renotify_only_adds_the_periodic_reminders() -> None:
     assert len([u for u in triggers(ups) if u.action != "renotify"]) <= 2
     assert len([u for u in ups if u.action == "renotify"]) <= 100000 / 14400 + 1
     _receiver_consistent(ups)
+
+
+def test_flapping_incident_is_flagged_counted_and_reminds_while_it_holds() -> None:
+    """A quality series that fired 3 times is flapping: the record says so, /metrics counts
+    it, and while it waits out its long quiet period (nothing firing) it still reminds on
+    the renotify schedule instead of going silent for hours."""
+    corr = Correlator(policy(renotify_s=3600, flap_hold_s=4 * 3600, flap_hold_max_s=4 * 3600))
+    ups: list[IncidentUpdate] = []
+    for k in range(3):
+        ups += corr.on_signal(sig("score:faithfulness", T0 + k * 300), ctx())
+        ups += corr.on_signal(sig("score:faithfulness", T0 + k * 300 + 120, "cleared"), ctx())
+    inc = corr.incidents()[0]
+    assert inc.flapping and inc.to_record()["flapping"] is True
+    assert corr.stats().flapping_open == 1
+    ups += run_ticks(corr, T0 + 900, T0 + 3 * 3600, step=300)
+    reminders = [u for u in ups if u.action == "renotify"]
+    assert reminders and all(not u.incident.signals[0].firing for u in reminders)
+    assert corr.incidents()[0].status == "open"  # still holding: 4 h quiet needed
 
 
 def test_reopen_after_resolve_pages_again() -> None:

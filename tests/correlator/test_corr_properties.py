@@ -1,4 +1,5 @@
-"""Property tests: no signal stream makes two open incidents of one feature overlap in time;
+"""Property tests: open incidents of one feature overlap in time only when a new symptom family
+split off long after the older one opened, and never share a family;
 the receiver never gets a resolve for something it does not have open; state round-trips
 at any point without changing the future."""
 
@@ -11,7 +12,7 @@ from corr_helpers import T0, ctx, no_ctx, policy, sig
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from correlator import Correlator, IncidentUpdate
+from correlator import Correlator, Incident, IncidentUpdate
 
 METRICS = ["latency_p95_ms", "refusal_rate", "score:faithfulness", "rate_limited_rate"]
 FEATURES = ["a", "b"]
@@ -30,6 +31,10 @@ policies = st.sampled_from(
         {"min_signals": 1, "renotify_s": 600, "retrigger_min_s": 0},
     ]
 )
+
+
+def _families(inc: Incident) -> set[str]:
+    return {s.family for s in inc.signals}
 
 
 def _apply(
@@ -61,12 +66,22 @@ def test_no_two_open_incidents_of_a_feature_overlap(
                 receiver.discard(u.incident.dedup_key)
             if u.action == "open":
                 for other in corr.incidents():
-                    if other.feature == u.incident.feature and other.id != u.incident.id:
+                    if other.feature != u.incident.feature or other.id == u.incident.id:
+                        continue
+                    if other.status == "open":
+                        # Only a new symptom family long after the other opened splits off.
+                        age = u.incident.opened_at - other.opened_at
+                        assert age > corr.policy.new_incident_after_s > 0
+                        assert not _families(other) & _families(u.incident)
+                    else:
                         assert other.resolved_at is not None
                         assert other.resolved_at <= u.incident.opened_at
         incs = corr.incidents()
         for f in FEATURES:
-            assert sum(1 for i in incs if i.feature == f and i.status == "open") <= 1
+            opens = [i for i in incs if i.feature == f and i.status == "open"]
+            # Open incidents of one feature never tell the same family's story twice.
+            fams = [_families(i) for i in opens]
+            assert sum(len(x) for x in fams) == len(set().union(*fams))
         for i in incs:
             assert (i.status == "open") == (i.resolved_at is None)
             assert i.resolved_at is None or i.resolved_at >= i.opened_at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corr_helpers import FEATURE, T0, ctx, no_ctx, policy, sig
 
-from correlator import ChangeRecord, Correlator, attribute
+from correlator import ChangeRecord, Correlator, FeatureContext, attribute
 from correlator.incident import Incident
 
 
@@ -105,9 +105,9 @@ def test_triage_recomputed_as_signals_join() -> None:
 
 
 SILENT_CTX = ctx(
-    bad={"model_version": {"gpt-4o-2024-08-06": 46, "gpt-4o-2024-05-13": 4}},
-    all_={"model_version": {"gpt-4o-2024-08-06": 300, "gpt-4o-2024-05-13": 100}},
-    base={"model_version": {"gpt-4o-2024-08-06": 20, "gpt-4o-2024-05-13": 380}},
+    bad={"model_version": {"gpt-4o-2024-08-06": 46, "gpt-4o-2024-05-13": 1}},
+    all_={"model_version": {"gpt-4o-2024-08-06": 380, "gpt-4o-2024-05-13": 20}},
+    base={"model_version": {"gpt-4o-2024-05-13": 400}},
 )
 
 
@@ -116,7 +116,7 @@ def test_silent_model_update_wording() -> None:
     inc = corr.on_signal(sig("score:faithfulness", T0, n=80), SILENT_CTX)[0].incident
     ok, ev = _answers(inc)["prompt_model"]
     assert ok
-    assert "model_version=gpt-4o-2024-08-06 is 92% of anomalous traffic vs 5% before" in ev
+    assert "model_version=gpt-4o-2024-08-06 is 95% of traffic since the start vs 0% before" in ev
     assert "suspect a silent provider model update; pin the model version" in ev
     assert "suspect silent model update (model_version=gpt-4o-2024-08-06)" in inc.summary
 
@@ -132,53 +132,73 @@ def test_no_silent_update_claim_when_a_deploy_happened() -> None:
 # ---- attribution ------------------------------------------------------------------------
 
 
-def test_attribution_rule() -> None:
+def test_attribution_new_value_is_the_prime_suspect() -> None:
+    """v42 did not exist in the hour before the start and carries 65% of the traffic after:
+    a rollout, named first with its numbers; v41 (the old version) is not named."""
     c = ctx(
-        bad={
-            "prompt_version": {"v42": 45, "v41": 5, "__other__": 30},
-            "segment": {"enterprise": 25, "free": 25},
-            "experiment": {"exp-a": 3},  # below support
-        },
-        all_={"prompt_version": {"v41": 70, "v42": 60}, "flag": {"new-ui": 40, "old-ui": 60}},
-        base={
-            "prompt_version": {"v41": 90, "v42": 10},
-            "segment": {"enterprise": 50, "free": 50},
-            "experiment": {"control": 100},
-            "flag": {"old-ui": 100},
-        },
+        bad={"prompt_version": {"v42": 40, "v41": 5, "__other__": 30}},
+        all_={"prompt_version": {"v41": 70, "v42": 130, "__other__": 40}},
+        base={"prompt_version": {"v41": 200, "__other__": 40}},
     )
-    attrs = attribute(c)
-    recs = [a.to_record() for a in attrs]
-    assert recs[0] == {
-        "label": "flag",
-        "value": "new-ui",
-        "anomalous_share": 0.4,
-        "baseline_share": 0.0,
-        "basis": "post_onset",
-    }
-    assert {
-        "label": "prompt_version",
-        "value": "v42",
-        "anomalous_share": 0.562,
-        "baseline_share": 0.1,
-        "basis": "anomalous",
-    } in recs
-    assert all(a.value != "__other__" for a in attrs)
-    assert all(a.label not in ("segment", "experiment") for a in attrs)
-    assert len(attrs) <= 3
+    recs = [a.to_record() for a in attribute(c)]
+    assert recs == [
+        {
+            "label": "prompt_version",
+            "value": "v42",
+            "anomalous_share": 0.542,
+            "baseline_share": 0.0,
+            "basis": "new_value",
+            "share_after": 0.542,
+            "z": recs[0]["z"],
+            "n": 130,
+        }
+    ]
+    assert recs[0]["z"] > 10
 
 
-def test_attribution_top_three_by_lift() -> None:
-    bad = {f"l{i}": {"x": 10 + i, "y": 1} for i in range(5)}
-    base = {f"l{i}": {"x": 1 + i, "y": 100} for i in range(5)}
-    attrs = attribute(ctx(bad=bad, base=base))
-    assert [a.label for a in attrs] == ["l0", "l1", "l2"]
+def _segments(bad_pro: int, bad_free: int) -> FeatureContext:
+    """1000 calls before and after (30% pro); 2% anomalous in both segments before."""
+    return FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"segment": {"free": bad_free, "pro": bad_pro}},
+        all_labels={"segment": {"free": 700, "pro": 300}},
+        baseline_labels={"segment": {"free": 700, "pro": 300}},
+        baseline_bad_labels={"segment": {"free": 14, "pro": 6}},
+    )
 
 
-def test_attribution_without_baseline_compares_with_all_traffic() -> None:
+def test_attribution_names_the_segment_where_the_rate_moved() -> None:
+    attrs = attribute(_segments(bad_pro=60, bad_free=15))
+    assert [(a.label, a.value, a.basis) for a in attrs] == [("segment", "pro", "moved")]
+    a = attrs[0]
+    assert (a.bad_rate, a.baseline_bad_rate, a.rest_bad_rate) == (0.2, 0.02, 0.0214)
+    assert a.anomalous_share == 0.8 and a.baseline_share == 0.3 and a.z is not None
+
+
+def test_attribution_names_nothing_when_every_segment_moved_alike() -> None:
+    """A provider outage: 35% of calls fail in both segments. Nothing stands out."""
+    assert attribute(_segments(bad_pro=105, bad_free=245)) == ()
+    # and nothing moved at all
+    assert attribute(_segments(bad_pro=6, bad_free=14)) == ()
+
+
+def test_attribution_is_bonferroni_bounded_on_noise() -> None:
+    """Many labels whose values move by chance only: the family-wise level keeps them out."""
+    bad = {f"l{i}": {"x": 12 + (i % 3), "y": 10} for i in range(20)}
+    all_ = {f"l{i}": {"x": 500, "y": 500} for i in range(20)}
+    base = {f"l{i}": {"x": 500, "y": 500} for i in range(20)}
+    c = FeatureContext(
+        FEATURE, {}, bad, all_, base, {f"l{i}": {"x": 11, "y": 11} for i in range(20)}
+    )
+    assert attribute(c) == ()
+
+
+def test_attribution_without_traffic_before_names_no_new_value() -> None:
     c = ctx(bad={"segment": {"free": 40, "pro": 2}}, all_={"segment": {"free": 100, "pro": 100}})
     attrs = attribute(c)
-    assert [(a.label, a.value, a.baseline_share) for a in attrs] == [("segment", "free", 0.5)]
+    # No "before": nothing is new; free's anomalous rate is far above pro's after the start.
+    assert [(a.label, a.value, a.basis) for a in attrs] == [("segment", "free", "moved")]
 
 
 def test_attribution_lands_on_incident_and_summary() -> None:
@@ -201,17 +221,45 @@ def test_changes_in_and_out_of_lookback() -> None:
     corr.add_change(ChangeRecord(T0 - 60, "prompt", "other-feature", "not ours"))  # dup
     corr.add_change(ChangeRecord(T0 + 600, "deploy", FEATURE, "after onset"))
     inc = corr.on_signal(sig("latency_p95_ms", T0), ctx())[0].incident
-    assert [c.description for c in inc.changes] == ["in lookback", "global"]
+    # before the start (no history here: the start is the onset), most recent first
+    assert [c.description for c in inc.changes] == ["global", "in lookback"]
     assert inc.domain == "infra_retrieval"  # neither is a prompt/model change
     ups = corr.tick(T0 + 660, no_ctx)
-    assert [c.description for c in ups[0].incident.changes] == [
-        "in lookback",
-        "global",
-        "after onset",
-    ]
+    # a change after the start is context, never one of the changes before it
+    assert [c.description for c in ups[0].incident.changes] == ["global", "in lookback"]
+    assert [c.description for c in ups[0].incident.later_changes] == ["after onset"]
     assert len(corr.changes()) == 5
-    rec = ups[0].incident.to_record()["changes"][0]
-    assert rec == {"ts": "2023-11-14T20:16:40.000Z", "kind": "flag", "description": "in lookback"}
+    rec = ups[0].incident.to_record()
+    assert rec["changes"][1] == {
+        "ts": "2023-11-14T20:16:40.000Z",
+        "kind": "flag",
+        "description": "in lookback",
+    }
+    assert rec["later_changes"][0]["description"] == "after onset"
+
+
+def test_summary_names_the_change_that_introduced_the_suspect_not_the_rollback() -> None:
+    """v42 rolled out, then rolled back after the start (to v41), then an unrelated prompt
+    tweak of another label before the start: the suspect is v42's change."""
+    corr = Correlator()
+    corr.add_change(
+        ChangeRecord(T0 - 900, "prompt", FEATURE, "roll out v42", {"prompt_version": "v42"})
+    )
+    corr.add_change(ChangeRecord(T0 - 300, "prompt", FEATURE, "tone tweak", {"tone": "warm"}))
+    corr.add_change(
+        ChangeRecord(T0 + 300, "prompt", FEATURE, "rollback v42 -> v41", {"prompt_version": "v41"})
+    )
+    c = ctx(
+        bad={"prompt_version": {"v42": 40}},
+        all_={"prompt_version": {"v41": 70, "v42": 130}},
+        base={"prompt_version": {"v41": 200}},
+    )
+    corr.on_signal(sig("score:faithfulness", T0), c)
+    inc = corr.tick(T0 + 600, lambda f, t: c)[-1].incident
+    assert inc.attribution[0].value == "v42"
+    assert [ch.description for ch in inc.changes] == ["tone tweak", "roll out v42"]
+    assert [ch.description for ch in inc.later_changes] == ["rollback v42 -> v41"]
+    assert "suspect prompt change roll out v42" in inc.summary
 
 
 def test_old_prompt_change_does_not_implicate_prompt() -> None:

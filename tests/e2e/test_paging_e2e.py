@@ -293,6 +293,9 @@ def test_sigterm_mid_incident_keeps_it_open_without_a_second_trigger(e2e: Env) -
     rec = get_json(d2, f"/api/v1/incidents/{inc['id']}")
     assert rec["status"] == "open" and rec["paged"] is True
     assert rec["dedup_key"] == inc["dedup_key"] and rec["opened_at"] == inc["opened_at"]
+    # The estimated start survives the restart (an alert has no history: its onset).
+    assert rec["started_at"] == inc["started_at"] == inc["signals"][0]["onset"]
+    assert rec["start_estimate"] == {"basis": "detection", "metric": inc["signals"][0]["metric"]}
     assert [i["id"] for i in incidents(d2)] == [inc["id"]]
 
     t_clear = time.time()

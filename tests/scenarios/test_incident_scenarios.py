@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,10 @@ def the_incident(records: list[dict[str, Any]]) -> dict[str, Any]:
     found = after_fault(records)
     assert len(found) == 1, T.describe(records)
     return found[0]
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 PERCENT_OVER_CALLS = r"\d+(\.\d+)?% vs baseline \d+(\.\d+)?% over \d+ calls"
@@ -100,7 +105,11 @@ def test_prompt_regression_points_at_the_prompt_change(prompt_regression_file: P
     ]
     top = inc["attribution"][0]
     assert (top["label"], top["value"]) == ("prompt_version", "v8")
-    assert top["anomalous_share"] >= 0.9 and top["anomalous_share"] - top["baseline_share"] >= 0.5
+    # A new value: its share of all traffic after the estimated start (the span runs on past
+    # the fault's end while the signals still fire) against ~0 before.
+    assert top["basis"] == "new_value"
+    assert top["anomalous_share"] >= 0.8 and top["baseline_share"] < 0.01
+    assert abs(_ts(inc["started_at"]) - T.FAULT_AT) <= 5 * MIN, inc["start_estimate"]
     q2 = T.answer(inc, "prompt_model")
     assert q2["answer"] is True
     assert "prompt change 'prompt v8 rolled out' at " + rfc3339(T.FAULT_AT) in q2["evidence"]
@@ -124,7 +133,10 @@ def test_silent_model_update_says_pin_the_model_version(tmp_path: Path) -> None:
     assert inc["changes"] == []
     top = inc["attribution"][0]
     assert (top["label"], top["value"]) == ("model_version", "2026-11-20")
-    assert top["anomalous_share"] >= 0.9
+    # a new value: its share of all traffic since the start (which runs on past the fault's
+    # end while the quality signal still fires) vs none before
+    assert top["basis"] == "new_value"
+    assert top["anomalous_share"] >= 0.8 and top["baseline_share"] < 0.01
     q2 = T.answer(inc, "prompt_model")
     assert q2["answer"] is True
     assert "model_version=2026-11-20 is " in q2["evidence"]
@@ -411,4 +423,4 @@ def test_a_long_prompt_regression_keeps_its_attribution(tmp_path: Path) -> None:
     assert inc["domain"] == "prompt_model"
     top = inc["attribution"][0]
     assert (top["label"], top["value"]) == ("prompt_version", "v8"), inc["attribution"]
-    assert top["baseline_share"] < 0.1 and top["anomalous_share"] >= 0.9
+    assert top["baseline_share"] < 0.01 and top["anomalous_share"] >= 0.8

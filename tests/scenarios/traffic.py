@@ -75,12 +75,17 @@ def write_scenario(
     rpm: float = 40.0,
     seed: int = SEED,
     transforms: Iterable[Transform] = (),
+    extra: Iterable[Event] = (),
 ) -> Path:
-    """Generate the scenario's events into `path` (JSONL); transforms may edit or drop events."""
+    """Generate the scenario's events into `path` (JSONL); transforms may edit or drop events;
+    `extra` events (change events) are written in time order among them."""
     fns = list(transforms)
+    pending = sorted(extra, key=lambda e: e["ts"])
     events: Iterator[Event] = generate(START, hours, [profile(rpm)], list(injections), seed=seed)
     with open(path, "wb") as fh:
         for ev in events:
+            while pending and pending[0]["ts"] <= ev["ts"]:
+                fh.write(orjson.dumps(pending.pop(0)) + b"\n")
             out: Event | None = ev
             for fn in fns:
                 out = fn(out)
@@ -241,3 +246,65 @@ def describe(records: Iterable[dict[str, Any]]) -> str:
         f"muted={r.get('muted')} {r['summary']}"
         for r in records
     )
+
+
+def set_label(start: float, end: float, label: str, value: str) -> Transform:
+    """Calls and scores on [start, end) carry `label=value` (a model or prompt version
+    switched for all traffic, with or without a change event)."""
+
+    def fn(ev: Event) -> Event:
+        if ev["type"] in ("llm_call", "score") and start <= ev["ts"] < end:
+            ev = ev | {"labels": {**ev.get("labels", {}), label: value}}
+        return ev
+
+    return fn
+
+
+def segment_errors(start: float, end: float, segment: str, share: float) -> Transform:
+    """On [start, end), `share` of the calls of one segment fail with a 503 (by request id);
+    the other segment is untouched."""
+
+    def fn(ev: Event) -> Event:
+        if ev["type"] != "llm_call" or not start <= ev["ts"] < end:
+            return ev
+        if ev.get("labels", {}).get("segment") != segment or ev.get("status") != 200:
+            return ev
+        if (hash_id(ev["request_id"]) % 1000) / 1000.0 >= share:
+            return ev
+        return ev | {"status": 503, "error": "upstream error", "output_tokens": 0,
+                     "output_chars": 0, "cost_usd": 0.0, "refused": False}  # fmt: skip
+
+    return fn
+
+
+def flapping_slow_calls(
+    start: float, end: float, on_s: float, period_s: float, latency_ms: float
+) -> Transform:
+    """On [start, end), the first `on_s` seconds of every `period_s` make every successful call
+    take `latency_ms`: the p95 latency crosses its line and clears again, for hours."""
+
+    def fn(ev: Event) -> Event:
+        if ev["type"] != "llm_call" or ev.get("status") != 200:
+            return ev
+        if not start <= ev["ts"] < end or (ev["ts"] - start) % period_s >= on_s:
+            return ev
+        return ev | {"latency_ms": latency_ms}
+
+    return fn
+
+
+def segment_longer_outputs(start: float, end: float, segment: str, factor: float) -> Transform:
+    """On [start, end), successful calls of one segment answer `factor` times longer (output
+    characters and tokens): no errors, no refusals, only length."""
+
+    def fn(ev: Event) -> Event:
+        if ev["type"] != "llm_call" or not start <= ev["ts"] < end or ev.get("status") != 200:
+            return ev
+        if ev.get("labels", {}).get("segment") != segment:
+            return ev
+        return ev | {
+            "output_chars": int(ev["output_chars"] * factor),
+            "output_tokens": int(ev["output_tokens"] * factor),
+        }
+
+    return fn

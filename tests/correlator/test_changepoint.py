@@ -1,0 +1,87 @@
+"""The change-point estimator on synthetic bins: a step within 5 min, a ramp within 15 min
+(issue 11's targets), a rolled-back pulse, and no change point in noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from correlator.changepoint import Bin, estimate
+
+MIN = 60.0
+START = 1_700_000_000.0
+
+
+def _rates(rng: np.random.Generator, level: list[float], calls_per_min: float) -> list[Bin]:
+    """Binomial per-minute rates at the given per-minute level (an error or refusal rate)."""
+    out = []
+    for i, p in enumerate(level):
+        n = int(rng.poisson(calls_per_min))
+        if n:
+            out.append(Bin(START + i * MIN, float(rng.binomial(n, p)) / n, n))
+    return out
+
+
+def _scores(rng: np.random.Generator, level: list[float], per_min: float) -> list[Bin]:
+    """Per-minute means of scores with sd 0.08 around the given level (a quality score)."""
+    out = []
+    for i, mu in enumerate(level):
+        n = int(rng.poisson(per_min))
+        if n:
+            out.append(Bin(START + i * MIN, float(rng.normal(mu, 0.08 / np.sqrt(n))), n))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_step_within_five_minutes(seed: int) -> None:
+    """Refusals 2% -> 8% at minute 90 of 120, detected at minute 100."""
+    rng = np.random.default_rng(seed)
+    level = [0.02 if i < 90 else 0.08 for i in range(120)]
+    cp = estimate(_rates(rng, level, 40), direction=1, not_after=START + 100 * MIN)
+    assert cp is not None
+    assert abs(cp.start - (START + 90 * MIN)) <= 5 * MIN, cp
+    assert cp.before < cp.after and cp.stat >= cp.threshold
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_ramp_within_fifteen_minutes(seed: int) -> None:
+    """A score sliding from 0.85 to 0.70 over 30 min from minute 60, detected 45 min in."""
+    rng = np.random.default_rng(100 + seed)
+    level = [0.85 - 0.15 * min(max((i - 60) / 30, 0.0), 1.0) for i in range(120)]
+    cp = estimate(_scores(rng, level, 12), direction=-1, not_after=START + 105 * MIN)
+    assert cp is not None
+    assert abs(cp.start - (START + 60 * MIN)) <= 15 * MIN, cp
+    assert cp.after < cp.before
+
+
+def test_a_rolled_back_change_is_a_pulse_that_starts_at_the_rollout() -> None:
+    rng = np.random.default_rng(7)
+    level = [0.08 if 60 <= i < 75 else 0.02 for i in range(100)]
+    cp = estimate(_rates(rng, level, 40), direction=1, not_after=START + 80 * MIN)
+    assert cp is not None and cp.shape == "pulse"
+    assert abs(cp.start - (START + 60 * MIN)) <= 5 * MIN
+    assert cp.end is not None and abs(cp.end - (START + 75 * MIN)) <= 10 * MIN
+
+
+def test_direction_and_detection_bound_the_search() -> None:
+    rng = np.random.default_rng(3)
+    level = [0.02 if i < 60 else 0.08 for i in range(120)]
+    bins = _rates(rng, level, 40)
+    # the only change goes up: a "down" signal has no change point to name
+    assert estimate(bins, direction=-1) is None
+    # the start is never after the detection
+    early = estimate(bins, direction=1, not_after=START + 30 * MIN)
+    assert early is None or early.start <= START + 30 * MIN
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_noise_has_no_change_point(seed: int) -> None:
+    """Flat series: the Bonferroni threshold keeps false starts rare (α = 1% per search)."""
+    rng = np.random.default_rng(1000 + seed)
+    assert estimate(_scores(rng, [0.85] * 120, 12), direction=-1) is None
+    assert estimate(_rates(rng, [0.02] * 120, 40), direction=1) is None
+
+
+def test_too_little_data_is_no_estimate() -> None:
+    assert estimate([Bin(START + i * MIN, 0.1 * i, 10) for i in range(5)]) is None
+    assert estimate([]) is None
