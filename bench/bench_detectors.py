@@ -37,6 +37,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
     "binomial": {"direction": "up", "min_ratio": 1.5, "min_abs_diff": 0.01},
     "logmean": {"direction": "up"},
     "sequential": {"direction": "both"},  # the custom-metric default
+    "fused": {},  # the quality default (scalar path: one observation per update)
 }
 RATE_KINDS = {"rate", "burn_rate", "binomial"}
 # The evidence kinds read per-tick increments (TickStats), as the aggregator sends them:

@@ -31,6 +31,7 @@ from daemon.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.layers.aggregator import Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
+from detectors.defaults import QUALITY_METRIC
 from detectors.factory import KINDS, detector_from_state, migrate_state
 
 SNAPSHOT_VERSION = 1
@@ -166,6 +167,7 @@ class Pipeline:
             ),
             limits=limits_of(settings.ingest),
             score_directions=score_dirs,
+            score_direction=settings.score_direction,
         )
         self.rulebook = RuleBook(settings)
         corr = settings.correlation
@@ -332,9 +334,15 @@ class Pipeline:
             watch = self._watches[key] = self._new_watch(sample)
         returning = watch.stale
         watch.stale = False
+        parts = sample.parts
         for i, (rule, det) in enumerate(watch.slots):
             try:
-                tr = det.update(sample.ts, sample.value, sample.n, sample.tick)
+                # The fused quality sample carries its score observations in `parts`.
+                observe = getattr(det, "observe", None) if parts is not None else None
+                if observe is not None:
+                    tr = observe(sample.ts, parts)
+                else:
+                    tr = det.update(sample.ts, sample.value, sample.n, sample.tick)
             except Exception as exc:  # one detector's failure is its own
                 self.errors.record(
                     self.log, "detect", sample.feature, sample.metric, exc, sample.ts
@@ -498,6 +506,15 @@ class Pipeline:
     def _baseline(self, feature: str, metric: str) -> float | None:
         """The learned baseline of a metric, for evidence (a static line is no baseline)."""
         watch = self._watches.get((feature, metric, ""))
+        if metric.startswith("score:") and (watch is None or not watch.slots):
+            # No per-score detector by default: the fused verdict knows each score's baseline.
+            fused = self._watches.get((feature, QUALITY_METRIC, ""))
+            for _, det in fused.slots if fused is not None else ():
+                source_baseline = getattr(det, "source_baseline", None)
+                if source_baseline is not None:
+                    base = source_baseline(metric.removeprefix("score:"))
+                    return None if base is None else float(base)
+            return None
         if watch is None:
             return None
         for _, det in watch.slots:
@@ -610,6 +627,12 @@ class Pipeline:
                 except (ValueError, KeyError, TypeError) as exc:
                     warnings.append(f"{feature}/{metric}: {exc}; starting fresh")
                 slots.append((rule, det or rule.build()))
+            for state in states[len(rules) :] if len(states) > len(rules) else ():
+                # e.g. the per-score quality detectors of a release before the fused verdict
+                warnings.append(
+                    f"{feature}/{metric}: saved {state.get('kind')!r} detector is not in the "
+                    "current rules; its state is dropped (the rules now learn afresh)"
+                )
             watch = _Watch(layer, slots, stale=bool(entry.get("stale", False)))
             for i, d in (entry.get("directions") or {}).items():
                 watch.directions[int(i)] = Direction(d)

@@ -1,6 +1,15 @@
 """Streaming detectors: the pure, clock-free core that turns samples into transitions."""
 
-from detectors.base import LAYERS, Detector, Direction, Layer, Sample, TickStats, Transition
+from detectors.base import (
+    LAYERS,
+    Detector,
+    Direction,
+    Layer,
+    Sample,
+    ScoreObs,
+    TickStats,
+    Transition,
+)
 from detectors.binomial import BinomialDetector
 from detectors.burnrate import BurnRateDetector
 from detectors.cusum import CusumDetector
@@ -8,6 +17,7 @@ from detectors.defaults import RuleSpec, default_rules
 from detectors.ewma import EwmaDetector
 from detectors.factory import KINDS, build_detector, detector_from_state
 from detectors.logmean import LogMeanDetector
+from detectors.quality import QualityFusion
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector, hour_of_week
 from detectors.sequential import SequentialDetector
@@ -24,9 +34,11 @@ __all__ = [
     "EwmaDetector",
     "Layer",
     "LogMeanDetector",
+    "QualityFusion",
     "RateDetector",
     "RuleSpec",
     "Sample",
+    "ScoreObs",
     "SeasonalDetector",
     "SequentialDetector",
     "StaticThreshold",

@@ -40,6 +40,17 @@ class TickStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreObs:
+    """The observations of one quality score that arrived during one tick, for the fused
+    quality verdict: each value is one observation (a judge score, a user's thumbs as 0/1, or
+    the mean of one golden run), `higher_is_better` is the score's configured direction."""
+
+    name: str
+    values: tuple[float, ...]
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One evaluated value of one series at one tick (or one `metric` event).
 
@@ -48,6 +59,9 @@ class Sample:
     `series` is "" for feature-level metrics and e.g. "provider=openai,model=gpt-4o" for the
     per-provider availability series. `tick` (optional) carries the per-tick increments
     behind the window for detectors that accumulate evidence themselves (see `TickStats`).
+    `parts` is set on the fused `quality` sample only:
+    the tick's new score observations per score name (`ScoreObs`); detectors with an
+    `observe(ts, parts)` method read them, others see `value` (the observation count).
     """
 
     ts: float
@@ -58,6 +72,7 @@ class Sample:
     n: int | None = None
     series: str = ""
     tick: TickStats | None = None
+    parts: tuple[ScoreObs, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,9 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
   ways as `logmean`. `output_length_cv` is no longer a default symptom: the spread of a
   heavy-tailed length is owned by its largest call, and a longer-answers shift already
   shows in the mean (the per-call log variance is part of the logmean baseline).
-- quality (`score:<name>`): a seasonal detector for large drops and a CUSUM for sustained
-  small ones, both needing >= 30 scores in the window. The direction comes from the score's
-  config (higher is better by default).
+- quality: one fused verdict per feature (`quality`, detector `fused`) over all its scores,
+  each score's direction from its config (higher is better by default); no per-score
+  default (see `_QUALITY`).
 - anything else (custom `metric` events, one value per sample, no call count): the
   sequential residual detector (`detectors/sequential.py`), both directions. It learns the
   stream's level, a daily and weekly profile only where they reduce its error, its noise
@@ -116,11 +116,17 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
 })
 # fmt: on
 
-# Quality scores: `direction` is filled in from the score's configured direction.
-_QUALITY: tuple[RuleSpec, ...] = (
-    _rule("seasonal", for_n=12, clear_n=8, min_n=30, min_rel_sigma=0.03),
-    _rule("cusum", k=0.05, h=4.0, min_n=30),
-)
+# Quality scores: every score of a feature feeds one fused verdict, the `quality` metric
+# (detectors/quality.py): a CUSUM of the log-likelihood ratio of a 10% decline over all
+# scores, its threshold from a budget of one false firing per feature per 30 days of 15-s
+# ticks. The per-score series (`score:<name>`, the 15-minute window means) keep their samples
+# for triage and /metrics but get no default detector: a lone per-score signal would open
+# incidents the fused verdict does not, and the fused one is faster on every score mix
+# (docs/detectors.md, "The quality default"). A config rule on `score:*` brings per-score detectors
+# back; `direction` is filled in from the score's configured direction.
+_QUALITY: tuple[RuleSpec, ...] = ()
+QUALITY_METRIC = "quality"
+_FUSED: tuple[RuleSpec, ...] = (_rule("fused", shift=0.1, budget_s=30 * 86_400.0, tick_s=15.0),)
 
 # Custom `metric` events, fed per sample: no `n`, so no minimum. Parameters are the
 # detector's own defaults (the false-alarm budget is its `budget_days=30`).
@@ -147,6 +153,8 @@ def default_rules(
         direction = "up" if higher_is_better is False else "down"
     elif higher_is_better is not None and (direction == "down") != higher_is_better:
         raise ValueError(f"direction {direction!r} contradicts higher_is_better={higher_is_better}")
+    if metric == QUALITY_METRIC and layer == "quality":
+        return _FUSED
     if metric.startswith("score:"):
         return tuple(_rule(r.kind, r.page_alone, **r.params, direction=direction) for r in _QUALITY)
     return _TABLE.get((layer, metric), _OTHER)

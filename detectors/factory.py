@@ -21,6 +21,7 @@ from detectors.burnrate import BurnRateDetector
 from detectors.cusum import CusumDetector
 from detectors.ewma import EwmaDetector
 from detectors.logmean import LogMeanDetector
+from detectors.quality import QualityFusion
 from detectors.rate import RateDetector
 from detectors.seasonal import SeasonalDetector
 from detectors.sequential import SequentialDetector
@@ -38,6 +39,7 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
             BurnRateDetector,
             BinomialDetector,
             LogMeanDetector,
+            QualityFusion,
             SequentialDetector,
         )
     }

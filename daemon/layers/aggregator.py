@@ -28,13 +28,16 @@ from typing import TypeVar
 
 from daemon.events import LlmCall, Score
 from daemon.layers.sketch import bucket_of, quantiles
-from detectors.base import Layer, Sample, TickStats
-from detectors.defaults import COST_LOG_SCALE
+from detectors.base import Layer, Sample, ScoreObs, TickStats
+from detectors.defaults import COST_LOG_SCALE, QUALITY_METRIC
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V", int, float)
 
 OTHER = "__other__"
+# Score labels that say what one quality observation is (docs/detectors.md "Fused quality").
+RUN_LABEL = "run_id"  # scores of one golden run: one observation, their mean
+CASE_LABEL = "case_id"  # a golden case: one observation of its own
 MAX_COMBOS = 512  # default of Limits.label_sets: distinct label sets counted whole per bucket
 _NO_HEAD = ("", "", "")
 _OTHER_HEAD = (OTHER, OTHER, OTHER)
@@ -411,6 +414,11 @@ class _Feature:
     series: set[tuple[str, str, str]] = field(default_factory=set)
     score_names: set[str] = field(default_factory=set)
     external: set[tuple[str, str]] = field(default_factory=set)  # (metric, series) fed in
+    # Quality observations since the last tick, for the fused verdict: per score name the
+    # per-call (or per-case) values, and the open golden runs (name, run key) -> [sum, n,
+    # fresh]. A run is handed over one tick after its last score, as one observation.
+    quality_obs: dict[str, list[float]] = field(default_factory=dict)
+    quality_runs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
 
 class Aggregator:
@@ -427,6 +435,7 @@ class Aggregator:
         retention_s: float = 7200.0,
         limits: Limits | None = None,
         score_directions: Mapping[str, str] | None = None,
+        score_direction: Callable[[str, str], str] | None = None,
     ) -> None:
         if tick_s <= 0 or window_s < tick_s or quality_window_s < tick_s:
             raise ValueError("need 0 < tick_s <= window_s and tick_s <= quality_window_s")
@@ -441,6 +450,10 @@ class Aggregator:
         self.capped: dict[str, int] = {}
         self._n_series = 0  # admitted under Limits.series, across features
         self.score_directions = dict(score_directions or {})
+        # (feature, score name) -> "higher" | "lower"; per-feature config wins over global.
+        self._score_direction = score_direction or (
+            lambda _feature, name: self.score_directions.get(name, "higher")
+        )
         self._features: dict[str, _Feature] = {}
         # Cumulative counters for /metrics by (feature, provider, model): one lookup per call.
         # Never reset; Prometheus computes rates and handles restarts.
@@ -496,7 +509,7 @@ class Aggregator:
     @staticmethod
     def computes(metric: str) -> bool:
         """Whether the aggregator derives this metric (else it came from outside)."""
-        return metric in _COMPUTED or metric.startswith("score:")
+        return metric in _COMPUTED or metric.startswith("score:") or metric == QUALITY_METRIC
 
     def restore_external(self, feature: str, metric: str, series: str) -> None:
         """A series restored from a snapshot keeps its slot (even past a lowered cap)."""
@@ -818,6 +831,7 @@ class Aggregator:
         bad = ref is not None and (ev.value < ref if higher_better else ev.value > ref)
         feat.score_ref[ev.name] = ev.value if ref is None else ref + 0.001 * (ev.value - ref)
         self._count_combo(b, _NO_HEAD, ev.labels, bad)
+        self._quality_observation(feat, ev)
         hkey = (ev.feature, ev.name)
         hist = self.score_hist.get(hkey)
         if hist is None:
@@ -825,6 +839,53 @@ class Aggregator:
         hist[bisect.bisect_left(SCORE_BUCKETS, ev.value)] += 1
         hist[-1] += ev.value
         return None
+
+    @staticmethod
+    def _quality_observation(feat: _Feature, ev: Score) -> None:
+        """File one score for the fused quality verdict.
+
+        A score tied to a call (`request_id`) or to a golden case (`case_id` label) is one
+        observation. Any other score belongs to a batch: the scores of one name sharing a
+        `run_id` label, or without one the same timestamp (a golden-run harness stamps its
+        cases with the run's time), are one golden run, and the run is one observation, its
+        mean: its cases share the run's conditions, so they are not independent evidence.
+        A lone score with neither (its own timestamp) is a run of one.
+        """
+        labels = ev.labels or {}
+        if ev.request_id is not None or CASE_LABEL in labels:
+            obs = feat.quality_obs.get(ev.name)
+            if obs is None:
+                obs = feat.quality_obs[ev.name] = []
+            obs.append(float(ev.value))
+            return
+        run = labels.get(RUN_LABEL)
+        key = (ev.name, f"run:{run}" if run is not None else f"ts:{ev.ts!r}")
+        acc = feat.quality_runs.get(key)
+        if acc is None:
+            feat.quality_runs[key] = [float(ev.value), 1.0, 1.0]
+        else:
+            acc[0] += ev.value
+            acc[1] += 1.0
+            acc[2] = 1.0
+
+    def _quality_parts(self, feature: str, feat: _Feature) -> tuple[ScoreObs, ...]:
+        """Hand over the observations since the last tick; runs that got a score this tick
+        wait one more tick, so a run posted across a tick boundary stays one observation."""
+        values = feat.quality_obs
+        feat.quality_obs = {}
+        runs = feat.quality_runs
+        for key in [k for k, acc in runs.items() if not acc[2]]:
+            total, n, _ = runs.pop(key)
+            obs = values.get(key[0])
+            if obs is None:
+                obs = values[key[0]] = []
+            obs.append(total / n)
+        for acc in runs.values():
+            acc[2] = 0.0
+        return tuple(
+            ScoreObs(name, tuple(vals), self._score_direction(feature, name) != "lower")
+            for name, vals in values.items()
+        )
 
     # ---- evaluation -----------------------------------------------------------------------
 
@@ -894,6 +955,15 @@ class Aggregator:
         for sname, (total, n) in feat.scores_win.acc.scores.items():
             if n > 0:
                 samples.append(Sample(now, name, "quality", f"score:{sname}", total / n, int(n)))
+        if feat.score_names:
+            parts = self._quality_parts(name, feat)
+            if parts or feat.scores_win.acc.scores:
+                # Every tick while scores are in the quality window, so the fused series is
+                # not taken for stale between two golden runs; `value` = observations.
+                k = sum(len(p.values) for p in parts)
+                samples.append(
+                    Sample(now, name, "quality", QUALITY_METRIC, float(k), k, parts=parts)
+                )
         return samples
 
     def _call_samples(self, name: str, w: _Bucket, now: float, fr: _Fresh) -> list[Sample]:
@@ -1093,6 +1163,8 @@ class Aggregator:
                 "buckets": buckets,
                 "score_ref": feat.score_ref,
                 "fresh": feat.fresh.to_state(),
+                "quality_obs": feat.quality_obs,
+                "quality_runs": [[n, k, *acc] for (n, k), acc in feat.quality_runs.items()],
             }
         return {"v": 1, "tick_s": self.tick_s, "features": features}
 
@@ -1108,6 +1180,11 @@ class Aggregator:
             feat.score_ref.update(fstate["score_ref"])
             if "fresh" in fstate:  # older snapshots: the increments of one tick are lost
                 feat.fresh = _Fresh.from_state(fstate["fresh"])
+            # Optional: snapshots before the fused quality verdict have none.
+            for sname, vals in fstate.get("quality_obs", {}).items():
+                feat.quality_obs.setdefault(sname, []).extend(float(v) for v in vals)
+            for sname, key, total, n, fresh in fstate.get("quality_runs", []):
+                feat.quality_runs[(sname, key)] = [float(total), float(n), float(fresh)]
             for bstate in fstate["buckets"]:
                 b = _Bucket()
                 values = bstate["s"]

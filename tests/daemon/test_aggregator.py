@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from daemon.events import LlmCall, Score, validate_items
 from daemon.layers.aggregator import MAX_COMBOS, OTHER, Aggregator
+from detectors.base import ScoreObs
+from detectors.defaults import QUALITY_METRIC
 
 TICK, WINDOW = 15.0, 300.0
 T0 = 1_767_225_600.0
@@ -222,8 +224,18 @@ def test_running_window_sums_match_a_fresh_merge(
         fresh = Aggregator(tick_s=TICK, window_s=60, quality_window_s=120)
         for ev in seen:
             (fresh.add_call if isinstance(ev, LlmCall) else fresh.add_score)(ev)  # type: ignore[arg-type]
-        got = {(s.feature, s.metric, s.series): (s.value, s.n) for s in live.evaluate(now)}
-        want = {(s.feature, s.metric, s.series): (s.value, s.n) for s in fresh.evaluate(now)}
+        # The fused `quality` sample carries the observations since the previous tick, not a
+        # window sum: a fresh aggregator has them all pending (see the quality tests below).
+        got = {
+            (s.feature, s.metric, s.series): (s.value, s.n)
+            for s in live.evaluate(now)
+            if s.metric != QUALITY_METRIC
+        }
+        want = {
+            (s.feature, s.metric, s.series): (s.value, s.n)
+            for s in fresh.evaluate(now)
+            if s.metric != QUALITY_METRIC
+        }
         assert got.keys() == want.keys()
         for k, (value, n) in want.items():
             assert got[k][1] == n, k
@@ -258,3 +270,59 @@ def test_tick_increments_count_each_call_once_and_late_calls_at_the_next_tick() 
     third = {s.metric: s for s in agg.evaluate(T0 + 45) if not s.series}
     tick = third["availability"].tick
     assert tick is not None and tick.n == 0  # the window still holds calls; nothing new
+
+
+def _scores(agg: Aggregator, raw: list[dict[str, Any]]) -> None:
+    events, errors = validate_items([{"type": "score", "feature": "f", **r} for r in raw])
+    assert not errors
+    for ev in events:
+        assert isinstance(ev, Score)
+        assert agg.add_score(ev) is None
+
+
+def _parts(agg: Aggregator, now: float) -> dict[str, ScoreObs]:
+    (sample,) = [s for s in agg.evaluate(now) if s.metric == QUALITY_METRIC]
+    assert sample.layer == "quality" and sample.parts is not None
+    assert sample.n == sum(len(p.values) for p in sample.parts)
+    return {p.name: p for p in sample.parts}
+
+
+def test_quality_observations_per_call_per_run_and_per_case() -> None:
+    """Judge scores (request_id) and cases (case_id) are one observation each; a golden run
+    (same timestamp, or same run_id) is one observation, its mean, handed over one tick
+    after its last score; each tick hands over only what arrived since the last."""
+    agg = Aggregator(score_direction=lambda feature, name: "lower" if name == "tox" else "higher")
+    _scores(
+        agg,
+        [{"ts": T0 + 1, "name": "judge", "value": 0.8, "request_id": f"r{i}"} for i in range(3)],
+    )
+    _scores(agg, [{"ts": T0 + 2, "name": "golden", "value": v} for v in (0.9, 0.7, 0.8)])
+    _scores(agg, [{"ts": T0 + 3 + i, "name": "suite", "value": 0.5 + 0.1 * i,
+                   "labels": {"run_id": "nightly-7"}} for i in range(3)])  # fmt: skip
+    _scores(agg, [{"ts": T0 + 4, "name": "cases", "value": 0.6, "labels": {"case_id": str(i)}}
+                  for i in range(2)])  # fmt: skip
+    _scores(agg, [{"ts": T0 + 5, "name": "tox", "value": 0.1, "request_id": "x"}])
+    first = _parts(agg, T0 + 15)
+    assert first["judge"].values == (0.8, 0.8, 0.8) and first["judge"].higher_is_better
+    assert first["cases"].values == (0.6, 0.6)
+    assert first["tox"].higher_is_better is False
+    assert "golden" not in first and "suite" not in first  # runs wait one tick
+    # A late case of the open run joins it; the run is handed over once, as its mean.
+    _scores(agg, [{"ts": T0 + 3, "name": "suite", "value": 0.9, "labels": {"run_id": "nightly-7"}}])
+    second = _parts(agg, T0 + 30)
+    assert len(second["golden"].values) == 1 and math.isclose(second["golden"].values[0], 0.8)
+    assert "suite" not in second and "judge" not in second
+    third = _parts(agg, T0 + 45)
+    assert len(third["suite"].values) == 1
+    assert math.isclose(third["suite"].values[0], (0.5 + 0.6 + 0.7 + 0.9) / 4)
+    assert _parts(agg, T0 + 60) == {}  # nothing new: an empty tick while scores are in window
+
+
+def test_quality_observations_survive_a_snapshot() -> None:
+    agg = Aggregator()
+    _scores(agg, [{"ts": T0 + 1, "name": "judge", "value": 0.7, "request_id": "a"}])
+    _scores(agg, [{"ts": T0 + 2, "name": "golden", "value": v} for v in (0.9, 0.7)])
+    copy = Aggregator()
+    copy.load_state(agg.to_state())
+    assert _parts(copy, T0 + 15) == _parts(agg, T0 + 15)
+    assert _parts(copy, T0 + 30) == _parts(agg, T0 + 30)

@@ -34,6 +34,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     # Fed per sample (no TickStats): each update is one minute's increment.
     "binomial": {"warmup": 30},
     "logmean": {"warmup": 30, "direction": "both"},
+    "fused": {"min_obs": 30, "min_n": 5},
     "sequential": {"warmup": 30, "min_n": 5},
 }
 RATE_KINDS = {"rate", "burn_rate", "binomial"}
@@ -211,6 +212,22 @@ BAD_PARAMS: dict[str, list[tuple[str, Any]]] = {
         ("clear_n", 0),
     ],
     "cusum": [("k", -0.1), ("h", 0.0), ("max_step", 0.01), ("direction", "both"), ("min_n", -2)],
+    "fused": [
+        ("direction", "both"),
+        ("shift", 0.0),
+        ("h", -1.0),
+        ("budget_s", 0.0),
+        ("half_life_s", math.inf),
+        ("z_clip", 0.0),
+        ("max_obs", 100.0),
+        ("evidence_burst", 50.0),
+        ("evidence_per_min", 0.0),
+        ("burst_obs", 0.5),
+        ("memory_obs", 1.0),
+        ("min_obs", 1),
+        ("max_sources", 0),
+        ("min_n", -1),
+    ],
     "sequential": [
         ("direction", "sideways"),
         ("budget_days", 0.0),
@@ -261,4 +278,4 @@ def test_public_api() -> None:
     for name in detectors.__all__:
         assert hasattr(detectors, name), name
     factories: list[Callable[..., Detector]] = list(KINDS.values())
-    assert len(factories) == 9
+    assert len(factories) == 10

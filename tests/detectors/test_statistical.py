@@ -40,12 +40,10 @@ METRICS: dict[tuple[str, str], Spec] = {
     ("behavioral", "format_compliance_rate"): RateSpec(p=0.97, bad_is_low=True),
     ("behavioral", "output_length_mean"): LevelSpec(base=900, daily_amp=0.1, weekend_dip=0.05),
     ("behavioral", "output_length_cv"): LevelSpec(base=0.6, daily_amp=0.05, noise_rel=0.05),
-    ("quality", "score:helpfulness"): LevelSpec(base=0.8, daily_amp=0.02, weekend_dip=0.01),
     ("other", "queue_depth"): LevelSpec(
         base=50, daily_amp=0.3, weekend_dip=0.2, noise_rel=0.08, df=3.0
     ),
 }
-QUALITY = ("quality", "score:helpfulness")
 REFUSAL = ("behavioral", "refusal_rate")
 
 
@@ -104,38 +102,7 @@ def test_custom_metric_clean_days_measured_against_its_budget(seed: int) -> None
     assert len([tr for tr in fired if tr.ts >= at(7, 0.0)]) <= 1
 
 
-@pytest.mark.parametrize("seed", [21, 22, 23])
-@pytest.mark.parametrize(
-    ("factor", "max_delay_min"),
-    [(0.9, 45), (0.8, 20)],
-)
-def test_sustained_quality_drop_is_found(seed: int, factor: float, max_delay_min: float) -> None:
-    onset = at(9, 14.0)  # a Wednesday afternoon, second week
-    data = series(QUALITY, seed, days=10, shifts=(Shift(onset, 3 * 3600, factor),))
-    events = run_defaults(QUALITY, data)
-    delay = delay_after(events, onset)
-    assert delay is not None and delay <= max_delay_min * 60
-    # and it clears after the fault ends
-    assert any(tr.state == "cleared" and tr.ts > onset + 3 * 3600 for _, tr in events)
-
-
-@pytest.mark.parametrize("seed", [31, 32])
-def test_quality_drop_at_night_is_found(seed: int) -> None:
-    onset = at(8, 3.0)
-    data = series(QUALITY, seed, days=9, shifts=(Shift(onset, 3 * 3600, 0.9),))
-    delay = delay_after(run_defaults(QUALITY, data), onset)
-    assert delay is not None and delay <= 45 * 60
-
-
-@pytest.mark.parametrize("seed", [41, 42])
-def test_quality_spikes_and_short_bursts_are_ignored(seed: int) -> None:
-    shifts = (
-        Shift(at(8, 10.0), 15, 0.3),  # one terrible window
-        Shift(at(8, 15.0), 120, 0.7),  # a 2-minute burst at -30%
-        Shift(at(9, 11.0), 120, 0.5),  # a 2-minute burst at -50%
-        Shift(at(9, 20.0), 15, 3.0),  # one wild high value
-    )
-    assert run_defaults(QUALITY, series(QUALITY, seed, days=10, shifts=shifts)) == []
+# Quality scores: the fused verdict over per-observation streams, tests/detectors/test_quality.py.
 
 
 @pytest.mark.parametrize("seed", [51, 52, 53])

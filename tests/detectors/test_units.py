@@ -185,12 +185,13 @@ def test_defaults_build_and_follow_the_practice() -> None:
         (0.5, 10),
         (0.8, 100),
     ]
-    quality = default_rules("quality", "score:helpfulness")
-    assert [r.kind for r in quality] == ["seasonal", "cusum"]
-    assert all(r.params["direction"] == "down" and r.params["min_n"] == 30 for r in quality)
-    lower = default_rules("quality", "score:toxicity", higher_is_better=False)
-    assert all(r.params["direction"] == "up" for r in lower)
-    assert default_rules("quality", "score:toxicity", direction="up") == lower
+    # Quality: one fused verdict per feature; the per-score series have no default detector
+    # (their directions travel with the observations, see test_quality.py).
+    assert default_rules("quality", "score:helpfulness") == ()
+    assert default_rules("quality", "score:toxicity", higher_is_better=False) == ()
+    (fused,) = default_rules("quality", "quality")
+    assert fused.kind == "fused" and fused.params["budget_s"] == 30 * 86_400.0
+    assert build_detector(fused.kind, fused.params).h == pytest.approx(math.log(172_800))
     with pytest.raises(ValueError, match="direction"):
         default_rules("quality", "score:x", direction="up", higher_is_better=True)
     (custom,) = default_rules("behavioral", "my_custom_metric")

@@ -36,6 +36,18 @@ def _named(inc: dict[str, Any]) -> list[tuple[str, str]]:
     return [(a["label"], a["value"]) for a in inc["attribution"]]
 
 
+# The default fused quality verdict finds these drops within minutes; these tests are about a
+# detection that comes late, so they run the slower per-score detectors of the old defaults
+# (what an operator gets with a `score:*` rule and the fused verdict switched off).
+SLOW_QUALITY = """
+rules:
+  - {metric: quality, detector: fused, enabled: false}
+  - {metric: "score:*", detector: seasonal,
+     params: {for_n: 12, clear_n: 8, min_n: 30, min_rel_sigma: 0.03, direction: down}}
+  - {metric: "score:*", detector: cusum, params: {k: 0.05, h: 4.0, min_n: 30, direction: down}}
+"""
+
+
 def test_silent_model_update_detected_late_still_names_the_new_version(tmp_path: Path) -> None:
     """Every call switches model_version at 16:00 and faithfulness drops 14%, no change event.
     The quality detectors need over half an hour; by then the hour "before detection" is
@@ -48,7 +60,7 @@ def test_silent_model_update_detected_late_still_names_the_new_version(tmp_path:
             T.degrade_scores(F, F + 150 * MIN, 0.86),
         ],
     )
-    inc = _one(T.run(path).incidents)
+    inc = _one(T.run(path, T.settings(tmp_path, SLOW_QUALITY)).incidents)
     assert _ts(inc["opened_at"]) - F >= 30 * MIN  # detected late
     assert abs(_ts(inc["started_at"]) - F) <= 5 * MIN, inc["start_estimate"]
     assert inc["start_estimate"]["basis"] == "changepoint"
@@ -81,7 +93,7 @@ def test_prompt_regression_rolled_back_before_detection_names_the_bad_version(
         ],
         extra=[rollout, rollback],
     )
-    inc = _one(T.run(path).incidents)
+    inc = _one(T.run(path, T.settings(tmp_path, SLOW_QUALITY)).incidents)
     assert _ts(inc["opened_at"]) > F + 15 * MIN  # detected after the rollback
     assert abs(_ts(inc["started_at"]) - F) <= 5 * MIN, inc["start_estimate"]
     assert _named(inc)[0] == ("prompt_version", "v8"), inc["attribution"]
