@@ -227,8 +227,9 @@ class _Inc:
     start_estimate: StartEstimate | None = None
     start_checked_at: float | None = None
     later_changes: tuple[ChangeRef, ...] = ()
-    # The `refresh_s` bin of the last tick refresh (not persisted: derived from tick times).
-    refreshed_bin: int | None = None
+    # Start of the refresh bin of the last tick refresh (`CorrelationPolicy.refresh_s`; not
+    # persisted: derived from tick times).
+    refreshed_bin: float | None = None
 
     def any_firing(self) -> bool:
         return any(m.cleared is None for m in self.members.values())
@@ -485,9 +486,12 @@ class Correlator:
         out: list[IncidentUpdate] = []
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             self._maybe_resolve(inc, now, out)
-        refresh_bin = math.floor(now / self.policy.refresh_s)
+        p = self.policy
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             before = inc.snapshot().to_record()
+            young = now - inc.opened_at < p.refresh_slow_after_s
+            every = p.refresh_s if young else p.refresh_slow_s
+            refresh_bin = math.floor(now / every) * every
             if inc.refreshed_bin != refresh_bin:
                 inc.refreshed_bin = refresh_bin
                 start = inc.opened_at if inc.started_at is None else inc.started_at

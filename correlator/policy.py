@@ -48,7 +48,9 @@ class CorrelationPolicy:
     - `refresh_s`: an open incident's triage, attribution and summary are recomputed from a
       fresh feature context when a signal joins it, and otherwise once per `refresh_s` of
       event time (on the first tick of each `refresh_s` bin of the clock, and on the first
-      tick after a restore). Reading a context costs a pass
+      tick after a restore); once the incident is older than `refresh_slow_after_s` (by
+      then its estimated start is settled and its evidence moves slowly), once per
+      `refresh_slow_s`. Reading a context costs a pass
       over two hours of label buckets; doing that every 15 s tick for every open incident
       made replay of a 14-day world with day-long incidents take minutes instead of seconds,
       while the answer moves on the scale of minutes.
@@ -85,6 +87,8 @@ class CorrelationPolicy:
     changepoint_alpha: float = 0.01
     changepoint_refine_s: float = 1800.0
     refresh_s: float = 60.0
+    refresh_slow_after_s: float = 3600.0
+    refresh_slow_s: float = 600.0
     change_start_tolerance_s: float = 180.0
     attribution_alpha: float = 0.01
 
@@ -107,8 +111,8 @@ class CorrelationPolicy:
             raise ValueError("correlation.attribution_min_delta, quality_stable_tol must be <= 1")
         if not 0 < self.changepoint_alpha < 1 or not 0 < self.attribution_alpha < 1:
             raise ValueError("correlation.changepoint_alpha, attribution_alpha must be in (0, 1)")
-        if self.refresh_s <= 0:
-            raise ValueError("correlation.refresh_s must be > 0")
+        if self.refresh_s <= 0 or self.refresh_slow_s < self.refresh_s:
+            raise ValueError("correlation.refresh_s must be > 0 and <= refresh_slow_s")
         if self.changepoint_bin_s <= 0:
             raise ValueError("correlation.changepoint_bin_s must be > 0")
         if self.flap_hold_max_s < self.flap_hold_s:

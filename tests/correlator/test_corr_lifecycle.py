@@ -436,3 +436,25 @@ def test_open_incident_reads_its_context_once_per_refresh_bin() -> None:
     assert len(reads) == 4 * per_refresh
     corr.tick(start + 15.0 * 16, counting)  # the next bin
     assert len(reads) == 5 * per_refresh
+
+
+def test_an_older_incident_refreshes_less_often() -> None:
+    """Past `refresh_slow_after_s` the estimated start is settled and the evidence moves
+    slowly: one context read per `refresh_slow_s` instead of per `refresh_s`."""
+    corr = Correlator(policy(refresh_s=60.0, refresh_slow_after_s=3600.0, refresh_slow_s=600.0))
+    corr.on_signal(sig("latency_p95_ms", T0), ctx())
+    reads: list[float] = []
+
+    def counting(feature: str, onset: float) -> Any:
+        reads.append(onset)
+        return ctx(feature)
+
+    late = 600.0 * (T0 // 600.0 + 12)  # a slow-bin start, two hours after the incident opened
+    corr.tick(late, counting)
+    per_refresh = len(reads)
+    assert per_refresh >= 1
+    for k in range(1, 40):  # ten minutes of 15 s ticks: still inside the same slow bin
+        corr.tick(late + 15.0 * k, counting)
+    assert len(reads) == per_refresh
+    corr.tick(late + 600.0, counting)
+    assert len(reads) == 2 * per_refresh
