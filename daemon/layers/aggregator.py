@@ -493,16 +493,20 @@ class Aggregator:
         feat = self._feature(feature)
         if feat is None:
             return "feature_limit"
-        key = (metric, series)
-        if key in feat.external:
+        return self._admit_name(feat.external, (metric, series), self.limits.metric_names, "metric")
+
+    def _admit_name(self, names: set[K], key: K, cap: int, kind: str) -> str | None:
+        """Take a slot for a score or metric name under its per-feature cap and the global
+        series cap; None when admitted (or already), else the unused reason to count."""
+        if key in names:
             return None
-        if len(feat.external) >= self.limits.metric_names:
-            self.count_capped("metric_name")
-            return "metric_name_limit"
+        if len(names) >= cap:
+            self.count_capped(f"{kind}_name")
+            return f"{kind}_name_limit"
         if self._n_series >= self.limits.series:
             self.count_capped("series")
             return "series_limit"
-        feat.external.add(key)
+        names.add(key)
         self._n_series += 1
         return None
 
@@ -809,15 +813,9 @@ class Aggregator:
         feat = self._feature(ev.feature)
         if feat is None:
             return "feature_limit"
-        if ev.name not in feat.score_names:
-            if len(feat.score_names) >= self.limits.score_names:
-                self.count_capped("score_name")
-                return "score_name_limit"
-            if self._n_series >= self.limits.series:
-                self.count_capped("series")
-                return "series_limit"
-            feat.score_names.add(ev.name)
-            self._n_series += 1
+        unused = self._admit_name(feat.score_names, ev.name, self.limits.score_names, "score")
+        if unused is not None:
+            return unused
         b = self._bucket(feat, ev.ts)
         acc = b.scores.get(ev.name)
         if acc is None:
