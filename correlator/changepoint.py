@@ -27,9 +27,12 @@ later than the detection (`not_after`): a later change is not what the detector 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 Shape = Literal["step", "ramp", "pulse"]
 MIN_BINS = 8  # fewer bins cannot tell a change from noise
@@ -120,27 +123,7 @@ def estimate(
         if cur is None or gain > cur[0]:
             best[shape] = (gain, k, j, a, b)
 
-    wx, ww = p.wx, p.w
-    for k in range(MIN_SIDE, last_start + 1):
-        # step at k: [0,k) vs [k,m)
-        w1, w2 = ww[k], big_w - ww[k]
-        if w1 > 0 and w2 > 0 and m - k >= MIN_SIDE:
-            a, b = wx[k] / w1, (wx[m] - wx[k]) / w2
-            offer(w1 * w2 / big_w * (a - b) ** 2, k, m, "step", a, b)
-        for j in range(k + 1, m + 1):
-            # pulse on [k,j): level b inside, a outside (both sides of it)
-            w_in = ww[j] - ww[k]
-            w_out = big_w - w_in
-            # The level outside a pulse is what it returned to; it must be mostly the data
-            # before it, else the "pulse" is the quiet start of a step that goes the other way.
-            if j < m and j - k >= MIN_PULSE and w_in > 0 and ww[k] >= big_w - ww[j]:
-                b_in = (wx[j] - wx[k]) / w_in
-                a_out = (wx[m] - wx[j] + wx[k]) / w_out
-                offer(w_in * w_out / big_w * (b_in - a_out) ** 2, k, j, "pulse", a_out, b_in)
-            # ramp over [k,j): u = 0 before, (t - t_k)/(t_j - t_k) on it, 1 from j on
-            gain, a, b = _ramp_gain(p, t, k, j, m, mean)
-            if gain > 0:
-                offer(gain, k, j, "ramp", a, b)
+    _search(p, t, m, last_start, mean, offer)
     if not best:
         return None
     top_gain = max(v[0] for v in best.values())
@@ -158,32 +141,104 @@ def estimate(
     return ChangePoint(pts[k].ts, end, shape, a, b, stat, threshold)
 
 
-def _ramp_gain(
-    p: _Prefix, t: Sequence[float], k: int, j: int, m: int, mean: float
-) -> tuple[float, float, float]:
-    """Explained weighted sum of squares of x = a + (b - a)·u, and (a, b)."""
-    span = (t[j] if j < m else t[m - 1] + 1.0) - t[k]  # a ramp may still be going at the end
-    if span <= 0:
-        return 0.0, 0.0, 0.0
-    tk = t[k]
-    sw = _Prefix.span(p.w, k, j)
-    swt = _Prefix.span(p.wt, k, j)
-    swt2 = _Prefix.span(p.wt2, k, j)
-    w_after = p.w[m] - p.w[j]
-    s_u = (swt - tk * sw) / span + w_after
-    s_u2 = (swt2 - 2 * tk * swt + tk * tk * sw) / (span * span) + w_after
-    s_ux = (_Prefix.span(p.wxt, k, j) - tk * _Prefix.span(p.wx, k, j)) / span + _Prefix.span(
-        p.wx, j, m
-    )
-    big_w = p.w[m]
-    u_bar = s_u / big_w
-    var_u = s_u2 - big_w * u_bar * u_bar
-    if var_u <= 1e-12:
-        return 0.0, 0.0, 0.0
-    cov = s_ux - big_w * u_bar * mean
-    slope = cov / var_u
-    a = mean - slope * u_bar
-    return cov * cov / var_u, a, a + slope
+def _search(
+    p: _Prefix,
+    t: Sequence[float],
+    m: int,
+    last_start: int,
+    mean: float,
+    offer: Callable[[float, int, int, Shape, float, float], None],
+) -> None:
+    """Offer the best placement of each shape in every direction to `offer`.
+
+    Every (k, j) pair at once, as arrays: the search is O(m²) placements and ran as a
+    Python double loop, the largest cost of a context refresh. Each shape's placements are
+    offered in the loop's order (k, then j), best first, so ties resolve as before: the
+    earliest placement wins."""
+    ww, wx = np.asarray(p.w), np.asarray(p.wx)
+    big_w = ww[m]
+    ks = np.arange(MIN_SIDE, last_start + 1)
+    if ks.size == 0:
+        return
+    # step at k: [0,k) vs [k,m)
+    sk = ks[m - ks >= MIN_SIDE]
+    w1 = ww[sk]
+    w2 = big_w - w1
+    ok = (w1 > 0) & (w2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = wx[sk] / w1
+        b = (wx[m] - wx[sk]) / w2
+        gain = w1 * w2 / big_w * (a - b) ** 2
+    _offer_best(offer, "step", ok, gain, a, b, sk, np.full(sk.shape, m))
+
+    k2 = ks[:, None]
+    j2 = np.arange(m + 1)[None, :]
+    inside = j2 > k2
+    wk, wj = ww[k2], ww[j2]
+    # pulse on [k,j): level b inside, a outside (both sides of it). The level outside a
+    # pulse is what it returned to; it must be mostly the data before it, else the
+    # "pulse" is the quiet start of a step that goes the other way.
+    w_in = wj - wk
+    w_out = big_w - w_in
+    ok = inside & (j2 < m) & (j2 - k2 >= MIN_PULSE) & (w_in > 0) & (wk >= big_w - wj)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b_in = (wx[j2] - wx[k2]) / w_in
+        a_out = (wx[m] - wx[j2] + wx[k2]) / w_out
+        gain = w_in * w_out / big_w * (b_in - a_out) ** 2
+    kk, jj = np.broadcast_arrays(k2, j2)
+    _offer_best(offer, "pulse", ok, gain, a_out, b_in, kk, jj)
+
+    # ramp over [k,j): u = 0 before, (t - t_k)/(t_j - t_k) on it, 1 from j on; a ramp may
+    # still be going at the end (j = m: it ends one bin after the last).
+    tt = np.asarray(t, dtype=float)
+    t_end = np.append(tt, tt[m - 1] + 1.0)
+    tk = tt[np.minimum(k2, m - 1)]
+    span = t_end[j2] - tk
+    wt, wt2, wxt = np.asarray(p.wt), np.asarray(p.wt2), np.asarray(p.wxt)
+    sw = w_in
+    swt = wt[j2] - wt[k2]
+    swt2 = wt2[j2] - wt2[k2]
+    w_after = big_w - wj
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_u = (swt - tk * sw) / span + w_after
+        s_u2 = (swt2 - 2 * tk * swt + tk * tk * sw) / (span * span) + w_after
+        s_ux = (wxt[j2] - wxt[k2] - tk * (wx[j2] - wx[k2])) / span + (wx[m] - wx[j2])
+        u_bar = s_u / big_w
+        var_u = s_u2 - big_w * u_bar * u_bar
+        cov = s_ux - big_w * u_bar * mean
+        slope = cov / var_u
+        a = mean - slope * u_bar
+        gain = cov * cov / var_u
+    ok = inside & (span > 0) & (var_u > 1e-12) & (gain > 0)
+    _offer_best(offer, "ramp", ok, gain, a, a + slope, kk, jj)
+
+
+def _offer_best(
+    offer: Callable[[float, int, int, Shape, float, float], None],
+    shape: Shape,
+    ok: npt.NDArray[np.bool_],
+    gain: npt.NDArray[np.float64],
+    a: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    k: npt.NDArray[np.int64],
+    j: npt.NDArray[np.int64],
+) -> None:
+    """Offer the best valid placement going up and the best going down (`offer` keeps the
+    one its direction allows); the first of equal gains, in (k, j) order, wins."""
+    for side in (b > a, b < a):
+        mask = (ok & side).ravel()
+        if not mask.any():
+            continue
+        g = np.where(mask, gain.ravel(), -np.inf)
+        i = int(np.argmax(g))
+        offer(
+            float(g[i]),
+            int(k.ravel()[i]),
+            int(j.ravel()[i]),
+            shape,
+            float(a.ravel()[i]),
+            float(b.ravel()[i]),
+        )
 
 
 def _last_index_at_or_before(pts: Sequence[Bin], ts: float) -> int:

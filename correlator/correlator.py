@@ -488,15 +488,18 @@ class Correlator:
             self._maybe_resolve(inc, now, out)
         p = self.policy
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
-            before = inc.snapshot().to_record()
             young = now - inc.opened_at < p.refresh_slow_after_s
             every = p.refresh_s if young else p.refresh_slow_s
             refresh_bin = math.floor(now / every) * every
+            before: dict[str, Any] | None = None
             if inc.refreshed_bin != refresh_bin:
+                before = inc.snapshot().to_record()
                 inc.refreshed_bin = refresh_bin
                 start = inc.opened_at if inc.started_at is None else inc.started_at
                 self._refresh(inc, contexts(inc.feature, start), now, contexts)
-            self._emit(inc, "update", now, out, before, renotify=True)
+            # Without a refresh only `_emit` itself (a mute, a notification) can change the
+            # record: `same_unless_emitted` spares the two snapshots per tick per incident.
+            self._emit(inc, "update", now, out, before, renotify=True, same_unless_emitted=True)
         self._prune()
         return out
 
@@ -811,9 +814,14 @@ class Correlator:
         out: list[IncidentUpdate],
         before: dict[str, Any] | None = None,
         renotify: bool = False,
+        same_unless_emitted: bool = False,
     ) -> None:
+        """Decide the notification for `action` and append the update, unless it is an
+        `update` that changed nothing: the record equals `before`, or with
+        `same_unless_emitted` and no `before`, neither the mute nor a notification moved."""
         p = self.policy
         notify: Notify = None
+        muted_before = inc.muted
         if action == "resolve":
             if inc.receiver_open:
                 notify = "resolve"
@@ -844,6 +852,14 @@ class Correlator:
                 inc.paged = inc.receiver_open = True
                 inc.last_trigger_at = now
                 inc.notified_severity = inc.severity
+        if (
+            action == "update"
+            and notify is None
+            and before is None
+            and same_unless_emitted
+            and inc.muted == muted_before
+        ):
+            return
         snap = inc.snapshot()
         if (
             action == "update"

@@ -307,7 +307,7 @@ class Pipeline:
             self.errors.record(self.log, "evaluate", feature, "*", exc, now)
 
         for sample in self.aggregator.evaluate(now, on_error=failed):
-            out.extend(self._observe(sample))
+            self._observe(sample, out)
         out.extend(self._clear_stale(now))
         out.extend(self._clear_unconfirmed(now))
         self._correlator_tick(out, now)
@@ -325,8 +325,11 @@ class Pipeline:
         except Exception as exc:  # counted and logged; the next tick retries
             self.errors.record(self.log, "correlator_tick", "*", "*", exc, now)
 
-    def _observe(self, sample: Sample) -> TickOutput:
-        out = TickOutput()
+    def _observe(self, sample: Sample, out: TickOutput | None = None) -> TickOutput:
+        """Feed one sample to its series' detectors; what they emit is added to `out` (a
+        new `TickOutput` when none is given), which is returned."""
+        if out is None:
+            out = TickOutput()
         key = (sample.feature, sample.metric, sample.series)
         self.latest[key] = sample
         watch = self._watches.get(key)
@@ -413,9 +416,9 @@ class Pipeline:
         return out
 
     def _clear_if_stale(self, out: TickOutput, key: SeriesKey, watch: _Watch, now: float) -> None:
+        if watch.stale or not any(det.firing for _, det in watch.slots):
+            return  # nothing to clear (checked first: most series are not firing)
         sample = self.latest.get(key)
-        if watch.stale:
-            return
         if sample is None:
             # Restored state without a last sample: stale since the first tick after restart.
             if watch.missing_since is None:
@@ -425,8 +428,6 @@ class Pipeline:
         # `metric` events (no n) may come at a slow cadence of their own: give them longer.
         after = self._stale_after_s if sample.n is not None else max(self._stale_after_s, 7200)
         if sample.ts >= now - after:
-            return
-        if not any(det.firing for _, det in watch.slots):
             return
         watch.stale = True
         for i, (rule, det) in enumerate(watch.slots):

@@ -261,6 +261,7 @@ class EvidenceBase(_Alarm):
         # the first five.
         self._slots = [[0.0] * 8 for _ in range(self._size)]
         self._sums = [[0.0, 0.0, 0.0, 0.0, 0.0] for _ in self.windows_min]
+        self._verdict: tuple[float, int, bool, float] | None = None
 
     def phi(self, i: int) -> float:
         """The learned overdispersion of window `i` (at least 1)."""
@@ -395,6 +396,7 @@ class EvidenceBase(_Alarm):
         self._ready = ready
         if ready:
             self._mean, self._var, self._k3 = self._adjust(*self._profile.expect(ts))
+        self._verdict = None
 
     def update(
         self, ts: float, value: float, n: int | None = None, tick: TickStats | None = None
@@ -424,8 +426,28 @@ class EvidenceBase(_Alarm):
                 s[2] += de
                 s[3] += dv
                 s[4] += dk
+            self._verdict = None
         if not self._ready:
             return None
+        verdict = self._verdict
+        if verdict is None:
+            verdict = self._verdict = self._test_windows()
+        best, best_sign, anomalous, first_z = verdict
+        self._last_z = best
+        if self._firing or self._pending:
+            self._alarm_minute = minute
+        calm = self._firing and first_z < self.clear and self._calm_now()
+        out = self._judge(ts, value, self._baseline_value(), best, best_sign, anomalous, calm)
+        if out is not None and out.state == "cleared":
+            self._reset_windows()
+        return out
+
+    def _test_windows(self) -> tuple[float, int, bool, float]:
+        """(best z, its side, whether some window is significant, the shortest window's z).
+
+        `update` keeps the verdict until the windows change (a call arrives or a minute
+        rolls): a tick without calls re-reads it, which makes the 15-s ticks of a quiet
+        feature cheap without changing any decision."""
         best, best_sign = 0.0, 1
         anomalous = False
         zs = self._z
@@ -438,14 +460,7 @@ class EvidenceBase(_Alarm):
                 best, best_sign = z, sign
             if z >= zs[i] and not anomalous:
                 anomalous, best_sign = True, sign
-        self._last_z = best
-        if self._firing or self._pending:
-            self._alarm_minute = minute
-        calm = self._firing and first_z < self.clear and self._calm_now()
-        out = self._judge(ts, value, self._baseline_value(), best, best_sign, anomalous, calm)
-        if out is not None and out.state == "cleared":
-            self._reset_windows()
-        return out
+        return best, best_sign, anomalous, first_z
 
     def _calm_now(self) -> bool:
         """Clearing looks at the shortest window holding at least CALM_CALLS calls (the
@@ -499,4 +514,5 @@ class EvidenceBase(_Alarm):
         self._suspect = bool(state["suspect"])
         self._mean, self._var, self._k3 = (float(x) for x in state["expect"])
         self._ready = bool(state["ready"])
+        self._verdict = None
         self._load_alarm(state)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -301,9 +302,10 @@ def _log_tick(acc: list[float]) -> TickStats:
 class _Bucket:
     """Accumulators of one feature over one tick. Plain attributes: this is the hot path."""
 
-    __slots__ = (*_SCALAR_FIELDS, "combos", "labels", "latency", "scores", "series")
+    __slots__ = (*_SCALAR_FIELDS, "combos", "labels", "latency", "queued", "scores", "series")
 
     def __init__(self) -> None:
+        self.queued = False  # in its feature's `to_compact` list
         self.calls = 0
         self.failed = 0
         self.rate_limited = 0
@@ -419,6 +421,14 @@ class _Feature:
     # fresh]. A run is handed over one tick after its last score, as one observation.
     quality_obs: dict[str, list[float]] = field(default_factory=dict)
     quality_runs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # Merged label counters of whole blocks of `LABEL_BLOCK` buckets, for `label_stats`;
+    # a block's entry is dropped when any of its buckets takes an event or expires.
+    label_blocks: dict[int, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    # Bucket keys in creation order (for expiry) and the keys of buckets that took events
+    # since they were last compacted: `expire` reads these instead of every bucket.
+    created: deque[int] = field(default_factory=deque)
+    late: list[int] = field(default_factory=list)
+    to_compact: list[int] = field(default_factory=list)
 
 
 class Aggregator:
@@ -587,9 +597,17 @@ class Aggregator:
 
     def _bucket(self, feat: _Feature, ts: float) -> _Bucket:
         key = int(ts // self.tick_s)
+        if feat.label_blocks:
+            feat.label_blocks.pop(key // LABEL_BLOCK, None)
         bucket = feat.buckets.get(key)
         if bucket is None:
             bucket = feat.buckets[key] = _Bucket()
+            if feat.created and key < feat.created[-1]:
+                feat.late.append(key)  # out of order: `expire` checks it on its own
+            feat.created.append(key)
+        if not bucket.queued:
+            bucket.queued = True
+            feat.to_compact.append(key)
         # A late event inside an evaluated window: that running sum must be rebuilt.
         for win in (feat.calls_win, feat.scores_win):
             if win is not None and win.lo <= key < win.hi:
@@ -1062,6 +1080,9 @@ class Aggregator:
         if feat is None or not self.computes(metric):
             return []
         per_bin = max(1, round(bin_s / self.tick_s))
+        fields = _history_fields(metric)
+        if fields is not None:
+            return self._history_ratio(feat, fields, metric, start, end, per_bin)
         grouped: dict[int, _Bucket] = {}
         for k in range(int(start // self.tick_s), int(end // self.tick_s)):
             b = feat.buckets.get(k)
@@ -1080,45 +1101,116 @@ class Aggregator:
                 out.append((g * width, point[0], point[1]))
         return out
 
+    def _history_ratio(
+        self,
+        feat: _Feature,
+        fields: tuple[str, str],
+        metric: str,
+        start: float,
+        end: float,
+        per_bin: int,
+    ) -> list[tuple[float, float, int]]:
+        """`history` of a metric that is one counter over another (`_history_fields`):
+        two sums per bin instead of folding whole buckets (the search reads hours of
+        buckets on every context refresh)."""
+        num, den = fields
+        sums: dict[int, list[float]] = {}
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is None:
+                continue
+            acc = sums.get(k // per_bin)
+            if acc is None:
+                acc = sums[k // per_bin] = [0, 0]
+            acc[0] += getattr(b, num)
+            acc[1] += getattr(b, den)
+        width = per_bin * self.tick_s
+        out: list[tuple[float, float, int]] = []
+        for g in sorted(sums):
+            top, n = sums[g]
+            if not n:
+                continue
+            if metric == "availability":
+                top = n - top  # failed → ok
+            elif metric == "throughput_rpm":
+                out.append((g * width, n * 60.0 / width, 1))
+                continue
+            out.append((g * width, float(top) / n, int(n)))
+        return out
+
     def label_stats(self, feature: str, start: float, end: float) -> LabelStats:
-        """Every label counter of a feature's traffic over [start, end), in one pass over the
-        buckets: label → value → [all, bad, chars_sum, chars_sq, chars_n] (`LabelStats`
-        splits them for the correlator). Label values are capped per bucket; over a span of
-        buckets they fold again here."""
+        """Every label counter of a feature's traffic over [start, end): label → value →
+        [all, bad, chars_sum, chars_sq, chars_n] (`LabelStats` splits them for the
+        correlator). Label values are capped per bucket; over a span of buckets they fold
+        again here.
+
+        The correlator asks for hours of buckets on every context refresh of an open
+        incident. Whole blocks of `LABEL_BLOCK` buckets are merged once and kept until one of
+        their buckets changes, so a refresh merges a dozen blocks and the two partial ends."""
         feat = self._features.get(feature)
         out: dict[str, dict[str, list[float]]] = {}
         if feat is None:
             return LabelStats(out)
-        cap = self.max_label_values
-        max_names = self.limits.label_names + len(_HEAD_NAMES)
+        if not feat.buckets:
+            return LabelStats(out)
+        # An incident open for days asks from its start: begin at the oldest bucket kept.
+        lo = max(int(start // self.tick_s), min(feat.buckets))
+        hi = int(end // self.tick_s)  # exclusive, as `_span`
+        first = -(-lo // LABEL_BLOCK)  # the first whole block
+        last = hi // LABEL_BLOCK  # exclusive
+        if first >= last:
+            self._merge_buckets(out, feat, lo, hi)
+            return LabelStats(out)
+        self._merge_buckets(out, feat, lo, first * LABEL_BLOCK)
+        for blk in range(first, last):
+            merged = feat.label_blocks.get(blk)
+            if merged is None:
+                merged = {}
+                self._merge_buckets(merged, feat, blk * LABEL_BLOCK, (blk + 1) * LABEL_BLOCK)
+                feat.label_blocks[blk] = merged
+            for lname, values in merged.items():
+                for value, counts in values.items():
+                    self._merge_label(out, lname, value, counts)
+        self._merge_buckets(out, feat, last * LABEL_BLOCK, hi)
+        return LabelStats(out)
 
-        def add(lname: str, value: str, counts: list[float]) -> None:
-            acc = out.get(lname)
-            if acc is None:
-                if len(out) >= max_names:
-                    return
-                acc = out[lname] = {}
-            if value not in acc and len(acc) >= cap - 1:
-                value = OTHER
-            cur = acc.get(value)
-            if cur is None:
-                acc[value] = list(counts)
-            else:
-                for k, c in enumerate(counts):
-                    cur[k] += c
-
-        for b in self._span(feat, start, end):
+    def _merge_buckets(
+        self, out: dict[str, dict[str, list[float]]], feat: _Feature, lo: int, hi: int
+    ) -> None:
+        """Add the label counters of buckets [lo, hi) to `out`."""
+        merge = self._merge_label
+        for k in range(lo, hi):
+            b = feat.buckets.get(k)
+            if b is None:
+                continue
             for (head, pairs), counts in b.combos.items():
                 if not counts[0]:
                     continue
                 for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
                     if value:
-                        add(lname, value, counts)
+                        merge(out, lname, value, counts)
             for lname, values in b.labels.items():
                 for value, counts in values.items():
                     if counts[0]:
-                        add(lname, value, counts)
-        return LabelStats(out)
+                        merge(out, lname, value, counts)
+
+    def _merge_label(
+        self, out: dict[str, dict[str, list[float]]], lname: str, value: str, counts: list[float]
+    ) -> None:
+        """out[lname][value] += counts, within the label-name and label-value caps."""
+        acc = out.get(lname)
+        if acc is None:
+            if len(out) >= self.limits.label_names + len(_HEAD_NAMES):
+                return
+            acc = out[lname] = {}
+        if value not in acc and len(acc) >= self.max_label_values - 1:
+            value = OTHER
+        cur = acc.get(value)
+        if cur is None:
+            acc[value] = list(counts)
+        else:
+            for k, c in enumerate(counts):
+                cur[k] += c
 
     def label_counts(
         self, feature: str, start: float, end: float, bad_only: bool = False
@@ -1202,7 +1294,14 @@ class Aggregator:
                     n: {v: _stat(c) for v, c in vals.items()}
                     for n, vals in bstate["labels"].items()
                 }
-                feat.buckets[int(bstate["k"])] = b
+                key = int(bstate["k"])
+                if key not in feat.buckets:
+                    feat.created.append(key)
+                feat.buckets[key] = b
+                feat.label_blocks.clear()
+                if b.combos:
+                    b.queued = True
+                    feat.to_compact.append(key)
                 self._readmit(feat, b)
 
     def _readmit(self, feat: _Feature, b: _Bucket) -> None:
@@ -1230,15 +1329,35 @@ class Aggregator:
         oldest = int((now - self.retention_s) // self.tick_s)
         behind = int(now // self.tick_s) - 1  # the bucket being filled and the one before
         for feat in self._features.values():
-            stale = []
-            for k, b in feat.buckets.items():
-                if k < oldest:
-                    stale.append(k)
-                elif k < behind and b.combos:
-                    self._compact(b)
-            for k in stale:
-                del feat.buckets[k]
+            buckets, created = feat.buckets, feat.created
+            # Keys are created in time order but for late events, which `late` holds.
+            while created and created[0] < oldest:
+                k = created.popleft()
+                if buckets.pop(k, None) is not None:
+                    feat.label_blocks.pop(k // LABEL_BLOCK, None)
+            if feat.late:
+                for k in [k for k in feat.late if k < oldest]:
+                    if buckets.pop(k, None) is not None:
+                        feat.label_blocks.pop(k // LABEL_BLOCK, None)
+                feat.late = [k for k in feat.late if k in buckets]
+            queue = feat.to_compact
+            if queue and queue[0] < behind:
+                keep = []
+                for k in queue:
+                    if k >= behind:
+                        keep.append(k)
+                        continue
+                    b = buckets.get(k)
+                    if b is not None:
+                        b.queued = False
+                        if b.combos:
+                            self._compact(b)
+                feat.to_compact = keep
 
+
+LABEL_BLOCK = 40
+"""Buckets per cached block of label counters (`Aggregator.label_stats`): 10 minutes at
+15-s ticks, so a 3-hour span is about 18 blocks."""
 
 # Score histogram buckets: scores are mostly in [0, 1] or small integer scales (1-5, 1-10).
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
@@ -1258,6 +1377,18 @@ _RATIOS: dict[str, tuple[str, str]] = {
     "output_length_mean": ("chars_sum", "chars_n"),
 }
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+
+
+def _history_fields(metric: str) -> tuple[str, str] | None:
+    """(numerator, denominator) bucket counters of a metric `_bin_value` computes as a
+    ratio of two sums; None for quantiles, spreads and scores."""
+    if metric in _RATIOS:
+        return _RATIOS[metric]
+    if metric == "availability":
+        return "failed", "calls"
+    if metric == "throughput_rpm":
+        return "calls", "calls"
+    return None
 
 
 def _bin_value(b: _Bucket, metric: str, width: float) -> tuple[float, int] | None:
