@@ -13,7 +13,7 @@ from aiohttp import web
 
 from correlator import MAX_API_DURATION_S, Silence
 from correlator.records import rfc3339
-from daemon.events import UnsupportedMediaType, require_json
+from daemon.ingest.events import UnsupportedMediaType, require_json
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
 if TYPE_CHECKING:

@@ -26,8 +26,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from config.settings import Settings
 from correlator import SilenceMuter, load_silences
 from daemon import api
-from daemon.alertmanager import alertmanager_signals
-from daemon.events import (
+from daemon.exposition import PipelineCollector, render
+from daemon.health import HealthCollector
+from daemon.ingest.alertmanager import alertmanager_signals
+from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
     UnsupportedMediaType,
@@ -38,9 +40,7 @@ from daemon.events import (
     require_json,
     validate_items,
 )
-from daemon.exposition import PipelineCollector, render
-from daemon.health import HealthCollector
-from daemon.otlp import OtlpError, spans_to_events
+from daemon.ingest.otlp import OtlpError, spans_to_events
 from daemon.paging import Paging
 from daemon.pipeline import Pipeline, TickOutput
 from daemon.store import Store

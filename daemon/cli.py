@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from daemon.events import InputError
+    from daemon.ingest.events import InputError
     from daemon.logs import configure
     from daemon.replay import print_summary, replay
 

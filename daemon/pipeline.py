@@ -27,7 +27,7 @@ from correlator import (
     SilenceMuter,
 )
 from correlator.records import ChangeRecord, FeatureContext, HistoryFn, MetricSnapshot, Signal
-from daemon.events import Change, Event, LlmCall, MetricEvent, Score
+from daemon.ingest.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.layers.aggregator import Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition

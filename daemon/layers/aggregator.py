@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from daemon.events import LlmCall, Score
+from daemon.ingest.events import LlmCall, Score
 from daemon.layers.sketch import bucket_of, quantiles
 from detectors.base import Layer, Sample, ScoreObs, TickStats
 from detectors.defaults import COST_LOG_SCALE, QUALITY_METRIC

@@ -141,8 +141,14 @@ def test_sigterm_saves_the_final_snapshot(tmp_path: Path) -> None:
 
 
 def maximal_events(now: float, n: int) -> list[dict]:
-    """Every numeric field at the top of its documented range (daemon/events.py)."""
-    from daemon.events import MAX_ABS_VALUE, MAX_COST_USD, MAX_COUNT, MAX_LATENCY_MS, MAX_RETRIES
+    """Every numeric field at the top of its documented range (daemon/ingest/events.py)."""
+    from daemon.ingest.events import (
+        MAX_ABS_VALUE,
+        MAX_COST_USD,
+        MAX_COUNT,
+        MAX_LATENCY_MS,
+        MAX_RETRIES,
+    )
 
     call = {
         "type": "llm_call",
