@@ -28,6 +28,7 @@ from correlator import SilenceMuter, load_silences
 from daemon import api
 from daemon.exposition import PipelineCollector, render
 from daemon.health import HealthCollector
+from daemon.ingest import otlp_proto
 from daemon.ingest.alertmanager import alertmanager_signals
 from daemon.ingest.events import (
     BodyError,
@@ -276,25 +277,35 @@ class Daemon:
         return web.json_response(payload, status=200 if events else 400)
 
     async def post_traces(self, request: web.Request) -> web.StreamResponse:
-        """OTLP/HTTP with JSON encoding (protobuf is answered 415, as the spec allows).
+        """OTLP/HTTP traces, protobuf (`application/x-protobuf`, what stock exporters send) or
+        JSON (`application/json`), either gzipped.
 
-        A malformed structure around the spans is a 400 naming its JSON path; malformed or
-        invalid spans are rejected one by one (partialSuccess), and when none was accepted the
+        Answers follow the OTLP/HTTP spec in the request's encoding: 200 with an empty
+        `ExportTraceServiceResponse`, or with `partialSuccess` when some spans were rejected
+        (the message names each span's path); 4xx with a `google.rpc.Status` body. A
+        malformed structure around the spans is a 400; when every LLM span is rejected the
         answer is a 400 with the same messages, as for `/v1/events`."""
-        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
-        if ctype != "application/json":
-            return web.json_response(
-                {"error": "only OTLP/HTTP JSON (Content-Type: application/json) is accepted"},
-                status=415,
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        proto = ctype in OTLP_PROTOBUF_TYPES
+        if not proto and ctype != "application/json":
+            self._count_rejected("bad_body")
+            return _otlp_error(
+                False,
+                415,
+                f"Content-Type {ctype!r} is not supported: OTLP/HTTP takes "
+                "application/x-protobuf or application/json",
             )
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
-            return body
+            return _otlp_error_from(body) if proto else body
         try:
-            spans = spans_to_events(loads_lenient(body))
+            if proto:
+                spans = otlp_proto.spans_to_events(body)
+            else:
+                spans = spans_to_events(loads_lenient(body))
         except (OtlpError, ValueError) as exc:
             self._count_rejected("bad_body")
-            return web.json_response({"error": str(exc)}, status=400)
+            return _otlp_error(proto, 400, str(exc))
         events, rejected = validate_items(spans.events)
         errors = spans.errors + [f"{spans.paths[r.index]}: {r.error}" for r in rejected]
         if errors:
@@ -303,11 +314,16 @@ class Daemon:
             self.pipeline.counters.count_unused("not_llm_span", spans.skipped)
         if events:
             self.handle(self.pipeline.ingest(events, now=self.clock()))
+        message = "; ".join(errors[:20])
+        if errors and not events:
+            return _otlp_error(proto, 400, message, rejected=len(errors))
+        if proto:
+            return web.Response(
+                body=otlp_proto.response(len(errors), message),
+                content_type=otlp_proto.CONTENT_TYPE,
+            )
         if not errors:
             return web.json_response({})
-        message = "; ".join(errors[:20])
-        if not events:
-            return web.json_response({"error": message, "rejectedSpans": len(errors)}, status=400)
         partial = {"rejectedSpans": len(errors), "errorMessage": message}
         return web.json_response({"partialSuccess": partial})
 
@@ -484,6 +500,51 @@ class Daemon:
             return False
         self.log.info("final_snapshot_saved", state=str(self.store.path))
         return True
+
+
+OTLP_PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+_RPC_CODES = {
+    401: otlp_proto.UNAUTHENTICATED,
+    413: otlp_proto.RESOURCE_EXHAUSTED,
+    429: otlp_proto.RESOURCE_EXHAUSTED,
+    503: otlp_proto.UNAVAILABLE,
+}
+
+
+def _otlp_error(
+    proto: bool,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    rejected: int | None = None,
+) -> web.Response:
+    """An OTLP error answer: a `google.rpc.Status`, protobuf-encoded for protobuf requests
+    (the spec's rule), JSON otherwise. The JSON form keeps the `error` key every other
+    endpoint answers with (and `rejectedSpans`, when spans were refused)."""
+    code = _RPC_CODES.get(status, otlp_proto.INVALID_ARGUMENT)
+    if proto:
+        body = otlp_proto.status(message, code)
+        return web.Response(
+            body=body, status=status, content_type=otlp_proto.CONTENT_TYPE, headers=headers
+        )
+    payload: dict[str, Any] = {"code": code, "message": message, "error": message}
+    if rejected is not None:
+        payload["rejectedSpans"] = rejected
+    return web.json_response(payload, status=status, headers=headers)
+
+
+def _otlp_error_from(resp: web.StreamResponse) -> web.StreamResponse:
+    """The shared ingest checks (`_read_body`) answer in JSON; a protobuf client gets the same
+    status, headers and message as a protobuf Status. A 408 is already sent as it is."""
+    if resp.prepared or not isinstance(resp, web.Response) or not isinstance(resp.body, bytes):
+        return resp
+    try:
+        doc = orjson.loads(resp.body)
+    except orjson.JSONDecodeError:
+        return resp
+    message = doc.get("error") or "; ".join(str(r.get("error")) for r in doc.get("rejected", []))
+    keep = {k: v for k, v in resp.headers.items() if k in ("Retry-After", "WWW-Authenticate")}
+    return _otlp_error(True, resp.status, str(message), headers=keep)
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:
