@@ -90,7 +90,7 @@ def make_request(n: int, now_ns: int) -> dict[str, Any]:
                 "resource": {"attributes": [_kv("service.name", f"feature-{f}")]},
                 "scopeSpans": [
                     {"scope": {"name": "opentelemetry.instrumentation.openai"}, "spans": spans}
-                ],  # fmt: skip
+                ],
             }
         )
     return {"resourceSpans": resource_spans}
