@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from config.settings import Settings
+from config.settings import ConfigError, Settings, load_settings
 from correlator import SilenceMuter, load_silences
 from daemon import api
 from daemon.exposition import PipelineCollector, render
@@ -43,7 +43,7 @@ from daemon.ingest.events import (
 )
 from daemon.ingest.otlp import OtlpError, spans_to_events
 from daemon.paging import Paging
-from daemon.pipeline import Pipeline, TickOutput
+from daemon.pipeline import Pipeline, TickOutput, config_silences
 from daemon.store import Store
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
@@ -66,8 +66,10 @@ class Daemon:
         settings: Settings,
         log: Any = None,
         clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
     ) -> None:
         self.settings = settings
+        self.config_path = config_path  # what a reload reads again (None: env + defaults)
         self.log = log or structlog.get_logger("llm_oncall")
         self.clock = clock
         self.store = Store(settings.state.path, self.log)
@@ -81,6 +83,7 @@ class Daemon:
         self.registry.register(self.collector)
         self.registry.register(HealthCollector(lambda: self.pipeline))
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
+        self.reload_metrics = ReloadMetrics(self.registry, clock())
         self._stop = asyncio.Event()
         self._ready = False
         self._failure: str | None = None  # why a background task died; /readyz says it
@@ -206,6 +209,70 @@ class Daemon:
                 domain=upd.incident.domain,
                 notify=upd.notify,
             )
+
+    # ---- config reload --------------------------------------------------------------------
+
+    def reload_config(self, trigger: str) -> dict[str, Any]:
+        """Read the config file again (and the environment), validate it, apply it at once.
+
+        Prometheus' convention: SIGHUP or `POST /-/reload`; a config that does not validate
+        changes nothing and the old one stays in force; the outcome is logged and shown in
+        /metrics. Settings that shape what is already running (listen, state, aggregation
+        windows, log, ingest.max_body_bytes) keep their running values and are listed as
+        needing a restart. Every part is built before any is swapped in, and the swap has no
+        await in it, so no request or tick sees half a config.
+        """
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as exc:
+            return self._reload_failed(trigger, exc.errors)
+        new, restart = _keep_running(self.settings, new)
+        try:
+            commit_pipeline = self.pipeline.prepare_reconfigure(new)
+            commit_paging = self.paging.prepare_reconfigure(new)
+        except (ValueError, TypeError, KeyError) as exc:  # validated, so not expected
+            return self._reload_failed(trigger, [f"{type(exc).__name__}: {exc}"])
+        commit_paging()
+        out = commit_pipeline(self.clock())
+        self.settings = new
+        self.config_silence_ids = frozenset(s.id for s in config_silences(new))
+        self.reload_metrics.record(True, self.clock())
+        self.log.info(
+            "config_reloaded",
+            trigger=trigger,
+            config=self.config_path or "embedded defaults",
+            summary=new.summary(),
+            detectors=self.pipeline.last_reconfigure,
+            restart_required=restart,
+        )
+        self.handle(out)
+        return {"status": "success", "restart_required": restart}
+
+    def _reload_failed(self, trigger: str, errors: list[str]) -> dict[str, Any]:
+        self.reload_metrics.record(False, self.clock())
+        self.log.error(
+            "config_reload_failed",
+            trigger=trigger,
+            config=self.config_path or "embedded defaults",
+            errors=errors,
+            action="the running config stays in force",
+        )
+        return {"status": "error", "errors": errors}
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload_config("SIGHUP")
+        except Exception as exc:  # a signal handler must never take the daemon down
+            self.reload_metrics.record(False, self.clock())
+            self.log.error("config_reload_failed", trigger="SIGHUP", error=repr(exc)[:500])
+
+    async def post_reload(self, request: web.Request) -> web.Response:
+        """`POST /-/reload`: 200 when the new config is in force, 400 with every error (the
+        old config stays) otherwise. Needs the ingest token when one is configured."""
+        if not self.authorized(request):
+            return api.unauthorized()
+        result = self.reload_config("POST /-/reload")
+        return web.json_response(result, status=200 if result["status"] == "success" else 400)
 
     # ---- HTTP -----------------------------------------------------------------------------
 
@@ -371,6 +438,7 @@ class Daemon:
         app.router.add_get("/metrics", self.get_metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_post("/-/reload", self.post_reload)
         api.add_routes(app, self)
         return app
 
@@ -408,14 +476,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        # SIGHUP's default action kills the process at once, without the final snapshot;
-        # operators send it expecting a reload, which is not implemented yet (issue 12).
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: self.log.warning(
-                "sighup_ignored", reason="config reload is not supported yet; restart to reload"
-            ),
-        )
+        # SIGHUP reloads the config, as for Prometheus and Alertmanager (its default action
+        # would kill the process without the final snapshot).
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # auto_decompress=False: we inflate gzip ourselves, with the body limit applied to the
         # inflated size (a small gzip bomb is a 413, not an out-of-memory).
         # keepalive_timeout: aiohttp's only timer before a request's headers are complete, so
@@ -500,6 +563,45 @@ class Daemon:
             return False
         self.log.info("final_snapshot_saved", state=str(self.store.path))
         return True
+
+
+# Settings a running daemon cannot change in place: the socket, the state file, the shape of
+# the evaluation windows, the log setup, and aiohttp's body limit (fixed when the app is built).
+RESTART_ONLY = ("listen", "state", "aggregation", "log")
+
+
+def _keep_running(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
+    """`new` with the running values of what needs a restart, and the names of those that
+    differ (so the log and the answer say which changes wait for a restart)."""
+    restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(running, name)]
+    if new.ingest.max_body_bytes != running.ingest.max_body_bytes:
+        restart.append("ingest.max_body_bytes")
+    ingest = new.ingest.model_copy(update={"max_body_bytes": running.ingest.max_body_bytes})
+    update: dict[str, Any] = {name: getattr(running, name) for name in RESTART_ONLY}
+    return new.model_copy(update={**update, "ingest": ingest}), restart
+
+
+class ReloadMetrics:
+    """Prometheus' own reload series, so the same alert (`..._successful == 0`) works."""
+
+    def __init__(self, registry: CollectorRegistry, now: float) -> None:
+        self.successful = Gauge(
+            "llm_oncall_config_last_reload_successful",
+            "Whether the last config reload attempt succeeded (1) or failed (0).",
+            registry=registry,
+        )
+        self.success_ts = Gauge(
+            "llm_oncall_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (start-up counts), Unix seconds.",
+            registry=registry,
+        )
+        self.successful.set(1)
+        self.success_ts.set(now)
+
+    def record(self, ok: bool, now: float) -> None:
+        self.successful.set(1 if ok else 0)
+        if ok:
+            self.success_ts.set(now)
 
 
 OTLP_PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})

@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = configure(settings.log.level, settings.log.format)
     log.info("starting", config=args.config or "embedded defaults", summary=settings.summary())
     try:
-        daemon = Daemon(settings, log)
+        daemon = Daemon(settings, log, config_path=args.config)
     except StateFileError as exc:
         print(f"llm-oncall: {exc}", file=sys.stderr)
         return 1
