@@ -20,14 +20,14 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from config.settings import ConfigError, Settings, load_settings
 from correlator import SilenceMuter, load_silences
 from daemon import api
 from daemon.exposition import PipelineCollector, render
-from daemon.health import HealthCollector
+from daemon.health import HealthCollector, ReloadCollector
 from daemon.ingest import otlp_proto
 from daemon.ingest.alertmanager import alertmanager_signals
 from daemon.ingest.events import (
@@ -83,7 +83,8 @@ class Daemon:
         self.registry.register(self.collector)
         self.registry.register(HealthCollector(lambda: self.pipeline))
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
-        self.reload_metrics = ReloadMetrics(self.registry, clock())
+        self.reload_metrics = ReloadCollector(clock())
+        self.registry.register(self.reload_metrics)
         self._stop = asyncio.Event()
         self._ready = False
         self._failure: str | None = None  # why a background task died; /readyz says it
@@ -579,29 +580,6 @@ def _keep_running(running: Settings, new: Settings) -> tuple[Settings, list[str]
     ingest = new.ingest.model_copy(update={"max_body_bytes": running.ingest.max_body_bytes})
     update: dict[str, Any] = {name: getattr(running, name) for name in RESTART_ONLY}
     return new.model_copy(update={**update, "ingest": ingest}), restart
-
-
-class ReloadMetrics:
-    """Prometheus' own reload series, so the same alert (`..._successful == 0`) works."""
-
-    def __init__(self, registry: CollectorRegistry, now: float) -> None:
-        self.successful = Gauge(
-            "llm_oncall_config_last_reload_successful",
-            "Whether the last config reload attempt succeeded (1) or failed (0).",
-            registry=registry,
-        )
-        self.success_ts = Gauge(
-            "llm_oncall_config_last_reload_success_timestamp_seconds",
-            "When the config was last loaded successfully (start-up counts), Unix seconds.",
-            registry=registry,
-        )
-        self.successful.set(1)
-        self.success_ts.set(now)
-
-    def record(self, ok: bool, now: float) -> None:
-        self.successful.set(1 if ok else 0)
-        if ok:
-            self.success_ts.set(now)
 
 
 OTLP_PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
