@@ -36,11 +36,15 @@ def test_exporter_targets_the_daemon(tmp_path: Path) -> None:
     url = urlparse(exporter["traces_endpoint"])
     settings = Settings(state={"path": tmp_path / "state.db"})
     assert url.port == settings.listen.port
-    routes = {
-        (r.method, r.resource.canonical)
-        for r in Daemon(settings).build_app().router.routes()
-        if r.resource is not None
-    }
+    daemon = Daemon(settings)
+    try:
+        routes = {
+            (r.method, r.resource.canonical)
+            for r in daemon.build_app().router.routes()
+            if r.resource is not None
+        }
+    finally:
+        daemon.store.close()
     assert ("POST", url.path) in routes
     # The Collector's otlphttp encodings: proto sends application/x-protobuf, json JSON.
     assert exporter.get("encoding", "proto") in ("proto", "json")
