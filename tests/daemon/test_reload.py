@@ -191,3 +191,63 @@ def test_sighup_and_post_reload(tmp_path: Path) -> None:
     finally:
         code = stop(d)
     assert code == 0
+
+
+# ---- the pipeline's side, in simulated time (no process, no sleeps) -----------------------
+
+T0 = 1_795_000_000.0
+
+
+def pipeline_settings(latency_threshold: float, error_threshold: float) -> Any:
+    from config.settings import Settings
+
+    raw = {
+        "aggregation": {"tick_s": 1, "window_s": 5, "quality_window_s": 5},
+        "rules": [
+            LATENCY_RULE | {"params": LATENCY_RULE["params"] | {"threshold": latency_threshold}},
+            {
+                "metric": "error_rate",
+                "detector": "static",
+                "params": {"threshold": error_threshold, "op": "above", "min_n": 1},
+            },
+        ],
+        "silences": [{"matchers": [{"name": "feature", "value": "quiet"}], "ends_at": 4e9}],
+    }
+    return Settings(**raw)
+
+
+def test_reconfigure_keeps_unchanged_detectors_and_clears_dropped_firing_ones() -> None:
+    from daemon.ingest.events import LlmCall
+    from daemon.pipeline import Pipeline
+
+    pipe = Pipeline(pipeline_settings(100, 0.5))
+    for t in range(12):
+        call = {
+            "type": "llm_call",
+            "ts": T0 + t,
+            "feature": "bot",
+            "status": 200,
+            "latency_ms": 500.0,
+        }
+        pipe.ingest([LlmCall(**call)], now=T0 + t)
+        pipe.advance(T0 + t)
+    latency = pipe._watches[("bot", "latency_p95_ms", "")]
+    errors = pipe._watches[("bot", "error_rate", "")]
+    before_latency, before_errors = latency.slots[0][1], errors.slots[0][1]
+    assert before_latency.firing
+
+    # Only the error-rate rule changes: the latency detector is the same object, still firing.
+    commit = pipe.prepare_reconfigure(pipeline_settings(100, 0.6))
+    assert pipe._watches[("bot", "error_rate", "")].slots[0][1] is before_errors  # not yet
+    out = commit(T0 + 12)
+    assert out.signals == []
+    assert latency.slots[0][1] is before_latency and before_latency.firing
+    assert errors.slots[0][1] is not before_errors
+    assert pipe.last_reconfigure["new"] == 1
+
+    # The latency rule changes: its firing detector is cleared for the correlator, replaced.
+    out = pipe.prepare_reconfigure(pipeline_settings(200, 0.6))(T0 + 13)
+    assert [(s.metric, s.state) for s in out.signals] == [("latency_p95_ms", "cleared")]
+    assert latency.slots[0][1] is not before_latency and not latency.slots[0][1].firing
+    # Config silences are replaced, not added to: still one.
+    assert [s.id for s in pipe.silences.list()] == ["cfg-0"]
