@@ -192,3 +192,24 @@ def test_file_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
 def test_shipped_example_checks_from_any_directory(tmp_path: Path) -> None:
     proc = check(ROOT / "config" / "example.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_daemon_refuses_the_same_config_at_start(tmp_path: Path) -> None:
+    """`run` reads settings through the same checks, so a rule that could never fire stops
+    start-up with the same line, rather than running without the alert."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "rules: [{metric: latncy_p95_ms, detector: static, params: {threshold: 1, "
+        "op: above}}]\nstate: {path: " + str(tmp_path / "s.db") + "}\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLM_ONCALL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean | {"PYTHONPATH": str(ROOT), "LLM_ONCALL_LISTEN__PORT": "0"},
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "rules[0].metric: unknown metric 'latncy_p95_ms'; did you mean" in proc.stderr
