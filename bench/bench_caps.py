@@ -255,7 +255,7 @@ import sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
 from bench_ingest import make_events
 from config.settings import Settings
-from daemon.events import validate_items
+from daemon.ingest.events import validate_items
 from daemon.pipeline import Pipeline
 events, bad = validate_items(make_events(200_000))
 assert not bad
@@ -278,7 +278,7 @@ def label_memory(n_buckets: int = 24) -> None:
     import tracemalloc
 
     sys.path.insert(0, str(ROOT))
-    from daemon.events import LlmCall, validate_items
+    from daemon.ingest.events import LlmCall, validate_items
     from daemon.layers.aggregator import Aggregator
 
     t0 = 1_795_000_000.0

@@ -5,7 +5,7 @@ slows both sides alike (whole-benchmark runs one after the other swing by 2-3x t
 
 Validation, in one process: each run parses the same bodies with `parse_body` (JSON arrays of
 1,000 events, as the HTTP bench posts them) and with the NDJSON path replay uses
-(`iter_lines`). `daemon/events.py` imports only the standard library and pydantic, so both
+(`iter_lines`). `daemon/ingest/events.py` imports only the standard library and pydantic, so both
 versions load side by side.
 
 HTTP: one daemon process per checkout, both running; each round posts the same 100 batches of
@@ -107,6 +107,12 @@ def http_ab(base: Path, repeat: int) -> None:
           f"{100 * (b / t - 1):+.1f}% (median of {repeat} rounds of {ROUND:,})")  # fmt: skip
 
 
+def _events_file(root: Path) -> Path:
+    """The event contract module of a checkout (it moved into `daemon/ingest/` in issue 12)."""
+    moved = root / "daemon" / "ingest" / "events.py"
+    return moved if moved.exists() else root / "daemon" / "events.py"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True, type=Path, help="the other checkout's root")
@@ -114,8 +120,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
     sides = {
-        "base": load(args.base / "daemon" / "events.py", "events_base"),
-        "this": load(ROOT / "daemon" / "events.py", "events_this"),
+        "base": load(_events_file(args.base), "events_base"),
+        "this": load(_events_file(ROOT), "events_this"),
     }
     events = make_events(args.events)
     batches = [orjson.dumps(events[i : i + 1000]) for i in range(0, len(events), 1000)]

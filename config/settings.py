@@ -8,6 +8,7 @@ twelve-factor habit: the environment overrides the file, the file overrides the 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +25,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from config.receivers import NotifyConfig, ReceiverConfig, RouteConfig, validate_routes
+from config.references import raw_reference_errors, rule_errors
 
 
 class _Strict(BaseModel):
@@ -153,6 +160,9 @@ class FeatureConfig(_Strict):
     scores: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
     # metric name (or "prefix*") → symptom family; over the global `families`.
     families: dict[MetricName, FamilyName] = Field(default_factory=dict)
+    # Names (or "prefix*") of this feature's custom `metric` events that its rules may name
+    # (config/references.py); the global list applies too.
+    custom_metrics: list[MetricName] = Field(default_factory=list)
 
 
 class SilenceMatcher(_Strict):
@@ -232,14 +242,30 @@ class Settings(BaseSettings):
     scores: dict[str, Literal["higher", "lower"]] = Field(default_factory=dict)
     # metric name (or "prefix*") → symptom family for every feature (docs/correlator.md).
     families: dict[MetricName, FamilyName] = Field(default_factory=dict)
+    # Names (or "prefix*") of custom `metric` events that rules may name: a rule on any other
+    # name that the daemon does not compute is an error (a typo would never fire).
+    custom_metrics: list[MetricName] = Field(default_factory=list)
     silences: list[SilenceConfig] = Field(default_factory=list)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="after")
-    def _routes_name_receivers(self) -> Settings:
+    def _references_resolve(self) -> Settings:
+        """Routes name receivers, rules name metrics (config/references.py)."""
         errors = validate_routes(self.receivers, self.routes)
+        errors += rule_errors(
+            [(f"rules[{i}].metric", r.metric) for i, r in enumerate(self.rules)],
+            {
+                name: [
+                    (f"features.{name}.rules[{i}].metric", r.metric) for i, r in enumerate(f.rules)
+                ]
+                for name, f in self.features.items()
+            },
+            self.custom_metrics,
+            {name: f.custom_metrics for name, f in self.features.items()},
+        )
         if errors:
-            raise ValueError("; ".join(errors))
+            # One line per error: load_settings reports each under its own YAML path.
+            raise ValueError("\n".join(errors))
         return self
 
     @classmethod
@@ -355,7 +381,13 @@ def yaml_path(loc: tuple[int | str, ...]) -> str:
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Defaults, overlaid by the YAML file (if any), overlaid by the environment."""
+    """Defaults, overlaid by the YAML file (if any), overlaid by the environment.
+
+    Every problem is reported in one pass: field errors, and the reference checks
+    (config/references.py) on whatever has the right shape. An error in a value that came
+    from an environment variable names the variable. `*_file` paths in the file are relative
+    to the file (as Prometheus and Alertmanager read theirs), not to the working directory.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -371,20 +403,79 @@ def load_settings(path: str | Path | None = None) -> Settings:
         if not isinstance(loaded, dict):
             raise ConfigError([f"{path}: the top level must be a mapping of keys"])
         data = loaded
+        _resolve_files(data, Path(path).parent)
     env_errors = _merge_indexed_env(data, os.environ)
     if env_errors:
         raise ConfigError(env_errors)
+    env = {k.upper(): k for k in os.environ if k.upper().startswith(ENV_PREFIX)}
     try:
         return Settings(**data)
+    except SettingsError as exc:
+        raise ConfigError([_env_parse_error(str(exc), env)]) from None
     except ValidationError as exc:
-        errors = []
+        errors: list[str] = []
+        field_errors = False
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
             loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            if not loc:  # the cross-field checks: one error per line, each with its path
+                errors += msg.split("\n")
+                continue
+            field_errors = True
             if len(loc) >= 2 and loc[-1] == "[key]":  # a bad mapping key, not its value
                 loc, msg = loc[:-2], f"key {loc[-2]!r}: {msg}"
-            errors.append(f"{yaml_path(loc)}: {msg}")
+            var = _env_var(loc, env)
+            where = yaml_path(loc) + (f" (environment variable {var})" if var else "")
+            errors.append(f"{where}: {msg}")
+        if field_errors:
+            # The model's cross-field checks did not run; run them on the raw data.
+            sections = {name.removeprefix(ENV_PREFIX).lower() for name in env if "__" not in name}
+            errors += [e for e in raw_reference_errors(data, sections) if e not in errors]
         raise ConfigError(errors) from None
+
+
+def _resolve_files(data: dict[str, Any], base: Path) -> None:
+    """Make the file's relative `*_file` paths (ingest.token_file, receivers[i].*_file)
+    relative to the config file's folder. Absolute paths and `~` are left as written."""
+    sections = [data.get("ingest"), *(data.get("receivers") or [])]
+    for section in sections:
+        if not isinstance(section, dict):
+            continue
+        for key, value in section.items():
+            if (
+                isinstance(key, str)
+                and key.endswith("_file")
+                and isinstance(value, str)
+                and value
+                and not value.startswith("~")
+                and not Path(value).is_absolute()
+            ):
+                section[key] = str(base / value)
+
+
+def _env_var(loc: tuple[int | str, ...], env: dict[str, str]) -> str | None:
+    """The environment variable a value at `loc` came from, if one is set: the longest of
+    LLM_ONCALL_LISTEN__PORT, LLM_ONCALL_LISTEN (a JSON object) that exists."""
+    parts = [str(p) for p in loc]
+    for k in range(len(parts), 0, -1):
+        name = ENV_PREFIX + "__".join(parts[:k]).upper()
+        if name in env:
+            return env[name]
+    return None
+
+
+def _env_parse_error(message: str, env: dict[str, str]) -> str:
+    """pydantic-settings' 'error parsing value for field "listen" from source
+    "EnvSettingsSource"' as a line naming the variable and what it should hold."""
+    match = re.search(r'field "([^"]+)"', message)
+    field = match.group(1) if match else None
+    var = _env_var((field,), env) if field else None
+    if field is None or var is None:
+        return f"environment: {message}"
+    return (
+        f"{field} (environment variable {var}): not valid JSON; a nested setting takes a JSON"
+        f" value, or set its keys one by one ({ENV_PREFIX}{field.upper()}__<KEY>=...)"
+    )
 
 
 def _is_union_tag(part: int | str) -> bool:

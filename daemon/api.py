@@ -13,7 +13,7 @@ from aiohttp import web
 
 from correlator import MAX_API_DURATION_S, Silence
 from correlator.records import rfc3339
-from daemon.events import UnsupportedMediaType, require_json
+from daemon.ingest.events import UnsupportedMediaType, require_json
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
 if TYPE_CHECKING:
@@ -367,8 +367,72 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/traces": {
+            "post": {
+                "summary": "OTLP/HTTP traces (ExportTraceServiceRequest): spans with gen_ai.* "
+                "attributes become llm_call events. application/x-protobuf or application/json,"
+                " gzip allowed; answers in the request's encoding.",
+                "requestBody": {
+                    "content": {
+                        "application/x-protobuf": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                        "application/json": {"schema": {"type": "object"}},
+                    }
+                },
+                "responses": {
+                    "200": {
+                        "description": "ExportTraceServiceResponse; partialSuccess "
+                        "{rejectedSpans, errorMessage} when some spans were rejected"
+                    },
+                    "400": {
+                        "description": "malformed body, or every LLM span rejected "
+                        "(google.rpc.Status naming each span's path)"
+                    },
+                    "401": {"description": "missing or wrong bearer token"},
+                    "408": {"description": "body not received within listen.body_timeout_s"},
+                    "413": {"description": "body over the limit (after gzip inflation)"},
+                    "415": {"description": "Content-Type neither protobuf nor JSON"},
+                    "503": {"description": "shedding load; see Retry-After"},
+                },
+            }
+        },
+        "/v1/alertmanager": {
+            "post": {
+                "summary": "Alertmanager webhook (version 4): alerts join the incidents of the "
+                "feature in their `feature` label as signals (layer label, default infra).",
+                "responses": {
+                    "200": {"description": "{accepted, rejected}: at least one alert taken"},
+                    "400": {"description": "not a webhook payload, or no alert taken"},
+                    "401": {"description": "missing or wrong bearer token"},
+                    "413": {"description": "body over the limit"},
+                    "415": {"description": "Content-Type not JSON"},
+                    "503": {"description": "shedding load; see Retry-After"},
+                },
+            }
+        },
+        "/-/reload": {
+            "post": {
+                "summary": "Reload the config file (as SIGHUP): validated first, applied at "
+                "once; on error the running config stays.",
+                "responses": {
+                    "200": {"description": "{status: success, restart_required: [...]}"},
+                    "400": {"description": "{status: error, errors: [...]}: nothing applied"},
+                    "401": {"description": "missing or wrong bearer token (when one is set)"},
+                },
+            }
+        },
         "/metrics": {
             "get": {"summary": "Prometheus exposition", "responses": {"200": {"description": "ok"}}}
+        },
+        "/openapi.json": {
+            "get": {"summary": "This description", "responses": {"200": {"description": "ok"}}}
+        },
+        "/": {
+            "get": {
+                "summary": "Status page (HTML): open and recently resolved incidents",
+                "responses": {"200": {"description": "text/html"}},
+            }
         },
         "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
         "/readyz": {

@@ -23,11 +23,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from config.settings import Settings
+from config.settings import ConfigError, Settings, load_settings
 from correlator import SilenceMuter, load_silences
 from daemon import api
-from daemon.alertmanager import alertmanager_signals
-from daemon.events import (
+from daemon.exposition import PipelineCollector, render
+from daemon.health import HealthCollector, ReloadCollector
+from daemon.ingest import otlp_proto
+from daemon.ingest.alertmanager import alertmanager_signals
+from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
     UnsupportedMediaType,
@@ -38,11 +41,9 @@ from daemon.events import (
     require_json,
     validate_items,
 )
-from daemon.exposition import PipelineCollector, render
-from daemon.health import HealthCollector
-from daemon.otlp import OtlpError, spans_to_events
+from daemon.ingest.otlp import OtlpError, spans_to_events
 from daemon.paging import Paging
-from daemon.pipeline import Pipeline, TickOutput
+from daemon.pipeline import Pipeline, TickOutput, config_silences
 from daemon.store import Store
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
 
@@ -65,8 +66,10 @@ class Daemon:
         settings: Settings,
         log: Any = None,
         clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
     ) -> None:
         self.settings = settings
+        self.config_path = config_path  # what a reload reads again (None: env + defaults)
         self.log = log or structlog.get_logger("llm_oncall")
         self.clock = clock
         self.store = Store(settings.state.path, self.log)
@@ -80,6 +83,8 @@ class Daemon:
         self.registry.register(self.collector)
         self.registry.register(HealthCollector(lambda: self.pipeline))
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
+        self.reload_metrics = ReloadCollector(clock())
+        self.registry.register(self.reload_metrics)
         self._stop = asyncio.Event()
         self._ready = False
         self._failure: str | None = None  # why a background task died; /readyz says it
@@ -206,6 +211,70 @@ class Daemon:
                 notify=upd.notify,
             )
 
+    # ---- config reload --------------------------------------------------------------------
+
+    def reload_config(self, trigger: str) -> dict[str, Any]:
+        """Read the config file again (and the environment), validate it, apply it at once.
+
+        Prometheus' convention: SIGHUP or `POST /-/reload`; a config that does not validate
+        changes nothing and the old one stays in force; the outcome is logged and shown in
+        /metrics. Settings that shape what is already running (listen, state, aggregation
+        windows, log, ingest.max_body_bytes) keep their running values and are listed as
+        needing a restart. Every part is built before any is swapped in, and the swap has no
+        await in it, so no request or tick sees half a config.
+        """
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as exc:
+            return self._reload_failed(trigger, exc.errors)
+        new, restart = _keep_running(self.settings, new)
+        try:
+            commit_pipeline = self.pipeline.prepare_reconfigure(new)
+            commit_paging = self.paging.prepare_reconfigure(new)
+        except (ValueError, TypeError, KeyError) as exc:  # validated, so not expected
+            return self._reload_failed(trigger, [f"{type(exc).__name__}: {exc}"])
+        commit_paging()
+        out = commit_pipeline(self.clock())
+        self.settings = new
+        self.config_silence_ids = frozenset(s.id for s in config_silences(new))
+        self.reload_metrics.record(True, self.clock())
+        self.log.info(
+            "config_reloaded",
+            trigger=trigger,
+            config=self.config_path or "embedded defaults",
+            summary=new.summary(),
+            detectors=self.pipeline.last_reconfigure,
+            restart_required=restart,
+        )
+        self.handle(out)
+        return {"status": "success", "restart_required": restart}
+
+    def _reload_failed(self, trigger: str, errors: list[str]) -> dict[str, Any]:
+        self.reload_metrics.record(False, self.clock())
+        self.log.error(
+            "config_reload_failed",
+            trigger=trigger,
+            config=self.config_path or "embedded defaults",
+            errors=errors,
+            action="the running config stays in force",
+        )
+        return {"status": "error", "errors": errors}
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload_config("SIGHUP")
+        except Exception as exc:  # a signal handler must never take the daemon down
+            self.reload_metrics.record(False, self.clock())
+            self.log.error("config_reload_failed", trigger="SIGHUP", error=repr(exc)[:500])
+
+    async def post_reload(self, request: web.Request) -> web.Response:
+        """`POST /-/reload`: 200 when the new config is in force, 400 with every error (the
+        old config stays) otherwise. Needs the ingest token when one is configured."""
+        if not self.authorized(request):
+            return api.unauthorized()
+        result = self.reload_config("POST /-/reload")
+        return web.json_response(result, status=200 if result["status"] == "success" else 400)
+
     # ---- HTTP -----------------------------------------------------------------------------
 
     def authorized(self, request: web.Request) -> bool:
@@ -276,25 +345,35 @@ class Daemon:
         return web.json_response(payload, status=200 if events else 400)
 
     async def post_traces(self, request: web.Request) -> web.StreamResponse:
-        """OTLP/HTTP with JSON encoding (protobuf is answered 415, as the spec allows).
+        """OTLP/HTTP traces, protobuf (`application/x-protobuf`, what stock exporters send) or
+        JSON (`application/json`), either gzipped.
 
-        A malformed structure around the spans is a 400 naming its JSON path; malformed or
-        invalid spans are rejected one by one (partialSuccess), and when none was accepted the
+        Answers follow the OTLP/HTTP spec in the request's encoding: 200 with an empty
+        `ExportTraceServiceResponse`, or with `partialSuccess` when some spans were rejected
+        (the message names each span's path); 4xx with a `google.rpc.Status` body. A
+        malformed structure around the spans is a 400; when every LLM span is rejected the
         answer is a 400 with the same messages, as for `/v1/events`."""
-        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
-        if ctype != "application/json":
-            return web.json_response(
-                {"error": "only OTLP/HTTP JSON (Content-Type: application/json) is accepted"},
-                status=415,
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        proto = ctype in OTLP_PROTOBUF_TYPES
+        if not proto and ctype != "application/json":
+            self._count_rejected("bad_body")
+            return _otlp_error(
+                False,
+                415,
+                f"Content-Type {ctype!r} is not supported: OTLP/HTTP takes "
+                "application/x-protobuf or application/json",
             )
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
-            return body
+            return _otlp_error_from(body) if proto else body
         try:
-            spans = spans_to_events(loads_lenient(body))
+            if proto:
+                spans = otlp_proto.spans_to_events(body)
+            else:
+                spans = spans_to_events(loads_lenient(body))
         except (OtlpError, ValueError) as exc:
             self._count_rejected("bad_body")
-            return web.json_response({"error": str(exc)}, status=400)
+            return _otlp_error(proto, 400, str(exc))
         events, rejected = validate_items(spans.events)
         errors = spans.errors + [f"{spans.paths[r.index]}: {r.error}" for r in rejected]
         if errors:
@@ -303,11 +382,16 @@ class Daemon:
             self.pipeline.counters.count_unused("not_llm_span", spans.skipped)
         if events:
             self.handle(self.pipeline.ingest(events, now=self.clock()))
+        message = "; ".join(errors[:20])
+        if errors and not events:
+            return _otlp_error(proto, 400, message, rejected=len(errors))
+        if proto:
+            return web.Response(
+                body=otlp_proto.response(len(errors), message),
+                content_type=otlp_proto.CONTENT_TYPE,
+            )
         if not errors:
             return web.json_response({})
-        message = "; ".join(errors[:20])
-        if not events:
-            return web.json_response({"error": message, "rejectedSpans": len(errors)}, status=400)
         partial = {"rejectedSpans": len(errors), "errorMessage": message}
         return web.json_response({"partialSuccess": partial})
 
@@ -355,6 +439,7 @@ class Daemon:
         app.router.add_get("/metrics", self.get_metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_post("/-/reload", self.post_reload)
         api.add_routes(app, self)
         return app
 
@@ -392,14 +477,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        # SIGHUP's default action kills the process at once, without the final snapshot;
-        # operators send it expecting a reload, which is not implemented yet (issue 12).
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: self.log.warning(
-                "sighup_ignored", reason="config reload is not supported yet; restart to reload"
-            ),
-        )
+        # SIGHUP reloads the config, as for Prometheus and Alertmanager (its default action
+        # would kill the process without the final snapshot).
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # auto_decompress=False: we inflate gzip ourselves, with the body limit applied to the
         # inflated size (a small gzip bomb is a 413, not an out-of-memory).
         # keepalive_timeout: aiohttp's only timer before a request's headers are complete, so
@@ -484,6 +564,67 @@ class Daemon:
             return False
         self.log.info("final_snapshot_saved", state=str(self.store.path))
         return True
+
+
+# Settings a running daemon cannot change in place: the socket, the state file, the shape of
+# the evaluation windows, the log setup, and aiohttp's body limit (fixed when the app is built).
+RESTART_ONLY = ("listen", "state", "aggregation", "log")
+
+
+def _keep_running(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
+    """`new` with the running values of what needs a restart, and the names of those that
+    differ (so the log and the answer say which changes wait for a restart)."""
+    restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(running, name)]
+    if new.ingest.max_body_bytes != running.ingest.max_body_bytes:
+        restart.append("ingest.max_body_bytes")
+    ingest = new.ingest.model_copy(update={"max_body_bytes": running.ingest.max_body_bytes})
+    update: dict[str, Any] = {name: getattr(running, name) for name in RESTART_ONLY}
+    return new.model_copy(update={**update, "ingest": ingest}), restart
+
+
+OTLP_PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+_RPC_CODES = {
+    401: otlp_proto.UNAUTHENTICATED,
+    413: otlp_proto.RESOURCE_EXHAUSTED,
+    429: otlp_proto.RESOURCE_EXHAUSTED,
+    503: otlp_proto.UNAVAILABLE,
+}
+
+
+def _otlp_error(
+    proto: bool,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    rejected: int | None = None,
+) -> web.Response:
+    """An OTLP error answer: a `google.rpc.Status`, protobuf-encoded for protobuf requests
+    (the spec's rule), JSON otherwise. The JSON form keeps the `error` key every other
+    endpoint answers with (and `rejectedSpans`, when spans were refused)."""
+    code = _RPC_CODES.get(status, otlp_proto.INVALID_ARGUMENT)
+    if proto:
+        body = otlp_proto.status(message, code)
+        return web.Response(
+            body=body, status=status, content_type=otlp_proto.CONTENT_TYPE, headers=headers
+        )
+    payload: dict[str, Any] = {"code": code, "message": message, "error": message}
+    if rejected is not None:
+        payload["rejectedSpans"] = rejected
+    return web.json_response(payload, status=status, headers=headers)
+
+
+def _otlp_error_from(resp: web.StreamResponse) -> web.StreamResponse:
+    """The shared ingest checks (`_read_body`) answer in JSON; a protobuf client gets the same
+    status, headers and message as a protobuf Status. A 408 is already sent as it is."""
+    if resp.prepared or not isinstance(resp, web.Response) or not isinstance(resp.body, bytes):
+        return resp
+    try:
+        doc = orjson.loads(resp.body)
+    except orjson.JSONDecodeError:
+        return resp
+    message = doc.get("error") or "; ".join(str(r.get("error")) for r in doc.get("rejected", []))
+    keep = {k: v for k, v in resp.headers.items() if k in ("Retry-After", "WWW-Authenticate")}
+    return _otlp_error(True, resp.status, str(message), headers=keep)
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

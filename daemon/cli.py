@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = configure(settings.log.level, settings.log.format)
     log.info("starting", config=args.config or "embedded defaults", summary=settings.summary())
     try:
-        daemon = Daemon(settings, log)
+        daemon = Daemon(settings, log, config_path=args.config)
     except StateFileError as exc:
         print(f"llm-oncall: {exc}", file=sys.stderr)
         return 1
@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from daemon.events import InputError
+    from daemon.ingest.events import InputError
     from daemon.logs import configure
     from daemon.replay import print_summary, replay
 

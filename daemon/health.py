@@ -1,4 +1,5 @@
-"""`/metrics` for the daemon's own health: failures caught inside ticks, by stage.
+"""`/metrics` for the daemon's own health: failures caught inside ticks, by stage, and the
+outcome of config reloads.
 
 Kept apart from the pipeline's traffic metrics (`exposition.py`): these say whether the
 daemon is doing its job, not what the traffic looks like. Every stage is exported from the
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -35,3 +36,31 @@ class HealthCollector(Collector):
         for stage, n in self._pipeline().errors.by_stage.items():
             errors.add_metric([stage], n)
         yield errors
+
+
+class ReloadCollector(Collector):
+    """Prometheus' own two reload series under our prefix, so the same alert works
+    (`llm_oncall_config_last_reload_successful == 0`). Start-up counts as a successful load.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.successful = True
+        self.success_ts = now
+
+    def record(self, ok: bool, now: float) -> None:
+        self.successful = ok
+        if ok:
+            self.success_ts = now
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            P + "config_last_reload_successful",
+            "Whether the last config reload (SIGHUP or POST /-/reload) succeeded: 1, or 0 "
+            "when the file did not validate and the running config stayed in force.",
+            value=1 if self.successful else 0,
+        )
+        yield GaugeMetricFamily(
+            P + "config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (start-up counts), Unix seconds.",
+            value=self.success_ts,
+        )

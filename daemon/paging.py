@@ -62,11 +62,35 @@ class Paging:
             log,
             config=settings.notify,
         )
+        self._init_series()
+
+    def _init_series(self) -> None:
         # Series exist at 0 from the start, so the first dead letter shows in increase().
         for name in self.senders:
             for action in ("trigger", "resolve"):
                 for result in ("sent", "retried", "dead"):
                     self.metrics.notifications.labels(receiver=name, action=action, result=result)
+
+    def prepare_reconfigure(self, settings: Settings) -> Callable[[], None]:
+        """Receivers, routes and delivery settings from a config reload: built here (a
+        failure changes nothing), swapped in one step by the returned callable.
+        `listen.public_url` stays the running one (listen settings need a restart)."""
+        router = Router(settings.receivers, settings.routes)
+        senders = build_senders(
+            settings.receivers,
+            log=self.log,
+            public_url=self.settings.listen.public_url,
+            timeout_s=settings.notify.timeout_s,
+        )
+
+        def commit() -> None:
+            self.settings = settings
+            self.router = router
+            self.senders = senders
+            self.worker.reconfigure(senders, settings.notify)
+            self._init_series()
+
+        return commit
 
     def receiver_names(self) -> list[str]:
         return list(self.senders)

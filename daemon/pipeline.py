@@ -27,7 +27,7 @@ from correlator import (
     SilenceMuter,
 )
 from correlator.records import ChangeRecord, FeatureContext, HistoryFn, MetricSnapshot, Signal
-from daemon.events import Change, Event, LlmCall, MetricEvent, Score
+from daemon.ingest.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.layers.aggregator import Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
@@ -170,16 +170,7 @@ class Pipeline:
             score_direction=settings.score_direction,
         )
         self.rulebook = RuleBook(settings)
-        corr = settings.correlation
-        self.policy = CorrelationPolicy(
-            window_s=corr.window_s,
-            min_signals=corr.min_signals,
-            cooldown_s=corr.cooldown_s,
-            change_lookback_s=corr.change_lookback_s,
-            renotify_s=reminder_interval(settings),
-            split_after_s=corr.split_after_s,
-            new_incident_after_s=corr.new_incident_after_s,
-        )
+        self.policy = policy_of(settings)
         self.silences = SilenceMuter(config_silences(settings))
         # The inhibitor asks whichever correlator is current (restore replaces it).
         self._muters = (self.silences, InhibitMuter(lambda: self.correlator.open_incidents()))
@@ -198,6 +189,97 @@ class Pipeline:
         # Correlator members restored as firing whose detector was not (see `reconcile`):
         # (feature, metric, series, detector kind) -> clear-by deadline, None until a tick.
         self._unconfirmed: dict[tuple[str, str, str, str], _Unconfirmed] = {}
+        # Detectors kept, newly built and dropped by the last config reload (for its log line).
+        self.last_reconfigure: dict[str, int] = {}
+
+    # ---- config reload --------------------------------------------------------------------
+
+    def prepare_reconfigure(self, settings: Settings) -> Callable[[float], TickOutput]:
+        """Build what a new, already validated config (SIGHUP, `POST /-/reload`) needs, and
+        return the step that applies it at time `now`.
+
+        Everything is built here, before anything changes, so a failure leaves the old config
+        whole, and the daemon can prepare every part before committing any. Detectors whose
+        rule is unchanged (same kind, params and page_alone) keep their state: baselines are
+        hours of learning, and a reload that touches one rule must not restart the others.
+        A changed or new rule starts a fresh detector; a detector dropped while firing is
+        cleared for the correlator (its rule is gone, so nothing else would ever clear it).
+        Windows, counters, incidents and API silences stay.
+
+        The caller keeps what needs a restart (aggregation windows, listen, state) as it was.
+        """
+        rulebook = RuleBook(settings)
+        policy = policy_of(settings)
+        silences = config_silences(settings)
+        limits = limits_of(settings.ingest)
+        plans: dict[SeriesKey, tuple[list[tuple[Rule, Detector]], dict[int, int], list[int]]] = {}
+        counts = {"kept": 0, "new": 0, "dropped": 0}
+        for key, watch in self._watches.items():
+            rules = rulebook.rules_for(key[0], watch.layer, key[1])
+            if list(rules) == [rule for rule, _ in watch.slots]:
+                counts["kept"] += len(watch.slots)
+                continue
+            free = list(range(len(watch.slots)))
+            slots: list[tuple[Rule, Detector]] = []
+            moved: dict[int, int] = {}  # old slot index -> new slot index
+            for rule in rules:
+                old = next((i for i in free if watch.slots[i][0] == rule), None)
+                if old is None:
+                    slots.append((rule, rule.build()))
+                else:
+                    free.remove(old)
+                    moved[old] = len(slots)
+                    slots.append(watch.slots[old])
+            plans[key] = (slots, moved, free)
+            counts["kept"] += len(moved)
+            counts["new"] += len(slots) - len(moved)
+            counts["dropped"] += len(free)
+
+        def commit(now: float) -> TickOutput:
+            self.last_reconfigure = counts
+            return self._commit_reconfigure(
+                settings, rulebook, policy, silences, limits, plans, now
+            )
+
+        return commit
+
+    def _commit_reconfigure(
+        self,
+        settings: Settings,
+        rulebook: RuleBook,
+        policy: CorrelationPolicy,
+        silences: list[Silence],
+        limits: Limits,
+        plans: dict[SeriesKey, tuple[list[tuple[Rule, Detector]], dict[int, int], list[int]]],
+        now: float,
+    ) -> TickOutput:
+        """Swap in what `prepare_reconfigure` built; nothing here is expected to fail."""
+        out = TickOutput()
+        old_config_ids = {s.id for s in config_silences(self.settings)}
+        self.settings = settings
+        self.rulebook = rulebook
+        self.policy = policy
+        self.correlator.policy = policy
+        self.lateness_s = settings.ingest.lateness_s
+        self.aggregator.reconfigure(limits, dict(settings.scores), settings.score_direction)
+        for sid in old_config_ids:
+            self.silences.remove(sid)
+        for sil in silences:
+            self.silences.add(sil)
+        for key, (slots, moved, dropped) in plans.items():
+            watch = self._watches[key]
+            feature, metric, series = key
+            last = self.latest.get(key)
+            sample = last or Sample(now, feature, watch.layer, metric, 0.0, None, series)
+            for i in dropped:
+                rule, det = watch.slots[i]
+                if det.firing:
+                    direction = watch.directions.get(i, Direction.UP)
+                    tr = Transition(now, "cleared", sample.value, _baseline_of(det), 0.0, direction)
+                    self._emit(out, sample, rule, det.kind, tr)
+            watch.directions = {moved[i]: d for i, d in watch.directions.items() if i in moved}
+            watch.slots = slots
+        return out
 
     # ---- ingest ---------------------------------------------------------------------------
 
@@ -765,6 +847,20 @@ def limits_of(ingest: IngestConfig) -> Limits:
         label_values=ingest.max_label_values,
         label_sets=ingest.max_label_sets,
         label_value_length=ingest.max_label_value_length,
+    )
+
+
+def policy_of(settings: Settings) -> CorrelationPolicy:
+    """The correlator's policy from the `correlation` settings (and routes' reminders)."""
+    corr = settings.correlation
+    return CorrelationPolicy(
+        window_s=corr.window_s,
+        min_signals=corr.min_signals,
+        cooldown_s=corr.cooldown_s,
+        change_lookback_s=corr.change_lookback_s,
+        renotify_s=reminder_interval(settings),
+        split_after_s=corr.split_after_s,
+        new_incident_after_s=corr.new_incident_after_s,
     )
 
 

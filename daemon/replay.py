@@ -18,7 +18,7 @@ import orjson
 
 from config.settings import Settings
 from correlator.records import rfc3339
-from daemon.events import Rejected, iter_lines, open_input
+from daemon.ingest.events import Rejected, iter_lines, open_input
 from daemon.pipeline import Pipeline, TickOutput
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from daemon.events import LlmCall, Score
+from daemon.ingest.events import LlmCall, Score
 from daemon.layers.sketch import bucket_of, quantiles
 from detectors.base import Layer, Sample, ScoreObs, TickStats
 from detectors.defaults import COST_LOG_SCALE, QUALITY_METRIC
@@ -469,6 +469,22 @@ class Aggregator:
         # Never reset; Prometheus computes rates and handles restarts.
         self.totals: dict[tuple[str, str, str], Totals] = {}
         self.score_hist: dict[tuple[str, str], list[float]] = {}
+
+    def reconfigure(
+        self,
+        limits: Limits,
+        score_directions: Mapping[str, str],
+        score_direction: Callable[[str, str], str],
+    ) -> None:
+        """New caps and score directions from a config reload; windows and counters stay.
+
+        A lowered cap applies to what is admitted from now on: values already admitted keep
+        their slots (as after a restart with a lower cap), so no series vanishes mid-window."""
+        self.limits = limits
+        self.max_label_values = limits.label_values
+        self.max_features = limits.features
+        self.score_directions = dict(score_directions)
+        self._score_direction = score_direction
 
     # ---- ingest ---------------------------------------------------------------------------
 

@@ -80,6 +80,30 @@ class DeliveryWorker:
         self._timed_wait = False
         self._failing: set[str] = set()  # receivers whose last attempt asked for a retry
 
+    def reconfigure(self, senders: Mapping[str, Sender], config: NotifyConfig) -> None:
+        """Receivers and delivery settings from a config reload, between two deliveries.
+
+        Rows already in the outbox keep their receiver name: a receiver that left the config
+        makes its pending rows dead letters (named in /metrics), as after a restart. A
+        receiver whose rate limit is unchanged keeps its token bucket, so a reload cannot be
+        used to burst past a receiver's limit; deliveries in flight finish on the old sender.
+        """
+        buckets: dict[str, TokenBucket] = {}
+        for name, sender in senders.items():
+            if not sender.rate_limit_per_min:
+                continue
+            old = self._buckets.get(name)
+            same = old is not None and old.rate == sender.rate_limit_per_min / 60.0
+            buckets[name] = (
+                old
+                if same and old is not None
+                else TokenBucket(sender.rate_limit_per_min, self.clock)
+            )
+        self.senders = dict(senders)
+        self._buckets = buckets
+        self.config = config
+        self._failing &= set(senders)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:

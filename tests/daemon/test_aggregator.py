@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.events import LlmCall, Score, validate_items
+from daemon.ingest.events import LlmCall, Score, validate_items
 from daemon.layers.aggregator import MAX_COMBOS, OTHER, Aggregator
 from detectors.base import ScoreObs
 from detectors.defaults import QUALITY_METRIC

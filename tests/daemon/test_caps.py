@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from correlator.records import Signal
-from daemon.events import Event, validate_one
 from daemon.exposition import PipelineCollector, render
+from daemon.ingest.events import Event, validate_one
 from daemon.layers.aggregator import CAPPED_DIMENSIONS, OTHER, Aggregator, Limits, clip
 from daemon.pipeline import DESCRIPTION_MAX, Pipeline
 from detectors.base import Direction

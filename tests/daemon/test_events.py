@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.events import (
+from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
     Change,

@@ -15,6 +15,7 @@ from tests.conftest import start_daemon
 
 CONFIG = """
 aggregation: {tick_s: 1, window_s: 5, quality_window_s: 5}
+custom_metrics: [queue_wait_ms]   # a custom `metric` event that a rule names
 rules:
   - {metric: latency_p95_ms, detector: static, params: {threshold: 2000, op: above}}
   - {metric: queue_wait_ms, detector: static, params: {threshold: 100, op: above}}

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from daemon.alertmanager import alertmanager_signals
-from daemon.events import LlmCall, validate_items
-from daemon.otlp import OtlpError, spans_to_events
+from daemon.ingest.alertmanager import alertmanager_signals
+from daemon.ingest.events import LlmCall, validate_items
+from daemon.ingest.otlp import OtlpError, spans_to_events
 
 
 def attr(key: str, value: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import orjson
 import yaml
 
 from config.settings import load_settings
-from daemon.events import LlmCall
+from daemon.ingest.events import LlmCall
 from daemon.pipeline import Pipeline, TickOutput
 from tests.e2e.crash import OUTAGE_RULES
 

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from config.settings import load_settings
-from daemon.events import validate_items
+from daemon.ingest.events import validate_items
 from daemon.pipeline import Pipeline, TickOutput
 from daemon.simulate import FeatureProfile, Injection, generate
 
@@ -109,7 +109,7 @@ def test_detector_state_of_another_kind_starts_that_series_fresh() -> None:
 def test_a_window_of_maximal_values_encodes_and_restores() -> None:
     """Every stored sum stays encodable for any in-range input (probe N2): a tick's bucket
     full of events at the top of every numeric field's range."""
-    from daemon.events import validate_items
+    from daemon.ingest.events import validate_items
     from tests.daemon.test_lifecycle import maximal_events
 
     settings = load_settings(None)

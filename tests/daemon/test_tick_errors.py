@@ -10,7 +10,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from config.settings import load_settings
-from daemon.events import LlmCall
+from daemon.ingest.events import LlmCall
 from daemon.pipeline import ERROR_LOG_INTERVAL_S, Pipeline
 from detectors.base import Transition
 

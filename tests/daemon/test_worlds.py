@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.events import validate_items
+from daemon.ingest.events import validate_items
 from daemon.worlds import (
     DECOY_KINDS,
     FAULT_KINDS,

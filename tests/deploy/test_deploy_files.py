@@ -77,7 +77,7 @@ def _from_registry(tmp: Path) -> Exposed:
 
     from config.settings import Settings
     from daemon.app import Daemon
-    from daemon.events import parse_body
+    from daemon.ingest.events import parse_body
 
     now = 1_700_000_000.0
     daemon = Daemon(

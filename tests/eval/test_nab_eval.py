@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-from daemon.events import MetricEvent, validate_one
+from daemon.ingest.events import MetricEvent, validate_one
 from detectors.defaults import default_rules
 
 REPO = Path(__file__).resolve().parents[2]

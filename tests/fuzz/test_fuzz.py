@@ -38,7 +38,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from config.settings import load_settings
-from daemon.events import (
+from daemon.exposition import PipelineCollector
+from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
     UnsupportedMediaType,
@@ -46,7 +47,6 @@ from daemon.events import (
     parse_body,
     validate_items,
 )
-from daemon.exposition import PipelineCollector
 from daemon.pipeline import Pipeline
 from tests.conftest import DaemonProcess, start_daemon
 from tests.fuzz import strategies as fz

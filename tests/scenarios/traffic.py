@@ -19,7 +19,7 @@ import orjson
 
 from config.settings import Settings, load_settings
 from correlator import IncidentUpdate
-from daemon.events import iter_lines, open_input
+from daemon.ingest.events import iter_lines, open_input
 from daemon.pipeline import Pipeline
 from daemon.replay import ReplayResult, replay
 from daemon.simulate import FeatureProfile, Injection, generate

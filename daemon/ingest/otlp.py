@@ -1,4 +1,4 @@
-"""OTLP/HTTP JSON traces → `llm_call` events, per the OpenTelemetry gen_ai conventions.
+"""OTLP/HTTP traces → `llm_call` events, per the OpenTelemetry gen_ai conventions.
 
 Applications already instrumented with OpenTelemetry can point a trace exporter at the
 sidecar instead of sending our own events. Both the older attribute names
@@ -10,6 +10,10 @@ The feature is `llm_oncall.feature` on the span, else on the resource, else `ser
 Attributes `llm_oncall.label.<name>` become labels; `gen_ai.response.model` (the dated model
 the provider actually served) becomes the `model_version` label, which is how a silent
 provider model update shows up in attribution.
+
+This module reads the JSON encoding; `otlp_proto` reads protobuf into the same per-span
+values and shares `llm_event`, so both encodings give the same events and the same errors
+(paths use the OTLP JSON field names in both).
 """
 
 from __future__ import annotations
@@ -177,6 +181,7 @@ def _status(value: Any) -> Any:
 
 
 def _span_event(span: Any, resource: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """One OTLP JSON span → an event dict (None when it is not an LLM call)."""
     span = _obj(span, path)
     attrs = _attrs(span.get("attributes"), path + ".attributes")
     if not any(k.startswith("gen_ai.") for k in attrs):
@@ -187,6 +192,24 @@ def _span_event(span: Any, resource: dict[str, Any], path: str) -> dict[str, Any
     end = start
     if span.get("endTimeUnixNano") not in (None, "", 0, "0"):
         end = _int(span["endTimeUnixNano"], path + ".endTimeUnixNano")
+    span_status = _obj(span.get("status"), path + ".status")
+    span_error = span_status.get("code") in (2, "STATUS_CODE_ERROR")
+    return llm_event(attrs, resource, start, end, span_error, span_status.get("message"), path)
+
+
+def llm_event(
+    attrs: dict[str, Any],
+    resource: dict[str, Any],
+    start: int,
+    end: int,
+    span_error: bool,
+    status_message: Any,
+    path: str,
+) -> dict[str, Any]:
+    """A span already read from its encoding (JSON or protobuf) → an `llm_call` event dict.
+
+    One function for both encodings, so a span means the same event however it was sent.
+    Raises OtlpError naming `path` for a span that cannot be an event."""
     for name, nanos in (("startTimeUnixNano", start), ("endTimeUnixNano", end)):
         if not 0 <= nanos <= _MAX_NANOS:  # fixed64; also keeps the float division finite
             raise OtlpError(f"{path}.{name}: must be between 0 and 2^64-1 (got {_short(nanos)})")
@@ -217,8 +240,6 @@ def _span_event(span: Any, resource: dict[str, Any], path: str) -> dict[str, Any
             ev[key] = n
     status = _first(attrs, _STATUS)
     error_type = attrs.get("error.type")
-    span_status = _obj(span.get("status"), path + ".status")
-    span_error = span_status.get("code") in (2, "STATUS_CODE_ERROR")
     if status is not None:
         ev["status"] = _status(status)
     elif error_type or span_error:
@@ -226,7 +247,7 @@ def _span_event(span: Any, resource: dict[str, Any], path: str) -> dict[str, Any
     else:
         ev["status"] = 200
     if error_type or span_error:
-        ev["error"] = str(error_type or span_status.get("message") or "error")
+        ev["error"] = str(error_type or status_message or "error")
     ttft_s = attrs.get("gen_ai.server.time_to_first_token")  # seconds, where spans carry it
     if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and ttft_s >= 0:
         ev["ttft_ms"] = float(ttft_s) * 1000.0

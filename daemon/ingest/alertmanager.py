@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, get_args
 
 from correlator.records import Signal
-from daemon.events import CONTROL_CHARS, CONTROL_MSG, TS_MAX, TS_MIN
+from daemon.ingest.events import CONTROL_CHARS, CONTROL_MSG, TS_MAX, TS_MIN
 from detectors.base import Direction, Layer
 
 MAX_NAME = 200  # as an event's feature and metric names
