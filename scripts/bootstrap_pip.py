@@ -28,9 +28,7 @@ def main() -> int:
         return 2
     with urllib.request.urlopen(INDEX, timeout=60) as resp:
         release = json.load(resp)
-    wheel = next(
-        (u for u in release["urls"] if u["filename"].endswith("-py3-none-any.whl")), None
-    )
+    wheel = next((u for u in release["urls"] if u["filename"].endswith("-py3-none-any.whl")), None)
     if wheel is None:
         print(f"bootstrap_pip.py: no universal wheel in {INDEX}", file=sys.stderr)
         return 1

@@ -31,9 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yaml"
 SCRAPE = DEPLOY / "prometheus" / "scrape.yaml"
+SCRAPE_K8S = DEPLOY / "prometheus" / "kubernetes.yaml"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 MANIFEST = DEPLOY / "kubernetes" / "sidecar.yaml"
 DASHBOARD = DEPLOY / "grafana" / "llm-oncall.json"
 DOCKERFILE = ROOT / "Dockerfile"
+APP_SRC = ROOT / "daemon" / "app.py"
 SIDECAR = "llm-oncall"
 PORT = 9477
 
@@ -264,35 +267,76 @@ def test_required_rules_present() -> None:
         assert rule["annotations"].get("summary"), name
 
 
-def test_promtool_check_rules(tmp_path: Path) -> None:
-    """`.ci/run` installs Debian's `prometheus` for promtool. Debian builds Prometheus without
-    the Kubernetes service discovery, so the config check runs on the jobs it can parse (the
-    Kubernetes job's keys are checked by `test_scrape_config_targets_the_sidecar`)."""
+def test_promtool_checks_the_shipped_rules_and_scrape_config() -> None:
+    """`.ci/run` installs Debian's `prometheus` for promtool. scrape.yaml is checked as
+    shipped (with its rule file and targets); Debian builds Prometheus without the Kubernetes
+    service discovery, so kubernetes.yaml is checked by `test_kubernetes_scrape_config`."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not on PATH (.ci/run installs Debian's prometheus)")
-    scrape = yaml.safe_load(SCRAPE.read_text())
-    scrape["scrape_configs"] = [
-        job for job in scrape["scrape_configs"] if "kubernetes_sd_configs" not in job
-    ]
-    assert scrape["scrape_configs"], "expected a static job beside the Kubernetes one"
-    portable = tmp_path / "scrape.yaml"
-    portable.write_text(yaml.safe_dump(scrape))
-    for args in (["check", "rules", str(RULES)], ["check", "config", str(portable)]):
+    for args in (["check", "rules", str(RULES)], ["check", "config", str(SCRAPE)]):
         res = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stdout + res.stderr
+        assert "WARNING" not in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_amtool_checks_the_alertmanager_example() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not on PATH (.ci/run installs Debian's prometheus-alertmanager)")
+    res = subprocess.run(
+        [amtool, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_alertmanager_example_routes_only_alerts_with_a_feature() -> None:
+    """The daemon's own meta-alerts carry no feature label: the route must not send them back
+    into the daemon they are about."""
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    route = next(r for r in config["route"]["routes"] if r["receiver"] == "llm-oncall")
+    assert route["matchers"] == ['feature=~".+"'] and route.get("continue") is True
+    receiver = next(r for r in config["receivers"] if r["name"] == "llm-oncall")
+    hook = receiver["webhook_configs"][0]
+    assert hook["url"].endswith(f":{PORT}/v1/alertmanager") and hook["send_resolved"] is True
+    assert "/v1/alertmanager" in {
+        route for route in re.findall(r"add_post\(\s*\"([^\"]+)\"", APP_SRC.read_text())
+    }
+    for rule in _rules():
+        if "alert" in rule:
+            assert "feature" not in rule.get("labels", {}), rule["alert"]
 
 
 # ---- Prometheus scrape config ----------------------------------------------------------------
 
 
-def test_scrape_config_targets_the_sidecar() -> None:
-    jobs = yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
+def _job_regex() -> str:
     up_regex = next(r["expr"] for r in _rules() if r.get("alert") == "LLMOncallDown")
     job_re = re.search(r'job=~"([^"]+)"', up_regex)
     assert job_re, "LLMOncallDown should select the scrape jobs by job=~"
+    return job_re.group(1)
+
+
+def test_scrape_config_targets_the_daemon() -> None:
+    scrape = yaml.safe_load(SCRAPE.read_text())
+    assert scrape["rule_files"] == ["rules.yaml"] and (SCRAPE.parent / "rules.yaml") == RULES
+    jobs = scrape["scrape_configs"]
+    assert len(jobs) == 1, "one job: two jobs on one daemon would double the recording rules"
+    job = jobs[0]
+    assert re.fullmatch(_job_regex(), job["job_name"]), job["job_name"]
+    assert "kubernetes_sd_configs" not in job, "Debian's Prometheus has no Kubernetes SD"
+    files = [f for sd in job["file_sd_configs"] for f in sd["files"]]
+    targets = [p for pattern in files for p in SCRAPE.parent.glob(pattern)]
+    assert targets, f"no targets file matches {files}"
+    for path in targets:
+        for group in yaml.safe_load(path.read_text()):
+            assert all(t.endswith(f":{PORT}") for t in group["targets"]), group
+
+
+def test_kubernetes_scrape_config() -> None:
+    jobs = yaml.safe_load(SCRAPE_K8S.read_text())["scrape_configs"]
     for job in jobs:
-        assert re.fullmatch(job_re.group(1), job["job_name"]), job["job_name"]
+        assert re.fullmatch(_job_regex(), job["job_name"]), job["job_name"]
     k8s = next(j for j in jobs if "kubernetes_sd_configs" in j)
     assert k8s["kubernetes_sd_configs"][0]["role"] == "pod"
     keeps = {
@@ -302,9 +346,10 @@ def test_scrape_config_targets_the_sidecar() -> None:
     }
     assert keeps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == "true"
     assert keeps[("__meta_kubernetes_pod_container_name",)] == SIDECAR
-    static = next(j for j in jobs if "static_configs" in j)
-    for target in static["static_configs"][0]["targets"]:
-        assert target.endswith(f":{PORT}"), target
+    # The dashboard's variables select on these labels.
+    assert {"namespace", "pod"} <= {r.get("target_label") for r in k8s["relabel_configs"]}
+    text = " ".join(SCRAPE_K8S.read_text().split())
+    assert "needs a Prometheus built with the Kubernetes service discovery" in text
 
 
 # ---- Kubernetes manifest ---------------------------------------------------------------------
