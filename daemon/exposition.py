@@ -233,7 +233,8 @@ class PipelineCollector(Collector):
         unused = CounterMetricFamily(
             P + "events_unused",
             "Accepted events not used by the pipeline, by reason (late, future, "
-            "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span).",
+            "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span, "
+            "alert_no_feature).",
             labels=["reason"],
         )
         for reason, n in snap.unused.items():
