@@ -49,6 +49,9 @@ SUFFIXES = {
 METRIC_RE = re.compile(r"(?<![\w:])llm_oncall_[A-Za-z0-9_]+")
 RECORDED_RE = re.compile(r"(?<![\w:])llm_oncall:[A-Za-z0-9_:]+")
 SELECTOR_RE = re.compile(r"(?<![\w:])(llm_oncall_[A-Za-z0-9_]+)\{([^}]*)\}")
+# Labels Prometheus adds to every scraped series (the job, and the scrape configs' relabelling
+# or targets files): valid in any selector, though the daemon does not expose them.
+TARGET_LABELS = {"__name__", "job", "instance", "namespace", "pod", "app"}
 MATCHER_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)")
 
 
@@ -180,9 +183,15 @@ def test_dashboard_parses() -> None:
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    feature = variables["feature"]
-    assert feature["type"] == "query"
-    assert "label_values(llm_oncall_llm_requests_total, feature)" in json.dumps(feature)
+    for name in ("namespace", "pod", "feature"):
+        assert variables[name]["type"] == "query", name
+        assert variables[name]["allValue"] == ".*", f"{name}: All must match an absent label"
+    namespace = variables["namespace"]["definition"]
+    assert namespace == 'label_values(up{job=~"llm-oncall.*"}, namespace)'
+    assert variables["feature"]["definition"].startswith("label_values(llm_oncall:llm_requests:")
+    annotations = {a["name"]: a for a in dash["annotations"]["list"]}
+    assert "llm_oncall_incidents_open" in annotations["Incidents"]["expr"]
+    assert 'type="change"' in annotations["Changes"]["expr"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     rows = [p["title"].split(":")[0].lower() for p in dash["panels"] if p["type"] == "row"]
@@ -200,6 +209,7 @@ def _dashboard_exprs() -> list[str]:
     dash = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", []) if t.get("expr")]
     exprs += [v.get("definition", "") for v in dash["templating"]["list"]]
+    exprs += [a["expr"] for a in dash["annotations"]["list"] if a.get("expr")]
     return exprs
 
 
@@ -215,7 +225,7 @@ def _check_names(text: str, where: str, exposed: Exposed) -> list[str]:
         if fam is None or fam.labels is None:
             continue
         for label in MATCHER_RE.findall(matchers):
-            if label not in fam.labels and label != "__name__":
+            if label not in fam.labels | TARGET_LABELS:
                 errors.append(f"{where}: {name} has no label {label!r} ({sorted(fam.labels)})")
     return errors
 
@@ -246,6 +256,35 @@ def test_recorded_series_are_defined() -> None:
     used = {n for e in _dashboard_exprs() for n in RECORDED_RE.findall(e)}
     used |= {n for r in rules for n in RECORDED_RE.findall(r["expr"])}
     assert used <= set(records), f"undefined recording rules: {sorted(used - set(records))}"
+
+
+def test_dashboard_reads_the_cross_pod_aggregates_from_the_recording_rules() -> None:
+    """deploy/README says the recording rules feed the dashboard: the panels that sum the
+    pods' raw LLM counters must read the rules, not recompute them; and every panel and
+    annotation selects on the namespace variable. (That each expression also evaluates on a
+    real Prometheus with these rules is tests/integration/test_prometheus.py.)"""
+    dash = json.loads(DASHBOARD.read_text())
+    used = {n for e in _dashboard_exprs() for n in RECORDED_RE.findall(e)}
+    records = {r["record"] for r in _rules() if "record" in r}
+    unused = (
+        records
+        - used
+        - {
+            "llm_oncall:llm_requests_by_model:rate5m",  # for central mode and your SLO alerts
+            "llm_oncall:llm_request_duration_seconds:mean5m",
+            "llm_oncall:llm_cost_usd_by_model:rate5m",
+        }
+    )
+    assert not unused, f"recording rules the dashboard does not show: {sorted(unused)}"
+    raw = re.compile(r"\b(llm_oncall_llm_\w+?)(?:_total|_bucket|_sum|_count)?\b")
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            assert "$namespace" in expr, f"panel {panel['title']!r}: no namespace filter"
+            assert not raw.search(expr), f"panel {panel['title']!r} sums raw counters: {expr}"
+    for annotation in dash["annotations"]["list"]:
+        if annotation.get("expr"):
+            assert "$namespace" in annotation["expr"], annotation["name"]
 
 
 def test_required_rules_present() -> None:

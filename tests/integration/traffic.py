@@ -18,7 +18,7 @@ def events(n: int, now: float | None = None) -> list[dict[str, Any]]:
         out.append({
             "type": "llm_call", "ts": now - 2, "feature": FEATURE,
             "provider": "openai", "model": "gpt-4o" if i % 2 else "gpt-4o-mini",
-            "latency_ms": 400 + 10 * i, "status": 429 if i % 10 == 9 else 200,
+            "latency_ms": 400 + 10 * i, "status": {9: 429, 19: 503}.get(i % 20, 200),
             "input_tokens": 1000, "output_tokens": 150, "cost_usd": 0.004,
             "refused": i % 20 == 0, "format_ok": i % 25 != 0, "retries": int(i % 7 == 0),
             "output_chars": 600, "labels": {"prompt_version": "v1"},
