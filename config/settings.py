@@ -219,6 +219,14 @@ class SilenceConfig(_Strict):
         return self
 
 
+class AlertmanagerConfig(_Strict):
+    """`POST /v1/alertmanager`: where alerts without a `feature` label go. None (default):
+    they are dropped, answered 200 and counted in events_unused{reason="alert_no_feature"},
+    never a 4xx that Alertmanager would retry forever."""
+
+    default_feature: str | None = Field(None, min_length=1, max_length=200)
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -246,6 +254,7 @@ class Settings(BaseSettings):
     # name that the daemon does not compute is an error (a typo would never fire).
     custom_metrics: list[MetricName] = Field(default_factory=list)
     silences: list[SilenceConfig] = Field(default_factory=list)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="after")

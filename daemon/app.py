@@ -405,16 +405,27 @@ class Daemon:
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
             return body
+        default_feature = self.settings.alertmanager.default_feature
         try:
-            signals, errors = alertmanager_signals(loads_lenient(body), self.clock())
+            signals, errors, dropped = alertmanager_signals(
+                loads_lenient(body), self.clock(), default_feature
+            )
         except ValueError as exc:
             self._count_rejected("bad_body")
             return web.json_response({"error": str(exc)}, status=400)
         if errors:
             self._count_rejected("invalid", len(errors))
+        if dropped:  # 200 all the same: Alertmanager would retry a 4xx forever
+            self.pipeline.counters.count_unused("alert_no_feature", len(dropped))
         self.handle(self.pipeline.external_signals(signals))
-        status = 200 if signals or not errors else 400
-        return web.json_response({"accepted": len(signals), "rejected": errors}, status=status)
+        status = 200 if signals or dropped or not errors else 400
+        reply: dict[str, Any] = {"accepted": len(signals), "rejected": errors}
+        if dropped:
+            reply["dropped"] = [
+                {"index": i, "reason": "no feature label and no alertmanager.default_feature"}
+                for i in dropped
+            ]
+        return web.json_response(reply, status=status)
 
     async def get_metrics(self, request: web.Request) -> web.Response:
         body = await render(self.registry, self.collector, self._metrics_lock)

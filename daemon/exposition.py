@@ -66,7 +66,7 @@ class _Snapshot:
     totals: list[tuple[tuple[str, str, str], Totals]]
     score_hist: list[tuple[tuple[str, str], list[float]]]
     latest: list[tuple[tuple[str, str, str], Sample]]
-    detectors: list[tuple[tuple[str, str, str], str, bool]]
+    detectors: list[tuple[tuple[str, str, str], int, str, bool]]
     accepted: dict[str, int]
     rejected: dict[str, int]
     unused: dict[str, int]
@@ -206,11 +206,12 @@ class PipelineCollector(Collector):
 
         firing = GaugeMetricFamily(
             P + "detector_firing",
-            "1 while a detector is firing on a series.",
-            labels=["feature", "metric", "series", "detector"],
+            "1 while a detector is firing on a series; rule is the rule's position among the "
+            "metric's rules (defaults: detectors/defaults.py; else the config's order).",
+            labels=["feature", "metric", "series", "detector", "rule"],
         )
-        for (feature, metric, series), kind, is_firing in snap.detectors:
-            firing.add_metric([feature, metric, series, kind], 1.0 if is_firing else 0.0)
+        for (feature, metric, series), rule, kind, is_firing in snap.detectors:
+            firing.add_metric([feature, metric, series, kind, str(rule)], float(is_firing))
         yield firing
 
         acc = CounterMetricFamily(
@@ -232,7 +233,8 @@ class PipelineCollector(Collector):
         unused = CounterMetricFamily(
             P + "events_unused",
             "Accepted events not used by the pipeline, by reason (late, future, "
-            "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span).",
+            "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span, "
+            "alert_no_feature).",
             labels=["reason"],
         )
         for reason, n in snap.unused.items():

@@ -609,10 +609,13 @@ class Pipeline:
     def detector_keys(self) -> list[SeriesKey]:
         return list(self._watches)
 
-    def detector_states(self) -> Iterable[tuple[SeriesKey, str, bool]]:
+    def detector_states(self) -> Iterable[tuple[SeriesKey, int, str, bool]]:
+        """(series, rule position, detector kind, firing) for every detector. A metric may
+        have several rules of one kind (availability: two static thresholds), so the rule's
+        position among the metric's rules is what tells them apart."""
         for key, watch in self._watches.items():
-            for _, det in watch.slots:
-                yield key, det.kind, det.firing
+            for i, (_, det) in enumerate(watch.slots):
+                yield key, i, det.kind, det.firing
 
     # ---- persistence ----------------------------------------------------------------------
 

@@ -4,6 +4,10 @@ A vector store's latency alert or a GPU node going down is evidence for the infr
 answer of triage, so it should join the LLM incident rather than page separately. An alert
 needs a `feature` label to know which incident it belongs to; `layer` defaults to infra and
 the alert name becomes the metric.
+
+An alert without a `feature` label goes to `alertmanager.default_feature` when one is
+configured; otherwise it is dropped, answered 200 and counted (events_unused, reason
+`alert_no_feature`). A 4xx would make Alertmanager retry the whole group forever.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ MAX_NAME = 200  # as an event's feature and metric names
 
 class _AlertError(ValueError):
     """One alert that cannot become a signal; the message names the field."""
+
+
+class _NoFeature(_AlertError):
+    """A well-formed alert with no feature to join and no default feature: dropped, not bad."""
 
 
 def _time(value: Any, fallback: float) -> float:
@@ -54,8 +62,11 @@ def _name(labels: dict[str, str], key: str, default: str | None = None) -> str:
     return value
 
 
-def alertmanager_signals(doc: Any, now: float) -> tuple[list[Signal], list[dict[str, Any]]]:
-    """Alertmanager webhook payload (version 4) → signals, and errors by alert index.
+def alertmanager_signals(
+    doc: Any, now: float, default_feature: str | None = None
+) -> tuple[list[Signal], list[dict[str, Any]], list[int]]:
+    """Alertmanager webhook payload (version 4) → signals, errors by alert index, and the
+    indexes of alerts dropped for having no feature (and no `default_feature`).
 
     A body that is not a payload at all raises ValueError (400); a bad alert is one error
     naming its field, and the other alerts still count.
@@ -68,15 +79,18 @@ def alertmanager_signals(doc: Any, now: float) -> tuple[list[Signal], list[dict[
     group_status = doc.get("status")
     signals: list[Signal] = []
     errors: list[dict[str, Any]] = []
+    dropped: list[int] = []
     for i, alert in enumerate(alerts):
         try:
-            signals.append(_signal(alert, group_status, now))
+            signals.append(_signal(alert, group_status, now, default_feature))
+        except _NoFeature:
+            dropped.append(i)
         except _AlertError as exc:
             errors.append({"index": i, "error": str(exc)})
-    return signals, errors
+    return signals, errors, dropped
 
 
-def _signal(alert: Any, group_status: Any, now: float) -> Signal:
+def _signal(alert: Any, group_status: Any, now: float, default_feature: str | None) -> Signal:
     if not isinstance(alert, dict):
         raise _AlertError(f"alert: must be an object (got {_kind(alert)})")
     labels = alert.get("labels")
@@ -87,7 +101,9 @@ def _signal(alert: Any, group_status: Any, now: float) -> Signal:
     for key, value in labels.items():
         if not isinstance(value, str):
             raise _AlertError(f"labels.{key}: must be a string (got {_kind(value)})")
-    feature = _name(labels, "feature")
+    if not labels.get("feature") and default_feature is None:
+        raise _NoFeature("labels.feature: missing and no alertmanager.default_feature")
+    feature = _name(labels, "feature", default_feature)
     layer = labels.get("layer", "infra")
     if layer not in get_args(Layer):
         raise _AlertError(f"labels.layer: unknown layer {layer!r}")

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -206,12 +206,17 @@ class _FastMetric(MetricEvent):
     labels: _PlainLabels | None = None
 
 
-_FAST_MANY: TypeAdapter[list[Event]] = TypeAdapter(
-    list[
-        Annotated[
-            _FastLlmCall | _FastScore | _FastChange | _FastMetric, Field(discriminator="type")
+# The fast models are subclasses of the event types, but list is invariant: pydantic >= 2.14
+# types TypeAdapter(...) by its argument, so the adapter is cast to what it parses into.
+_FAST_MANY = cast(
+    "TypeAdapter[list[Event]]",
+    TypeAdapter(
+        list[
+            Annotated[
+                _FastLlmCall | _FastScore | _FastChange | _FastMetric, Field(discriminator="type")
+            ]
         ]
-    ]
+    ),
 )
 
 

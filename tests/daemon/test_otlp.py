@@ -126,13 +126,11 @@ def test_alertmanager_alerts_become_signals() -> None:
             {"status": "firing", "labels": {"alertname": "X", "feature": "bot", "layer": "gpu"}},
         ],
     }
-    sigs, errors = alertmanager_signals(payload, now=0.0)
+    sigs, errors, dropped = alertmanager_signals(payload, now=0.0)
     assert [(s.metric, s.state, s.layer, s.detector) for s in sigs] == [
         ("VectorStoreSlow", "firing", "infra", "alertmanager"),
         ("GpuDown", "cleared", "infra", "alertmanager"),
     ]
     assert sigs[0].ts == 1795773600.0 and sigs[0].series == "abc"
-    assert errors == [
-        {"index": 2, "error": "labels.feature: required to join an incident"},
-        {"index": 3, "error": "labels.layer: unknown layer 'gpu'"},
-    ]
+    assert errors == [{"index": 3, "error": "labels.layer: unknown layer 'gpu'"}]
+    assert dropped == [2]  # no feature label, no default feature: dropped, not an error

@@ -31,9 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yaml"
 SCRAPE = DEPLOY / "prometheus" / "scrape.yaml"
+SCRAPE_K8S = DEPLOY / "prometheus" / "kubernetes.yaml"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 MANIFEST = DEPLOY / "kubernetes" / "sidecar.yaml"
 DASHBOARD = DEPLOY / "grafana" / "llm-oncall.json"
 DOCKERFILE = ROOT / "Dockerfile"
+APP_SRC = ROOT / "daemon" / "app.py"
 SIDECAR = "llm-oncall"
 PORT = 9477
 
@@ -46,6 +49,9 @@ SUFFIXES = {
 METRIC_RE = re.compile(r"(?<![\w:])llm_oncall_[A-Za-z0-9_]+")
 RECORDED_RE = re.compile(r"(?<![\w:])llm_oncall:[A-Za-z0-9_:]+")
 SELECTOR_RE = re.compile(r"(?<![\w:])(llm_oncall_[A-Za-z0-9_]+)\{([^}]*)\}")
+# Labels Prometheus adds to every scraped series (the job, and the scrape configs' relabelling
+# or targets files): valid in any selector, though the daemon does not expose them.
+TARGET_LABELS = {"__name__", "job", "instance", "namespace", "pod", "app"}
 MATCHER_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)")
 
 
@@ -177,9 +183,15 @@ def test_dashboard_parses() -> None:
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    feature = variables["feature"]
-    assert feature["type"] == "query"
-    assert "label_values(llm_oncall_llm_requests_total, feature)" in json.dumps(feature)
+    for name in ("namespace", "pod", "feature"):
+        assert variables[name]["type"] == "query", name
+        assert variables[name]["allValue"] == ".*", f"{name}: All must match an absent label"
+    namespace = variables["namespace"]["definition"]
+    assert namespace == 'label_values(up{job=~"llm-oncall.*"}, namespace)'
+    assert variables["feature"]["definition"].startswith("label_values(llm_oncall:llm_requests:")
+    annotations = {a["name"]: a for a in dash["annotations"]["list"]}
+    assert "llm_oncall_incidents_open" in annotations["Incidents"]["expr"]
+    assert 'type="change"' in annotations["Changes"]["expr"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     rows = [p["title"].split(":")[0].lower() for p in dash["panels"] if p["type"] == "row"]
@@ -197,6 +209,7 @@ def _dashboard_exprs() -> list[str]:
     dash = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", []) if t.get("expr")]
     exprs += [v.get("definition", "") for v in dash["templating"]["list"]]
+    exprs += [a["expr"] for a in dash["annotations"]["list"] if a.get("expr")]
     return exprs
 
 
@@ -212,7 +225,7 @@ def _check_names(text: str, where: str, exposed: Exposed) -> list[str]:
         if fam is None or fam.labels is None:
             continue
         for label in MATCHER_RE.findall(matchers):
-            if label not in fam.labels and label != "__name__":
+            if label not in fam.labels | TARGET_LABELS:
                 errors.append(f"{where}: {name} has no label {label!r} ({sorted(fam.labels)})")
     return errors
 
@@ -245,6 +258,35 @@ def test_recorded_series_are_defined() -> None:
     assert used <= set(records), f"undefined recording rules: {sorted(used - set(records))}"
 
 
+def test_dashboard_reads_the_cross_pod_aggregates_from_the_recording_rules() -> None:
+    """deploy/README says the recording rules feed the dashboard: the panels that sum the
+    pods' raw LLM counters must read the rules, not recompute them; and every panel and
+    annotation selects on the namespace variable. (That each expression also evaluates on a
+    real Prometheus with these rules is tests/integration/test_prometheus.py.)"""
+    dash = json.loads(DASHBOARD.read_text())
+    used = {n for e in _dashboard_exprs() for n in RECORDED_RE.findall(e)}
+    records = {r["record"] for r in _rules() if "record" in r}
+    unused = (
+        records
+        - used
+        - {
+            "llm_oncall:llm_requests_by_model:rate5m",  # for central mode and your SLO alerts
+            "llm_oncall:llm_request_duration_seconds:mean5m",
+            "llm_oncall:llm_cost_usd_by_model:rate5m",
+        }
+    )
+    assert not unused, f"recording rules the dashboard does not show: {sorted(unused)}"
+    raw = re.compile(r"\b(llm_oncall_llm_\w+?)(?:_total|_bucket|_sum|_count)?\b")
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            assert "$namespace" in expr, f"panel {panel['title']!r}: no namespace filter"
+            assert not raw.search(expr), f"panel {panel['title']!r} sums raw counters: {expr}"
+    for annotation in dash["annotations"]["list"]:
+        if annotation.get("expr"):
+            assert "$namespace" in annotation["expr"], annotation["name"]
+
+
 def test_required_rules_present() -> None:
     rules = _rules()
     records = {r["record"] for r in rules if "record" in r}
@@ -264,35 +306,76 @@ def test_required_rules_present() -> None:
         assert rule["annotations"].get("summary"), name
 
 
-def test_promtool_check_rules(tmp_path: Path) -> None:
-    """`.ci/run` installs Debian's `prometheus` for promtool. Debian builds Prometheus without
-    the Kubernetes service discovery, so the config check runs on the jobs it can parse (the
-    Kubernetes job's keys are checked by `test_scrape_config_targets_the_sidecar`)."""
+def test_promtool_checks_the_shipped_rules_and_scrape_config() -> None:
+    """`.ci/run` installs Debian's `prometheus` for promtool. scrape.yaml is checked as
+    shipped (with its rule file and targets); Debian builds Prometheus without the Kubernetes
+    service discovery, so kubernetes.yaml is checked by `test_kubernetes_scrape_config`."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not on PATH (.ci/run installs Debian's prometheus)")
-    scrape = yaml.safe_load(SCRAPE.read_text())
-    scrape["scrape_configs"] = [
-        job for job in scrape["scrape_configs"] if "kubernetes_sd_configs" not in job
-    ]
-    assert scrape["scrape_configs"], "expected a static job beside the Kubernetes one"
-    portable = tmp_path / "scrape.yaml"
-    portable.write_text(yaml.safe_dump(scrape))
-    for args in (["check", "rules", str(RULES)], ["check", "config", str(portable)]):
+    for args in (["check", "rules", str(RULES)], ["check", "config", str(SCRAPE)]):
         res = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stdout + res.stderr
+        assert "WARNING" not in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_amtool_checks_the_alertmanager_example() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not on PATH (.ci/run installs Debian's prometheus-alertmanager)")
+    res = subprocess.run(
+        [amtool, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_alertmanager_example_routes_only_alerts_with_a_feature() -> None:
+    """The daemon's own meta-alerts carry no feature label: the route must not send them back
+    into the daemon they are about."""
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    route = next(r for r in config["route"]["routes"] if r["receiver"] == "llm-oncall")
+    assert route["matchers"] == ['feature=~".+"'] and route.get("continue") is True
+    receiver = next(r for r in config["receivers"] if r["name"] == "llm-oncall")
+    hook = receiver["webhook_configs"][0]
+    assert hook["url"].endswith(f":{PORT}/v1/alertmanager") and hook["send_resolved"] is True
+    assert "/v1/alertmanager" in {
+        route for route in re.findall(r"add_post\(\s*\"([^\"]+)\"", APP_SRC.read_text())
+    }
+    for rule in _rules():
+        if "alert" in rule:
+            assert "feature" not in rule.get("labels", {}), rule["alert"]
 
 
 # ---- Prometheus scrape config ----------------------------------------------------------------
 
 
-def test_scrape_config_targets_the_sidecar() -> None:
-    jobs = yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
+def _job_regex() -> str:
     up_regex = next(r["expr"] for r in _rules() if r.get("alert") == "LLMOncallDown")
     job_re = re.search(r'job=~"([^"]+)"', up_regex)
     assert job_re, "LLMOncallDown should select the scrape jobs by job=~"
+    return job_re.group(1)
+
+
+def test_scrape_config_targets_the_daemon() -> None:
+    scrape = yaml.safe_load(SCRAPE.read_text())
+    assert scrape["rule_files"] == ["rules.yaml"] and (SCRAPE.parent / "rules.yaml") == RULES
+    jobs = scrape["scrape_configs"]
+    assert len(jobs) == 1, "one job: two jobs on one daemon would double the recording rules"
+    job = jobs[0]
+    assert re.fullmatch(_job_regex(), job["job_name"]), job["job_name"]
+    assert "kubernetes_sd_configs" not in job, "Debian's Prometheus has no Kubernetes SD"
+    files = [f for sd in job["file_sd_configs"] for f in sd["files"]]
+    targets = [p for pattern in files for p in SCRAPE.parent.glob(pattern)]
+    assert targets, f"no targets file matches {files}"
+    for path in targets:
+        for group in yaml.safe_load(path.read_text()):
+            assert all(t.endswith(f":{PORT}") for t in group["targets"]), group
+
+
+def test_kubernetes_scrape_config() -> None:
+    jobs = yaml.safe_load(SCRAPE_K8S.read_text())["scrape_configs"]
     for job in jobs:
-        assert re.fullmatch(job_re.group(1), job["job_name"]), job["job_name"]
+        assert re.fullmatch(_job_regex(), job["job_name"]), job["job_name"]
     k8s = next(j for j in jobs if "kubernetes_sd_configs" in j)
     assert k8s["kubernetes_sd_configs"][0]["role"] == "pod"
     keeps = {
@@ -302,9 +385,10 @@ def test_scrape_config_targets_the_sidecar() -> None:
     }
     assert keeps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == "true"
     assert keeps[("__meta_kubernetes_pod_container_name",)] == SIDECAR
-    static = next(j for j in jobs if "static_configs" in j)
-    for target in static["static_configs"][0]["targets"]:
-        assert target.endswith(f":{PORT}"), target
+    # The dashboard's variables select on these labels.
+    assert {"namespace", "pod"} <= {r.get("target_label") for r in k8s["relabel_configs"]}
+    text = " ".join(SCRAPE_K8S.read_text().split())
+    assert "needs a Prometheus built with the Kubernetes service discovery" in text
 
 
 # ---- Kubernetes manifest ---------------------------------------------------------------------
