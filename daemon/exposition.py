@@ -67,6 +67,7 @@ class _Snapshot:
     score_hist: list[tuple[tuple[str, str], list[float]]]
     latest: list[tuple[tuple[str, str, str], Sample]]
     detectors: list[tuple[tuple[str, str, str], int, str, bool]]
+    disarmed: list[tuple[tuple[str, str, str], int, str, str]]
     accepted: dict[str, int]
     rejected: dict[str, int]
     unused: dict[str, int]
@@ -105,6 +106,7 @@ class PipelineCollector(Collector):
             score_hist=[(k, list(h)) for k, h in agg.score_hist.items()],
             latest=list(pipe.latest.items()),
             detectors=list(pipe.detector_states()),
+            disarmed=list(pipe.disarmed_detectors()),
             accepted=dict(pipe.counters.accepted),
             rejected=dict(self._rejected),
             unused=dict(pipe.counters.unused),
@@ -213,6 +215,17 @@ class PipelineCollector(Collector):
         for (feature, metric, series), rule, kind, is_firing in snap.detectors:
             firing.add_metric([feature, metric, series, kind, str(rule)], float(is_firing))
         yield firing
+
+        disarmed = GaugeMetricFamily(
+            P + "detector_disarmed",
+            "1 for a default static line that disarmed itself: the series' normal traffic "
+            "crossed it in its first day, so it is no budget for this feature (set one in "
+            "the config; the log line default_rule_disarmed says more).",
+            labels=["feature", "metric", "series", "detector", "rule"],
+        )
+        for (feature, metric, series), rule, kind, _why in snap.disarmed:
+            disarmed.add_metric([feature, metric, series, kind, str(rule)], 1.0)
+        yield disarmed
 
         acc = CounterMetricFamily(
             P + "events_accepted", "Events accepted, by type.", labels=["type"]

@@ -93,6 +93,7 @@ TICK_STAGES = (
     "evaluate", "detect", "correlate", "stale", "correlator_tick", "expire", "snapshot",
 )  # fmt: skip
 ERROR_LOG_INTERVAL_S = 300.0
+DISARM_SCAN_TICKS = 240  # look for newly disarmed default lines about once an hour
 _MAX_ERROR_KEYS = 10_000
 
 
@@ -191,6 +192,7 @@ class Pipeline:
         self._unconfirmed: dict[tuple[str, str, str, str], _Unconfirmed] = {}
         # Detectors kept, newly built and dropped by the last config reload (for its log line).
         self.last_reconfigure: dict[str, int] = {}
+        self._disarm_logged: set[tuple[SeriesKey, int]] = set()
 
     # ---- config reload --------------------------------------------------------------------
 
@@ -397,6 +399,8 @@ class Pipeline:
             self.aggregator.expire(now)
         except Exception as exc:  # counted and logged; expiry retries next tick
             self.errors.record(self.log, "expire", "*", "*", exc, now)
+        if self.counters.ticks % DISARM_SCAN_TICKS == 0:
+            self._log_disarmed()
         self.counters.ticks += 1
         self.counters.last_tick_at = now
         return out
@@ -616,6 +620,27 @@ class Pipeline:
         for key, watch in self._watches.items():
             for i, (_, det) in enumerate(watch.slots):
                 yield key, i, det.kind, det.firing
+
+    def disarmed_detectors(self) -> Iterable[tuple[SeriesKey, int, str, str]]:
+        """(series, rule position, detector kind, why) for every default line that disarmed
+        itself because the series' normal traffic crosses it (`detectors.static`)."""
+        for key, watch in self._watches.items():
+            for i, (_, det) in enumerate(watch.slots):
+                why = getattr(det, "disarmed", None)
+                if why:
+                    yield key, i, det.kind, why
+
+    def _log_disarmed(self) -> None:
+        """Log each newly disarmed default line once: the operator should set a budget."""
+        for key, i, kind, why in self.disarmed_detectors():
+            if (key, i) in self._disarm_logged:
+                continue
+            if len(self._disarm_logged) < _MAX_ERROR_KEYS:
+                self._disarm_logged.add((key, i))
+            self.log.warning(
+                "default_rule_disarmed", feature=key[0], metric=key[1], series=key[2],
+                detector=kind, rule=i, reason=why,
+            )  # fmt: skip
 
     # ---- persistence ----------------------------------------------------------------------
 

@@ -3,9 +3,12 @@
 The on-call practice behind these (DESIGN.md, "The four layers"):
 
 - infra: static lines, because latency and error budgets are absolute. p95 > 10 s or p99 >
-  20 s for two minutes, error rate > 5% for two minutes, each with a lower clear level and a
-  minimum number of calls (p95: 20, p99: 50; at low traffic a window's p99 is its slowest
-  call; error rate: 100 calls, because 3 failures in 49 calls at night crossed 5%).
+  20 s for two minutes (each watches its first day and disarms, with a log line, if the
+  feature's normal p95 or p99 reaches its clear level: a default is no budget for a
+  workload of long generations), error rate > 5% for two minutes, each with a lower clear
+  level and a minimum number of calls (p95: 20, p99: 50; at low traffic a window's p99 is
+  its slowest call; error rate: 100 calls, because 3 failures in 49 calls at night crossed
+  5%).
   Relative regressions of per-call quantities use `logmean` (the mean of each call's log
   against a seasonal per-call baseline, evidence over 5/30/120 minutes): input and output
   tokens, cost, and latency, which is tested per output token and as time to first token
@@ -18,9 +21,13 @@ The on-call practice behind these (DESIGN.md, "The four layers"):
   effect floor; an availability collapse pages alone: the binomial rule once failures are
   3x the expected rate and 10 points above it (an outage at 2 calls/min is invisible to any
   minimum-n line), and the static lines below 80% over >= 100 calls or below 50% over >= 10
-  calls for two minutes. All error kinds are one symptom for severity, so without these a
+  calls for two minutes. The binomial availability rule discounts the two busiest minutes'
+  excess (`burst_minutes=2`): paging alone, it must not page on a burst of 429s shorter
+  than two minutes. All error kinds are one symptom for severity, so without these a
   35% 429/5xx surge on its own would only reach the warning route.
-- behavioral: refusals up and format compliance down as `binomial`; output length mean both
+- behavioral: refusals up and format compliance down as `binomial` (effect floor 1.5x and
+  0.3 points: refusal rates run from 0.2% to 5%, and a 1-point floor hid a 5.8x rise from
+  0.24% in one evaluation world); output length mean both
   ways as `logmean`. `output_length_cv` is no longer a default symptom: the spread of a
   heavy-tailed length is owned by its largest call, and a longer-answers shift already
   shows in the mean (the per-call log variance is part of the logmean baseline).
@@ -53,6 +60,9 @@ BUDGET = 0.25
 """False firings per series per 30 days of clean traffic that the evidence detectors'
 thresholds are derived from (docs/detectors.md "False-alarm budget"). A feature has at most
 13 default evidence series, so 13 x 0.25 / 30 days = 0.76 a week at worst."""
+ARM_S = 86_400.0
+"""The latency lines' first day only watches (`detectors.static`): a default budget that the
+feature's normal traffic reaches is disarmed, with a log line, instead of firing daily."""
 COST_LOG_SCALE = 1e6  # the aggregator's log1p(cost in micro-dollars); daemon.layers too
 
 
@@ -74,9 +84,11 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
     # ---- infra ---------------------------------------------------------------------------
     ("infra", "latency_p50_ms"):           (),
     ("infra", "latency_p95_ms"):           (_rule("static", threshold=10_000.0, op="above",
-                                                  for_s=120.0, clear=8_000.0, min_n=20),),
+                                                  for_s=120.0, clear=8_000.0, min_n=20,
+                                                  arm_s=ARM_S),),
     ("infra", "latency_p99_ms"):           (_rule("static", threshold=20_000.0, op="above",
-                                                  for_s=120.0, clear=16_000.0, min_n=50),),
+                                                  for_s=120.0, clear=16_000.0, min_n=50,
+                                                  arm_s=ARM_S),),
     ("infra", "latency_per_output_token_ms"): (_rule("logmean", direction="up", budget=BUDGET),),
     ("infra", "ttft_ms"):                  (_rule("logmean", direction="up", budget=BUDGET),),
     ("infra", "throughput_rpm"):           (),
@@ -96,7 +108,8 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
                                                   min_abs_diff=0.01, budget=BUDGET),),
     ("api", "availability"):               (_rule("binomial", page_alone=True,
                                                   direction="down", min_ratio=3.0,
-                                                  min_abs_diff=0.1, budget=BUDGET),
+                                                  min_abs_diff=0.1, burst_minutes=2,
+                                                  budget=BUDGET),
                                             _rule("static", page_alone=True, threshold=0.5,
                                                   op="below", for_s=120.0, clear=0.8,
                                                   min_n=10),
@@ -107,9 +120,9 @@ _TABLE: Mapping[tuple[str, str], tuple[RuleSpec, ...]] = MappingProxyType({
                                                   min_abs_diff=0.02, budget=BUDGET),),
     # ---- behavioral ----------------------------------------------------------------------
     ("behavioral", "refusal_rate"):        (_rule("binomial", direction="up", min_ratio=1.5,
-                                                  min_abs_diff=0.01, budget=BUDGET),),
+                                                  min_abs_diff=0.003, budget=BUDGET),),
     ("behavioral", "format_compliance_rate"): (_rule("binomial", direction="down",
-                                                     min_ratio=1.5, min_abs_diff=0.01,
+                                                     min_ratio=1.5, min_abs_diff=0.003,
                                                      budget=BUDGET),),
     ("behavioral", "output_length_mean"):  (_rule("logmean", direction="both", budget=BUDGET),),
     ("behavioral", "output_length_cv"):    (),

@@ -272,6 +272,32 @@ def test_tick_increments_count_each_call_once_and_late_calls_at_the_next_tick() 
     assert tick is not None and tick.n == 0  # the window still holds calls; nothing new
 
 
+def test_a_batch_of_near_identical_calls_counts_once_for_the_evidence_detectors() -> None:
+    """Calls within BATCH_GAP_S of each other are one observation (their mean log value);
+    the window metrics and the k-of-n counts still count every call."""
+    agg = Aggregator()
+
+    def call(ts: float, out_tok: int) -> LlmCall:
+        (ev,), _ = validate_items([{"type": "llm_call", "ts": ts, "feature": "f",
+                                    "status": 200, "output_tokens": out_tok}])  # fmt: skip
+        assert isinstance(ev, LlmCall)
+        return ev
+
+    batch = [100, 102, 98, 100]
+    for i, tok in enumerate(batch):  # 2 ms apart: one batch
+        agg.add_call(call(T0 + 1 + i * 0.002, tok))
+    agg.add_call(call(T0 + 5, 400))  # seconds later: its own observation
+    out = {s.metric: s for s in agg.evaluate(T0 + 15) if not s.series}["output_tokens_per_request"]
+    assert out.n == 5 and out.value == (sum(batch) + 400) / 5
+    tick = out.tick
+    assert tick is not None and tick.n == 2
+    mean_log = sum(math.log1p(t) for t in batch) / len(batch)
+    assert math.isclose(tick.log_sum, mean_log + math.log1p(400))
+    assert math.isclose(tick.log_sq, mean_log**2 + math.log1p(400) ** 2)
+    avail = {s.metric: s for s in agg.evaluate(T0 + 15) if not s.series}["availability"]
+    assert avail.n == 5
+
+
 def _scores(agg: Aggregator, raw: list[dict[str, Any]]) -> None:
     events, errors = validate_items([{"type": "score", "feature": "f", **r} for r in raw])
     assert not errors

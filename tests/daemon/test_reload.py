@@ -98,7 +98,13 @@ def slow_traffic(d: DaemonProcess, token: list[str | None]) -> Iterator[None]:
 
 def firing(d: DaemonProcess) -> float:
     labels = frozenset(
-        {"detector": "static", "feature": "bot", "metric": "latency_p95_ms", "series": ""}.items()
+        {
+            "detector": "static",
+            "feature": "bot",
+            "metric": "latency_p95_ms",
+            "series": "",
+            "rule": "0",
+        }.items()
     )
     return metrics(d).get(("llm_oncall_detector_firing", labels), 0.0)
 
