@@ -7,8 +7,8 @@
    model_version over-represented in the anomalous traffic while no internal change (prompt,
    model, deploy) happened in the lookback points at a silent provider model update.
 3. infra_retrieval — latency, token or cost inflation while quality is stable (no quality
-   signal, and every quality metric in the context within `quality_stable_tol` of its
-   baseline)? → `infra_retrieval`.
+   signal, and no quality metric in the context both `quality_stable_tol` and three
+   standard errors away from its baseline)? → `infra_retrieval`.
 
 The domain is the first question answered yes, else `unknown`. All three are always answered
 so the page shows the whole picture.
@@ -16,6 +16,7 @@ so the page shows the whole picture.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ from detectors.base import Direction
 PROMPT_MODEL_CHANGE_KINDS = frozenset({"prompt", "model"})
 INTERNAL_CHANGE_KINDS = frozenset({"prompt", "model", "deploy"})
 MODEL_LABELS = ("model_version", "model")
+SCORE_SD = 0.25
+"""A generous per-score standard deviation, as a share of the score's scale, for telling a
+moved window mean from chance (judge scores on 0-1 run at 0.1-0.2)."""
 INFLATION_FAMILIES_PREFIX = ("latency_", "input_tokens", "output_tokens", "cost_")
 # Infra metrics that say nothing about retrieval or infrastructure slowing down.
 NOT_INFLATION = frozenset({"throughput_rpm", "error_rate"})
@@ -160,7 +164,13 @@ def _quality_unstable(
             continue
         dev = abs(snap.value - snap.baseline)
         scale = abs(snap.baseline) or 1.0
-        (stable if dev <= tol * scale else unstable).append(_snapshot_evidence(snap))
+        # A window mean of n scores strays from its baseline by chance: at 14 judge scores
+        # per window (sd 0.12 each) 5% is crossed all the time, which sent every retrieval
+        # drift of the evaluation worlds to `unknown`. Moved means past `tol` AND past
+        # three standard errors of a generous per-score sd (a quarter of the scale).
+        noise = 3.0 * SCORE_SD * scale / math.sqrt(snap.n) if snap.n else math.inf
+        moved = dev > tol * scale and dev > noise
+        (unstable if moved else stable).append(_snapshot_evidence(snap))
     return stable, unstable
 
 
