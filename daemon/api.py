@@ -5,19 +5,20 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
+from config.settings import Settings
 from correlator import MAX_API_DURATION_S, Silence
 from correlator.records import rfc3339
 from daemon.events import UnsupportedMediaType, require_json
+from daemon.pipeline import Pipeline
+from daemon.store import Store
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
-
-if TYPE_CHECKING:
-    from daemon.app import Daemon
 
 STATUSES = ("open", "resolved")
 SEVERITIES = ("critical", "warning", "watch")
@@ -118,7 +119,24 @@ def unauthorized() -> web.Response:
     )
 
 
-def add_routes(app: web.Application, daemon: Daemon) -> None:
+class ApiHost(Protocol):
+    """What the API needs from the process that serves it. The daemon (`daemon.app`) is one;
+    naming the few members here keeps this module from importing the class that imports it,
+    and lets a test serve the API from a smaller host."""
+
+    settings: Settings
+    store: Store
+    pipeline: Pipeline
+    clock: Callable[[], float]
+    log: Any
+    config_silence_ids: frozenset[str]
+
+    def authorized(self, request: web.Request) -> bool: ...
+
+    def save_silences(self) -> None: ...
+
+
+def add_routes(app: web.Application, daemon: ApiHost) -> None:
     async def list_incidents(request: web.Request) -> web.Response:
         limit = _limit(request.query.get("limit"))
         records = daemon.store.incidents(
