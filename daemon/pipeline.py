@@ -9,6 +9,7 @@ sample to its detectors, and hands transitions to the correlator.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ from config.settings import IngestConfig, Settings
 from correlator import (
     CorrelationPolicy,
     Correlator,
+    HumanAction,
     IncidentUpdate,
     InhibitMuter,
     MemberSignal,
@@ -38,6 +40,11 @@ SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
 
 SeriesKey = tuple[str, str, str]  # feature, metric, series
+# The incident page's charts (issue 13): one point per minute per whole-feature metric, the
+# last HISTORY_POINTS minutes. Bounded: series are capped by `ingest.max_series`, so this
+# holds at most max_series x 360 points (2000 series: ~35 MB worst case, ~2 MB typical).
+HISTORY_BIN_S = 60.0
+HISTORY_POINTS = 360
 # A change's description travels into pages; the correlator keeps up to max_changes of them.
 DESCRIPTION_MAX = 2000
 
@@ -179,6 +186,7 @@ class Pipeline:
             renotify_s=reminder_interval(settings),
             split_after_s=corr.split_after_s,
             new_incident_after_s=corr.new_incident_after_s,
+            group_wait_s=settings.notify.group_wait_s,
         )
         self.silences = SilenceMuter(config_silences(settings))
         # The inhibitor asks whichever correlator is current (restore replaces it).
@@ -198,6 +206,8 @@ class Pipeline:
         # Correlator members restored as firing whose detector was not (see `reconcile`):
         # (feature, metric, series, detector kind) -> clear-by deadline, None until a tick.
         self._unconfirmed: dict[tuple[str, str, str, str], _Unconfirmed] = {}
+        # (feature, metric) -> (minute, value, baseline or None); see HISTORY_POINTS.
+        self.history: dict[tuple[str, str], deque[tuple[float, float, float | None]]] = {}
 
     # ---- ingest ---------------------------------------------------------------------------
 
@@ -268,6 +278,19 @@ class Pipeline:
 
     def _start(self, ts: float) -> None:
         self.next_tick = (math.floor(ts / self.tick_s) + 1) * self.tick_s
+
+    # ---- people ---------------------------------------------------------------------------
+
+    def human_action(self, verb: str, incident_id: str, who: HumanAction) -> TickOutput:
+        """Acknowledge, resolve or reopen an incident by hand (`verb`: ack, resolve, reopen).
+        Raises KeyError for an unknown incident and ValueError when its state does not allow
+        the verb (resolving a resolved incident)."""
+        act = {
+            "ack": self.correlator.acknowledge,
+            "resolve": self.correlator.resolve,
+            "reopen": self.correlator.reopen,
+        }[verb]
+        return TickOutput(updates=act(incident_id, who))
 
     # ---- ticks ----------------------------------------------------------------------------
 
@@ -367,7 +390,22 @@ class Pipeline:
             if tr.state == "firing":
                 watch.directions[i] = tr.direction
             self._emit(out, sample, rule, det.kind, tr)
+        if not sample.series:
+            self._remember(sample)
         return out
+
+    def _remember(self, sample: Sample) -> None:
+        """Keep the first sample of each minute with its baseline, for the incident page's
+        charts (the aggregator's buckets hold raw counts, not what the detectors saw)."""
+        key = (sample.feature, sample.metric)
+        ring = self.history.get(key)
+        minute = math.floor(sample.ts / HISTORY_BIN_S) * HISTORY_BIN_S
+        if ring is None:
+            ring = self.history[key] = deque(maxlen=HISTORY_POINTS)
+        elif ring and ring[-1][0] >= minute:
+            return
+        if math.isfinite(sample.value):
+            ring.append((minute, sample.value, self._baseline(sample.feature, sample.metric)))
 
     def _emit(self, out: TickOutput, sample: Sample, rule: Rule, kind: str, tr: Transition) -> None:
         out.changed.add((sample.feature, sample.metric, sample.series))
