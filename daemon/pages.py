@@ -585,12 +585,13 @@ def metric_chart(
             f"<text x='{CHART_PAD_L + w - 2}' y='{y(level) - 3:.1f}' font-size='10' "
             f"text-anchor='end' fill='#b00020'>threshold {_tick(level)}</text>"
         )
-    for ts, color, label in ((start, "#e08a00", "start"), (detected, "#b00020", "detected")):
+    marks = ((start, "#e08a00", "start", 22), (detected, "#b00020", "detected", 10))
+    for ts, color, label, dy in marks:  # labels on two rows: the two may coincide
         if ts is not None and t0 <= ts <= t1:
             parts.append(
                 f"<line x1='{x(ts):.1f}' x2='{x(ts):.1f}' y1='{CHART_PAD_T}' "
                 f"y2='{CHART_PAD_T + h}' stroke='{color}' stroke-width='1.5'/>"
-                f"<text x='{x(ts) + 3:.1f}' y='{CHART_PAD_T + 10}' font-size='10' "
+                f"<text x='{x(ts) + 3:.1f}' y='{CHART_PAD_T + dy}' font-size='10' "
                 f"fill='{color}'>{label}</text>"
             )
     for v in (hi - pad, lo + pad):

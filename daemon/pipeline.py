@@ -40,9 +40,10 @@ SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
 
 SeriesKey = tuple[str, str, str]  # feature, metric, series
-# The incident page's charts (issue 13): one point per minute per whole-feature metric, the
-# last HISTORY_POINTS minutes. Bounded: series are capped by `ingest.max_series`, so this
-# holds at most max_series x 360 points (2000 series: ~35 MB worst case, ~2 MB typical).
+# The incident page's charts (issue 13): one point per minute (per 4 ticks when ticks are
+# shorter than 15 s, as in tests) per whole-feature metric, the last HISTORY_POINTS of them
+# (6 h at the default tick). Bounded: series are capped by `ingest.max_series`, so this holds
+# at most max_series x 360 points (2000 series: ~35 MB worst case, ~2 MB typical).
 HISTORY_BIN_S = 60.0
 HISTORY_POINTS = 360
 # A change's description travels into pages; the correlator keeps up to max_changes of them.
@@ -399,7 +400,8 @@ class Pipeline:
         charts (the aggregator's buckets hold raw counts, not what the detectors saw)."""
         key = (sample.feature, sample.metric)
         ring = self.history.get(key)
-        minute = math.floor(sample.ts / HISTORY_BIN_S) * HISTORY_BIN_S
+        bin_s = min(HISTORY_BIN_S, 4 * self.tick_s)
+        minute = math.floor(sample.ts / bin_s) * bin_s
         if ring is None:
             ring = self.history[key] = deque(maxlen=HISTORY_POINTS)
         elif ring and ring[-1][0] >= minute:
