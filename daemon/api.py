@@ -538,6 +538,62 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
             }
         },
+        "/api/v1/incidents/{id}/{action}": {
+            "post": {
+                "summary": "Acknowledge, resolve or reopen by hand: action is ack, resolve or"
+                " reopen; body {by?, comment?} (JSON, optional). Notifies the receivers that got"
+                " the page (acknowledge / resolve) or pages again (reopen).",
+                "parameters": [
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("id", "action")
+                ],
+                "responses": {
+                    "200": {"description": "the incident record after the change"},
+                    "400": {"description": "bad by or comment"},
+                    "401": {"description": "missing or wrong write token"},
+                    "404": {"description": "unknown incident or action"},
+                    "409": {"description": "not allowed in its state (e.g. already resolved)"},
+                },
+            }
+        },
+        "/api/v1/incidents/{id}/notifications": {
+            "get": {
+                "summary": "What was sent for the incident: receiver, action, delivery state",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
+            }
+        },
+        "/api/v1/routes/test": {
+            "get": {
+                "summary": "The receivers an incident with these fields would reach",
+                "parameters": [
+                    {
+                        "name": n,
+                        "in": "query",
+                        "required": n == "feature",
+                        "schema": {"type": "string"},
+                    }
+                    for n in ("feature", "severity", "domain")
+                ],
+                "responses": {"200": {"description": "ok"}, "400": {"description": "bad field"}},
+            }
+        },
+        "/api/v1/receivers/{name}/test": {
+            "post": {
+                "summary": "Queue a clearly marked test trigger and its resolve to one receiver",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "by", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "queued"},
+                    "401": {"description": "missing or wrong write token"},
+                    "404": {"description": "no such receiver"},
+                },
+            }
+        },
         "/api/v1/incidents/{id}/postmortem": {
             "get": {
                 "summary": "Postmortem skeleton in Markdown",
