@@ -152,6 +152,8 @@ def act_on_incident(
 ) -> tuple[int, dict[str, Any]]:
     """Acknowledge, resolve or reopen an incident by hand: (HTTP status, JSON body). The
     change and the notifications it causes commit together (`handle`), as for any update."""
+    if verb not in VERBS:
+        return 404, {"error": f"action: one of {', '.join(VERBS)}"}
     if not isinstance(by, str) or not by.strip() or len(by) > MAX_BY or _CONTROL.search(by):
         return 400, {"error": f"by: a name of 1 to {MAX_BY} characters, no control characters"}
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
@@ -311,8 +313,6 @@ def add_routes(app: web.Application, daemon: ApiHost) -> None:
         if not daemon.can_write(request):
             return unauthorized()
         verb = request.match_info["verb"]
-        if verb not in VERBS:
-            return web.json_response({"error": f"action: one of {', '.join(VERBS)}"}, status=404)
         body: Any = {}
         if request.can_read_body:
             try:

@@ -538,20 +538,23 @@ class Daemon:
             )
             if token is None
         ]
-        if missing:
-            self.log.warning(
-                "listening_without_token",
-                host=self.settings.listen.host,
-                missing=missing,
-                detail="reachable beyond this machine: anyone who can connect may "
-                + (
-                    "send events, silence and resolve incidents, "
-                    if "ingest.token" in missing
-                    else ""
-                )
-                + "read incidents, silences and metrics; set the missing tokens or bind"
-                " 127.0.0.1",
-            )
+        if not missing:
+            return
+        can = []
+        if self.settings.ingest.token is None:
+            can.append("send events")
+            if self.settings.api.read_token is None:
+                can.append("silence, acknowledge and resolve incidents")
+        if self.settings.api.read_token is None:
+            can.append("read incidents, silences and metrics")
+        self.log.warning(
+            "listening_without_token",
+            host=self.settings.listen.host,
+            missing=missing,
+            detail="reachable beyond this machine: anyone who can connect may "
+            + ", ".join(can)
+            + "; set the missing tokens or listen on 127.0.0.1",
+        )
 
     def _task_died(self, task: asyncio.Task[None]) -> None:
         exc = None if task.cancelled() else task.exception()

@@ -125,6 +125,9 @@ async def test_pages_show_the_incident_with_charts_forms_and_escaping(outage: An
         assert d.store.incident(rec["id"])["acknowledged"]["by"] == "alice"
         bad = await client.post(url, data={"by": ""}, allow_redirects=False)
         assert bad.status == 303 and "error=by" in bad.headers["Location"]
+        snooze = url.replace("/ack", "/snooze")
+        bad = await client.post(snooze, data={"by": "alice"}, allow_redirects=False)
+        assert bad.status == 303 and "error=action" in bad.headers["Location"]
 
         sil = await client.post("/silences", allow_redirects=False, data={
             "name": "feature", "value": FEATURE, "duration": "2h", "by": "alice",
