@@ -192,3 +192,33 @@ def test_chart_band_and_marks() -> None:
     assert "<polygon" in svg  # the band
     assert "a&lt;b" in svg
     assert "not enough history" in metric_chart(pts[:1], None, None, "x")
+
+
+def test_an_unchanged_watch_incident_logs_once(tmp_path: Path) -> None:
+    """The issue's case through the real pipeline: a lone latency breach (a watch incident)
+    for 10 minutes. Its evidence refreshes every minute (8 stored updates); before issue 13
+    each was an `incident_update` log line, now only the open is logged."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "state": {"path": str(tmp_path / "s.db")},
+        "rules": [{"metric": "latency_p95_ms", "detector": "static",
+                   "params": {"threshold": 2000, "op": "above", "for_s": 0}}],
+    }))  # fmt: skip
+    clock, log = Clock(), Log()
+    d = Daemon(load_settings(cfg), log, clock)
+    stored = 0
+    t = T0
+    while t < T0 + 40 * 60:
+        clock.now = t
+        lat = 800.0 if t < T0 + 30 * 60 else 5000.0
+        evs = [
+            LlmCall(type="llm_call", ts=t + i * 0.01, feature="f", status=200, latency_ms=lat)
+            for i in range(5)
+        ]
+        for out in (d.pipeline.ingest(evs, now=t), d.pipeline.advance(t)):
+            stored += len(out.updates)
+            d.handle(out)
+        t += 5
+    d.store.close()
+    assert stored >= 5  # the refreshes happened and were stored
+    assert [e for e, _ in log.lines if e.startswith("incident_")] == ["incident_open"]
