@@ -304,6 +304,11 @@ class NotifyConfig(_Strict):
     # Longest Retry-After we obey as given; longer values are clamped (max_age still applies).
     max_retry_after_s: float = Field(default=3600.0, gt=0)
     keep_sent_s: float = Field(default=7 * 24 * 3600.0, ge=0)  # sent rows are pruned after this
+    # Alertmanager's group_wait: an incident's first notification waits this long after it
+    # opened, so the signals that co-occur with the first one join it and one page goes out
+    # at their joint severity (issue 13: a warning page, then 0.4 ms later a critical one).
+    # Runs on event time, so replay waits the same. 0 = page at once.
+    group_wait_s: float = Field(default=30.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> NotifyConfig:

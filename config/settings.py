@@ -85,6 +85,24 @@ class IngestConfig(_Strict):
         return self
 
 
+class ApiConfig(_Strict):
+    """Read access to the API and pages (issue 13). Writes (silences, ack, resolve) take the
+    ingest token; with only a read token set, they take that one instead."""
+
+    # When set, every GET of incidents, silences, the pages (`/`, `/incidents/...`) and, with
+    # `protect_metrics`, `/metrics` needs it (or the ingest token) as a bearer token, or as
+    # the cookie the page's sign-in form sets. /healthz and /readyz stay open for probes.
+    read_token: SecretStr | None = None
+    read_token_file: Path | None = None
+    protect_metrics: bool = True
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> ApiConfig:
+        if self.read_token is None and self.read_token_file is not None:
+            self.read_token = SecretStr(_read_secret(self.read_token_file, "api.read_token_file"))
+        return self
+
+
 class AggregationConfig(_Strict):
     tick_s: float = Field(15.0, gt=0)
     window_s: float = Field(300.0, gt=0)
@@ -240,6 +258,7 @@ class Settings(BaseSettings):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
     receivers: list[ReceiverConfig] = Field(default_factory=list)

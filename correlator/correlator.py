@@ -45,6 +45,7 @@ from correlator.incident import (
     Attribution,
     ChangeRef,
     Domain,
+    HumanAction,
     Incident,
     IncidentUpdate,
     MemberSignal,
@@ -230,6 +231,11 @@ class _Inc:
     # Start of the refresh bin of the last tick refresh (`CorrelationPolicy.refresh_s`; not
     # persisted: derived from tick times).
     refreshed_bin: float | None = None
+    # Done by a person through the API or CLI (issue 13). An acknowledged incident gets no
+    # reminders; `hold_until` keeps an incident reopened by hand open for a cooldown.
+    acknowledged: HumanAction | None = None
+    resolved_by: HumanAction | None = None
+    hold_until: float | None = None
 
     def any_firing(self) -> bool:
         return any(m.cleared is None for m in self.members.values())
@@ -265,6 +271,8 @@ class _Inc:
             start_estimate=self.start_estimate,
             later_changes=self.later_changes,
             flapping=self.flapping,
+            acknowledged=self.acknowledged,
+            resolved_by=self.resolved_by,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -297,6 +305,9 @@ class _Inc:
             else self.start_estimate.to_record(),
             "start_checked_at": self.start_checked_at,
             "later_changes": [_change_state(c) for c in self.later_changes],
+            "acknowledged": None if self.acknowledged is None else self.acknowledged.to_state(),
+            "resolved_by": None if self.resolved_by is None else self.resolved_by.to_state(),
+            "hold_until": self.hold_until,
         }
 
     @classmethod
@@ -346,6 +357,11 @@ class _Inc:
         inc.start_estimate = None if se is None else StartEstimate.from_record(se)
         sc = d.get("start_checked_at")
         inc.start_checked_at = None if sc is None else float(sc)
+        # Absent in states saved before issue 13: nobody acknowledged or resolved by hand.
+        inc.acknowledged = HumanAction.from_state(d.get("acknowledged"))
+        inc.resolved_by = HumanAction.from_state(d.get("resolved_by"))
+        hu = d.get("hold_until")
+        inc.hold_until = None if hu is None else float(hu)
         return inc
 
 
@@ -466,7 +482,12 @@ class Correlator:
                 inc = max(recent, key=lambda i: (cast(float, i.resolved_at), i.seq))
                 inc.status, inc.resolved_at = "open", None
                 inc.reopens += 1
-                inc.flapping = True
+                # Resolved by hand and firing again: the fix did not hold, which is not a
+                # flapping detector. Either way the old acknowledgement no longer holds.
+                inc.flapping = inc.resolved_by is None
+                if inc.resolved_by is not None:
+                    inc.last_trigger_at = None  # page at once: no re-trigger spacing
+                inc.resolved_by = inc.acknowledged = None
                 # Re-inserted last: open incidents iterate in the order they (re)opened.
                 self._incidents.pop(inc.id)
                 self._incidents[inc.id] = inc
@@ -502,6 +523,60 @@ class Correlator:
             self._emit(inc, "update", now, out, before, renotify=True, same_unless_emitted=True)
         self._prune()
         return out
+
+    # ---- people ------------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, who: HumanAction) -> list[IncidentUpdate]:
+        """Someone is on it: receivers that got the page hear so, and reminders stop (an
+        escalation still updates the page). Acknowledging again replaces who and why."""
+        inc = self._open_incident(incident_id)
+        inc.acknowledged = who
+        self._now = max(self._now, who.at)
+        notify: Notify = "acknowledge" if inc.receiver_open else None
+        return [IncidentUpdate(inc.snapshot(), "acknowledge", notify, who.at)]
+
+    def resolve(self, incident_id: str, who: HumanAction) -> list[IncidentUpdate]:
+        """Resolved by hand: the receivers get the resolve now. Firing members count as
+        cleared; if their detector fires again the incident reopens (and pages) as usual."""
+        inc = self._open_incident(incident_id)
+        self._now = max(self._now, who.at)
+        for m in inc.members.values():
+            if m.cleared is None:
+                m.cleared = max(who.at, m.onset)
+        inc.status, inc.resolved_at = "resolved", who.at
+        inc.resolved_by, inc.hold_until = who, None
+        out: list[IncidentUpdate] = []
+        self._emit(inc, "resolve", who.at, out)
+        return out
+
+    def reopen(self, incident_id: str, who: HumanAction) -> list[IncidentUpdate]:
+        """Reopened by hand ("not fixed"): pages again and stays open at least one cooldown,
+        then resolves as usual once its members are quiet."""
+        inc = self._incidents.get(incident_id)
+        if inc is None:
+            raise KeyError(incident_id)
+        if inc.status != "resolved":
+            raise ValueError(f"incident {incident_id} is not resolved")
+        self._now = max(self._now, who.at)
+        inc.status, inc.resolved_at = "open", None
+        inc.reopens += 1
+        inc.resolved_by = inc.acknowledged = None
+        inc.hold_until = who.at + self.policy.cooldown_s
+        inc.last_trigger_at = None  # a person asked: no re-trigger spacing applies
+        # Re-inserted last: open incidents iterate in the order they (re)opened.
+        self._incidents.pop(inc.id)
+        self._incidents[inc.id] = inc
+        out: list[IncidentUpdate] = []
+        self._emit(inc, "reopen", who.at, out)
+        return out
+
+    def _open_incident(self, incident_id: str) -> _Inc:
+        inc = self._incidents.get(incident_id)
+        if inc is None:
+            raise KeyError(incident_id)
+        if inc.status != "open":
+            raise ValueError(f"incident {incident_id} is already resolved")
+        return inc
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -621,6 +696,8 @@ class Correlator:
         if inc.status != "open" or last is None:
             return
         deadline = last + self._quiet_s(inc)
+        if inc.hold_until is not None:
+            deadline = max(deadline, inc.hold_until)
         if now < deadline:
             return
         inc.status, inc.resolved_at = "resolved", deadline
@@ -832,7 +909,11 @@ class Correlator:
             if pageable:
                 if not inc.receiver_open:
                     last = inc.last_trigger_at
-                    if not inc.paged or last is None or now - last >= p.retrigger_s:
+                    if not inc.paged and (
+                        now < inc.opened_at + p.group_wait_s or inc.acknowledged is not None
+                    ):
+                        pass  # group wait (a tick sends it), or someone is already on it
+                    elif not inc.paged or last is None or now - last >= p.retrigger_s:
                         notify = "trigger"
                 elif SEVERITY_RANK[inc.severity] > SEVERITY_RANK[inc.notified_severity or "watch"]:
                     notify = "trigger"
@@ -840,6 +921,7 @@ class Correlator:
                         action = "escalate"
                 elif (
                     renotify
+                    and inc.acknowledged is None
                     and p.renotify_s > 0
                     and (inc.any_firing() or inc.flapping)
                     and inc.last_trigger_at is not None

@@ -18,8 +18,8 @@ Severity = Literal["critical", "warning", "watch"]
 Domain = Literal["provider", "prompt_model", "infra_retrieval", "unknown"]
 Status = Literal["open", "resolved"]
 Question = Literal["provider", "prompt_model", "infra_retrieval"]
-Action = Literal["open", "update", "escalate", "resolve", "reopen", "renotify"]
-Notify = Literal["trigger", "resolve"] | None
+Action = Literal["open", "update", "escalate", "resolve", "reopen", "renotify", "acknowledge"]
+Notify = Literal["trigger", "resolve", "acknowledge"] | None
 MuteReason = Literal["silence", "inhibited"]
 
 SEVERITY_RANK: dict[str, int] = {"watch": 0, "warning": 1, "critical": 2}
@@ -277,6 +277,27 @@ class Mute:
 
 
 @dataclass(frozen=True, slots=True)
+class HumanAction:
+    """Someone acknowledged, resolved or reopened an incident by hand: who, when, why."""
+
+    by: str
+    at: float
+    comment: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {"by": self.by, "at": rfc3339(self.at), "comment": self.comment}
+
+    def to_state(self) -> dict[str, Any]:
+        return {"by": self.by, "at": self.at, "comment": self.comment}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any] | None) -> HumanAction | None:
+        if d is None:
+            return None
+        return cls(str(d["by"]), float(d["at"]), str(d.get("comment") or ""))
+
+
+@dataclass(frozen=True, slots=True)
 class Incident:
     """An incident snapshot. `to_record()` is the DESIGN.md contract record.
 
@@ -303,6 +324,8 @@ class Incident:
     start_estimate: StartEstimate | None = None
     later_changes: tuple[ChangeRef, ...] = ()
     flapping: bool = False
+    acknowledged: HumanAction | None = None
+    resolved_by: HumanAction | None = None
 
     @property
     def layers(self) -> frozenset[str]:
@@ -338,6 +361,9 @@ class Incident:
             "reopens": self.reopens,
             "later_changes": [c.to_record() for c in self.later_changes],
             "flapping": self.flapping,
+            # Extensions (issue 13): who acknowledged it, and who resolved it by hand.
+            "acknowledged": None if self.acknowledged is None else self.acknowledged.to_record(),
+            "resolved_by": None if self.resolved_by is None else self.resolved_by.to_record(),
         }
 
 
@@ -346,7 +372,8 @@ class IncidentUpdate:
     """One change to one incident and what the pager layer must do about it.
 
     `notify`: "trigger" — send (or re-send) the page under `incident.dedup_key`; "resolve" —
-    close it at the receiver; None — record only. `ts` is the time the decision was made (the
+    close it at the receiver; "acknowledge" — tell the receivers someone is on it; None —
+    record only. `ts` is the time the decision was made (the
     signal's or the tick's time).
     """
 

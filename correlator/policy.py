@@ -58,6 +58,11 @@ class CorrelationPolicy:
       still counts as before it (the estimate has the bin's resolution); later ones are
       context (`later_changes`), never the suspect.
     - `attribution_alpha`: false-suspect level of attribution's tests (Bonferroni over them).
+    - `group_wait_s`: an incident's first notification waits this long after it opened
+      (Alertmanager's `group_wait`), so signals that co-occur with the first one join it
+      first and the page goes out once, at the severity they make together, instead of a
+      warning page followed milliseconds later by a critical one. Later notifications
+      (escalations, reminders, resolves) are not delayed. 0 = page at once.
     - `quality_stable_tol`: a quality metric within this relative distance of its baseline is
       "stable" for triage question 3.
     """
@@ -91,6 +96,7 @@ class CorrelationPolicy:
     refresh_slow_s: float = 600.0
     change_start_tolerance_s: float = 180.0
     attribution_alpha: float = 0.01
+    group_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -5,22 +5,24 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from correlator import MAX_API_DURATION_S, Silence
-from correlator.records import rfc3339
+from config.settings import Settings
+from correlator import MAX_API_DURATION_S, HumanAction, Silence
 from daemon.ingest.events import UnsupportedMediaType, require_json
+from daemon.paging import Paging
+from daemon.pipeline import Pipeline, TickOutput
+from daemon.store import Store
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
-
-if TYPE_CHECKING:
-    from daemon.app import Daemon
 
 STATUSES = ("open", "resolved")
 SEVERITIES = ("critical", "warning", "watch")
+DOMAINS = ("provider", "prompt_model", "infra_retrieval", "unknown")
 # Ids the config file's silences get when they name none (pipeline.config_silences); the API
 # may not create them, so a stored `cfg-*` is always a config silence.
 CONFIG_SILENCE_PREFIX = "cfg-"
@@ -118,7 +120,130 @@ def unauthorized() -> web.Response:
     )
 
 
-def add_routes(app: web.Application, daemon: Daemon) -> None:
+class ApiHost(Protocol):
+    """What the API needs from the process that serves it. The daemon (`daemon.app`) is one;
+    naming the few members here keeps this module from importing the class that imports it,
+    and lets a test serve the API from a smaller host."""
+
+    settings: Settings
+    store: Store
+    pipeline: Pipeline
+    clock: Callable[[], float]
+    log: Any
+    config_silence_ids: frozenset[str]
+
+    paging: Paging
+
+    def can_write(self, request: web.Request) -> bool: ...
+
+    def save_silences(self) -> None: ...
+
+    def handle(self, out: TickOutput) -> None: ...
+
+
+# Who acted on an incident and why, as given to the API, CLI or page form.
+MAX_BY = 100
+MAX_COMMENT = 2000
+VERBS = ("ack", "resolve", "reopen")
+
+
+def act_on_incident(
+    host: ApiHost, incident_id: str, verb: str, by: Any, comment: Any
+) -> tuple[int, dict[str, Any]]:
+    """Acknowledge, resolve or reopen an incident by hand: (HTTP status, JSON body). The
+    change and the notifications it causes commit together (`handle`), as for any update."""
+    if verb not in VERBS:
+        return 404, {"error": f"action: one of {', '.join(VERBS)}"}
+    if not isinstance(by, str) or not by.strip() or len(by) > MAX_BY or _CONTROL.search(by):
+        return 400, {"error": f"by: a name of 1 to {MAX_BY} characters, no control characters"}
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        return 400, {"error": f"comment: a string of at most {MAX_COMMENT} characters"}
+    if _CONTROL.search(comment.replace("\n", "").replace("\r", "")):
+        return 400, {"error": "comment: must not contain control characters other than newlines"}
+    who = HumanAction(by.strip(), host.clock(), comment.strip())
+    try:
+        out = host.pipeline.human_action(verb, incident_id, who)
+    except KeyError:
+        if host.store.incident(incident_id) is not None:
+            return 409, {"error": f"incident {incident_id} is too old to change (no longer held)"}
+        return 404, {"error": "no such incident"}
+    except ValueError as exc:
+        return 409, {"error": str(exc)}
+    host.handle(out)
+    record = host.store.incident(incident_id) or {}
+    return 200, record
+
+
+def _routes_record(request: web.Request) -> dict[str, Any]:
+    """The incident fields `routes test` matches on, from the query string."""
+    feature = request.query.get("feature")
+    if not feature:
+        raise _bad_request("feature: required")
+    severity = _choice(request, "severity", SEVERITIES) or "critical"
+    domain = _choice(request, "domain", DOMAINS) or "unknown"
+    return {"feature": feature, "severity": severity, "domain": domain, "signals": []}
+
+
+def is_config_silence(host: ApiHost, sid: Any) -> bool:
+    return isinstance(sid, str) and (
+        sid in host.config_silence_ids or sid.startswith(CONFIG_SILENCE_PREFIX)
+    )
+
+
+def _reserved_id(host: ApiHost, sid: Any) -> bool:
+    # Case-insensitive for new ids: `CFG-0` would pass for the config's `cfg-0` in every
+    # listing. (Deleting keeps the exact check, so an older API silence stays deletable.)
+    return is_config_silence(host, sid) or (
+        isinstance(sid, str) and sid.strip().lower().startswith(CONFIG_SILENCE_PREFIX)
+    )
+
+
+def read_only(sid: str) -> dict[str, str]:
+    return {
+        "error": f"silence {sid} comes from the config file and is read-only through"
+        f" the API (ids starting {CONFIG_SILENCE_PREFIX!r} are reserved for it);"
+        " change it in the config file"
+    }
+
+
+def store_silence(host: ApiHost, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Validate and store a silence from the API or the page's form: (HTTP status, body)."""
+    now = host.clock()
+    body.setdefault("id", f"sil-{uuid.uuid4().hex[:12]}")
+    body.setdefault("starts_at", now)
+    body.setdefault("created_by", "api")
+    problem = silence_text_errors(body)
+    if problem is not None:
+        return 400, {"error": problem}
+    if _reserved_id(host, body["id"]):
+        return 409, read_only(body["id"])
+    # Everything is validated, including rendering, before anything is stored.
+    try:
+        silence = Silence.from_dict(body, where="silence", max_duration_s=MAX_API_DURATION_S)
+        if silence.ends_at <= now:
+            raise ValueError("silence.ends_at: already in the past")
+        record = silence.to_record(now)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    silences = host.pipeline.silences
+    previous = silences.get(silence.id)
+    held = sum(1 for s in silences.list() if s.id not in host.config_silence_ids)
+    if previous is None and held >= MAX_SILENCES:
+        return 409, {"error": f"too many silences ({MAX_SILENCES}); expire some first"}
+    silences.add(silence)
+    try:
+        host.save_silences()
+    except BaseException:
+        # Not stored, so not in effect either: memory and disk stay the same.
+        silences.remove(silence.id)
+        if previous is not None:
+            silences.add(previous)
+        raise
+    host.log.info("silence_created", id=silence.id, by=silence.created_by)
+    return 201, record
+
+
+def add_routes(app: web.Application, daemon: ApiHost) -> None:
     async def list_incidents(request: web.Request) -> web.Response:
         limit = _limit(request.query.get("limit"))
         records = daemon.store.incidents(
@@ -146,44 +271,15 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
-    async def status_page(request: web.Request) -> web.Response:
-        open_ = daemon.store.incidents(status="open", limit=50)
-        recent = daemon.store.incidents(status="resolved", limit=10)
-        return web.Response(
-            text=status_html(open_, recent, daemon.clock()), content_type="text/html"
-        )
-
     async def list_silences(request: web.Request) -> web.Response:
         now = daemon.clock()
         return web.json_response(
             {"silences": [sil.to_record(now) for sil in daemon.pipeline.silences.list()]}
         )
 
-    def is_config_silence(sid: Any) -> bool:
-        return isinstance(sid, str) and (
-            sid in daemon.config_silence_ids or sid.startswith(CONFIG_SILENCE_PREFIX)
-        )
-
-    def reserved_id(sid: Any) -> bool:
-        # Case-insensitive for new ids: `CFG-0` would pass for the config's `cfg-0` in every
-        # listing. (Deleting keeps the exact check, so an older API silence stays deletable.)
-        return is_config_silence(sid) or (
-            isinstance(sid, str) and sid.strip().lower().startswith(CONFIG_SILENCE_PREFIX)
-        )
-
-    def read_only(sid: str) -> web.Response:
-        return web.json_response(
-            {
-                "error": f"silence {sid} comes from the config file and is read-only through"
-                f" the API (ids starting {CONFIG_SILENCE_PREFIX!r} are reserved for it);"
-                " change it in the config file"
-            },
-            status=409,
-        )
-
     async def create_silence(request: web.Request) -> web.StreamResponse:
-        # A silence can stop pages: it needs the same token as ingest.
-        if not daemon.authorized(request):
+        # A silence can stop pages: it needs the write token (the ingest token).
+        if not daemon.can_write(request):
             return unauthorized()
         try:
             require_json(request.headers.get("Content-Type"), "/api/v1/silences")
@@ -197,55 +293,86 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
             return web.json_response({"error": f"body is not valid JSON: {exc}"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "body must be a JSON object"}, status=400)
-        now = daemon.clock()
-        body.setdefault("id", f"sil-{uuid.uuid4().hex[:12]}")
-        body.setdefault("starts_at", now)
-        body.setdefault("created_by", "api")
-        problem = silence_text_errors(body)
-        if problem is not None:
-            return web.json_response({"error": problem}, status=400)
-        if reserved_id(body["id"]):
-            return read_only(body["id"])
-        # Everything is validated, including rendering, before anything is stored.
-        try:
-            silence = Silence.from_dict(body, where="silence", max_duration_s=MAX_API_DURATION_S)
-            if silence.ends_at <= now:
-                raise ValueError("silence.ends_at: already in the past")
-            record = silence.to_record(now)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        silences = daemon.pipeline.silences
-        previous = silences.get(silence.id)
-        held = sum(1 for s in silences.list() if s.id not in daemon.config_silence_ids)
-        if previous is None and held >= MAX_SILENCES:
-            return web.json_response(
-                {"error": f"too many silences ({MAX_SILENCES}); expire some first"}, status=409
-            )
-        silences.add(silence)
-        try:
-            daemon.save_silences()
-        except BaseException:
-            # Not stored, so not in effect either: memory and disk stay the same.
-            silences.remove(silence.id)
-            if previous is not None:
-                silences.add(previous)
-            raise
-        daemon.log.info("silence_created", id=silence.id, by=silence.created_by)
-        return web.json_response(record, status=201)
+        status, answer = store_silence(daemon, body)
+        return web.json_response(answer, status=status)
 
     async def expire_silence(request: web.Request) -> web.Response:
-        if not daemon.authorized(request):
+        if not daemon.can_write(request):
             return unauthorized()
         sid = request.match_info["id"]
         if daemon.pipeline.silences.get(sid) is None:
             return web.json_response({"error": "no such silence"}, status=404)
-        if is_config_silence(sid):
-            return read_only(sid)
+        if is_config_silence(daemon, sid):
+            return web.json_response(read_only(sid), status=409)
         daemon.pipeline.silences.expire(sid, daemon.clock())
         daemon.save_silences()
         daemon.log.info("silence_expired", id=sid)
         return web.json_response({"expired": sid})
 
+    async def incident_action(request: web.Request) -> web.StreamResponse:
+        if not daemon.can_write(request):
+            return unauthorized()
+        verb = request.match_info["verb"]
+        body: Any = {}
+        if request.can_read_body:
+            try:
+                require_json(request.headers.get("Content-Type"), request.path)
+            except UnsupportedMediaType as exc:
+                return web.json_response({"error": str(exc)}, status=415)
+            try:
+                raw = await read_body(request, daemon.settings.listen.body_timeout_s)
+                body = orjson.loads(raw) if raw.strip() else {}
+            except BodyTimeout as exc:
+                return await body_timeout_response(request, exc)
+            except ValueError as exc:
+                return web.json_response({"error": f"body is not valid JSON: {exc}"}, status=400)
+            if not isinstance(body, dict):
+                return web.json_response({"error": "body must be a JSON object"}, status=400)
+        status, answer = act_on_incident(
+            daemon, request.match_info["id"], verb, body.get("by", "api"), body.get("comment", "")
+        )
+        return web.json_response(answer, status=status)
+
+    async def routes_test(request: web.Request) -> web.Response:
+        record = _routes_record(request)
+        targets = daemon.paging.router.targets(record)
+        return web.json_response(
+            {
+                "match": {k: record[k] for k in ("feature", "severity", "domain")},
+                "receivers": [
+                    {"receiver": t.receiver, "fallback": t.fallback, "renotify_s": t.renotify_s}
+                    for t in targets
+                ],
+                "routes_configured": bool(daemon.settings.routes),
+            }
+        )
+
+    async def test_page(request: web.Request) -> web.Response:
+        if not daemon.can_write(request):
+            return unauthorized()
+        by = request.query.get("by", "api")
+        if len(by) > MAX_BY or _CONTROL.search(by):
+            raise _bad_request(f"by: at most {MAX_BY} characters, no control characters")
+        try:
+            record = daemon.paging.test_page(request.match_info["name"], by)
+        except KeyError:
+            known = ", ".join(daemon.paging.receiver_names())
+            return web.json_response(
+                {"error": f"no receiver named {request.match_info['name']!r} (known: {known})"},
+                status=404,
+            )
+        return web.json_response({"queued": ["trigger", "resolve"], "incident": record})
+
+    async def notifications(request: web.Request) -> web.Response:
+        iid = request.match_info["id"]
+        if daemon.store.incident(iid) is None:
+            return web.json_response({"error": "no such incident"}, status=404)
+        return web.json_response({"notifications": daemon.paging.history(iid)})
+
+    app.router.add_get("/api/v1/incidents/{id}/notifications", notifications)
+    app.router.add_post("/api/v1/incidents/{id}/{verb}", incident_action)
+    app.router.add_get("/api/v1/routes/test", routes_test)
+    app.router.add_post("/api/v1/receivers/{name}/test", test_page)
     app.router.add_get("/api/v1/silences", list_silences)
     app.router.add_post("/api/v1/silences", create_silence)
     app.router.add_delete("/api/v1/silences/{id}", expire_silence)
@@ -253,7 +380,6 @@ def add_routes(app: web.Application, daemon: Daemon) -> None:
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
     app.router.add_get("/api/v1/incidents/{id}/postmortem", postmortem)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/", status_page)
 
 
 # Markdown's backslash-escapable punctuation that can start markup mid-line (emphasis,
@@ -320,34 +446,6 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
                          f"{a['baseline_share']:.0%} |")  # fmt: skip
     lines += ["", "## Root cause", "", "_To be written._", "", "## Action items", "", "- [ ] "]
     return "\n".join(lines) + "\n"
-
-
-def status_html(open_: list[dict[str, Any]], recent: list[dict[str, Any]], now: float) -> str:
-    from html import escape
-
-    def rows(records: list[dict[str, Any]]) -> str:
-        if not records:
-            return "<tr><td colspan=5><em>none</em></td></tr>"
-        return "".join(
-            f"<tr><td>{escape(r['severity'])}</td><td>{escape(r['domain'])}</td>"
-            f"<td>{escape(r['feature'])}</td><td>{escape(r['opened_at'])}</td>"
-            f"<td><a href='/api/v1/incidents/{escape(r['id'])}'>{escape(r['summary'])}</a>"
-            "</td></tr>"
-            for r in records
-        )
-
-    head = (
-        "<tr><th>severity</th><th>domain</th><th>feature</th><th>opened</th><th>summary</th></tr>"
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>llm-oncall</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
-        f"<h1>llm-oncall</h1><p>as of {rfc3339(now)} · <a href='/metrics'>metrics</a> · "
-        "<a href='/openapi.json'>API</a></p>"
-        f"<h2>Open incidents ({len(open_)})</h2><table>{head}{rows(open_)}</table>"
-        f"<h2>Recently resolved</h2><table>{head}{rows(recent)}</table></body></html>"
-    )
 
 
 OPENAPI: dict[str, Any] = {
@@ -502,6 +600,62 @@ OPENAPI: dict[str, Any] = {
                     {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
+            }
+        },
+        "/api/v1/incidents/{id}/{action}": {
+            "post": {
+                "summary": "Acknowledge, resolve or reopen by hand: action is ack, resolve or"
+                " reopen; body {by?, comment?} (JSON, optional). Notifies the receivers that got"
+                " the page (acknowledge / resolve) or pages again (reopen).",
+                "parameters": [
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("id", "action")
+                ],
+                "responses": {
+                    "200": {"description": "the incident record after the change"},
+                    "400": {"description": "bad by or comment"},
+                    "401": {"description": "missing or wrong write token"},
+                    "404": {"description": "unknown incident or action"},
+                    "409": {"description": "not allowed in its state (e.g. already resolved)"},
+                },
+            }
+        },
+        "/api/v1/incidents/{id}/notifications": {
+            "get": {
+                "summary": "What was sent for the incident: receiver, action, delivery state",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
+            }
+        },
+        "/api/v1/routes/test": {
+            "get": {
+                "summary": "The receivers an incident with these fields would reach",
+                "parameters": [
+                    {
+                        "name": n,
+                        "in": "query",
+                        "required": n == "feature",
+                        "schema": {"type": "string"},
+                    }
+                    for n in ("feature", "severity", "domain")
+                ],
+                "responses": {"200": {"description": "ok"}, "400": {"description": "bad field"}},
+            }
+        },
+        "/api/v1/receivers/{name}/test": {
+            "post": {
+                "summary": "Queue a clearly marked test trigger and its resolve to one receiver",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "by", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "queued"},
+                    "401": {"description": "missing or wrong write token"},
+                    "404": {"description": "no such receiver"},
+                },
             }
         },
         "/api/v1/incidents/{id}/postmortem": {

@@ -16,16 +16,18 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import SecretStr
 
 from config.settings import ConfigError, Settings, load_settings
-from correlator import SilenceMuter, load_silences
-from daemon import api
+from correlator import IncidentUpdate, SilenceMuter, load_silences
+from daemon import api, pages
 from daemon.exposition import PipelineCollector, render
 from daemon.health import HealthCollector, ReloadCollector
 from daemon.ingest import otlp_proto
@@ -58,6 +60,23 @@ SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
 # After a background task dies: how long /readyz answers 503 before the socket closes, so a
 # load balancer sees the failure and stops routing here before connections are refused.
 FAILED_READINESS_S = 1.0
+# The incident page's sign-in cookie (HttpOnly, SameSite=Strict) holds a token: browsers
+# cannot add a bearer header to a link or a form.
+COOKIE = "llm_oncall_token"
+# GETs that never need the read token: probes, and the page that asks for it.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
+
+
+def _matches(given: str | None, token: SecretStr) -> bool:
+    return given is not None and hmac.compare_digest(
+        given.encode(), token.get_secret_value().encode()
+    )
 
 
 class Daemon:
@@ -90,6 +109,7 @@ class Daemon:
         self._failure: str | None = None  # why a background task died; /readyz says it
         self._loop_lag = 0.0
         self._metrics_lock = asyncio.Lock()
+        self._logged: dict[str, tuple[Any, ...]] = {}  # incident id -> state last logged
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -202,14 +222,35 @@ class Daemon:
                 self.store.put(conn, key, entry, now)
         self.paging.wake()
         for upd in out.updates:
-            self.log.info(
-                "incident_" + upd.action,
-                id=upd.incident.id,
-                feature=upd.incident.feature,
-                severity=upd.incident.severity,
-                domain=upd.incident.domain,
-                notify=upd.notify,
-            )
+            self._log_update(upd)
+
+    def _log_update(self, upd: IncidentUpdate) -> None:
+        """One log line per change of an incident's state, not per tick: a tick's refresh
+        moves the evidence's numbers, which the API shows; the log says what changed."""
+        inc = upd.incident
+        state = (
+            inc.status,
+            inc.severity,
+            inc.domain,
+            None if inc.muted is None else inc.muted.reason,
+            frozenset((s.metric, s.series, s.detector) for s in inc.signals if s.cleared is None),
+            inc.acknowledged,
+        )
+        if upd.action == "update" and upd.notify is None and self._logged.get(inc.id) == state:
+            return
+        if inc.status == "resolved":
+            self._logged.pop(inc.id, None)  # bounded by the open incidents
+        else:
+            self._logged[inc.id] = state
+        self.log.info(
+            "incident_" + upd.action,
+            id=inc.id,
+            feature=inc.feature,
+            severity=inc.severity,
+            domain=inc.domain,
+            notify=upd.notify,
+            firing=sorted(m for m, _, _ in state[4]),
+        )
 
     # ---- config reload --------------------------------------------------------------------
 
@@ -278,14 +319,41 @@ class Daemon:
     # ---- HTTP -----------------------------------------------------------------------------
 
     def authorized(self, request: web.Request) -> bool:
+        """Ingest: the bearer token `ingest.token`, when one is configured."""
         token = self.settings.ingest.token
         if token is None:
             return True
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.get_secret_value().encode()
-        )
+        return _matches(_bearer(request), token)
+
+    def can_write(self, request: web.Request) -> bool:
+        """Silences, acknowledge, resolve, test pages: the ingest token when configured, else
+        the read token when that is, else anyone (the embedded default, on loopback). The
+        incident page's forms send it as the sign-in cookie instead of a header."""
+        token = self.settings.ingest.token or self.settings.api.read_token
+        if token is None:
+            return True
+        return _matches(_bearer(request), token) or _matches(request.cookies.get(COOKIE), token)
+
+    def can_read(self, request: web.Request) -> bool:
+        """GETs of the API and pages: either token, once `api.read_token` is set."""
+        read = self.settings.api.read_token
+        if read is None:
+            return True
+        given = [_bearer(request), request.cookies.get(COOKIE)]
+        tokens = [t for t in (read, self.settings.ingest.token) if t is not None]
+        return any(_matches(g, t) for g in given for t in tokens)
+
+    @web.middleware
+    async def _read_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """`api.read_token` guards every GET except the probes and the sign-in form."""
+        if request.method in ("GET", "HEAD") and request.path not in OPEN_PATHS:
+            public_metrics = request.path == "/metrics" and not self.settings.api.protect_metrics
+            if not public_metrics and not self.can_read(request):
+                if request.path == "/" or request.path.startswith("/incidents"):
+                    return pages.see_other(f"/login?next={quote(request.path_qs)}")
+                return api.unauthorized()
+        response: web.StreamResponse = await handler(request)
+        return response
 
     def _count_rejected(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
@@ -443,7 +511,9 @@ class Daemon:
 
     def build_app(self) -> web.Application:
         # aiohttp enforces the body limit while reading (413) before we buffer a huge body.
-        app = web.Application(client_max_size=self.settings.ingest.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.settings.ingest.max_body_bytes, middlewares=[self._read_auth]
+        )
         app.router.add_post("/v1/events", self.post_events)
         app.router.add_post("/v1/traces", self.post_traces)
         app.router.add_post("/v1/alertmanager", self.post_alertmanager)
@@ -452,6 +522,7 @@ class Daemon:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_post("/-/reload", self.post_reload)
         api.add_routes(app, self)
+        pages.add_routes(app, self)
         return app
 
     # ---- background work ------------------------------------------------------------------
@@ -518,6 +589,7 @@ class Daemon:
         self._ready = True
         self.log.info("listening", host=listen.host, port=port, state=str(self.store.path),
                       receivers=self.paging.receiver_names())  # fmt: skip
+        self._warn_open_listener()
         exit_code = 0
         try:
             done, _ = await asyncio.wait([stop_wait, *watched], return_when=FIRST_COMPLETED)
@@ -543,6 +615,37 @@ class Daemon:
             self.store.close()
             self.log.info("stopped", exit_code=exit_code)
         return exit_code
+
+    def _warn_open_listener(self) -> None:
+        """Anyone who can reach a non-loopback address could read incidents or, without an
+        ingest token, silence pages: say so once at start."""
+        if self.settings.listen.host in LOOPBACK_HOSTS:
+            return
+        missing = [
+            key
+            for key, token in (
+                ("ingest.token", self.settings.ingest.token),
+                ("api.read_token", self.settings.api.read_token),
+            )
+            if token is None
+        ]
+        if not missing:
+            return
+        can = []
+        if self.settings.ingest.token is None:
+            can.append("send events")
+            if self.settings.api.read_token is None:
+                can.append("silence, acknowledge and resolve incidents")
+        if self.settings.api.read_token is None:
+            can.append("read incidents, silences and metrics")
+        self.log.warning(
+            "listening_without_token",
+            host=self.settings.listen.host,
+            missing=missing,
+            detail="reachable beyond this machine: anyone who can connect may "
+            + ", ".join(can)
+            + "; set the missing tokens or listen on 127.0.0.1",
+        )
 
     def _task_died(self, task: asyncio.Task[None]) -> None:
         exc = None if task.cancelled() else task.exception()

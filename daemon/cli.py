@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from typing import IO
 
 from config.settings import ConfigError, Settings, load_settings
+from daemon import client
 
 
 def _settings_or_exit(path: str | None) -> Settings:
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a settings file")
     chk.add_argument("file")
     chk.set_defaults(func=cmd_check_config)
+
+    # Commands that talk to a running daemon (incidents, silence, test-page, routes).
+    client.add_commands(sub)
     return parser
 
 
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     # time. Our objects hold no cycles worth collecting that often.
     gc.set_threshold(50_000, 20, 100)
     args = build_parser().parse_args(argv)
+    if args.func.__module__ == client.__name__:
+        return client.run(args)
     return int(args.func(args))
 
 

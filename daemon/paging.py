@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from correlator import IncidentUpdate
+from correlator import IncidentUpdate, rfc3339
 from daemon.notify import (
     DeliveryWorker,
     Notification,
@@ -40,6 +41,7 @@ class Paging:
         clock: Callable[[], float],
     ) -> None:
         self.settings = settings
+        self.store = store
         self.clock = clock
         self.log = log
         Outbox.init_schema(store.conn)
@@ -67,7 +69,7 @@ class Paging:
     def _init_series(self) -> None:
         # Series exist at 0 from the start, so the first dead letter shows in increase().
         for name in self.senders:
-            for action in ("trigger", "resolve"):
+            for action in ("trigger", "resolve", "acknowledge"):
                 for result in ("sent", "retried", "dead"):
                     self.metrics.notifications.labels(receiver=name, action=action, result=result)
 
@@ -147,6 +149,67 @@ class Paging:
             (incident_id,),
         )
         return [r[0] for r in rows]
+
+    def test_page(self, receiver: str, by: str) -> dict[str, Any]:
+        """A clearly marked test trigger and its resolve to one receiver, through the outbox
+        like any page (so retries, rate limits and dead letters show as usual). Returns the
+        record sent. Raises KeyError for a receiver that is not configured."""
+        if receiver not in self.senders:
+            raise KeyError(receiver)
+        now = self.clock()
+        iid = f"test-{uuid.uuid4().hex[:12]}"
+        record: dict[str, Any] = {
+            "id": iid,
+            "dedup_key": f"llm-oncall/test/{int(now)}/{iid.removeprefix('test-')}",
+            "feature": "llm-oncall-test",
+            "status": "open",
+            "severity": "warning",
+            "paged": True,
+            "domain": "unknown",
+            "opened_at": rfc3339(now),
+            "resolved_at": None,
+            "started_at": rfc3339(now),
+            "signals": [],
+            "triage": [],
+            "changes": [],
+            "attribution": [],
+            "summary": f"[TEST] llm-oncall test page requested by {by}: no action needed,"
+            " it resolves itself",
+            "test": True,
+        }
+        resolved = record | {"status": "resolved", "resolved_at": rfc3339(now)}
+        trigger = Notification(iid, record["dedup_key"], "trigger", record, now)
+        resolve = Notification(iid, record["dedup_key"], "resolve", resolved, now)
+        with self.store.transaction() as conn:
+            self.outbox.enqueue(conn, trigger, [receiver])
+            self.outbox.enqueue(conn, resolve, [receiver])
+        self.wake()
+        self.log.info("test_page_queued", receiver=receiver, id=iid, by=by)
+        return record
+
+    def history(self, incident_id: str) -> list[dict[str, Any]]:
+        """What was sent for an incident, oldest first: receiver, action, state (pending,
+        inflight = being sent, sent, dead), attempts, times and the last error. Sent rows are
+        pruned after `notify.keep_sent_s`."""
+        rows = self.store.conn.execute(
+            "SELECT receiver, action, state, attempts, created_at, sent_at, next_attempt_at,"
+            " last_error, fallback FROM notify_outbox WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        return [
+            {
+                "receiver": r[0],
+                "action": r[1],
+                "state": r[2],
+                "attempts": r[3],
+                "created_at": rfc3339(r[4]),
+                "sent_at": rfc3339(r[5]),
+                "next_attempt_at": rfc3339(r[6]) if r[2] == "pending" else None,
+                "last_error": r[7],
+                "fallback": r[8],
+            }
+            for r in rows
+        ]
 
     def wake(self) -> None:
         self.outbox.notify()

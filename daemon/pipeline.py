@@ -9,6 +9,7 @@ sample to its detectors, and hands transitions to the correlator.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ from config.settings import IngestConfig, Settings
 from correlator import (
     CorrelationPolicy,
     Correlator,
+    HumanAction,
     IncidentUpdate,
     InhibitMuter,
     MemberSignal,
@@ -38,6 +40,12 @@ SNAPSHOT_VERSION = 1
 ATTRIBUTION_BASELINE_S = 3600.0
 
 SeriesKey = tuple[str, str, str]  # feature, metric, series
+# The incident page's charts (issue 13): one point per minute (per 4 ticks when ticks are
+# shorter than 15 s, as in tests) per whole-feature metric, the last HISTORY_POINTS of them
+# (6 h at the default tick). Bounded: series are capped by `ingest.max_series`, so this holds
+# at most max_series x 360 points (2000 series: ~35 MB worst case, ~2 MB typical).
+HISTORY_BIN_S = 60.0
+HISTORY_POINTS = 360
 # A change's description travels into pages; the correlator keeps up to max_changes of them.
 DESCRIPTION_MAX = 2000
 
@@ -193,6 +201,8 @@ class Pipeline:
         # Detectors kept, newly built and dropped by the last config reload (for its log line).
         self.last_reconfigure: dict[str, int] = {}
         self._disarm_logged: set[tuple[SeriesKey, int]] = set()
+        # (feature, metric) -> (minute, value, baseline or None); see HISTORY_POINTS.
+        self.history: dict[tuple[str, str], deque[tuple[float, float, float | None]]] = {}
 
     # ---- config reload --------------------------------------------------------------------
 
@@ -353,6 +363,19 @@ class Pipeline:
     def _start(self, ts: float) -> None:
         self.next_tick = (math.floor(ts / self.tick_s) + 1) * self.tick_s
 
+    # ---- people ---------------------------------------------------------------------------
+
+    def human_action(self, verb: str, incident_id: str, who: HumanAction) -> TickOutput:
+        """Acknowledge, resolve or reopen an incident by hand (`verb`: ack, resolve, reopen).
+        Raises KeyError for an unknown incident and ValueError when its state does not allow
+        the verb (resolving a resolved incident)."""
+        act = {
+            "ack": self.correlator.acknowledge,
+            "resolve": self.correlator.resolve,
+            "reopen": self.correlator.reopen,
+        }[verb]
+        return TickOutput(updates=act(incident_id, who))
+
     # ---- ticks ----------------------------------------------------------------------------
 
     def advance(self, now: float) -> TickOutput:
@@ -456,7 +479,23 @@ class Pipeline:
             if tr.state == "firing":
                 watch.directions[i] = tr.direction
             self._emit(out, sample, rule, det.kind, tr)
+        if not sample.series:
+            self._remember(sample)
         return out
+
+    def _remember(self, sample: Sample) -> None:
+        """Keep the first sample of each minute with its baseline, for the incident page's
+        charts (the aggregator's buckets hold raw counts, not what the detectors saw)."""
+        key = (sample.feature, sample.metric)
+        ring = self.history.get(key)
+        bin_s = min(HISTORY_BIN_S, 4 * self.tick_s)
+        minute = math.floor(sample.ts / bin_s) * bin_s
+        if ring is None:
+            ring = self.history[key] = deque(maxlen=HISTORY_POINTS)
+        elif ring and ring[-1][0] >= minute:
+            return
+        if math.isfinite(sample.value):
+            ring.append((minute, sample.value, self._baseline(sample.feature, sample.metric)))
 
     def _emit(self, out: TickOutput, sample: Sample, rule: Rule, kind: str, tr: Transition) -> None:
         out.changed.add((sample.feature, sample.metric, sample.series))
@@ -889,6 +928,7 @@ def policy_of(settings: Settings) -> CorrelationPolicy:
         renotify_s=reminder_interval(settings),
         split_after_s=corr.split_after_s,
         new_incident_after_s=corr.new_incident_after_s,
+        group_wait_s=settings.notify.group_wait_s,
     )
 
 

@@ -55,6 +55,9 @@ def start_daemon(
             "LLM_ONCALL_LISTEN__PORT": str(port),
             "LLM_ONCALL_STATE__PATH": str(state_dir / "state.db"),
             "LLM_ONCALL_LOG__FORMAT": "json",
+            # Tests wait seconds, not the 30 s default group wait, for a page; the group
+            # wait's own tests pass a value in `env`.
+            "LLM_ONCALL_NOTIFY__GROUP_WAIT_S": "0",
             "PYTHONPATH": str(ROOT),
         }
         | (env or {})

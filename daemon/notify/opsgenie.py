@@ -111,7 +111,13 @@ def build_alert(
 def build_close(n: Notification) -> dict[str, Any]:
     verb = "resolved" if n.action == "resolve" else "acknowledged"
     note = f"llm-oncall: incident {n.incident_id} {verb}"
-    return {"source": SOURCE, "user": SOURCE, "note": truncate(note, 25000)}
+    # Done by hand through llm-oncall (issue 13): say who, and why, in Opsgenie's log too.
+    human = n.incident.get("acknowledged" if n.action == "acknowledge" else "resolved_by")
+    user = SOURCE
+    if isinstance(human, dict) and human.get("by"):
+        user = str(human["by"])
+        note += f" by {user}" + (f": {human['comment']}" if human.get("comment") else "")
+    return {"source": SOURCE, "user": truncate(user, 100), "note": truncate(note, 25000)}
 
 
 class OpsgenieSender:

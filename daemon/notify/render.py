@@ -22,6 +22,10 @@ def title(n: Notification) -> str:
     if not summary:
         summary = f"{inc.get('domain', 'unknown')} incident on {inc.get('feature', '?')}"
     prefix = "[RESOLVED] " if n.action == "resolve" else ""
+    if n.action == "acknowledge":
+        ack = inc.get("acknowledged")
+        by = ack.get("by") if isinstance(ack, Mapping) else None
+        prefix = f"[ACKNOWLEDGED by {by}] " if by else "[ACKNOWLEDGED] "
     feature = f"{inc.get('feature', '?')}: "
     # The correlator's summary already starts with the feature; name it once (Opsgenie's
     # message has 130 characters).

@@ -36,6 +36,8 @@ def build_message(n: Notification) -> dict[str, Any]:
     severity = str(inc.get("severity"))
     resolved = n.action == "resolve"
     icon = ":white_check_mark:" if resolved else _ICON.get(severity, ":bell:")
+    if n.action == "acknowledge":
+        icon = ":eyes:"
     head = truncate(render.title(n), 150)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": True}},
@@ -54,6 +56,13 @@ def build_message(n: Notification) -> dict[str, Any]:
     ]
     if inc.get("summary"):
         blocks.append(_section(f"*Summary*\n{_esc(inc['summary'])}"))
+    for key, what in (("acknowledged", "Acknowledged"), ("resolved_by", "Resolved")):
+        human = inc.get(key)
+        if isinstance(human, Mapping) and human.get("by"):
+            note = f": {_esc(human['comment'])}" if human.get("comment") else ""
+            blocks.append(
+                _section(f"*{what}* by {_esc(human['by'])} at {_esc(human.get('at'))}{note}")
+            )
     started = inc.get("started_at") or inc.get("opened_at")
     when = f"*Started* (estimated) {_esc(started)}, *opened* {_esc(inc.get('opened_at'))}"
     if inc.get("flapping"):

@@ -1,0 +1,132 @@
+"""The on-call workflow in the pure correlator (issue 13): the group wait before the first
+page, escalation on the same dedup key, and acknowledge / resolve / reopen by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from corr_helpers import T0, ctx, no_ctx, policy, run_ticks, sig, triggers
+
+from correlator import Correlator, HumanAction, IncidentUpdate
+
+ALICE = HumanAction("alice", T0 + 120, "looking")
+
+
+def _outage(corr: Correlator) -> list[IncidentUpdate]:
+    """The issue's outage: a warning-level signal, then 0.4 ms later the one that makes it
+    critical (two families)."""
+    out = corr.on_signal(sig("rate_limited_rate", T0), ctx())
+    return out + corr.on_signal(sig("score:faithfulness", T0 + 0.0004), ctx())
+
+
+def test_without_group_wait_the_first_signal_pages_before_its_partner() -> None:
+    ups = _outage(Correlator(policy(group_wait_s=0)))
+    pages = triggers(ups)
+    assert [(p.incident.severity, p.action) for p in pages] == [
+        ("warning", "open"),
+        ("critical", "escalate"),
+    ]
+    # Even then the escalation updates the same page at the receiver.
+    assert len({p.incident.dedup_key for p in pages}) == 1
+
+
+def test_group_wait_sends_one_page_at_the_joint_severity_on_a_tick() -> None:
+    corr = Correlator(policy(group_wait_s=30))
+    assert triggers(_outage(corr)) == []
+    assert triggers(corr.tick(T0 + 15, no_ctx)) == []
+    pages = triggers(corr.tick(T0 + 30, no_ctx))
+    assert [p.incident.severity for p in pages] == ["critical"]
+    assert pages[0].incident.paged
+    # Nothing more while it stays the same; a later escalation would reuse the key.
+    assert triggers(run_ticks(corr, T0 + 45, T0 + 600, 15)) == []
+
+
+def test_escalation_after_the_group_wait_updates_the_same_page() -> None:
+    corr = Correlator(policy(group_wait_s=30))
+    corr.on_signal(sig("rate_limited_rate", T0), ctx())
+    first = triggers(corr.tick(T0 + 30, no_ctx))
+    assert [p.incident.severity for p in first] == ["warning"]
+    later = triggers(corr.on_signal(sig("score:faithfulness", T0 + 200), ctx()))
+    assert [(p.incident.severity, p.action) for p in later] == [("critical", "escalate")]
+    assert later[0].incident.dedup_key == first[0].incident.dedup_key
+
+
+def test_an_incident_gone_within_the_group_wait_never_pages() -> None:
+    corr = Correlator(policy(group_wait_s=30, cooldown_s=0))
+    corr.on_signal(sig("rate_limited_rate", T0), ctx())
+    corr.on_signal(sig("rate_limited_rate", T0 + 5, "cleared"), ctx())
+    ups = corr.tick(T0 + 15, no_ctx) + run_ticks(corr, T0 + 30, T0 + 300, 15)
+    assert [u.notify for u in ups if u.notify] == []
+    assert corr.incidents()[0].status == "resolved" and not corr.incidents()[0].paged
+
+
+def test_acknowledge_notifies_once_and_stops_reminders() -> None:
+    corr = Correlator(policy(renotify_s=600))
+    inc = triggers(_outage(corr))[0].incident
+    ack = corr.acknowledge(inc.id, ALICE)
+    assert [(u.action, u.notify) for u in ack] == [("acknowledge", "acknowledge")]
+    assert ack[0].incident.acknowledged == ALICE
+    assert ack[0].incident.to_record()["acknowledged"]["by"] == "alice"
+    assert triggers(run_ticks(corr, T0 + 180, T0 + 3 * 3600, 60)) == []
+    # Unacknowledged, the same incident is reminded every 10 minutes.
+    other = Correlator(policy(renotify_s=600))
+    _outage(other)
+    assert len(triggers(run_ticks(other, T0 + 180, T0 + 3 * 3600, 60))) >= 10
+
+
+def test_acknowledged_before_the_group_wait_is_not_paged() -> None:
+    corr = Correlator(policy(group_wait_s=30))
+    corr.on_signal(sig("availability", T0, page_alone=True), ctx())
+    iid = corr.incidents()[0].id
+    assert [u.notify for u in corr.acknowledge(iid, HumanAction("alice", T0 + 5))] == [None]
+    assert triggers(run_ticks(corr, T0 + 15, T0 + 600, 15)) == []
+
+
+def test_manual_resolve_sends_the_resolve_and_reopen_pages_again() -> None:
+    corr = Correlator(policy(cooldown_s=900))
+    inc = triggers(_outage(corr))[0].incident
+    done = corr.resolve(inc.id, HumanAction("bob", T0 + 300, "fixed upstream"))
+    assert [(u.action, u.notify) for u in done] == [("resolve", "resolve")]
+    rec = done[0].incident.to_record()
+    assert rec["status"] == "resolved" and rec["resolved_by"]["comment"] == "fixed upstream"
+    assert all(s["cleared"] is not None for s in rec["signals"])
+    with pytest.raises(ValueError, match="already resolved"):
+        corr.resolve(inc.id, HumanAction("bob", T0 + 301))
+    with pytest.raises(ValueError, match="already resolved"):
+        corr.acknowledge(inc.id, HumanAction("bob", T0 + 301))
+    with pytest.raises(KeyError):
+        corr.acknowledge("inc-unknown", ALICE)
+
+    back = corr.reopen(inc.id, HumanAction("carol", T0 + 400, "still broken"))
+    assert [(u.action, u.notify) for u in back] == [("reopen", "trigger")]
+    assert back[0].incident.status == "open" and back[0].incident.resolved_by is None
+    assert back[0].incident.dedup_key == inc.dedup_key
+    # Held open for a cooldown from the reopen, then resolved as usual (members are quiet).
+    assert [u.action for u in corr.tick(T0 + 400 + 899, no_ctx) if u.action == "resolve"] == []
+    assert [u.notify for u in corr.tick(T0 + 400 + 900, no_ctx)] == ["resolve"]
+
+
+def test_firing_again_after_a_manual_resolve_reopens_without_flapping() -> None:
+    corr = Correlator()
+    inc = triggers(_outage(corr))[0].incident
+    corr.resolve(inc.id, HumanAction("bob", T0 + 300))
+    again = corr.on_signal(sig("rate_limited_rate", T0 + 600), ctx())
+    assert [(u.action, u.notify) for u in again] == [("reopen", "trigger")]
+    assert not again[0].incident.flapping and again[0].incident.resolved_by is None
+
+
+def test_human_actions_survive_the_state_round_trip() -> None:
+    corr = Correlator(policy(renotify_s=600))
+    inc = triggers(_outage(corr))[0].incident
+    corr.acknowledge(inc.id, ALICE)
+    state = json.loads(json.dumps(corr.to_state()))
+    back = Correlator.from_state(state, policy=policy(renotify_s=600))
+    assert back.get(inc.id) == corr.get(inc.id)
+    assert triggers(run_ticks(back, T0 + 180, T0 + 3 * 3600, 60)) == []
+    # States saved before issue 13 have no such fields.
+    for d in state["incidents"]:
+        for key in ("acknowledged", "resolved_by", "hold_until"):
+            d.pop(key)
+    old = Correlator.from_state(state)
+    assert old.get(inc.id).acknowledged is None  # type: ignore[union-attr]
