@@ -448,6 +448,7 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_PATH_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "llm-oncall", "version": "0.1.0"},
@@ -532,6 +533,51 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "text/html"}},
             }
         },
+        "/incidents/{id}": {
+            "get": {
+                "summary": "Incident page (HTML, no JavaScript): members, evidence, charts against"
+                " their baseline, changes, attribution, notifications, post-mortem draft",
+                "parameters": [_PATH_ID],
+                "responses": {
+                    "200": {"description": "text/html"},
+                    "404": {"description": "unknown"},
+                },
+            }
+        },
+        "/incidents/{id}/{verb}": {
+            "post": {
+                "summary": "The incident page's ack / resolve / reopen form (same-site only);"
+                " redirects back to the page",
+                "parameters": [
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("id", "verb")
+                ],
+                "responses": {"303": {"description": "done"}, "403": {"description": "refused"}},
+            }
+        },
+        "/silences": {
+            "post": {
+                "summary": "The status page's silence form (same-site only); redirects back",
+                "responses": {"303": {"description": "created"}, "400": {"description": "bad"}},
+            }
+        },
+        "/silences/{id}/expire": {
+            "post": {
+                "summary": "The status page's expire-silence form (same-site only)",
+                "parameters": [_PATH_ID],
+                "responses": {"303": {"description": "expired"}, "404": {"description": "unknown"}},
+            }
+        },
+        "/login": {
+            "get": {
+                "summary": "Sign-in form for the pages when api.read_token is set",
+                "responses": {"200": {"description": "text/html"}},
+            },
+            "post": {
+                "summary": "Sign in with the read token (sets a cookie); redirects",
+                "responses": {"303": {"description": "signed in"}, "401": {"description": "bad"}},
+            },
+        },
         "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
         "/readyz": {
             "get": {
@@ -602,14 +648,14 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "ok"}, "404": {"description": "unknown id"}},
             }
         },
-        "/api/v1/incidents/{id}/{action}": {
+        "/api/v1/incidents/{id}/{verb}": {
             "post": {
-                "summary": "Acknowledge, resolve or reopen by hand: action is ack, resolve or"
+                "summary": "Acknowledge, resolve or reopen by hand: verb is ack, resolve or"
                 " reopen; body {by?, comment?} (JSON, optional). Notifies the receivers that got"
                 " the page (acknowledge / resolve) or pages again (reopen).",
                 "parameters": [
                     {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for n in ("id", "action")
+                    for n in ("id", "verb")
                 ],
                 "responses": {
                     "200": {"description": "the incident record after the change"},

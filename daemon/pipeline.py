@@ -63,6 +63,7 @@ class _Watch:
     slots: list[tuple[Rule, Detector]]
     stale: bool = False
     directions: dict[int, Direction] = field(default_factory=dict)  # last firing, per slot
+    next_history_ts: float = -math.inf  # when the next chart point is due (`_remember`)
     # Restored without its last sample (state from an older version): the stale rule counts
     # from the first tick that saw it so, or a firing series with no traffic never clears.
     missing_since: float | None = None
@@ -101,6 +102,7 @@ TICK_STAGES = (
     "evaluate", "detect", "correlate", "stale", "correlator_tick", "expire", "snapshot",
 )  # fmt: skip
 ERROR_LOG_INTERVAL_S = 300.0
+STALE_CHECK_S = 60.0  # how often `_tick` looks for stale firing series
 DISARM_SCAN_TICKS = 240  # look for newly disarmed default lines about once an hour
 _MAX_ERROR_KEYS = 10_000
 
@@ -192,6 +194,7 @@ class Pipeline:
         self._watches: dict[SeriesKey, _Watch] = {}
         # A firing series with no sample for this long is cleared (absent data resolves).
         self._stale_after_s = 2 * max(agg.window_s, agg.quality_window_s)
+        self._next_stale_check = -math.inf
         self.latest: dict[SeriesKey, Sample] = {}
         self.counters = Counters()
         self.errors = TickErrors()
@@ -415,7 +418,11 @@ class Pipeline:
 
         for sample in self.aggregator.evaluate(now, on_error=failed):
             self._observe(sample, out)
-        out.extend(self._clear_stale(now))
+        if now >= self._next_stale_check:
+            # Once a minute: staleness is judged against 2 windows (30 min by default), and
+            # looking at every series every tick was a tenth of a quiet feature's replay.
+            self._next_stale_check = now + min(STALE_CHECK_S, self._stale_after_s / 10)
+            out.extend(self._clear_stale(now))
         out.extend(self._clear_unconfirmed(now))
         self._correlator_tick(out, now)
         try:
@@ -479,17 +486,19 @@ class Pipeline:
             if tr.state == "firing":
                 watch.directions[i] = tr.direction
             self._emit(out, sample, rule, det.kind, tr)
-        if not sample.series:
-            self._remember(sample)
+        if not sample.series and sample.ts >= watch.next_history_ts:
+            self._remember(sample, watch)
         return out
 
-    def _remember(self, sample: Sample) -> None:
+    def _remember(self, sample: Sample, watch: _Watch) -> None:
         """Keep the first sample of each minute with its baseline, for the incident page's
-        charts (the aggregator's buckets hold raw counts, not what the detectors saw)."""
+        charts (the aggregator's buckets hold raw counts, not what the detectors saw).
+        `watch.next_history_ts` spares the other samples of the minute any work."""
         key = (sample.feature, sample.metric)
         ring = self.history.get(key)
         bin_s = min(HISTORY_BIN_S, 4 * self.tick_s)
         minute = math.floor(sample.ts / bin_s) * bin_s
+        watch.next_history_ts = minute + bin_s
         if ring is None:
             ring = self.history[key] = deque(maxlen=HISTORY_POINTS)
         elif ring and ring[-1][0] >= minute:

@@ -13,7 +13,7 @@ import yaml
 
 from config.settings import load_settings
 from daemon.replay import replay
-from tests.e2e.test_oncall_e2e import GROUP_RULES
+from tests.e2e.test_oncall_e2e import CUSTOM, GROUP_RULES
 
 T0 = 1_795_000_005.0  # a multiple of the 15 s tick
 
@@ -43,7 +43,11 @@ def test_replay_waits_on_event_time(
     tmp_path: Path, wait: int, expected: list[tuple[float, str]]
 ) -> None:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"rules": GROUP_RULES, "notify": {"group_wait_s": wait}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"rules": GROUP_RULES, "custom_metrics": CUSTOM, "notify": {"group_wait_s": wait}}
+        )
+    )
     result = replay(str(outage_file(tmp_path)), load_settings(cfg))
     (rec,) = result.incidents
     got = [(datetime.fromisoformat(t).timestamp(), sev) for t, sev in rec["notifications"]]

@@ -146,6 +146,7 @@ def _ts(text: str) -> float:
 
 
 # A lone quality signal is a warning; an availability collapse pages alone (critical).
+CUSTOM = ["judge_score"]  # a custom `metric` event name must be declared to carry a rule
 GROUP_RULES = [
     {"metric": "judge_score", "detector": "static",
      "params": {"threshold": 0.5, "op": "below", "for_s": 0}},
@@ -158,7 +159,7 @@ def test_group_wait_sends_one_critical_page_for_co_occurring_signals(tmp_path: P
     """The issue's case: the warning signal, then 0.4 ms later the critical one. With a group
     wait both are in the first page; nothing goes out before the wait."""
     with fake_pagerduty() as (fake, url):
-        cfg = write_config(tmp_path, url, rules=GROUP_RULES)
+        cfg = write_config(tmp_path, url, rules=GROUP_RULES, custom_metrics=CUSTOM)
         d = start_daemon(tmp_path, cfg, env={"LLM_ONCALL_NOTIFY__GROUP_WAIT_S": "2"})
         try:
             now = time.time()
