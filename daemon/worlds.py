@@ -53,6 +53,8 @@ PERMANENT_WINDOW_S = 2 * H
 # Traffic bands of the evaluation (calls per minute, daily average).
 BANDS = ((0.0, 2.0, "<2"), (2.0, 10.0, "2-10"), (10.0, 50.0, "10-50"), (50.0, math.inf, ">50"))
 
+MAX_LATENCY_MS = 600_000.0  # a client's own timeout caps what a call can take
+
 
 def band_of(rpm: float) -> str:
     for lo, hi, name in BANDS:
@@ -629,11 +631,15 @@ def _hour_calls(
     }  # fmt: skip
     for inj in feat.injections:
         if inj.kind == "few_429s" and t0 <= inj.start < t0 + H:
-            # A handful of 429s in 90 s, on top of whatever traffic there is.
+            # A handful of 429s in 90 s, on top of whatever traffic there is. They are
+            # ordinary requests (sizes drawn as the feature's own), so their retries answer
+            # like any call: with 0-token requests every retry was a 0-length answer, and the
+            # decoy looked like an output-length collapse as well as a 429 burst.
             cnt = int(inj.magnitude["count"])
             extra = {
-                "in_tok": np.full(cnt, int(feat.input.median)), "out_tok": np.zeros(cnt, np.int64),
-                "ttft": np.full(cnt, 50.0), "segment": np.zeros(cnt, np.int64),
+                "in_tok": np.maximum(1, np.rint(feat.input.sample(rng, cnt))).astype(np.int64),
+                "out_tok": np.maximum(1, np.rint(feat.output.sample(rng, cnt))).astype(np.int64),
+                "ttft": feat.ttft.sample(rng, cnt), "segment": np.zeros(cnt, np.int64),
                 "experiment": np.full(cnt, -1),
                 "prompt": np.full(cnt, feat.prompt_version, dtype=object),
                 "model_version": np.full(cnt, feat.model_version, dtype=object),
@@ -675,6 +681,9 @@ def _hour_calls(
     latency = (ttft_ms + gen_ms) * lat_mult
     timeout = status == 0
     latency = np.where(ok, latency, np.where(timeout, 30000.0, ttft_ms * 0.3))
+    # A Pareto-tailed output can be millions of tokens; no client waits past 10 minutes (one
+    # call of world 1015 was 42 h, which the daemon rightly rejected as out of range).
+    latency = np.minimum(latency, MAX_LATENCY_MS)
     out_tok = np.where(ok, out_tok, 0)
     chars_per_tok = rng.uniform(3.5, 4.5, n)
     out_chars = np.rint(out_tok * chars_per_tok).astype(np.int64)

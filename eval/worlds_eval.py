@@ -223,7 +223,8 @@ def run_world(
     result["events"] = n_events or _replayed_events(summary)
     result["seconds"] = time.perf_counter() - started
     result["replay_seconds"] = _replay_seconds(summary)
-    result["replay_summary"] = summary[:3]
+    first = summary.index(_summary_line(summary)) if _summary_line(summary) else 0
+    result["replay_summary"] = summary[first : first + 3]
     result["reused"] = rescore
     if keep is None:
         for p in (inc_path, sig_path, log_path):
@@ -238,21 +239,27 @@ def _kept(keep: str, seed: int, days: float) -> bool:
     log = Path(keep) / f"world{seed}.replay.txt"
     if not log.exists():
         return False
-    words = log.read_text().split("\n", 1)[0].split()
+    words = _summary_line(log.read_text().splitlines()).split()
     if not words or words[0] != "replayed" or "h)" not in words:
         return False
     hours = float(words[words.index("h)") - 1].lstrip("("))
     return hours >= days * 24 - 1
 
 
+def _summary_line(lines: list[str]) -> str:
+    """The replay's own `replayed N events ...` line (log lines, such as a default rule
+    disarming, may come before it: stderr shares the file)."""
+    return next((line for line in lines if line.startswith("replayed ")), "")
+
+
 def _replayed_events(summary: list[str]) -> int:
     """`replayed N events ... in S s` → N (the replay's own summary line)."""
-    words = summary[0].split() if summary else []
+    words = _summary_line(summary).split()
     return int(words[1]) if len(words) > 1 and words[0] == "replayed" else 0
 
 
 def _replay_seconds(summary: list[str]) -> float:
-    words = summary[0].split() if summary else []
+    words = _summary_line(summary).split()
     for i, w in enumerate(words[:-1]):
         if w == "in" and words[i + 1].replace(".", "", 1).isdigit():
             return float(words[i + 1])
