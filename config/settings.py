@@ -408,6 +408,11 @@ def yaml_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def text_line_of(raw: bytes, offset: int) -> int:
+    """The 1-based line of byte `offset` in `raw` (for an error that names the line)."""
+    return raw.count(b"\n", 0, offset) + 1
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Defaults, overlaid by the YAML file (if any), overlaid by the environment.
 
@@ -419,9 +424,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        except UnicodeDecodeError as exc:
+            line = text_line_of(Path(path).read_bytes(), exc.start)
+            raise ConfigError([f"{path}:{line}: not UTF-8 text (byte {exc.start})"]) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -60,7 +60,7 @@ from correlator.incident import (
 )
 from correlator.mute import Muter
 from correlator.policy import CorrelationPolicy
-from correlator.records import ChangeRecord, FeatureContext, LabelCounts, Signal
+from correlator.records import ChangeRecord, FeatureContext, LabelCounts, Signal, rfc3339
 from correlator.severity import SeverityInput, assess, max_severity
 from correlator.triage import summarize, triage
 from detectors.base import LAYERS, Direction, Layer
@@ -528,8 +528,15 @@ class Correlator:
 
     def acknowledge(self, incident_id: str, who: HumanAction) -> list[IncidentUpdate]:
         """Someone is on it: receivers that got the page hear so, and reminders stop (an
-        escalation still updates the page). Acknowledging again replaces who and why."""
+        escalation still updates the page). Acknowledging an acknowledged incident is refused
+        (ValueError, naming who): a second ack would notify every receiver again and erase
+        who took it."""
         inc = self._open_incident(incident_id)
+        if inc.acknowledged is not None:
+            raise ValueError(
+                f"incident {incident_id} is already acknowledged by {inc.acknowledged.by}"
+                f" at {rfc3339(inc.acknowledged.at)}"
+            )
         inc.acknowledged = who
         self._now = max(self._now, who.at)
         notify: Notify = "acknowledge" if inc.receiver_open else None

@@ -16,7 +16,7 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import structlog
@@ -66,6 +66,10 @@ COOKIE = "llm_oncall_token"
 # GETs that never need the read token: probes, and the page that asks for it.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# Endpoints that change state on a person's behalf (not ingest): a browser may reach them only
+# from the daemon's own pages (`_guard`).
+CONTROL_PREFIXES = ("/api/", "/-/", "/incidents/", "/silences", "/login")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -344,6 +348,36 @@ class Daemon:
         return any(_matches(g, t) for g in given for t in tokens)
 
     @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """What a browser must not do to an on-call daemon, whatever the tokens:
+
+        - DNS rebinding: on a loopback listener, a Host that is not a loopback name is
+          refused (a rebound evil.example would otherwise be same-origin with the daemon);
+        - cross-site writes: a state-changing request to a control endpoint that carries an
+          `Origin` (every browser sends one on cross-origin POST, even without CORS, and
+          `null` from sandboxed frames) must come from this host. Clients that are not
+          browsers (the CLI, curl, Alertmanager) send none and are unaffected;
+        - framing: no page may be framed (clickjacking)."""
+        if self.settings.listen.host in LOOPBACK_HOSTS:
+            name = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+            if request.host and name not in LOOPBACK_HOSTS:
+                return web.json_response(
+                    {"error": f"Host {request.host!r} is not served on a loopback listener"},
+                    status=421,
+                )
+        if request.method not in SAFE_METHODS and request.path.startswith(CONTROL_PREFIXES):
+            origin = request.headers.get("Origin")
+            if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
+                return web.json_response(
+                    {"error": f"cross-site request refused (Origin {origin!r})"}, status=403
+                )
+        response: web.StreamResponse = await handler(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @web.middleware
     async def _read_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """`api.read_token` guards every GET except the probes and the sign-in form."""
         if request.method in ("GET", "HEAD") and request.path not in OPEN_PATHS:
@@ -512,7 +546,8 @@ class Daemon:
     def build_app(self) -> web.Application:
         # aiohttp enforces the body limit while reading (413) before we buffer a huge body.
         app = web.Application(
-            client_max_size=self.settings.ingest.max_body_bytes, middlewares=[self._read_auth]
+            client_max_size=self.settings.ingest.max_body_bytes,
+            middlewares=[self._guard, self._read_auth],
         )
         app.router.add_post("/v1/events", self.post_events)
         app.router.add_post("/v1/traces", self.post_traces)

@@ -17,6 +17,7 @@ SameSite=Strict cookie), since forms and links cannot carry a bearer header.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -103,9 +104,7 @@ def add_routes(app: web.Application, host: ApiHost) -> None:
 
     async def silence_form(request: web.Request) -> web.StreamResponse:
         form = await request.post()
-        back = str(form.get("back", "/"))
-        if not back.startswith("/") or back.startswith("//"):
-            back = "/"
+        back = _safe_next(str(form.get("back", "/")))
         refused = _refuse_form(request, host, back)
         if refused is not None:
             return refused
@@ -185,13 +184,15 @@ def add_routes(app: web.Application, host: ApiHost) -> None:
 
 
 def _refuse_form(request: web.Request, host: ApiHost, back: str) -> web.StreamResponse | None:
-    """A form post from another site (CSRF), or without the write token, goes no further."""
-    for header in ("Origin", "Referer"):
-        value = request.headers.get(header)
-        if value and value != "null":
-            if urlsplit(value).netloc != request.host:
-                return web.Response(status=403, text=f"{header} is not this host: refused")
-            break
+    """A form post from another site (CSRF), or without the write token, goes no further.
+    A browser's post carries `Origin` (the app's `_guard` already refused a foreign or
+    `null` one) or at least `Referer`; a post with neither is not from our page."""
+    origin, referer = request.headers.get("Origin"), request.headers.get("Referer")
+    if origin is None and not referer:
+        return web.Response(status=403, text="no Origin or Referer: refused")
+    for value in (origin, referer):
+        if value and urlsplit(value).netloc != request.host:
+            return web.Response(status=403, text="Origin or Referer is not this host: refused")
     if not host.can_write(request):
         return see_other(f"/login?next={quote(back)}")
     return None
@@ -207,8 +208,13 @@ def _back(path: str, error: str) -> web.StreamResponse:
     return see_other(f"{path}?error={quote(error[:300])}")
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[^\s\\\x00-\x1f\x7f]*\Z")
+
+
 def _safe_next(nxt: str | None) -> str:
-    return nxt if nxt and nxt.startswith("/") and not nxt.startswith("//") else "/"
+    """A redirect target from the client, kept only if it is a path on this host: `/\\evil`
+    and `/<TAB>/evil` read as `//evil` in browsers, and CR/LF would break the header."""
+    return nxt if nxt and _LOCAL_PATH.match(nxt) else "/"
 
 
 # ---- rendering ---------------------------------------------------------------------------

@@ -69,6 +69,10 @@ def test_acknowledge_notifies_once_and_stops_reminders() -> None:
     assert ack[0].incident.acknowledged == ALICE
     assert ack[0].incident.to_record()["acknowledged"]["by"] == "alice"
     assert triggers(run_ticks(corr, T0 + 180, T0 + 3 * 3600, 60)) == []
+    # A second ack would notify every receiver again and erase who took it: refused.
+    with pytest.raises(ValueError, match="already acknowledged by alice"):
+        corr.acknowledge(inc.id, HumanAction("bob", T0 + 4 * 3600))
+    assert corr.get(inc.id).acknowledged == ALICE  # type: ignore[union-attr]
     # Unacknowledged, the same incident is reminded every 10 minutes.
     other = Correlator(policy(renotify_s=600))
     _outage(other)

@@ -213,3 +213,12 @@ def test_the_daemon_refuses_the_same_config_at_start(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "rules[0].metric: unknown metric 'latncy_p95_ms'; did you mean" in proc.stderr
+
+
+def test_a_config_that_is_not_utf8_is_one_error_naming_the_line(tmp_path: Path) -> None:
+    """Probe finding: `/-/reload` answered 500 and check-config ended in a traceback."""
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"listen: {port: 1}\n\xff\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.errors == [f"{path}:2: not UTF-8 text (byte 18)"]

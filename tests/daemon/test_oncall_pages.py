@@ -123,13 +123,20 @@ async def test_pages_show_the_incident_with_charts_forms_and_escaping(outage: An
                                headers={"Origin": host}, allow_redirects=False)  # fmt: skip
         assert ok.status == 303 and ok.headers["Location"] == f"/incidents/{rec['id']}"
         assert d.store.incident(rec["id"])["acknowledged"]["by"] == "alice"
-        bad = await client.post(url, data={"by": ""}, allow_redirects=False)
+        # A post with neither Origin nor Referer is not from our page; `null` (a sandboxed
+        # frame) is refused too (probe finding).
+        for headers in ({}, {"Origin": "null"}):
+            stray = await client.post(url, data={"by": "mallory"}, headers=headers,
+                                      allow_redirects=False)  # fmt: skip
+            assert stray.status == 403, headers
+        same = {"Origin": host}
+        bad = await client.post(url, data={"by": ""}, headers=same, allow_redirects=False)
         assert bad.status == 303 and "error=by" in bad.headers["Location"]
         snooze = url.replace("/ack", "/snooze")
-        bad = await client.post(snooze, data={"by": "alice"}, allow_redirects=False)
+        bad = await client.post(snooze, data={"by": "alice"}, headers=same, allow_redirects=False)
         assert bad.status == 303 and "error=action" in bad.headers["Location"]
 
-        sil = await client.post("/silences", allow_redirects=False, data={
+        sil = await client.post("/silences", allow_redirects=False, headers=same, data={
             "name": "feature", "value": FEATURE, "duration": "2h", "by": "alice",
             "back": f"/incidents/{rec['id']}"})  # fmt: skip
         assert sil.status == 303
@@ -137,7 +144,8 @@ async def test_pages_show_the_incident_with_charts_forms_and_escaping(outage: An
         assert made.ends_at - made.starts_at == 7200
         index = await (await client.get("/")).text()
         assert "Silences (1 active or pending)" in index
-        gone = await client.post(f"/silences/{made.id}/expire", allow_redirects=False)
+        gone = await client.post(f"/silences/{made.id}/expire", headers=same,
+                                 allow_redirects=False)  # fmt: skip
         assert gone.status == 303
         assert d.pipeline.silences.active(clock.now) == []
 
