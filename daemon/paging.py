@@ -76,7 +76,22 @@ class Paging:
     def prepare_reconfigure(self, settings: Settings) -> Callable[[], None]:
         """Receivers, routes and delivery settings from a config reload: built here (a
         failure changes nothing), swapped in one step by the returned callable.
-        `listen.public_url` stays the running one (listen settings need a restart)."""
+        `listen.public_url` stays the running one (listen settings need a restart).
+
+        A receiver that still has notifications waiting or in flight cannot be removed (or
+        renamed): they would go dead with "no receiver named ...", and an open incident's
+        page would be lost. ValueError names it; the reload changes nothing."""
+        keep = {r.name for r in settings.receivers}
+        waiting = self.outbox.unfinished_by_receiver()
+        gone = {r: n for r, n in waiting.items() if r not in keep}
+        if gone:
+            raise ValueError(
+                "; ".join(
+                    f"receiver {r!r} has {n} notification(s) waiting or in flight: keep it in "
+                    "the config until they are delivered"
+                    for r, n in sorted(gone.items())
+                )
+            )
         router = Router(settings.receivers, settings.routes)
         senders = build_senders(
             settings.receivers,

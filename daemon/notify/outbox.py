@@ -399,6 +399,16 @@ class Outbox:
         ).fetchone()
         return int(n)
 
+    def unfinished_by_receiver(self) -> dict[str, int]:
+        """Notifications pending or in flight, per receiver."""
+        return {
+            r: int(n)
+            for r, n in self.conn.execute(
+                "SELECT receiver, COUNT(*) FROM notify_outbox"
+                " WHERE state IN ('pending', 'inflight') GROUP BY receiver"
+            )
+        }
+
     def depth_by_receiver(self) -> dict[str, int]:
         return {
             r: int(n)

@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 import yaml
 
+from config.settings import load_settings
+from daemon.app import Daemon
 from tests.conftest import DaemonProcess, start_daemon
 from tests.e2e.harness import http, metrics, stop, wait_for
 
@@ -257,3 +259,30 @@ def test_reconfigure_keeps_unchanged_detectors_and_clears_dropped_firing_ones() 
     assert latency.slots[0][1] is not before_latency and not latency.slots[0][1].firing
     # Config silences are replaced, not added to: still one.
     assert [s.id for s in pipe.silences.list()] == ["cfg-0"]
+
+
+def test_a_reload_that_drops_a_receiver_with_pages_waiting_keeps_the_old_config(
+    tmp_path: Path,
+) -> None:
+    """Probe finding: renaming a receiver while its page waited made the page go dead with
+    "no receiver named 'hook'". Now the reload is refused, naming it, and nothing changes."""
+    cfg = tmp_path / "config.yaml"
+
+    def config(name: str) -> None:
+        cfg.write_text(yaml.safe_dump({
+            "state": {"path": str(tmp_path / "state.db")},
+            "receivers": [{"name": name, "type": "webhook", "url": "http://127.0.0.1:9/x"}],
+            "routes": [{"receiver": name}],
+        }))  # fmt: skip
+
+    config("hook")
+    daemon = Daemon(load_settings(cfg), config_path=str(cfg))
+    try:
+        daemon.paging.test_page("hook", "probe")  # a trigger and a resolve wait for 'hook'
+        config("hook2")
+        answer = daemon.reload_config("test")
+        assert answer["status"] == "error", answer
+        assert "receiver 'hook' has 2 notification(s) waiting" in " ".join(answer["errors"])
+        assert daemon.paging.receiver_names() == ["hook"]
+    finally:
+        daemon.store.close()
