@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import http.client
 import json
 import os
 import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from datetime import datetime
@@ -109,6 +111,13 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One request to the daemon; the parsed JSON answer, or ClientError with its message."""
+    base = urllib.parse.urlsplit(args.url)
+    if (
+        base.scheme not in ("http", "https")
+        or not base.netloc
+        or any(c.isspace() for c in args.url)
+    ):
+        raise ClientError(f"--url: {args.url!r} is not an http(s) URL like http://127.0.0.1:9477")
     url = args.url.rstrip("/") + path
     data = None if body is None else json.dumps(body).encode()
     headers = {"Accept": "application/json"}
@@ -116,6 +125,8 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
         headers["Content-Type"] = "application/json"
     token = _token(args)
     if token:
+        if any(c in token for c in "\r\n") or not token.isprintable():
+            raise ClientError("the token has a line break or a control character in it")
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
@@ -134,6 +145,8 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClientError(f"cannot reach the daemon at {args.url}: {reason}") from None
+    except (ValueError, http.client.HTTPException) as exc:  # e.g. InvalidURL, a bad port
+        raise ClientError(f"--url {args.url!r}: {exc}") from None
 
 
 # ---- output -------------------------------------------------------------------------------
