@@ -352,14 +352,17 @@ class Daemon:
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """What a browser must not do to an on-call daemon, whatever the tokens:
 
-        - DNS rebinding: on a loopback listener, a Host that is not a loopback name is
-          refused (a rebound evil.example would otherwise be same-origin with the daemon);
+        - DNS rebinding: on a loopback listener, a browser's request (it carries
+          `Sec-Fetch-Mode` or `Origin`) with a Host that is not a loopback name is refused (a
+          rebound evil.example would otherwise be same-origin with the daemon); other
+          clients may name the host as they like;
         - cross-site writes: a state-changing request to a control endpoint that carries an
           `Origin` (every browser sends one on cross-origin POST, even without CORS, and
           `null` from sandboxed frames) must come from this host. Clients that are not
           browsers (the CLI, curl, Alertmanager) send none and are unaffected;
         - framing: no page may be framed (clickjacking)."""
-        if self.settings.listen.host in LOOPBACK_HOSTS:
+        browser = "Sec-Fetch-Mode" in request.headers or "Origin" in request.headers
+        if browser and self.settings.listen.host in LOOPBACK_HOSTS:
             name = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
             if request.host and name not in LOOPBACK_HOSTS:
                 return web.json_response(
