@@ -36,6 +36,9 @@ LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100
 # Control characters (C0, DEL, C1) in a silence's id or matchers: they would end up in logs,
 # pages and the API's answers, and no real label name or value has them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Bidirectional overrides and isolates: U+202E can make "alice" read as "ecila" (or worse)
+# in Slack and on the pages; a person's name does not need them.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _limit(value: str | None) -> int:
@@ -154,8 +157,16 @@ def act_on_incident(
     change and the notifications it causes commit together (`handle`), as for any update."""
     if verb not in VERBS:
         return 404, {"error": f"action: one of {', '.join(VERBS)}"}
-    if not isinstance(by, str) or not by.strip() or len(by) > MAX_BY or _CONTROL.search(by):
-        return 400, {"error": f"by: a name of 1 to {MAX_BY} characters, no control characters"}
+    if (
+        not isinstance(by, str)
+        or not by.strip()
+        or len(by) > MAX_BY
+        or _CONTROL.search(by)
+        or _BIDI.search(by)
+    ):
+        return 400, {
+            "error": f"by: a name of 1 to {MAX_BY} characters, no control or bidi characters"
+        }
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         return 400, {"error": f"comment: a string of at most {MAX_COMMENT} characters"}
     if _CONTROL.search(comment.replace("\n", "").replace("\r", "")):

@@ -308,6 +308,8 @@ def parse_matcher(text: str) -> dict[str, Any]:
             f"matcher {text!r}: expected name=value, name!=value, name=~regex or name!~regex"
         )
     name, op, value = m.groups()
+    if op == "=" and value.startswith("="):  # `name==x`: a typo, not the value "=x"
+        raise ClientError(f"matcher {text!r}: '==' is not an operator; write {name}={value[1:]}")
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         value = value[1:-1]
     return {"name": name, "value": value, "is_regex": "~" in op, "is_equal": op[0] != "!"}

@@ -21,7 +21,7 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from html import escape
+from html import escape, unescape
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -465,7 +465,7 @@ def _incident_body(
            f"<th>attempts</th><th>last error</th></tr>{notes}</table>"
            if notes else "<p><em>none sent</em></p>")
         + f"<h2>Post-mortem draft</h2><p><a href='/api/v1/incidents/{iid}/postmortem'>"
-        f"Markdown</a></p><pre>{e(postmortem)}</pre>"
+        f"Markdown</a></p><pre>{e(unescape(postmortem))}</pre>"
     )  # fmt: skip
 
 

@@ -33,3 +33,12 @@ def test_bad_url_or_token_is_one_line_and_exit_1(url: str, token: str | None, sa
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_double_equals_matcher_is_an_error_not_the_value_with_an_equals_sign() -> None:
+    from daemon.client import ClientError, parse_matcher
+
+    with pytest.raises(ClientError, match="'==' is not an operator; write feature=x"):
+        parse_matcher("feature==x")
+    assert parse_matcher("feature=x")["value"] == "x"
+    assert parse_matcher("feature=~a=b")["value"] == "a=b"

@@ -94,3 +94,16 @@ def test_redirect_targets_stay_on_this_host(target: str, kept: bool) -> None:
     assert (_safe_next(target) == target) is kept
     if not kept:
         assert _safe_next(target) == "/"
+
+
+@pytest.mark.asyncio
+async def test_a_name_with_a_bidi_override_is_refused(tmp_path: Path) -> None:
+    """U+202E makes a name read backwards in Slack and on the pages (probe finding)."""
+    daemon, client = await client_for(tmp_path)
+    try:
+        resp = await client.post("/api/v1/incidents/inc-x/ack", json={"by": "al\u202eice"})
+        assert resp.status == 400
+        assert "bidi" in (await resp.json())["error"]
+    finally:
+        await client.close()
+        daemon.store.close()
