@@ -194,6 +194,8 @@ def _refuse_form(request: web.Request, host: ApiHost, back: str) -> web.StreamRe
         if value and urlsplit(value).netloc != request.host:
             return web.Response(status=403, text="Origin or Referer is not this host: refused")
     if not host.can_write(request):
+        if host.can_read(request):  # signed in, with a token that may only read
+            return _back(back, "this needs the write token (ingest.token): sign in with it")
         return see_other(f"/login?next={quote(back)}")
     return None
 

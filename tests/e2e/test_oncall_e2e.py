@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -216,6 +217,16 @@ def test_read_token_guards_gets_and_open_listener_warns(tmp_path: Path) -> None:
         no = cli(d, "silence", "add", "feature=x", token="r34d-t0ken")
         assert no.returncode == 1 and "401" in no.stderr
         assert cli(d, "silence", "add", "feature=x", token="wr1te-t0ken").returncode == 0
+        # Signed in with the read token, a form post says a write token is needed instead of
+        # sending the browser back to /login in a loop (probe finding).
+        form = urllib.request.Request(
+            d.url + "/silences", method="POST",
+            data=b"name=feature&value=x&duration=1h&by=alice&back=/",
+            headers={"Origin": d.url, "Authorization": "Bearer r34d-t0ken",
+                     "Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        with urllib.request.urlopen(form, timeout=5) as resp:
+            assert "/login" not in resp.url and "needs the write token" in unquote(resp.url)
         assert "listening_without_token" not in d.log()
     finally:
         stop(d)
