@@ -376,9 +376,10 @@ class Daemon:
                     {"error": f"cross-site request refused (Origin {origin!r})"}, status=403
                 )
         response: web.StreamResponse = await handler(request)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not response.prepared:  # a 408 for a slow body is written by its handler
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
     @web.middleware
