@@ -1161,7 +1161,7 @@ class Aggregator:
         out: list[tuple[float, float, int]] = []
         width = per_bin * self.tick_s
         for g in sorted(grouped):
-            point = _bin_value(grouped[g], metric, width)
+            point = _bin_value(grouped[g], metric)
             if point is not None:
                 out.append((g * width, point[0], point[1]))
         return out
@@ -1198,6 +1198,7 @@ class Aggregator:
             if metric == "availability":
                 top = n - top  # failed → ok
             elif metric == "throughput_rpm":
+                # Counts per bin: weight 1 each (a Poisson count is its own observation).
                 out.append((g * width, n * 60.0 / width, 1))
                 continue
             out.append((g * width, float(top) / n, int(n)))
@@ -1235,15 +1236,16 @@ class Aggregator:
                 feat.label_blocks[blk] = merged
             for lname, values in merged.items():
                 for value, counts in values.items():
-                    self._merge_label(out, lname, value, counts)
+                    self._count_label(out, lname, value, counts, count_capped=False)
         self._merge_buckets(out, feat, last * LABEL_BLOCK, hi)
         return LabelStats(out)
 
     def _merge_buckets(
         self, out: dict[str, dict[str, list[float]]], feat: _Feature, lo: int, hi: int
     ) -> None:
-        """Add the label counters of buckets [lo, hi) to `out`."""
-        merge = self._merge_label
+        """Add the label counters of buckets [lo, hi) to `out` (folded under the caps again,
+        as `_compact` folds a bucket's sets; counted there already, so not counted here)."""
+        count = self._count_label
         for k in range(lo, hi):
             b = feat.buckets.get(k)
             if b is None:
@@ -1253,29 +1255,11 @@ class Aggregator:
                     continue
                 for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
                     if value:
-                        merge(out, lname, value, counts)
+                        count(out, lname, value, counts, False)
             for lname, values in b.labels.items():
                 for value, counts in values.items():
                     if counts[0]:
-                        merge(out, lname, value, counts)
-
-    def _merge_label(
-        self, out: dict[str, dict[str, list[float]]], lname: str, value: str, counts: list[float]
-    ) -> None:
-        """out[lname][value] += counts, within the label-name and label-value caps."""
-        acc = out.get(lname)
-        if acc is None:
-            if len(out) >= self.limits.label_names + len(_HEAD_NAMES):
-                return
-            acc = out[lname] = {}
-        if value not in acc and len(acc) >= self.max_label_values - 1:
-            value = OTHER
-        cur = acc.get(value)
-        if cur is None:
-            acc[value] = list(counts)
-        else:
-            for k, c in enumerate(counts):
-                cur[k] += c
+                        count(out, lname, value, counts, False)
 
     def label_counts(
         self, feature: str, start: float, end: float, bad_only: bool = False
@@ -1445,8 +1429,8 @@ _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0
 
 
 def _history_fields(metric: str) -> tuple[str, str] | None:
-    """(numerator, denominator) bucket counters of a metric `_bin_value` computes as a
-    ratio of two sums; None for quantiles, spreads and scores."""
+    """(numerator, denominator) bucket counters of a metric that is a ratio of two sums
+    (`Aggregator._history_ratio`); None for quantiles, spreads and scores (`_bin_value`)."""
     if metric in _RATIOS:
         return _RATIOS[metric]
     if metric == "availability":
@@ -1456,17 +1440,9 @@ def _history_fields(metric: str) -> tuple[str, str] | None:
     return None
 
 
-def _bin_value(b: _Bucket, metric: str, width: float) -> tuple[float, int] | None:
-    """(value, n) of one metric over one merged bin, as `_call_samples` computes it."""
-    if metric in _RATIOS:
-        num, den = _RATIOS[metric]
-        n = int(getattr(b, den))
-        return (float(getattr(b, num)) / n, n) if n else None
-    if metric == "availability":
-        return ((b.calls - b.failed) / b.calls, b.calls) if b.calls else None
-    if metric == "throughput_rpm":
-        # Counts per bin: weight 1 each (a Poisson count is its own observation).
-        return (b.calls * 60.0 / width, 1) if b.calls else None
+def _bin_value(b: _Bucket, metric: str) -> tuple[float, int] | None:
+    """(value, n) over one merged bin, as `_call_samples` computes it, for the metrics that
+    are not a ratio of two counters (those are `_history_fields`)."""
     if metric in _QUANTILES:
         ok_n = sum(b.latency.values())
         if not ok_n:
