@@ -358,7 +358,7 @@ class Pipeline:
                     self.counters.count_unused(unused)
                     continue
                 sample = Sample(ts, ev.feature, ev.layer, ev.name, float(ev.value), None)
-                out.extend(self._observe(sample))
+                self._observe(sample, out)
             if ts > self._last_data_ts:
                 self._last_data_ts = ts
         return out
@@ -441,11 +441,8 @@ class Pipeline:
         except Exception as exc:  # counted and logged; the next tick retries
             self.errors.record(self.log, "correlator_tick", "*", "*", exc, now)
 
-    def _observe(self, sample: Sample, out: TickOutput | None = None) -> TickOutput:
-        """Feed one sample to its series' detectors; what they emit is added to `out` (a
-        new `TickOutput` when none is given), which is returned."""
-        if out is None:
-            out = TickOutput()
+    def _observe(self, sample: Sample, out: TickOutput) -> None:
+        """Feed one sample to its series' detectors; what they emit is added to `out`."""
         key = (sample.feature, sample.metric, sample.series)
         self.latest[key] = sample
         watch = self._watches.get(key)
@@ -488,7 +485,6 @@ class Pipeline:
             self._emit(out, sample, rule, det.kind, tr)
         if not sample.series and sample.ts >= watch.next_history_ts:
             self._remember(sample, watch)
-        return out
 
     def _remember(self, sample: Sample, watch: _Watch) -> None:
         """Keep the first sample of each minute with its baseline, for the incident page's
