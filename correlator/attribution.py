@@ -8,13 +8,26 @@ comes back after a rollback would look new. "Before" is the hour that ends at th
 
 Two questions per label (prompt_version, model_version, model, segment, experiment, ...):
 
-- **new value** (a rollout): did the value (nearly) not exist before — share below
-  `NEW_VALUE_MAX_BASELINE` — and does it hold a significantly larger share of the traffic
-  after? Two-proportion z test of its share after against before. A new prompt or model
-  version rolled out to everyone is the prime suspect, whatever the anomalous events say.
-- **moved** (a fault in part of the traffic): did the anomalous rate (errors, refusals,
-  malformed outputs, scores below their running mean — the per-event flags the aggregator
-  keeps per label value) rise within this value more than in the rest of the traffic?
+- **new value** (a rollout): did the value not exist before, and does it hold a
+  significantly large share of the traffic since? The pipeline keeps a catalog of when each
+  label value was first seen (`FeatureContext.rollouts`): a value first seen within the
+  change lookback before the start is tested, its share of all events from its first
+  appearance against 0 in the hour before it (two-proportion z test). The split is at the
+  value's own appearance, not at `started_at` (it must carry at least `ROLLOUT_MIN_SHARE`
+  of the events since, and have appeared near the start: `correlator._rollouts_near`), so an
+  estimate a few minutes late (the
+  change-point search found nothing and the start is the detection) still sees the rollout,
+  and a version that comes back after a rollback, known to the catalog from before, is never
+  new. Without a catalog (`rollouts` None) the share after the start is tested against the
+  hour before it, a value being new when that share was below `NEW_VALUE_MAX_BASELINE`.
+  A new prompt or model version rolled out to everyone is the prime suspect, whatever the
+  anomalous events say.
+- **moved** (a fault in part of the traffic): did the anomalous rate of calls (errors,
+  refusals, malformed outputs — the per-call flags the aggregator keeps per label value)
+  rise within this value more than in the rest of the traffic? When the incident has a
+  quality signal, the same on the share of scores below their running mean (`metric:
+  "quality"`), counted apart from calls: pooled, a value that gets more scores per call
+  looked worse whenever the calls' error rate moved (a 429 storm named a segment).
   Difference in differences, (rate after − before within the value) − (the same for the
   rest), over its standard error. A provider outage raises every segment alike: nothing
   stands out, nothing is named.
@@ -35,15 +48,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 from correlator.incident import Attribution
-from correlator.records import FeatureContext, LabelCounts
+from correlator.records import FeatureContext, LabelCounts, rfc3339
 
 OTHER = "__other__"
 _Counts = Mapping[str, int]
 NEW_VALUE_MAX_BASELINE = 0.01
+ROLLOUT_MIN_SHARE = 0.5
+"""A value first seen shortly before an incident is its prime suspect by timing alone only
+when it carries most of the traffic since (a rollout); a canary or an experiment arm on part
+of the traffic is named when the metric moved within it (the "moved" tests), else an arm
+started an hour before a quality decline would be blamed for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +95,25 @@ def attribute(
     top: int = 3,
     alpha: float = 0.01,
     lengths: int = 0,
+    scores: bool = False,
 ) -> tuple[Attribution, ...]:
     """Label values that changed at `ctx.start`, with their numbers; () when none did.
 
     `min_support`: events a value needs after the start to be tested; `min_delta`: the
     smallest share gain a new value needs (a value at 0.5% of traffic is not a rollout);
     `lengths`: +1 / -1 also tests the output length per value for a rise / fall (the
-    incident has an output-size signal that went that way); 0 does not.
+    incident has an output-size signal that went that way); 0 does not. `scores`: also test
+    the low-score rate per value (the incident has a quality signal).
     """
     labels = sorted(set(ctx.all_labels) | set(ctx.baseline_labels))
     tests: list[tuple[str, str, str]] = []  # (kind, label, value), to count for Bonferroni
+    # With the pipeline's catalog of values, "new" means first seen within the lookback
+    # (`_rollout`); a value the catalog knows from before is never new, however absent it
+    # was in the hour before the start (a version back after a rollback).
+    rollouts = {(r.label, r.value): r for r in ctx.rollouts or ()}
+    for r in rollouts.values():
+        if r.value != OTHER and r.count_after >= min_support:
+            tests.append(("rollout", r.label, r.value))
     per_label: list[tuple[str, _Counts, _Counts, _Counts, _Counts]] = []
     for label in labels:
         after = _values(ctx.all_labels, label)
@@ -97,15 +124,43 @@ def attribute(
         for value in sorted(after):
             if value == OTHER or after[value] < min_support:
                 continue
-            tests.append(("new", label, value))
+            if ctx.rollouts is None:
+                tests.append(("new", label, value))
             tests.append(("moved", label, value))
             if lengths:
                 tests.append(("length", label, value))
+    score_labels: list[tuple[str, _Counts, _Counts, _Counts, _Counts]] = []
+    if scores:
+        for label in sorted(set(ctx.score_labels) | set(ctx.baseline_score_labels)):
+            s_after = _values(ctx.score_labels, label)
+            score_labels.append(
+                (
+                    label,
+                    s_after,
+                    _values(ctx.baseline_score_labels, label),
+                    _values(ctx.low_score_labels, label),
+                    _values(ctx.baseline_low_score_labels, label),
+                )
+            )
+            for value in sorted(s_after):
+                if value != OTHER and s_after[value] >= min_support:
+                    tests.append(("low_scores", label, value))
     if not tests:
         return ()
     z_crit = NormalDist().inv_cdf(1.0 - alpha / len(tests))
 
     found: dict[tuple[str, str], _Candidate] = {}
+    for (label, value), r in rollouts.items():
+        if value == OTHER or r.count_after < min_support:
+            continue
+        if r.count_after < ROLLOUT_MIN_SHARE * r.events_after:
+            continue  # a canary or an experiment arm: a suspect only if it moved (below)
+        cand = _new_value(
+            label, value, r.count_after, r.events_after, 0, r.events_before, z_crit, min_delta
+        )
+        if cand is not None:
+            attr = replace(cand.attr, first_seen=rfc3339(r.first_seen))
+            found[(label, value)] = _Candidate(cand.rank, cand.z, attr)
     for label, after, before, bad_after, bad_before in per_label:
         n_a, n_b = _total(after), _total(before)
         nb_a, nb_b = _total(bad_after), _total(bad_before)
@@ -115,7 +170,9 @@ def attribute(
                 continue
             k_b = before.get(value, 0)
             for cand in (
-                _new_value(label, value, k_a, n_a, k_b, n_b, z_crit, min_delta),
+                None
+                if ctx.rollouts is not None
+                else _new_value(label, value, k_a, n_a, k_b, n_b, z_crit, min_delta),
                 _moved(
                     label,
                     value,
@@ -141,6 +198,28 @@ def attribute(
                 cur = found.get((label, value))
                 if cur is None or (cand.rank, -cand.z) < (cur.rank, -cur.z):
                     found[(label, value)] = cand
+    for label, after, before, bad_after, bad_before in score_labels:
+        n_a, n_b = _total(after), _total(before)
+        nb_a, nb_b = _total(bad_after), _total(bad_before)
+        for value in sorted(after):
+            k_a = after[value]
+            if value == OTHER or k_a < min_support:
+                continue
+            k_b = before.get(value, 0)
+            cand = _moved(
+                label,
+                value,
+                (k_a, n_a, bad_after.get(value, 0), nb_a),
+                (k_b, n_b, bad_before.get(value, 0), nb_b),
+                z_crit,
+                min_support,
+            )
+            if cand is None:
+                continue
+            cand = _Candidate(cand.rank, cand.z, replace(cand.attr, metric="quality"))
+            cur = found.get((label, value))
+            if cur is None or (cand.rank, -cand.z) < (cur.rank, -cur.z):
+                found[(label, value)] = cand
     order = sorted(found.items(), key=lambda kv: (kv[1].rank, -kv[1].z, kv[0]))
     return tuple(c.attr for _, c in order[:top])
 

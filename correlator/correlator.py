@@ -853,6 +853,7 @@ class Correlator:
         # Attribution follows the anomalous traffic while it lasts; once every member has
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
+            ctx = _rollouts_near(inc, ctx, start, p.change_lookback_s)
             inc.attribution = attribute(
                 _held_baseline(inc, ctx),
                 p.attribution_min_support,
@@ -860,7 +861,12 @@ class Correlator:
                 p.attribution_top,
                 p.attribution_alpha,
                 lengths=_output_size_direction(inc),
+                scores=any(m.layer == "quality" for m in inc.members.values()),
             )
+            moved = _start_at_rollout(inc, start, ctx)
+            if moved != start:
+                start = moved
+                self._attach_changes(inc, start, now)
         signals = inc.member_snapshots()
         res = triage(
             signals,
@@ -1003,6 +1009,43 @@ def _held_baseline(inc: _Inc, ctx: FeatureContext) -> FeatureContext:
         inc.baseline_labels = _copy_counts(fresh)
         return ctx
     return replace(ctx, baseline_labels=held)
+
+
+ROLLOUT_SLACK_S = 1800.0
+"""How long before a change-point start a rollout may have begun and still be its suspect:
+detectors that found the change point saw the metric move then, not an hour later."""
+
+
+def _rollouts_near(inc: _Inc, ctx: FeatureContext, start: float, lookback: float) -> FeatureContext:
+    """The context with only the rollouts that can explain this incident's start.
+
+    When the start is a change point, the metric moved then: a value first seen more than
+    `ROLLOUT_SLACK_S` earlier had been carrying traffic without harm (a benign prompt change
+    an hour before a provider outage is no suspect). When the start is only the detection
+    (a quality detector can fire an hour after a silent model switch), the whole change
+    lookback stays open."""
+    if ctx.rollouts is None:
+        return ctx
+    est = inc.start_estimate
+    slack = ROLLOUT_SLACK_S if est is not None and est.basis == "changepoint" else lookback
+    near = tuple(r for r in ctx.rollouts if r.first_seen >= start - slack)
+    return ctx if len(near) == len(ctx.rollouts) else replace(ctx, rollouts=near)
+
+
+def _start_at_rollout(inc: _Inc, start: float, ctx: FeatureContext) -> float:
+    """When attribution's prime suspect is a rollout first seen before the estimated start,
+    the incident started with it (basis "rollout"): the detector's estimate was late, and
+    changes are attached from that moment."""
+    top = inc.attribution[0] if inc.attribution else None
+    if top is None or top.basis != "new_value" or not ctx.rollouts:
+        return start
+    seen = [r.first_seen for r in ctx.rollouts if (r.label, r.value) == (top.label, top.value)]
+    if not seen or seen[0] >= start:
+        return start
+    first = seen[0]
+    metric = inc.start_estimate.metric if inc.start_estimate else top.label
+    inc.started_at, inc.start_estimate = first, StartEstimate("rollout", metric)
+    return first
 
 
 OUTPUT_SIZE_METRICS = ("output_length_mean", "output_tokens_per_request")

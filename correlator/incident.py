@@ -130,7 +130,9 @@ class Attribution:
     of the traffic after; `z` the test statistic; `n` the value's events after the start.
     For a value whose output length moved (`metric: "output_length"`), `mean_after`,
     `mean_before` and `rest_mean_after` are mean output characters instead of rates, and
-    `anomalous_share` is its share of all traffic after the start.
+    `anomalous_share` is its share of all traffic after the start. A "new_value" found in
+    the daemon's catalog of label values carries `first_seen` (RFC 3339), when the value
+    first appeared; its shares are then after and before that moment.
     """
 
     label: str
@@ -148,6 +150,7 @@ class Attribution:
     mean_after: float | None = None
     mean_before: float | None = None
     rest_mean_after: float | None = None
+    first_seen: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -189,6 +192,7 @@ class Attribution:
             opt("mean_after"),
             opt("mean_before"),
             opt("rest_mean_after"),
+            None if d.get("first_seen") is None else str(d["first_seen"]),
         )
 
 
@@ -203,6 +207,7 @@ _OPTIONAL = (
     "mean_after",
     "mean_before",
     "rest_mean_after",
+    "first_seen",
 )
 
 
@@ -211,12 +216,14 @@ class StartEstimate:
     """How `started_at` was estimated (record field `start_estimate`, an extension).
 
     `basis`: "changepoint" (the search in `correlator.changepoint` found a significant change
-    in `metric` of the earliest member signal) or "detection" (it did not, or there was no
-    history: the start is that signal's onset). For a change point, `shape` (step, ramp,
-    pulse), the levels `before` / `after`, and the statistic against its threshold.
+    in `metric` of the earliest member signal), "detection" (it did not, or there was no
+    history: the start is that signal's onset), or "rollout" (attribution's prime suspect is
+    a label value first seen before either: the start is its first appearance). For a change
+    point, `shape` (step, ramp, pulse), the levels `before` / `after`, and the statistic
+    against its threshold.
     """
 
-    basis: Literal["changepoint", "detection"]
+    basis: Literal["changepoint", "detection", "rollout"]
     metric: str
     shape: str | None = None
     before: float | None = None
@@ -237,7 +244,7 @@ class StartEstimate:
     @classmethod
     def from_record(cls, d: dict[str, Any]) -> StartEstimate:
         basis = d.get("basis")
-        if basis not in ("changepoint", "detection"):
+        if basis not in ("changepoint", "detection", "rollout"):
             raise ValueError(f"start_estimate basis {basis!r}")
 
         def opt(name: str) -> float | None:

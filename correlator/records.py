@@ -100,6 +100,25 @@ LabelCounts = Mapping[str, Mapping[str, int]]
 LabelSums = Mapping[str, Mapping[str, tuple[int, float, int]]]
 """label name → value → (sum, sum of squares, n) of the output characters of its calls."""
 
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """A label value the feature showed for the first time shortly before an incident.
+
+    `events_before`: events of the feature in the hour before `first_seen` (the value had
+    none: it did not exist); `events_after` / `count_after`: all events and this value's
+    events from `first_seen` to now. The catalog behind it remembers values for the life of
+    the daemon, so a version that comes back after a rollback is old, not new.
+    """
+
+    label: str
+    value: str
+    first_seen: float
+    events_before: int
+    count_after: int
+    events_after: int
+
+
 HistoryFn = Callable[[str, str, float, float], Sequence[tuple[float, float, float]]]
 """(metric, series, start, end) → the metric per bin over [start, end): (bin start, value, n).
 The pipeline's read of its retained buckets, for the change-point search; empty when the
@@ -111,12 +130,14 @@ class FeatureContext:
     """What the pipeline knows about a feature around an incident, handed to the correlator.
 
     The span is split at `start` (the incident's estimated start, `started_at`): `bad_labels`
-    count the label values of anomalous traffic (failed, refused or malformed calls, and
-    scores below their baseline) from `start` on; `all_labels` count all traffic over the same
-    span; `baseline_labels` and `baseline_bad_labels` count all and anomalous traffic over the
-    hour before `start`; `lengths` and `baseline_lengths` hold the output length per label
-    value over the same two spans. `history` reads a metric's recent bins (see `HistoryFn`);
-    None when the caller keeps none.
+    count the label values of anomalous calls (failed, refused or malformed) from `start` on;
+    `all_labels` count all calls over the same span; `score_labels` and `low_score_labels`
+    the scores and those below their running mean (apart from calls: a value with more scores
+    per call would otherwise look worse whenever the error rate moved); the `baseline_*`
+    counts are the same over the hour before `start`; `lengths` and `baseline_lengths` hold
+    the output length per label value over the same two spans; `rollouts` the values that
+    first appeared within the change lookback before `start`. `history` reads a metric's
+    recent bins (see `HistoryFn`); None when the caller keeps none.
     """
 
     feature: str
@@ -127,5 +148,12 @@ class FeatureContext:
     baseline_bad_labels: LabelCounts = field(default_factory=dict)
     lengths: LabelSums = field(default_factory=dict)
     baseline_lengths: LabelSums = field(default_factory=dict)
+    score_labels: LabelCounts = field(default_factory=dict)
+    low_score_labels: LabelCounts = field(default_factory=dict)
+    baseline_score_labels: LabelCounts = field(default_factory=dict)
+    baseline_low_score_labels: LabelCounts = field(default_factory=dict)
     history: HistoryFn | None = None
     start: float | None = None
+    # Values first seen within the change lookback before `start` (None: the pipeline keeps
+    # no catalog, and attribution falls back to comparing shares across `start`).
+    rollouts: tuple[Rollout, ...] | None = None

@@ -28,7 +28,14 @@ from correlator import (
     Silence,
     SilenceMuter,
 )
-from correlator.records import ChangeRecord, FeatureContext, HistoryFn, MetricSnapshot, Signal
+from correlator.records import (
+    ChangeRecord,
+    FeatureContext,
+    HistoryFn,
+    MetricSnapshot,
+    Rollout,
+    Signal,
+)
 from daemon.ingest.events import Change, Event, LlmCall, MetricEvent, Score
 from daemon.layers.aggregator import Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
@@ -615,9 +622,31 @@ class Pipeline:
             baseline_bad_labels=before.bad(),
             lengths=after.lengths(),
             baseline_lengths=before.lengths(),
+            score_labels=after.scores(),
+            low_score_labels=after.low_scores(),
+            baseline_score_labels=before.scores(),
+            baseline_low_score_labels=before.low_scores(),
             history=self._history(feature),
             start=onset,
+            rollouts=self._rollouts(feature, onset, end),
         )
+
+    def _rollouts(self, feature: str, onset: float, end: float) -> tuple[Rollout, ...]:
+        """Values first seen within the change lookback before `onset` (a detector that
+        fires an hour after a silent model switch still sees the switch), with the events
+        around their first appearance, and from it to its last, for attribution's test."""
+        agg = self.aggregator
+        out = []
+        since = onset - self.policy.change_lookback_s
+        for label, value, first, last, before in agg.new_values(feature, since):
+            if first >= end:
+                continue
+            # While the value lived: traffic after a rollback would dilute its share.
+            after = agg.label_stats(feature, first, min(end, last + agg.tick_s)).events()
+            events_after = max((sum(v.values()) for v in after.values()), default=0)
+            count = after.get(label, {}).get(value, 0)
+            out.append(Rollout(label, value, first, before, count, events_after))
+        return tuple(out)
 
     def _history(self, feature: str) -> HistoryFn:
         """The change-point search's read of the retained buckets (whole-feature series only:

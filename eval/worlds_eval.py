@@ -16,7 +16,12 @@ Scoring (the definitions the doc repeats):
   was told anything new.
 - time to detect: that notification's time minus the fault's start.
 - triage: the detecting incident's domain equals the expected one; attribution: the expected
-  (label, value) is among the incident's suspects.
+  (label, value) is the incident's first suspect (the report also gives "among the
+  suspects"), and outages, 429 storms and retrieval drift name nothing.
+- estimated start: the detecting incident's `started_at` against the true start (within 5
+  min for steps, 15 min for the slow decline's ramp).
+- swallowed: a must-page fault not paged while an incident of its feature that opened before
+  the fault was open and took signals that fired in the fault's span.
 - incidents per fault: non-watch incidents of the feature opened in the same span.
 - false page: a critical notification that falls in no injection's span on its feature; a
   decoy page: one that falls in a decoy's span (permanent decoys: their first 2 h).
@@ -266,6 +271,10 @@ def _replay_seconds(summary: list[str]) -> float:
     return 0.0
 
 
+NAMES_NOTHING = ("provider_outage", "rate_limit_storm", "retrieval_drift")
+"""Fault kinds whose incident must name no label value (issue 11): every value moved alike."""
+
+
 def score_world(
     world: World,
     incidents: list[dict[str, Any]],
@@ -299,6 +308,15 @@ def score_world(
             and (r["resolved_at"] is None or _ts(r["resolved_at"]) >= lo)
         ]  # fmt: skip
         attr = first[2]["attribution"] if first else []
+        started = first[2].get("started_at") if first else None
+        # Swallowed: not paged while an incident of the feature opened before the fault was
+        # still open and took signals that fired inside the fault's span.
+        swallowed = first is None and any(
+            r["feature"] == t.feature and _ts(r["opened_at"]) < lo
+            and (r["resolved_at"] is None or _ts(r["resolved_at"]) > lo)
+            and any(lo <= _ts(s["onset"]) <= hi for s in r["signals"])
+            for r in incidents
+        )  # fmt: skip
         entry = {
             "seed": world.seed, "kind": t.kind, "feature": t.feature, "rpm": rpm[t.feature],
             "band": band_of(rpm[t.feature]), "is_fault": t.is_fault, "must_page": t.must_page,
@@ -311,6 +329,13 @@ def score_world(
                 any([a["label"], a["value"]] == list(t.attribution) for a in attr)
                 if t.attribution and first else None
             ),
+            "attribution_first": (
+                bool(attr) and [attr[0]["label"], attr[0]["value"]] == list(t.attribution)
+                if t.attribution and first else None
+            ),
+            "start_error_s": _ts(started) - t.start if started else None,
+            "ramp": "ramp_s" in t.magnitude,
+            "swallowed": swallowed,
             "suspects": [f"{a['label']}={a['value']}" for a in attr],
             "incidents": len(opened),
             "near": [
@@ -382,7 +407,7 @@ def _row(entries: list[dict[str, Any]]) -> str:
     ttd = [e["ttd_s"] for e in det]
     triage = sum(1 for e in det if e["domain"] == e["expected_domain"])
     with_attr = [e for e in det if e["attribution_expected"]]
-    attr = sum(1 for e in with_attr if e["attribution_hit"])
+    attr = sum(1 for e in with_attr if e.get("attribution_first", e["attribution_hit"]))
     inc = statistics.mean(e["incidents"] for e in entries) if entries else 0.0
     naive = sum(1 for e in entries if e["naive_detected"])
     return (
@@ -437,6 +462,17 @@ def report(label: str, seeds: tuple[int, ...], results: list[dict[str, Any]], da
     for r in results:
         firing.update(r["clean_firing"])
     total_firing = sum(firing.values())
+    det = [e for e in faults if e["detected"]]
+    named = [e for e in det if e["attribution_expected"]]
+    among = sum(1 for e in named if e["attribution_hit"])
+    first = sum(1 for e in named if e.get("attribution_first", e["attribution_hit"]))
+    quiet = [e for e in det if e["kind"] in NAMES_NOTHING]
+    quiet_ok = sum(1 for e in quiet if not e["suspects"])
+    steps = [abs(e["start_error_s"]) for e in det if not e.get("ramp") and
+             e.get("start_error_s") is not None]  # fmt: skip
+    ramps = [abs(e["start_error_s"]) for e in det if e.get("ramp") and
+             e.get("start_error_s") is not None]  # fmt: skip
+    swallowed = [e for e in faults if e.get("swallowed")]
     lines += [
         "",
         "**Overall.**",
@@ -456,6 +492,17 @@ def report(label: str, seeds: tuple[int, ...], results: list[dict[str, Any]], da
         f"outside every span = {naive_false / fw:.1f} per feature-week) |",
         f"| page reduction vs naive peer (all pages) | {naive_pages}/{pages} = "
         f"{naive_pages / pages if pages else float('inf'):.1f}× |",
+        f"| attribution: expected value named first / among the suspects | "
+        f"{_pct(first, len(named))} / {_pct(among, len(named))} |",
+        f"| attribution empty on detected outages, 429 storms, retrieval drift | "
+        f"{_pct(quiet_ok, len(quiet))} |",
+        f"| `started_at` within 5 min of the true start (step faults) | "
+        f"{_pct(sum(1 for x in steps if x <= 300), len(steps))}, median error "
+        f"{_q(steps, 50)} min |",
+        f"| `started_at` within 15 min of the true start (ramps) | "
+        f"{_pct(sum(1 for x in ramps if x <= 900), len(ramps))}, median error "
+        f"{_q(ramps, 50)} min |",
+        f"| faults missed while an older incident of the feature was open | {len(swallowed)} |",
         "",
         "**Firing signals on clean days, per feature-week, by metric.**",
         "",

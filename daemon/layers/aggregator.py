@@ -383,13 +383,16 @@ class _Bucket:
         self.series: dict[tuple[str, str, str], list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
-        # (provider, model, endpoint), label pairs → [all, bad, chars_sum, chars_sq, chars_n]
-        # (`LabelStat`): attribution compares label values by their anomalous rate and by
-        # their output length (for faults that show as longer or shorter answers).
+        # (provider, model, endpoint), label pairs → [calls, bad calls, chars_sum, chars_sq,
+        # chars_n, scores, low scores] (`LabelStats`): attribution compares label values by
+        # their anomalous call rate, their low-score rate and their output length (for faults
+        # that show as longer or shorter answers). Calls and scores count apart: pooled, a
+        # value with more scores per call (about half of all scores are "low") would look
+        # worse whenever the calls' error rate moved.
         self.combos: dict[
             tuple[tuple[str, str, str], tuple[tuple[str, str], ...]], list[float]
         ] = {}
-        # label name → value → the same five counters, for label sets past MAX_COMBOS
+        # label name → value → the same seven counters, for label sets past MAX_COMBOS
         self.labels: dict[str, dict[str, list[float]]] = {}
 
 
@@ -476,6 +479,14 @@ class _Feature:
     created: deque[int] = field(default_factory=deque)
     late: list[int] = field(default_factory=list)
     to_compact: list[int] = field(default_factory=list)
+    # label → value → [first seen, last seen (bucket start times), events in the hour before
+    # first seen], for the life of the process and in snapshots: attribution asks whether a
+    # value existed before an incident, which the 2-h bucket retention cannot answer for a
+    # rollback to a version last seen 4 h ago. `watched_since`: the first bucket noted (after
+    # a restore without a catalog, the restore), so values present from the start are never
+    # taken for rollouts.
+    seen: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    watched_since: float | None = None
 
 
 class Aggregator:
@@ -500,6 +511,7 @@ class Aggregator:
         self.window_s = window_s
         self.quality_window_s = quality_window_s
         self.retention_s = max(retention_s, window_s, quality_window_s)
+        self._hour_buckets = max(1, round(3600.0 / tick_s))  # the catalog's "before" span
         self.limits = limits or Limits()
         self.max_label_values = self.limits.label_values
         self.max_features = self.limits.features
@@ -793,10 +805,12 @@ class Aggregator:
         labels: dict[str, str] | None,
         bad: bool,
         chars: int | None = None,
+        score: bool = False,
     ) -> None:
-        """Count the call's whole label set as one key: traffic has few distinct label sets,
-        so one dict update replaces one per label. Past `label_sets` distinct sets in a bucket
-        (high-cardinality labels), counting falls back to per-label counts with a cap.
+        """Count the call's (with `score`, the score's) whole label set as one key: traffic
+        has few distinct label sets, so one dict update replaces one per label. Past
+        `label_sets` distinct sets in a bucket (high-cardinality labels), counting falls back
+        to per-label counts with a cap.
 
         Only label sets within the caps are stored, so a raw set found in the bucket needs no
         checks; a new one is cleaned (`clean_labels`) and looked up again."""
@@ -808,12 +822,18 @@ class Aggregator:
         if counts is None:
             if len(b.combos) >= self.limits.label_sets:
                 self.count_capped("label_set")
-                one = [1, 1 if bad else 0, *_chars(chars)]
+                flag = 1 if bad else 0
+                one = [0, 0, 0, 0.0, 0, 1, flag] if score else [1, flag, *_chars(chars), 0, 0]
                 for name, value in (*zip(_HEAD_NAMES, head, strict=True), *key[1]):
                     if value:
                         self._count_label(b.labels, name, value, one)
                 return
-            counts = b.combos[key] = [0, 0, 0, 0, 0]
+            counts = b.combos[key] = [0, 0, 0, 0.0, 0, 0, 0]
+        if score:
+            counts[5] += 1
+            if bad:
+                counts[6] += 1
+            return
         counts[0] += 1
         if bad:
             counts[1] += 1
@@ -830,7 +850,7 @@ class Aggregator:
         add: list[float],
         count_capped: bool = True,
     ) -> None:
-        """labels[name][value] += add (the five `LabelStat` counters), within the caps."""
+        """labels[name][value] += add (the seven `LabelStats` counters), within the caps."""
         values = labels.get(name)
         if values is None:
             if len(labels) >= self.limits.label_names + len(_HEAD_NAMES):
@@ -846,7 +866,7 @@ class Aggregator:
                 value = OTHER
                 counts = values.get(OTHER)
             if counts is None:
-                counts = values[value] = [0, 0, 0, 0, 0]
+                counts = values[value] = [0, 0, 0, 0.0, 0, 0, 0]
         for i, n in enumerate(add):
             counts[i] += n
 
@@ -911,7 +931,7 @@ class Aggregator:
         higher_better = self.score_directions.get(ev.name, "higher") == "higher"
         bad = ref is not None and (ev.value < ref if higher_better else ev.value > ref)
         feat.score_ref[ev.name] = ev.value if ref is None else ref + 0.001 * (ev.value - ref)
-        self._count_combo(b, _NO_HEAD, ev.labels, bad)
+        self._count_combo(b, _NO_HEAD, ev.labels, bad, score=True)
         self._quality_observation(feat, ev)
         hkey = (ev.feature, ev.name)
         hist = self.score_hist.get(hkey)
@@ -1145,6 +1165,8 @@ class Aggregator:
         if feat is None or not self.computes(metric):
             return []
         per_bin = max(1, round(bin_s / self.tick_s))
+        if metric == QUALITY_METRIC:
+            return self._history_quality(feature, feat, start, end, per_bin)
         fields = _history_fields(metric)
         if fields is not None:
             return self._history_ratio(feat, fields, metric, start, end, per_bin)
@@ -1165,6 +1187,35 @@ class Aggregator:
             if point is not None:
                 out.append((g * width, point[0], point[1]))
         return out
+
+    def _history_quality(
+        self, feature: str, feat: _Feature, start: float, end: float, per_bin: int
+    ) -> list[tuple[float, float, int]]:
+        """`history` of the fused quality verdict, which has no value of its own per bin:
+        the scores relative to each score's running mean (`score_ref`), pooled over the
+        feature's scores with weight n, so a judge, golden runs and feedback on different
+        scales make one series (1.0 = as usual). A lower-is-better score counts as 2 -
+        mean/ref, so worse is always lower, as the fused verdict's direction."""
+        refs = feat.score_ref
+        sums: dict[int, list[float]] = {}
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is None or not b.scores:
+                continue
+            for name, (total, n) in b.scores.items():
+                ref = refs.get(name)
+                if not n or not ref or ref <= 0:
+                    continue
+                rel = total / n / ref
+                if self._score_direction(feature, name) == "lower":
+                    rel = 2.0 - rel
+                acc = sums.get(k // per_bin)
+                if acc is None:
+                    acc = sums[k // per_bin] = [0.0, 0.0]
+                acc[0] += rel * n
+                acc[1] += n
+        width = per_bin * self.tick_s
+        return [(g * width, t / n, int(n)) for g, (t, n) in sorted(sums.items()) if n]
 
     def _history_ratio(
         self,
@@ -1251,23 +1302,31 @@ class Aggregator:
             if b is None:
                 continue
             for (head, pairs), counts in b.combos.items():
-                if not counts[0]:
+                if not (counts[0] or counts[5]):
                     continue
                 for lname, value in (*zip(_HEAD_NAMES, head, strict=True), *pairs):
                     if value:
                         count(out, lname, value, counts, False)
             for lname, values in b.labels.items():
                 for value, counts in values.items():
-                    if counts[0]:
+                    if counts[0] or counts[5]:
                         count(out, lname, value, counts, False)
 
     def label_counts(
         self, feature: str, start: float, end: float, bad_only: bool = False
     ) -> dict[str, dict[str, int]]:
-        """Label value counts of a feature's traffic over [start, end) (anomalous only with
-        `bad_only`)."""
+        """Label value counts of a feature's events (calls and scores) over [start, end)
+        (anomalous calls and low scores only with `bad_only`)."""
         stats = self.label_stats(feature, start, end)
-        return stats.bad() if bad_only else stats.all()
+        if not bad_only:
+            return stats.events()
+        out: dict[str, dict[str, int]] = {}
+        for counts in (stats.bad(), stats.low_scores()):
+            for name, values in counts.items():
+                mine = out.setdefault(name, {})
+                for v, n in values.items():
+                    mine[v] = mine.get(v, 0) + n
+        return out
 
     # ---- persistence ----------------------------------------------------------------------
 
@@ -1304,6 +1363,8 @@ class Aggregator:
                 "fresh": feat.fresh.to_state(),
                 "quality_obs": feat.quality_obs,
                 "quality_runs": [[n, k, *acc] for (n, k), acc in feat.quality_runs.items()],
+                "seen": feat.seen,
+                "watched_since": feat.watched_since,
             }
         return {"v": 1, "tick_s": self.tick_s, "features": features}
 
@@ -1324,6 +1385,13 @@ class Aggregator:
                 feat.quality_obs.setdefault(sname, []).extend(float(v) for v in vals)
             for sname, key, total, n, fresh in fstate.get("quality_runs", []):
                 feat.quality_runs[(sname, key)] = [float(total), float(n), float(fresh)]
+            # Optional: snapshots before the catalog have none (watching restarts here).
+            for lname, values in fstate.get("seen", {}).items():
+                seen = feat.seen.setdefault(str(lname), {})
+                for value, (first, last, before) in values.items():
+                    seen[str(value)] = [float(first), float(last), float(before)]
+            if fstate.get("watched_since") is not None:
+                feat.watched_since = float(fstate["watched_since"])
             for bstate in fstate["buckets"]:
                 b = _Bucket()
                 values = bstate["s"]
@@ -1401,7 +1469,60 @@ class Aggregator:
                         b.queued = False
                         if b.combos:
                             self._compact(b)
+                        self._note_seen(feat, k, b)
                 feat.to_compact = keep
+
+    def _note_seen(self, feat: _Feature, key: int, b: _Bucket) -> None:
+        """Update the first/last-seen catalog from a compacted bucket's label counters.
+
+        Bounded like the counters: per label at most `label_values` values; a new value past
+        that evicts the one seen longest ago (a high-cardinality label keeps churning, a
+        version label keeps its few values)."""
+        t = key * self.tick_s
+        if feat.watched_since is None or t < feat.watched_since:
+            feat.watched_since = t
+        cap = self.limits.label_values
+        before: float | None = None  # events in the hour before this bucket, once needed
+        for name, values in b.labels.items():
+            seen = feat.seen.get(name)
+            if seen is None:
+                seen = feat.seen[name] = {}
+            for value, counts in values.items():
+                if value == OTHER or not (counts[0] or counts[5]):
+                    continue
+                entry = seen.get(value)
+                if entry is None:
+                    if len(seen) >= cap:
+                        del seen[min(seen, key=lambda v: seen[v][1])]
+                    if before is None:
+                        before = float(self._events_in(feat, key - self._hour_buckets, key))
+                    seen[value] = [t, t, before]
+                elif t > entry[1]:
+                    entry[1] = t
+                elif t < entry[0]:
+                    entry[0] = t  # a late event into an older bucket
+
+    def _events_in(self, feat: _Feature, lo: int, hi: int) -> int:
+        """Events (calls and scores) in buckets [lo, hi): the largest per-label total of
+        their counters, as every event carries at least its widest label."""
+        out: dict[str, dict[str, list[float]]] = {}
+        self._merge_buckets(out, feat, lo, hi)
+        return int(max((sum(c[0] + c[5] for c in v.values()) for v in out.values()), default=0))
+
+    def new_values(self, feature: str, since: float) -> list[tuple[str, str, float, float, int]]:
+        """(label, value, first seen, last seen, events in the hour before) of the values a
+        feature first showed at or after `since`, when a whole hour of its traffic was watched
+        before them: a value present when watching began is not known to be new."""
+        feat = self._features.get(feature)
+        if feat is None or feat.watched_since is None:
+            return []
+        lo = max(since, feat.watched_since + self._hour_buckets * self.tick_s)
+        return [
+            (name, value, entry[0], entry[1], int(entry[2]))
+            for name, values in sorted(feat.seen.items())
+            for value, entry in sorted(values.items())
+            if entry[0] >= lo
+        ]
 
 
 LABEL_BLOCK = 40
@@ -1470,16 +1591,17 @@ def _chars(chars: int | None) -> tuple[int, float, int]:
 
 
 def _stat(counts: list[float]) -> list[float]:
-    """A label counter from a snapshot, padded to the five counters (the sum of squares, the
-    fourth, stays a float: see `_chars`)."""
-    out: list[float] = [float(c) if i == 3 else int(c) for i, c in enumerate(counts[:5])]
-    return out + [0] * (5 - len(out))
+    """A label counter from a snapshot, padded to the seven counters (the sum of squares, the
+    fourth, stays a float: see `_chars`). Snapshots before scores counted apart hold five, the
+    first two counting calls and scores together."""
+    out: list[float] = [float(c) if i == 3 else int(c) for i, c in enumerate(counts[:7])]
+    return out + [0] * (7 - len(out))
 
 
 @dataclass(frozen=True, slots=True)
 class LabelStats:
-    """label → value → [all, bad, chars_sum, chars_sq, chars_n] over a span, split into the
-    shapes the correlator's `FeatureContext` takes."""
+    """label → value → [calls, bad calls, chars_sum, chars_sq, chars_n, scores, low scores]
+    over a span, split into the shapes the correlator's `FeatureContext` takes."""
 
     counters: Mapping[str, Mapping[str, list[float]]]
 
@@ -1494,6 +1616,19 @@ class LabelStats:
 
     def bad(self) -> dict[str, dict[str, int]]:
         return self._pick(1)
+
+    def scores(self) -> dict[str, dict[str, int]]:
+        return self._pick(5)
+
+    def low_scores(self) -> dict[str, dict[str, int]]:
+        return self._pick(6)
+
+    def events(self) -> dict[str, dict[str, int]]:
+        """Calls and scores: the traffic a rollout's share is of."""
+        return {
+            name: {v: int(c[0] + c[5]) for v, c in values.items() if c[0] or c[5]}
+            for name, values in self.counters.items()
+        }
 
     def lengths(self) -> dict[str, dict[str, tuple[int, float, int]]]:
         """(sum, sum of squares, n) of output characters per value with any."""

@@ -1,0 +1,129 @@
+"""Attribution from the catalog of label values: a rollout is named whatever the start
+estimate, a version back after a rollback is not new, low scores count apart from calls."""
+
+from __future__ import annotations
+
+from corr_helpers import FEATURE, T0, sig
+
+from correlator import ChangeRecord, Correlator, FeatureContext, attribute
+from correlator.records import Rollout
+
+
+def _late_start(rollouts: tuple[Rollout, ...] | None) -> FeatureContext:
+    """The start estimate came 10 minutes after a switch to prompt v2: the hour "before" the
+    start already holds 300 calls of v2, so by shares v2 is not new."""
+    return FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"prompt_version": {"v2": 40}},
+        all_labels={"prompt_version": {"v2": 600}},
+        baseline_labels={"prompt_version": {"v1": 1500, "v2": 300}},
+        baseline_bad_labels={"prompt_version": {"v1": 30, "v2": 20}},
+        rollouts=rollouts,
+    )
+
+
+def test_rollout_is_named_when_the_start_estimate_is_late() -> None:
+    assert attribute(_late_start(None)) == ()  # shares across the late start: not new
+    rollout = Rollout("prompt_version", "v2", T0 - 600, 1800, 900, 900)
+    attrs = attribute(_late_start((rollout,)))
+    assert [(a.label, a.value, a.basis) for a in attrs] == [("prompt_version", "v2", "new_value")]
+    a = attrs[0]
+    assert a.share_after == 1.0 and a.baseline_share == 0.0 and a.n == 900
+    assert a.first_seen == "2023-11-14T22:03:20.000Z"  # T0 - 600
+
+
+def test_value_back_after_a_rollback_is_not_new() -> None:
+    """v1 is back after a rollback: absent in the hour before the start, but the catalog knows
+    it from before (it is in no rollout), so it is not named."""
+    c = FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"prompt_version": {"v1": 5}},
+        all_labels={"prompt_version": {"v1": 600}},
+        baseline_labels={"prompt_version": {"v2": 1800}},
+        baseline_bad_labels={"prompt_version": {"v2": 150}},
+        rollouts=(),
+    )
+    assert attribute(c) == ()
+    old = FeatureContext(**{**_fields(c), "rollouts": None})
+    assert [a.value for a in attribute(old)] == ["v1"]  # what shares alone concluded
+
+
+def test_small_or_thin_rollouts_are_not_suspects() -> None:
+    tiny = Rollout("experiment", "arm-b", T0 - 600, 1800, 30, 900)  # 3% of traffic
+    thin = Rollout("prompt_version", "v2", T0 - 600, 0, 900, 900)  # nothing watched before
+    assert attribute(_late_start((tiny, thin))) == ()
+
+
+def _score_ctx(low_pro: int, low_free: int) -> FeatureContext:
+    """A 429 storm: calls fail alike in both segments; pro gets more scores per call."""
+    return FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"segment": {"free": 210, "pro": 90}},
+        all_labels={"segment": {"free": 700, "pro": 300}},
+        baseline_labels={"segment": {"free": 700, "pro": 300}},
+        baseline_bad_labels={"segment": {"free": 7, "pro": 3}},
+        score_labels={"segment": {"free": 70, "pro": 300}},
+        low_score_labels={"segment": {"free": low_free, "pro": low_pro}},
+        baseline_score_labels={"segment": {"free": 70, "pro": 300}},
+        baseline_low_score_labels={"segment": {"free": 35, "pro": 150}},
+    )
+
+
+def test_low_scores_count_apart_from_failed_calls() -> None:
+    assert attribute(_score_ctx(low_pro=150, low_free=35), scores=True) == ()
+    attrs = attribute(_score_ctx(low_pro=240, low_free=35), scores=True)
+    assert [(a.label, a.value, a.metric) for a in attrs] == [("segment", "pro", "quality")]
+    # Without a quality signal in the incident, scores are not tested.
+    assert attribute(_score_ctx(low_pro=240, low_free=35)) == ()
+
+
+def _fields(c: FeatureContext) -> dict[str, object]:
+    return {name: getattr(c, name) for name in FeatureContext.__dataclass_fields__}
+
+
+def _rollout_ctx(first_seen: float, history: bool) -> FeatureContext:
+    """All traffic since `first_seen` is prompt v2; with `history`, refusals stepped up at
+    T0 - 120 s (a change point the search finds), else the history is empty."""
+
+    def read(metric: str, series: str, start: float, end: float) -> list[tuple[float, float, int]]:
+        t, out = start - start % 60, []
+        while t < end:
+            out.append((t, 0.12 if t >= T0 - 120 else 0.03, 100))
+            t += 60
+        return out
+
+    return FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"prompt_version": {"v2": 40}},
+        all_labels={"prompt_version": {"v2": 600}},
+        baseline_labels={"prompt_version": {"v1": 900, "v2": 900}},
+        rollouts=(Rollout("prompt_version", "v2", first_seen, 1800, 2000, 2000),),
+        history=read if history else None,
+    )
+
+
+def test_rollout_moves_a_late_start_back_and_brings_its_change() -> None:
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 1500, "prompt", FEATURE, "prompt v2 rolled out"))
+    (up,) = corr.on_signal(sig("refusal_rate", T0, n=400), _rollout_ctx(T0 - 1500, False))
+    inc = up.incident
+    assert [(a.value, a.basis) for a in inc.attribution] == [("v2", "new_value")]
+    assert inc.started_at == T0 - 1500
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "rollout"
+    assert [c.description for c in inc.changes] == ["prompt v2 rolled out"]
+
+
+def test_rollout_long_before_a_change_point_is_no_suspect() -> None:
+    """v2 went out 50 minutes before refusals stepped up: it carried traffic without harm."""
+    corr = Correlator()
+    (up,) = corr.on_signal(sig("refusal_rate", T0, n=400), _rollout_ctx(T0 - 3000, True))
+    inc = up.incident
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "changepoint"
+    assert inc.attribution == ()
+    near = Correlator()
+    (up,) = near.on_signal(sig("refusal_rate", T0, n=400), _rollout_ctx(T0 - 600, True))
+    assert [a.value for a in up.incident.attribution] == ["v2"]

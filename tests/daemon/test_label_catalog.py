@@ -1,0 +1,100 @@
+"""The catalog of label values (first and last seen) behind rollout attribution, the quality
+history the change-point search reads, and scores counted apart from calls."""
+
+from __future__ import annotations
+
+from daemon.ingest.events import LlmCall, Score, validate_items
+from daemon.layers.aggregator import Aggregator, Limits
+
+T0 = 1_767_225_600.0
+HOUR = 3600.0
+
+
+def _feed(agg: Aggregator, raw: list[dict[str, object]]) -> None:
+    events, errors = validate_items(raw)
+    assert not errors
+    for ev in events:
+        if isinstance(ev, LlmCall):
+            agg.add_call(ev)
+        else:
+            assert isinstance(ev, Score)
+            agg.add_score(ev)
+
+
+def _calls(start: float, end: float, labels: dict[str, str], every: float = 30.0) -> list[dict]:
+    out, t = [], start
+    while t < end:
+        out.append({"type": "llm_call", "ts": t, "feature": "f", "status": 200, "labels": labels})
+        t += every
+    return out
+
+
+def _run(agg: Aggregator, raw: list[dict[str, object]], until: float) -> None:
+    """Feed in time order and tick every 15 s, as the daemon does."""
+    raw = sorted(raw, key=lambda e: float(e["ts"]))  # type: ignore[arg-type]
+    t, i = T0, 0
+    while t <= until:
+        while i < len(raw) and float(raw[i]["ts"]) < t:  # type: ignore[arg-type]
+            _feed(agg, [raw[i]])
+            i += 1
+        agg.expire(t)
+        t += 15.0
+
+
+def test_new_value_after_an_hour_of_watching_is_a_rollout_and_old_values_are_not() -> None:
+    agg = Aggregator()
+    raw = _calls(T0, T0 + 3 * HOUR, {"prompt_version": "v1"})
+    raw += _calls(T0 + 3 * HOUR, T0 + 4 * HOUR, {"prompt_version": "v2"})
+    raw += _calls(T0 + 4 * HOUR, T0 + 5 * HOUR, {"prompt_version": "v1"})  # the rollback
+    _run(agg, raw, T0 + 5 * HOUR)
+    new = agg.new_values("f", T0)
+    assert [(label, value) for label, value, *_ in new] == [("prompt_version", "v2")]
+    _, _, first, last, before = new[0]
+    assert first == T0 + 3 * HOUR and T0 + 4 * HOUR - 60 <= last < T0 + 4 * HOUR
+    assert before == 120  # an hour of calls every 30 s
+    # v1 was there when watching began: never new, even after an hour away.
+    assert agg.new_values("f", T0 + 3.5 * HOUR) == []
+
+
+def test_catalog_survives_a_snapshot_and_stays_bounded() -> None:
+    agg = Aggregator(limits=Limits(label_values=4))
+    raw = _calls(T0, T0 + 2 * HOUR, {"prompt_version": "v1"})
+    for i in range(10):  # ten request-like values, one every 5 minutes
+        raw += _calls(T0 + 2 * HOUR + 300 * i, T0 + 2 * HOUR + 300 * i + 60, {"req": f"r{i}"})
+    _run(agg, raw, T0 + 3 * HOUR)
+    new = agg.new_values("f", T0)
+    assert len([v for label, v, *_ in new if label == "req"]) == 4  # the cap, newest kept
+    assert {v for label, v, *_ in new if label == "req"} == {"r6", "r7", "r8", "r9"}
+    again = Aggregator(limits=Limits(label_values=4))
+    again.load_state(agg.to_state(since=T0 + 3 * HOUR - 300))
+    assert again.new_values("f", T0) == new
+
+
+def test_scores_count_apart_from_calls_in_label_stats() -> None:
+    agg = Aggregator()
+    raw: list[dict[str, object]] = _calls(T0, T0 + 300, {"segment": "pro"}, every=10.0)
+    raw += [
+        {"type": "score", "ts": T0 + i, "feature": "f", "name": "judge", "value": 0.2,
+         "labels": {"segment": "pro"}}
+        for i in range(0, 300, 20)
+    ]  # fmt: skip
+    _run(agg, raw, T0 + 330)
+    stats = agg.label_stats("f", T0, T0 + 330)
+    assert stats.all() == {"segment": {"pro": 30}}
+    assert stats.scores() == {"segment": {"pro": 15}}
+    assert stats.events() == {"segment": {"pro": 45}}
+
+
+def test_quality_history_is_the_scores_level_relative_to_their_running_mean() -> None:
+    agg = Aggregator()
+    raw: list[dict[str, object]] = [
+        {"type": "score", "ts": T0 + 20 * i, "feature": "f", "name": "judge",
+         "value": 0.8 if i < 90 else 0.6}
+        for i in range(120)
+    ]  # fmt: skip
+    _run(agg, raw, T0 + 2400)
+    hist = agg.history("f", "quality", T0, T0 + 2400, 300.0)
+    assert hist and all(n > 0 for _, _, n in hist)
+    early, late = hist[0][1], hist[-1][1]
+    assert abs(early - 1.0) < 0.01  # as usual
+    assert 0.7 < late < 0.8  # 0.6 against a running mean still near 0.8
