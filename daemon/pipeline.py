@@ -12,7 +12,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -659,9 +659,19 @@ class Pipeline:
         ) -> list[tuple[float, float, int]]:
             if series:
                 return []
-            return agg.history(feature, metric, start, end + agg.tick_s, bin_s)
+            spreads = self._score_spreads(feature) if metric == QUALITY_METRIC else None
+            return agg.history(feature, metric, start, end + agg.tick_s, bin_s, spreads)
 
         return read
+
+    def _score_spreads(self, feature: str) -> Callable[[str], tuple[float, float] | None] | None:
+        """Each score's (mean, deviation) as the feature's fused quality verdict judges it."""
+        fused = self._watches.get((feature, QUALITY_METRIC, ""))
+        for _, det in fused.slots if fused is not None else ():
+            spread = getattr(det, "source_spread", None)
+            if spread is not None:
+                return cast(Callable[[str], tuple[float, float] | None], spread)
+        return None
 
     def _baseline(self, feature: str, metric: str) -> float | None:
         """The learned baseline of a metric, for evidence (a static line is no baseline)."""

@@ -207,6 +207,14 @@ class QualityFusion:
             return None
         return src.m
 
+    def source_spread(self, name: str) -> tuple[float, float] | None:
+        """(mean, bad-side standard deviation) of one score's observations, as the verdict
+        judges them; None until the source counts (for the change-point search's history)."""
+        src = self._sources.get(name)
+        if src is None or src.w < self.min_obs or src.lo <= 0.0:
+            return None
+        return src.m, math.sqrt(src.lo)
+
     @property
     def relative_quality(self) -> float:
         """Quality relative to baseline over the current excursion: 1 - the maximum-likelihood

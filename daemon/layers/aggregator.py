@@ -1155,18 +1155,26 @@ class Aggregator:
         return out
 
     def history(
-        self, feature: str, metric: str, start: float, end: float, bin_s: float = 60.0
+        self,
+        feature: str,
+        metric: str,
+        start: float,
+        end: float,
+        bin_s: float = 60.0,
+        spreads: Callable[[str], tuple[float, float] | None] | None = None,
     ) -> list[tuple[float, float, int]]:
         """The metric per bin of `bin_s` over [start, end): (bin start, value, n) for the bins
         with data. The change-point search reads it (`correlator.changepoint`): a window
         value averages `window_s` of buckets and smears a step over minutes; bins do not.
-        Metrics the aggregator does not compute (external ones) have no history here."""
+        Metrics the aggregator does not compute (external ones) have no history here.
+        `spreads`: for the fused quality verdict, each score's (mean, deviation) as the
+        verdict judges it (`_history_quality`)."""
         feat = self._features.get(feature)
         if feat is None or not self.computes(metric):
             return []
         per_bin = max(1, round(bin_s / self.tick_s))
         if metric == QUALITY_METRIC:
-            return self._history_quality(feature, feat, start, end, per_bin)
+            return self._history_quality(feature, feat, start, end, per_bin, spreads)
         fields = _history_fields(metric)
         if fields is not None:
             return self._history_ratio(feat, fields, metric, start, end, per_bin)
@@ -1189,13 +1197,21 @@ class Aggregator:
         return out
 
     def _history_quality(
-        self, feature: str, feat: _Feature, start: float, end: float, per_bin: int
+        self,
+        feature: str,
+        feat: _Feature,
+        start: float,
+        end: float,
+        per_bin: int,
+        spreads: Callable[[str], tuple[float, float] | None] | None,
     ) -> list[tuple[float, float, int]]:
-        """`history` of the fused quality verdict, which has no value of its own per bin:
-        the scores relative to each score's running mean (`score_ref`), pooled over the
-        feature's scores with weight n, so a judge, golden runs and feedback on different
-        scales make one series (1.0 = as usual). A lower-is-better score counts as 2 -
-        mean/ref, so worse is always lower, as the fused verdict's direction."""
+        """`history` of the fused quality verdict, which has no value of its own per bin: the
+        feature's scores pooled with weight n into one series, each standardized as the
+        verdict judges it, (x - mean) / deviation from `spreads`, so a judge score and a
+        thumbs-up (whose 0/1 spread is five times a judge's) add the same noise per
+        observation. A score without a spread counts relative to its running mean
+        (`score_ref`) in units of 10% of it. Lower-is-better scores are flipped: worse is
+        always lower, as the verdict's direction."""
         refs = feat.score_ref
         sums: dict[int, list[float]] = {}
         for k in range(int(start // self.tick_s), int(end // self.tick_s)):
@@ -1203,12 +1219,18 @@ class Aggregator:
             if b is None or not b.scores:
                 continue
             for name, (total, n) in b.scores.items():
-                ref = refs.get(name)
-                if not n or not ref or ref <= 0:
+                if not n:
                     continue
-                rel = total / n / ref
+                spread = spreads(name) if spreads is not None else None
+                if spread is not None:
+                    rel = (total / n - spread[0]) / spread[1]
+                else:
+                    ref = refs.get(name)
+                    if not ref or ref <= 0:
+                        continue
+                    rel = (total / n / ref - 1.0) * 10.0
                 if self._score_direction(feature, name) == "lower":
-                    rel = 2.0 - rel
+                    rel = -rel
                 acc = sums.get(k // per_bin)
                 if acc is None:
                     acc = sums[k // per_bin] = [0.0, 0.0]

@@ -85,7 +85,7 @@ def test_scores_count_apart_from_calls_in_label_stats() -> None:
     assert stats.events() == {"segment": {"pro": 45}}
 
 
-def test_quality_history_is_the_scores_level_relative_to_their_running_mean() -> None:
+def test_quality_history_is_the_scores_level_in_the_verdicts_units() -> None:
     agg = Aggregator()
     raw: list[dict[str, object]] = [
         {"type": "score", "ts": T0 + 20 * i, "feature": "f", "name": "judge",
@@ -93,8 +93,11 @@ def test_quality_history_is_the_scores_level_relative_to_their_running_mean() ->
         for i in range(120)
     ]  # fmt: skip
     _run(agg, raw, T0 + 2400)
-    hist = agg.history("f", "quality", T0, T0 + 2400, 300.0)
+    # With the verdict's spread of each score: standardized, 0.6 against 0.8 +- 0.1 is -2.
+    hist = agg.history("f", "quality", T0, T0 + 2400, 300.0, lambda name: (0.8, 0.1))
     assert hist and all(n > 0 for _, _, n in hist)
-    early, late = hist[0][1], hist[-1][1]
-    assert abs(early - 1.0) < 0.01  # as usual
-    assert 0.7 < late < 0.8  # 0.6 against a running mean still near 0.8
+    assert abs(hist[0][1]) < 1e-9 and abs(hist[-1][1] + 2.0) < 1e-9
+    # Without one: relative to the running mean, in units of 10% of it.
+    hist = agg.history("f", "quality", T0, T0 + 2400, 300.0)
+    assert abs(hist[0][1]) < 0.1  # as usual
+    assert -3.0 < hist[-1][1] < -2.0  # 0.6 against a running mean still near 0.8
