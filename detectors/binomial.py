@@ -14,8 +14,8 @@ where phi_W is the window's overdispersion learned from clean history (see
 a = p (1/rho - 1), b = (1 - p)(1/rho - 1). There is no minimum n: 5 failures in 12 calls
 against a 0.5% base rate (p ~ 1e-9) fires at 2 calls/min; a lone failure in 3 calls does not
 (p ~ 1.5%). Each window fires below its share of the false-alarm budget, alpha_W (module doc
-of `detectors.evidence`): budget 0.25 false firings per series per 30 days gives 4.8e-6 for
-5 minutes, 2.9e-5 for 30, 1.2e-4 for 120.
+of `detectors.evidence`): budget 0.25 false firings per series per 30 days gives 1.0e-6 for
+5 minutes, 4.1e-6 for 30, 1.6e-5 for 120.
 
 Effect size: the window's bad rate must be at least `min_ratio` times p and `min_abs_diff`
 above it, so a 1.1x drift at 10,000 calls a minute, significant as it is, does not fire.
@@ -28,7 +28,8 @@ two (a client retry storm) do not fire a window on their own, while an outage (s
 minutes alike) loses little. The default is 1; a rule that pages alone (availability) uses
 2, because a burst of 3-8 429s within 90 s straddles two minute slots and at 0.5 calls/min
 it paged as an outage on most evaluation worlds. The price, at 10 calls/min and 30%
-failing: a median of 2.5 min to fire instead of 1.9 (max 3.5 over 8 seeds). What it does
+failing: a median of 2.5 min to fire instead of 1.9 (max 3.5 over 8 seeds); with the
+thresholds of the first-passage budget (`detectors.evidence`), 2.9 (max 4.5). What it does
 not cover: a burst joined by a stray failure in the same half hour at 0.5 calls/min still
 fires (8 bad calls in 25 against 0.6% is a lot of evidence, even discounted).
 

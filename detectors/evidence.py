@@ -21,16 +21,23 @@ exponentially weighted mean (half-life one day of blocks, at least 8 blocks; pri
 the weight of 4 blocks; each r capped at 25; blocks that overlap an alarm are not learned).
 
 False-alarm budget (CONVENTIONS 13). The detector is given `budget`: false firings per
-series per 30 days of clean traffic. A window of W minutes, evaluated continuously, offers
-about T/W independent chances in T = 43,200 minutes; upcrossings of an overlapping-window
-statistic come roughly twice as often as that (`CROSSING`); the budget is split evenly over
-the m windows and the sides tested. So each window's one-sided p-value threshold is
+series per 30 days of clean traffic, split evenly over the m windows and the sides tested.
+A window's z is a moving sum read every 15-s tick (step d = 0.25 min): consecutive reads
+of a W-minute window correlate 1 - d/W, a process that is locally a random walk, so a high
+level u is first passed far more often than once per W minutes. The rate of first passages
+per read is Psi(u) h(a) with a = u^2 d / W (`_first_passage`): h(a) = a for a continuously
+read window (Pickands' constant 1 for this correlation), corrected for reading it at
+discrete steps by Siegmund's factor exp(-0.5826 sqrt(2a)), and never above the chance that
+one read is an upcrossing, erf(sqrt(a)/2). Each window's threshold u solves
 
-    alpha_W = budget * W / (43,200 * m * CROSSING * sides)
+    (43,200 / d) * Psi(u) * h(u^2 d / W) = budget / (m * sides)
 
-(budget 0.25, W = 5, 30, 120: alpha = 4.8e-6, 2.9e-5, 1.2e-4; z = 4.43, 4.02, 3.68).
-Significance alone never fires: an effect size floor (subclass) stops a 1.1x drift at huge
-volume.
+(budget 0.25, W = 5, 30, 120, one side: alpha = Psi(u) = 1.0e-6, 4.1e-6, 1.6e-5; z = 4.75,
+4.46, 4.16). The first version counted T/W chances times 2 (z = 4.43, 4.02, 3.68); on
+independent synthetic calls without effect floors it fired 4-6 times its budget at 10-40
+calls/min, as this formula predicts, and 1.5 per feature-week on the evaluation worlds' clean
+days against 0.76 designed (docs/detectors.md). Significance alone never fires: an effect
+size floor (subclass) stops a 1.1x drift at huge volume.
 
 Alarm: fire after `for_n` consecutive significant updates; clear after `clear_n`
 consecutive updates where the shortest window's z is below `clear` and the shortest window
@@ -56,7 +63,8 @@ from detectors.seasonal import EPOCH_WEEK_OFFSET_H, HOURS_PER_WEEK
 
 STATE_VERSION = 1
 MINUTES_PER_30D = 43_200.0
-CROSSING = 2.0
+READ_MIN = 0.25  # the windows are read every 15-s tick
+SIEGMUND = 0.5826  # Siegmund's correction for a random walk read at discrete steps
 SLOT_S = 60.0
 PHI_PRIOR = 1.0
 PHI_PRIOR_WEIGHT = 4.0
@@ -65,9 +73,27 @@ CALM_CALLS = 10.0
 _COUNT_CAP = 1 << 30
 
 
-def window_alpha(budget: float, window_min: float, n_windows: int, sides: int = 1) -> float:
-    """One window's one-sided p-value threshold for `budget` false firings per 30 days."""
-    return budget * window_min / (MINUTES_PER_30D * n_windows * CROSSING * sides)
+def _first_passage(a: float) -> float:
+    """First passages of level u per read, over Psi(u), for a = u^2 * step / window."""
+    return min(a * math.exp(-SIEGMUND * math.sqrt(2.0 * a)), math.erf(math.sqrt(a) / 2.0))
+
+
+def window_alpha(
+    budget: float, window_min: float, n_windows: int, sides: int = 1, read_min: float = READ_MIN
+) -> float:
+    """One window's one-sided p-value threshold for `budget` false firings per 30 days (the
+    module doc's first-passage equation, solved for u by bisection)."""
+    from scipy.special import ndtr
+
+    target = budget / (n_windows * sides) * read_min / MINUTES_PER_30D
+    lo, hi = 0.0, 40.0
+    for _ in range(60):
+        u = 0.5 * (lo + hi)
+        if float(ndtr(-u)) * _first_passage(u * u * read_min / window_min) > target:
+            lo = u
+        else:
+            hi = u
+    return float(ndtr(-hi))
 
 
 def z_of_p(p: float) -> float:

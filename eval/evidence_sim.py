@@ -10,6 +10,12 @@ first firing after onset.
 
     python eval/evidence_sim.py            # full: 3 seeds x 14 days per stream
     python eval/evidence_sim.py --quick    # 1 seed x 9 days
+    python eval/evidence_sim.py --calibration [--seeds 12]   # the budget, floors off
+
+`--calibration` checks the false-alarm budget itself: with the effect floors off only
+significance decides, so independent clean calls must fire about `budget` (0.25) times per
+30 days per series (lognormal values and 2% binomial rates at 2, 10 and 40 calls/min, 32-day
+streams, the first 2 days not counted).
 """
 
 from __future__ import annotations
@@ -126,10 +132,47 @@ OUTAGE = {"direction": "down", "min_ratio": 3.0, "min_abs_diff": 0.05}  # availa
 LAT = {"direction": "up"}
 
 
+def calibration(n_seeds: int) -> None:
+    days, warm = 32.0, 2 * DAY
+    print("## clean streams, effect floors off: false firings per 30 days (budget 0.25)")
+    print("| stream | calls/min | firings | stream-days | per 30 days |")
+    print("|---|---|---|---|---|")
+    total = 0
+    for rpm in (2.0, 10.0, 40.0):
+        for name, kind, params, gen in (
+            (
+                "lognormal values",
+                "logmean",
+                {"direction": "up", "min_effect": 0.0},
+                lambda r, rpm=rpm: value_ticks(r, days, rpm, "lognormal", None),
+            ),
+            (
+                "binomial p=2%",
+                "binomial",
+                {"direction": "up", "min_ratio": 1.0, "min_abs_diff": 0.0},
+                lambda r, rpm=rpm: rate_ticks(r, days, rpm, 0.02, False, None),
+            ),
+        ):
+            n = sum(
+                len(run(kind, params, gen(np.random.default_rng(100 + s)), warm))
+                for s in range(n_seeds)
+            )
+            total += n
+            span = n_seeds * (days - 2)
+            print(f"| {name} | {rpm:g} | {n} | {span:.0f} | {n / span * 30:.2f} |")
+    span = 6 * n_seeds * (days - 2)
+    print(f"| all | | {total} | {span:.0f} | {total / span * 30:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--calibration", action="store_true", help="check the budget itself")
+    ap.add_argument("--seeds", type=int, default=12, help="streams per cell (--calibration)")
     args = ap.parse_args()
+    if args.calibration:
+        calibration(args.seeds)
+        return
     seeds = [0] if args.quick else [0, 1, 2]
     days = 9.0 if args.quick else 14.0
     warm = 2 * DAY

@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import ndtri
 
 from detectors import BinomialDetector, TickStats, Transition, build_detector, default_rules
-from detectors.evidence import window_alpha
+from detectors.evidence import _first_passage, window_alpha
 
 T0 = 1_767_571_200.0  # Monday 2026-01-05 00:00 UTC
 TICK = 15.0
@@ -67,8 +68,20 @@ def spec(layer: str, metric: str) -> dict[str, object]:
 
 
 def test_window_thresholds_follow_the_budget() -> None:
-    # budget 0.25 false firings per 30 days, three windows, one side, crossing factor 2
-    assert window_alpha(0.25, 5, 3) == pytest.approx(0.25 * 5 / (43_200 * 3 * 2))
+    """budget 0.25 false firings per 30 days, three windows, one side: each threshold u
+    solves (43,200 / 0.25) Psi(u) h(u^2 0.25 / W) = 0.25 / 3 (module doc of evidence)."""
+    zs = []
+    for w in (5, 30, 120):
+        alpha = window_alpha(0.25, w, 3)
+        u = -float(ndtri(alpha))
+        rate = 43_200 / 0.25 * alpha * _first_passage(u * u * 0.25 / w)
+        assert rate == pytest.approx(0.25 / 3, rel=1e-6)
+        zs.append(u)
+    assert zs == pytest.approx([4.75, 4.46, 4.16], abs=0.01)
+    # Longer windows are read as often but move slower: fewer passages, a lower threshold;
+    # a bigger budget lowers every threshold.
+    assert zs[0] > zs[1] > zs[2]
+    assert window_alpha(1.0, 30, 3) > window_alpha(0.25, 30, 3)
     det = build_detector("logmean", {"direction": "both"})
     one_sided = build_detector("logmean", {"direction": "up"})
     assert det._z[0] > one_sided._z[0]  # type: ignore[attr-defined]  # two sides split it
@@ -85,17 +98,20 @@ def test_binomial_tail_is_exact(k: int, n: int, p: float) -> None:
     assert over > BinomialDetector.tail(k, n, p, 1.0)
 
 
-# 10 calls/min: 3.5 min, not the issue's 3. The availability default discounts the two
-# busiest minutes (`burst_minutes=2`) so a 90-second burst of 429s does not page alone;
-# the price is a third minute of evidence (docs/detectors.md, "Bursts").
-@pytest.mark.parametrize(("rpm", "max_min"), [(10.0, 3.5), (2.0, 12.0)])
-@pytest.mark.parametrize("seed", [1, 2])
-def test_provider_outage_is_found_at_low_traffic(rpm: float, max_min: float, seed: int) -> None:
+# The issue's targets are medians: <= 3 min at 10 calls/min, <= 10 min at 2 calls/min. The
+# availability default discounts the two busiest minutes (`burst_minutes=2`) so a burst of
+# 429s does not page alone, and its thresholds follow the budget's first-passage equation;
+# over 8 seeds: 2.25-4.5 min (median 2.9) and 3.25-15 min (median 8.0).
+@pytest.mark.parametrize(("rpm", "median_min"), [(10.0, 3.0), (2.0, 10.0)])
+def test_provider_outage_is_found_at_low_traffic(rpm: float, median_min: float) -> None:
     """30% of calls failing against 0.5%; availability's binomial default (bad side = n-k)."""
-    data = rate_stream(seed, 8.0, rpm, 0.005, (6.0, 7.0, 0.3))
-    fired = firings("binomial", spec("api", "availability"), data, down=True)
-    assert fired and all(tr.ts >= T0 + 6 * H for tr in fired)
-    assert (fired[0].ts - (T0 + 6 * H)) / 60 <= max_min
+    delays = []
+    for seed in range(1, 9):
+        data = rate_stream(seed, 8.0, rpm, 0.005, (6.0, 7.0, 0.3))
+        fired = firings("binomial", spec("api", "availability"), data, down=True)
+        assert fired and all(tr.ts >= T0 + 6 * H for tr in fired)
+        delays.append((fired[0].ts - (T0 + 6 * H)) / 60)
+    assert float(np.median(delays)) <= median_min
 
 
 def test_a_few_extra_429s_inside_one_minute_do_not_fire() -> None:
