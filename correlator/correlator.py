@@ -765,8 +765,9 @@ class Correlator:
 
         Estimated when the incident opens and again (at most once per bin) while that signal
         is younger than `changepoint_refine_s`: the data after the change sharpens the
-        estimate. Without history, or with no significant change, the start is the signal's
-        onset (basis "detection"). The start is never after that onset."""
+        estimate. With no significant change (or no history), the start is the last reset of
+        the signal's detector when it is a CUSUM that keeps one (basis "cusum"), else the
+        signal's onset (basis "detection"). The start is never after that onset."""
         p = self.policy
         if not inc.members:
             return
@@ -781,6 +782,7 @@ class Correlator:
                 return
         started: float = first.onset
         est = StartEstimate("detection", first.metric)
+        cp = None
         if ctx is not None and ctx.history is not None:
             inc.start_checked_at = now
             raw = ctx.history(
@@ -795,17 +797,22 @@ class Correlator:
                 alpha=p.changepoint_alpha,
                 bin_s=p.changepoint_bin_s,
             )
-            if cp is not None:
-                started = min(cp.start, first.onset)
-                est = StartEstimate(
-                    "changepoint",
-                    first.metric,
-                    cp.shape,
-                    cp.before,
-                    cp.after,
-                    round(cp.stat, 2),
-                    round(cp.threshold, 2),
-                )
+        if cp is not None:
+            started = min(cp.start, first.onset)
+            est = StartEstimate(
+                "changepoint",
+                first.metric,
+                cp.shape,
+                cp.before,
+                cp.after,
+                round(cp.stat, 2),
+                round(cp.threshold, 2),
+            )
+        elif ctx is not None and not first.series:
+            # No significant change point: the detector's own evidence, if it keeps one.
+            reset = ctx.excursions.get(first.metric, math.inf)
+            if first.onset - p.changepoint_lookback_s <= reset < first.onset:
+                started, est = reset, StartEstimate("cusum", first.metric)
         if started != inc.started_at:
             inc.baseline_labels = None  # the held "before" was for another split
         inc.started_at, inc.start_estimate = started, est
@@ -1033,14 +1040,17 @@ def _rollouts_near(inc: _Inc, ctx: FeatureContext, start: float, lookback: float
 
 
 def _start_at_rollout(inc: _Inc, start: float, ctx: FeatureContext) -> float:
-    """When attribution's prime suspect is a rollout first seen before the estimated start,
-    the incident started with it (basis "rollout"): the detector's estimate was late, and
-    changes are attached from that moment."""
+    """When attribution's prime suspect is a rollout first seen before the estimated start
+    (or after a CUSUM's reset), the incident started with it (basis "rollout"): the
+    detector's estimate was late, and changes are attached from that moment."""
     top = inc.attribution[0] if inc.attribution else None
     if top is None or top.basis != "new_value" or not ctx.rollouts:
         return start
     seen = [r.first_seen for r in ctx.rollouts if (r.label, r.value) == (top.label, top.value)]
-    if not seen or seen[0] >= start:
+    # A CUSUM's last reset is a noisy guess (a chance rise just before the change moves it
+    # minutes early); the rollout's first appearance is exact.
+    guess = inc.start_estimate is not None and inc.start_estimate.basis == "cusum"
+    if not seen or seen[0] == start or (seen[0] > start and not guess):
         return start
     first = seen[0]
     metric = inc.start_estimate.metric if inc.start_estimate else top.label

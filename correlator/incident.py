@@ -217,13 +217,15 @@ class StartEstimate:
 
     `basis`: "changepoint" (the search in `correlator.changepoint` found a significant change
     in `metric` of the earliest member signal), "detection" (it did not, or there was no
-    history: the start is that signal's onset), or "rollout" (attribution's prime suspect is
-    a label value first seen before either: the start is its first appearance). For a change
+    history: the start is that signal's onset), "cusum" (no significant change point, but
+    the signal's detector is a CUSUM whose current excursion began earlier: its last reset,
+    Page's estimate of the change time), or "rollout" (attribution's prime suspect is a label
+    value first seen before the estimate: the start is its first appearance). For a change
     point, `shape` (step, ramp, pulse), the levels `before` / `after`, and the statistic
     against its threshold.
     """
 
-    basis: Literal["changepoint", "detection", "rollout"]
+    basis: Literal["changepoint", "detection", "rollout", "cusum"]
     metric: str
     shape: str | None = None
     before: float | None = None
@@ -244,7 +246,7 @@ class StartEstimate:
     @classmethod
     def from_record(cls, d: dict[str, Any]) -> StartEstimate:
         basis = d.get("basis")
-        if basis not in ("changepoint", "detection", "rollout"):
+        if basis not in ("changepoint", "detection", "rollout", "cusum"):
             raise ValueError(f"start_estimate basis {basis!r}")
 
         def opt(name: str) -> float | None:

@@ -157,3 +157,7 @@ class FeatureContext:
     # Values first seen within the change lookback before `start` (None: the pipeline keeps
     # no catalog, and attribution falls back to comparing shares across `start`).
     rollouts: tuple[Rollout, ...] | None = None
+    # metric → when its detector's current excursion began, from the detector's own
+    # evidence (a CUSUM's last reset); the start estimate's fallback when the change-point
+    # search finds nothing significant.
+    excursions: Mapping[str, float] = field(default_factory=dict)

@@ -629,7 +629,21 @@ class Pipeline:
             history=self._history(feature),
             start=onset,
             rollouts=self._rollouts(feature, onset, end),
+            excursions=self._excursions(feature),
         )
+
+    def _excursions(self, feature: str) -> dict[str, float]:
+        """Metric → when its detector's current excursion began (a CUSUM's last reset), for
+        the detectors that know it."""
+        out: dict[str, float] = {}
+        for (feat, metric, series), watch in self._watches.items():
+            if feat != feature or series:
+                continue
+            for _, det in watch.slots:
+                began = getattr(det, "excursion_start", None)
+                if began is not None:
+                    out[metric] = min(float(began), out.get(metric, math.inf))
+        return out
 
     def _rollouts(self, feature: str, onset: float, end: float) -> tuple[Rollout, ...]:
         """Values first seen within the change lookback before `onset` (a detector that

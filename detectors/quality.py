@@ -178,6 +178,7 @@ class QualityFusion:
         self.min_n = min_n
         self._sources: dict[str, _Source] = {}
         self._s = 0.0
+        self._zero_at: float | None = None  # the last update that left S at 0
         self._num = 0.0  # sum theta*z over the current excursion (S > 0)
         self._den = 0.0  # sum theta^2 over the current excursion
         self._last: float | None = None
@@ -206,6 +207,13 @@ class QualityFusion:
         if src is None or src.w < self.min_obs:
             return None
         return src.m
+
+    @property
+    def excursion_start(self) -> float | None:
+        """When the current excursion of S began (the last update that left it at 0): for a
+        step decline, the maximum-likelihood change time given the alarm (Page's estimate).
+        None while S is 0 or before any reset was seen."""
+        return self._zero_at if self._s > 0.0 else None
 
     def source_spread(self, name: str) -> tuple[float, float] | None:
         """(mean, bad-side standard deviation) of one score's observations, as the verdict
@@ -305,6 +313,7 @@ class QualityFusion:
         s = self._s + incr
         if s <= 0.0:
             self._s = self._num = self._den = 0.0
+            self._zero_at = ts
         else:
             self._s = s
             self._num += num
@@ -375,6 +384,7 @@ class QualityFusion:
             "last": self._last,
             "firing": self._firing,
             "ignored": self.ignored_sources,
+            "zero_at": self._zero_at,
         }
 
     @classmethod
@@ -389,4 +399,6 @@ class QualityFusion:
         det._last = None if last is None else float(last)
         det._firing = bool(state["firing"])
         det.ignored_sources = int(state["ignored"])
+        zero_at = state.get("zero_at")  # optional: older states have none
+        det._zero_at = None if zero_at is None else float(zero_at)
         return det

@@ -349,7 +349,16 @@ def _log_tick(acc: list[float]) -> TickStats:
 class _Bucket:
     """Accumulators of one feature over one tick. Plain attributes: this is the hot path."""
 
-    __slots__ = (*_SCALAR_FIELDS, "combos", "labels", "latency", "queued", "scores", "series")
+    __slots__ = (
+        *_SCALAR_FIELDS,
+        "combos",
+        "labels",
+        "latency",
+        "queued",
+        "score_obs",
+        "scores",
+        "series",
+    )
 
     def __init__(self) -> None:
         self.queued = False  # in its feature's `to_compact` list
@@ -383,6 +392,9 @@ class _Bucket:
         self.series: dict[tuple[str, str, str], list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
+        # score name → observations the fused verdict counts (a golden run is one, whatever
+        # its cases): the weight of the bucket's mean in the quality history
+        self.score_obs: dict[str, int] = {}
         # (provider, model, endpoint), label pairs → [calls, bad calls, chars_sum, chars_sq,
         # chars_n, scores, low scores] (`LabelStats`): attribution compares label values by
         # their anomalous call rate, their low-score rate and their output length (for faults
@@ -932,7 +944,8 @@ class Aggregator:
         bad = ref is not None and (ev.value < ref if higher_better else ev.value > ref)
         feat.score_ref[ev.name] = ev.value if ref is None else ref + 0.001 * (ev.value - ref)
         self._count_combo(b, _NO_HEAD, ev.labels, bad, score=True)
-        self._quality_observation(feat, ev)
+        if self._quality_observation(feat, ev):
+            b.score_obs[ev.name] = b.score_obs.get(ev.name, 0) + 1
         hkey = (ev.feature, ev.name)
         hist = self.score_hist.get(hkey)
         if hist is None:
@@ -942,7 +955,7 @@ class Aggregator:
         return None
 
     @staticmethod
-    def _quality_observation(feat: _Feature, ev: Score) -> None:
+    def _quality_observation(feat: _Feature, ev: Score) -> bool:
         """File one score for the fused quality verdict.
 
         A score tied to a call (`request_id`) or to a golden case (`case_id` label) is one
@@ -950,7 +963,8 @@ class Aggregator:
         `run_id` label, or without one the same timestamp (a golden-run harness stamps its
         cases with the run's time), are one golden run, and the run is one observation, its
         mean: its cases share the run's conditions, so they are not independent evidence.
-        A lone score with neither (its own timestamp) is a run of one.
+        A lone score with neither (its own timestamp) is a run of one. True when the score
+        starts an observation (its own, or a run's first).
         """
         labels = ev.labels or {}
         if ev.request_id is not None or CASE_LABEL in labels:
@@ -958,16 +972,17 @@ class Aggregator:
             if obs is None:
                 obs = feat.quality_obs[ev.name] = []
             obs.append(float(ev.value))
-            return
+            return True
         run = labels.get(RUN_LABEL)
         key = (ev.name, f"run:{run}" if run is not None else f"ts:{ev.ts!r}")
         acc = feat.quality_runs.get(key)
         if acc is None:
             feat.quality_runs[key] = [float(ev.value), 1.0, 1.0]
-        else:
-            acc[0] += ev.value
-            acc[1] += 1.0
-            acc[2] = 1.0
+            return True
+        acc[0] += ev.value
+        acc[1] += 1.0
+        acc[2] = 1.0
+        return False
 
     def _quality_parts(self, feature: str, feat: _Feature) -> tuple[ScoreObs, ...]:
         """Hand over the observations since the last tick; runs that got a score this tick
@@ -1206,12 +1221,14 @@ class Aggregator:
         spreads: Callable[[str], tuple[float, float] | None] | None,
     ) -> list[tuple[float, float, int]]:
         """`history` of the fused quality verdict, which has no value of its own per bin: the
-        feature's scores pooled with weight n into one series, each standardized as the
-        verdict judges it, (x - mean) / deviation from `spreads`, so a judge score and a
-        thumbs-up (whose 0/1 spread is five times a judge's) add the same noise per
-        observation. A score without a spread counts relative to its running mean
-        (`score_ref`) in units of 10% of it. Lower-is-better scores are flipped: worse is
-        always lower, as the verdict's direction."""
+        feature's scores pooled into one series, each bucket's mean of a score weighted by
+        the observations the verdict counts in it (a judge score is one, a golden run is one
+        whatever its cases: weighting its cases would let one run drown an hour of judge
+        scores), each standardized as the verdict judges it, (x - mean) / deviation from
+        `spreads`, so a judge score and a thumbs-up (whose 0/1 spread is five times a judge's)
+        add the same noise per observation. A score without a spread counts relative to its
+        running mean (`score_ref`) in units of 10% of it. Lower-is-better scores are flipped:
+        worse is always lower, as the verdict's direction."""
         refs = feat.score_ref
         sums: dict[int, list[float]] = {}
         for k in range(int(start // self.tick_s), int(end // self.tick_s)):
@@ -1221,6 +1238,7 @@ class Aggregator:
             for name, (total, n) in b.scores.items():
                 if not n:
                     continue
+                w = b.score_obs.get(name) or n
                 spread = spreads(name) if spreads is not None else None
                 if spread is not None:
                     rel = (total / n - spread[0]) / spread[1]
@@ -1234,10 +1252,10 @@ class Aggregator:
                 acc = sums.get(k // per_bin)
                 if acc is None:
                     acc = sums[k // per_bin] = [0.0, 0.0]
-                acc[0] += rel * n
-                acc[1] += n
+                acc[0] += rel * w
+                acc[1] += w
         width = per_bin * self.tick_s
-        return [(g * width, t / n, int(n)) for g, (t, n) in sorted(sums.items()) if n]
+        return [(g * width, t / w, int(w)) for g, (t, w) in sorted(sums.items()) if w]
 
     def _history_ratio(
         self,
@@ -1373,6 +1391,7 @@ class Aggregator:
                         "lat": [[k, c] for k, c in b.latency.items()],
                         "series": [[*k, *v] for k, v in b.series.items()],
                         "scores": b.scores,
+                        "score_obs": b.score_obs,
                         "labels": b.labels,
                         "combos": [
                             [*h, [list(p) for p in pairs], *c] for (h, pairs), c in b.combos.items()
@@ -1424,6 +1443,8 @@ class Aggregator:
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
+                # Optional: older snapshots count every score as an observation.
+                b.score_obs = {k: int(v) for k, v in bstate.get("score_obs", {}).items()}
                 # Snapshots from before the output-length counters hold [all, bad] only.
                 b.combos = {
                     ((p, m, e), tuple((k, v) for k, v in pairs)): _stat(counts)

@@ -127,3 +127,37 @@ def test_rollout_long_before_a_change_point_is_no_suspect() -> None:
     near = Correlator()
     (up,) = near.on_signal(sig("refusal_rate", T0, n=400), _rollout_ctx(T0 - 600, True))
     assert [a.value for a in up.incident.attribution] == ["v2"]
+
+
+def test_cusum_reset_is_the_start_when_the_search_finds_nothing() -> None:
+    """The fused quality verdict fired at T0; its CUSUM left 0 at T0 - 1500 s. Without a
+    significant change point that reset is the start (Page's estimate); a reset older than
+    the search's lookback is ignored."""
+    quiet = FeatureContext(FEATURE, {}, {}, {}, {}, excursions={"score:faithfulness": T0 - 1500})
+    (up,) = Correlator().on_signal(sig("score:faithfulness", T0, n=64), quiet)
+    inc = up.incident
+    assert inc.started_at == T0 - 1500
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "cusum"
+    old = FeatureContext(FEATURE, {}, {}, {}, {}, excursions={"score:faithfulness": T0 - 9000})
+    (up,) = Correlator().on_signal(sig("score:faithfulness", T0, n=64), old)
+    assert up.incident.started_at == T0
+    assert up.incident.start_estimate is not None
+    assert up.incident.start_estimate.basis == "detection"
+
+
+def test_rollout_after_a_cusum_reset_is_the_start() -> None:
+    """A chance rise of the CUSUM began 6 minutes before the switch to v2: the rollout's
+    first appearance is the start, not the reset."""
+    c = FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"prompt_version": {"v2": 40}},
+        all_labels={"prompt_version": {"v2": 600}},
+        baseline_labels={"prompt_version": {"v1": 1800}},
+        rollouts=(Rollout("prompt_version", "v2", T0 - 1200, 1800, 2000, 2000),),
+        excursions={"score:faithfulness": T0 - 1560},
+    )
+    (up,) = Correlator().on_signal(sig("score:faithfulness", T0, n=64), c)
+    inc = up.incident
+    assert inc.started_at == T0 - 1200
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "rollout"

@@ -52,10 +52,11 @@ def run(
     ramp_s: float = 0.0,
     burst_at: float | None = None,
     sources: tuple[str, ...] = ("judge", "golden", "user_feedback"),
+    det: QualityFusion | None = None,
 ) -> list[tuple[float, str]]:
-    """Transitions (ts, state) of the default fused detector over one stream."""
+    """Transitions (ts, state) of the default fused detector (or `det`) over one stream."""
     rng = np.random.default_rng(seed)
-    det = fused()
+    det = fused() if det is None else det
     base = float(rng.uniform(0.65, 0.9))
     golden = float(rng.uniform(0.7, 0.95))
     thumbs = float(rng.uniform(0.6, 0.9))

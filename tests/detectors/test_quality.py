@@ -49,6 +49,20 @@ def test_ten_percent_decline_is_found_within_45_minutes_and_sooner_than_judge_al
     assert judge_only is None or judge_only >= delay
 
 
+@pytest.mark.parametrize("seed", [11, 12])
+def test_excursion_start_is_near_a_step_and_survives_a_snapshot(seed: int) -> None:
+    """The CUSUM's last reset before it fires is Page's estimate of the change time: the
+    correlator's start when its change-point search finds nothing."""
+    onset = T0 + 3 * DAY + 3600 * (seed % 24)
+    det = fused()
+    trs = run(BUSY, seed, 3.1 + (seed % 24) / 24, onset, 0.10, det=det)
+    assert trs and trs[0][1] == "firing"
+    began = det.excursion_start
+    assert began is not None and abs(began - onset) <= 15 * 60
+    again = detector_from_state(json.loads(json.dumps(det.to_state())))
+    assert isinstance(again, QualityFusion) and again.excursion_start == began
+
+
 def test_small_feature_decline_is_found_through_golden_runs() -> None:
     onset = T0 + 3 * DAY + 5 * 3600
     delay = first_firing(run(SMALL, 21, 3.4, onset, 0.10), onset)
