@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
-from correlator.attribution import attribute
+from correlator.attribution import attribute, split_suspects
 from correlator.changepoint import Bin, estimate
 from correlator.families import default_family
 from correlator.incident import (
@@ -853,7 +853,7 @@ class Correlator:
         # Attribution follows the anomalous traffic while it lasts; once every member has
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
-            inc.attribution = attribute(
+            general = attribute(
                 _held_baseline(inc, ctx),
                 p.attribution_min_support,
                 p.attribution_min_delta,
@@ -861,6 +861,20 @@ class Correlator:
                 p.attribution_alpha,
                 lengths=_output_size_direction(inc),
             )
+            # A per-value series (`segment=pro`) of the incident whose rate moved more than
+            # the rest's names its value first: its own metric is sharper evidence than label
+            # counts. Cleared members count too: the span still runs from the start.
+            fired = [
+                (m.metric, m.series, str(m.direction) == "down")
+                for m in inc.members.values()
+                if m.series
+            ]
+            own = split_suspects(
+                fired, ctx, start, now, p.attribution_alpha, p.attribution_min_support
+            )
+            named = {(a.label, a.value) for a in own}
+            merged = [*own, *(a for a in general if (a.label, a.value) not in named)]
+            inc.attribution = tuple(merged[: p.attribution_top])
         signals = inc.member_snapshots()
         res = triage(
             signals,

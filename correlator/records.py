@@ -116,7 +116,9 @@ class FeatureContext:
     span; `baseline_labels` and `baseline_bad_labels` count all and anomalous traffic over the
     hour before `start`; `lengths` and `baseline_lengths` hold the output length per label
     value over the same two spans. `history` reads a metric's recent bins (see `HistoryFn`);
-    None when the caller keeps none.
+    None when the caller keeps none. `split_labels` are the labels whose values have series
+    of their own (`segment=pro`, docs/detectors.md "Per-segment tests"); `history` reads
+    those series too.
     """
 
     feature: str
@@ -129,3 +131,4 @@ class FeatureContext:
     baseline_lengths: LabelSums = field(default_factory=dict)
     history: HistoryFn | None = None
     start: float | None = None
+    split_labels: tuple[str, ...] = ()
