@@ -35,9 +35,12 @@ Per-value series (`split_suspects`). When a label value has series of its own
 asked on that series' own metric rather than on the pooled anomalous flag: did this value's
 rate (its refusals, its failures) move since the start more than the rest of the feature's?
 The same difference in differences as **moved**, read from the per-minute history of the
-value and of the whole feature (the rest is their difference). A provider outage fires every
-segment's availability alike, so none stands out and none is named; a fault in one segment
-names it, first, ahead of the label-count tests.
+value and of the whole feature (the rest is their difference), split at the incident's
+estimated start. On top of significance the value's rise must be at least `SPLIT_MIN_LIFT`
+times the rest's: a provider outage fires every segment's availability alike, so none stands
+out and none is named; a fault in one segment names it, first, ahead of the label-count
+tests. (A start estimated late, from a member with no history such as a quality verdict,
+leaves part of the fault in "before" and weakens the test; the label-count tests still run.)
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ NEW_VALUE_MAX_BASELINE = 0.01
 SPLIT_BASELINE_S = 3600.0
 """The span before the start that a firing value's rates are compared with (the same hour
 the label counts' baseline covers)."""
+SPLIT_MIN_LIFT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,19 +371,21 @@ def _split_moved(
     (n_fa, b_fa), (n_fb, b_fb) = whole
     n_ra, b_ra = n_fa - n_va, b_fa - b_va
     n_rb, b_rb = n_fb - n_vb, b_fb - b_vb
-    if n_va < min_support or n_ra < min_support or n_ra < 0 or b_ra < 0:
-        return None
+    if n_va < min_support or n_ra < min_support or n_fb < min_support or b_ra < 0:
+        return None  # no "before" (aged out of the retained buckets): nothing to difference
     r_va, r_ra = _rate(b_va, n_va), _rate(b_ra, n_ra)
     var = _var(r_va, n_va) + _var(r_ra, n_ra)
-    pooled_b = _rate(b_fb, n_fb)
-    r_vb = r_rb = pooled_b  # a side without its own "before" takes the feature's
+    r_vb = r_rb = _rate(b_fb, n_fb)  # a side without its own "before" takes the feature's
     if n_vb >= min_support:
         r_vb = _rate(b_vb, n_vb)
         var += _var(r_vb, n_vb)
     if n_rb >= min_support:
         r_rb = _rate(b_rb, n_rb)
         var += _var(r_rb, n_rb)
-    z = ((r_va - r_vb) - (r_ra - r_rb)) / math.sqrt(var)
+    lift, rest_lift = r_va - r_vb, r_ra - r_rb
+    if lift < SPLIT_MIN_LIFT * max(rest_lift, 0.0):
+        return None  # the rest moved nearly as much: not this value's fault alone
+    z = (lift - rest_lift) / math.sqrt(var)
     attr = Attribution(
         label,
         value,

@@ -51,7 +51,10 @@ def test_a_fault_in_one_segment_names_it() -> None:
 
 def test_an_outage_of_every_segment_names_none() -> None:
     ctx = _ctx(lambda seg, t: 3 / 7 if t >= START else 0.0)
-    fired = [("availability", "segment=pro", True), ("availability", "segment=free", True)]
+    fired = [
+        ("availability", "segment=pro", True),
+        ("availability", "segment=free", True),
+    ]
     assert split_suspects(fired, ctx, START, NOW) == ()
 
 

