@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -197,3 +198,21 @@ def test_split_label_config_is_checked() -> None:
     for bad, word in ((["model"], "own availability"), (["a=b"], "'='"), (["x", "x"], "twice")):
         with pytest.raises(ValueError, match=word):
             Settings(aggregation={"split_labels": bad})
+
+
+def test_a_pipeline_snapshot_restores_the_per_value_detectors_with_their_rules() -> None:
+    from daemon.pipeline import Pipeline
+
+    settings = Settings()
+    pipe = Pipeline(settings)
+    raw = [_call(T0 + i * 7.0, "ab"[i % 2], refused=i % 13 == 0) for i in range(300)]
+    events, _ = validate_items(raw)
+    pipe.ingest(events)
+    pipe.advance(T0 + 2200)
+    key = ("f", "refusal_rate", "segment=a")
+    assert key in pipe.detector_keys()
+    again = Pipeline(settings)
+    assert again.restore(orjson.loads(pipe.snapshot_bytes(T0 + 2200))) == []
+    rule, det = again._watches[key].slots[0]
+    assert rule.params["budget"] == 0.25 / 8 and rule.params["warmup"] == 1440
+    assert det.to_state() == pipe._watches[key].slots[0][1].to_state()
