@@ -73,10 +73,10 @@ def test_refusals_x6_in_a_30_percent_segment_page_and_name_it(tmp_path: Path) ->
 
 
 def test_clean_traffic_with_drifting_segment_shares_fires_nothing(tmp_path: Path) -> None:
-    """Three segments whose shares swing 3x over 6 hours, no fault, 64 hours (the per-value
+    """Three segments whose shares swing 3x over 6 hours, no fault, 52 hours (the per-value
     rules test from about 30 h on): no per-segment series fires, and nothing pages."""
     drift = T.drifting_segments(("free", "pro", "team"), 6 * 3600.0, 0.5)
-    path = T.write_scenario(tmp_path / "seg_clean.jsonl", hours=64.0, rpm=RPM, transforms=[drift])
+    path = T.write_scenario(tmp_path / "seg_clean.jsonl", hours=52.0, rpm=RPM, transforms=[drift])
     incidents, signals = replay_cli(path)
     series = {s.get("series") for s in signals if s["state"] == "firing"}
     assert not {s for s in series if s and s.startswith("segment=")}, series
