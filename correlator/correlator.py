@@ -884,7 +884,11 @@ class Correlator:
             own = inc.split_held
             named = {(a.label, a.value) for a in own}
             merged = [*own, *(a for a in general if (a.label, a.value) not in named)]
-            inc.attribution = tuple(merged[: p.attribution_top])
+            # An answer found stands against a later empty one: a member that keeps firing
+            # after the fault (a per-segment quality verdict clears only as its sparse scores
+            # come in) would otherwise recompute it over aged-out data until nothing is left.
+            if merged or not inc.attribution:
+                inc.attribution = tuple(merged[: p.attribution_top])
         signals = inc.member_snapshots()
         res = triage(
             signals,
