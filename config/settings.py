@@ -35,6 +35,8 @@ from pydantic_settings import (
 from config.receivers import NotifyConfig, ReceiverConfig, RouteConfig, validate_routes
 from config.references import raw_reference_errors, rule_errors
 
+SPLIT_RESERVED = frozenset({"provider", "model", "endpoint"})
+
 
 class _Strict(BaseModel):
     # A typo in a config key should be an error that names it, not a silently ignored key.
@@ -108,12 +110,36 @@ class AggregationConfig(_Strict):
     window_s: float = Field(300.0, gt=0)
     quality_window_s: float = Field(900.0, gt=0)
     retention_s: float = Field(7200.0, gt=0)
+    # Labels whose values get k/n tests of their own (docs/detectors.md "Per-segment tests"):
+    # a fault confined to one segment is diluted in the feature's rates by its share. Not
+    # `experiment` by default: its arms come and go within days, a new arm has no clean
+    # history of its own, and an arm that differs is the experiment's answer, not a page.
+    split_labels: list[str] = Field(default_factory=lambda: ["segment"], max_length=8)
+    # Values tested per split label (the first ones seen); later values are not tested
+    # (counted as capped, dimension split_value). Each tested value's false-alarm budget is
+    # the metric's divided by len(split_labels) x split_values.
+    split_values: int = Field(8, ge=1, le=64)
 
     @model_validator(mode="after")
     def _windows_hold_ticks(self) -> AggregationConfig:
         if self.window_s < self.tick_s or self.quality_window_s < self.tick_s:
             raise ValueError("window_s and quality_window_s must be >= tick_s")
         return self
+
+    @field_validator("split_labels")
+    @classmethod
+    def _split_label_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or "=" in name or "," in name:
+                raise ValueError(f"split label {name!r} must be non-empty, without '=' or ','")
+            if name in SPLIT_RESERVED:
+                raise ValueError(
+                    f"split label {name!r}: provider, model and endpoint already have their "
+                    "own availability series"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("split_labels has a label twice")
+        return names
 
 
 class CorrelationConfig(_Strict):

@@ -42,17 +42,29 @@ labels and values (CONVENTIONS 13). When nothing passes, attribution is empty ra
 guess. New values rank first (by z), then moved values (by z); top `top`.
 
 `__other__` (the cap's overflow bucket) counts in the totals and is never named.
+
+Per-value series (`split_suspects`). When a label value has series of its own
+(`segment=pro`, docs/detectors.md "Per-segment tests") and one of them fired, the question is
+asked on that series' own metric rather than on the pooled anomalous flag: did this value's
+rate (its refusals, its failures) move since the start more than the rest of the feature's?
+The same difference in differences as **moved**, read from the per-minute history of the
+value and of the whole feature (the rest is their difference), split at the incident's
+estimated start. On top of significance the value's rise must be at least `SPLIT_MIN_LIFT`
+times the rest's: a provider outage fires every segment's availability alike, so none stands
+out and none is named; a fault in one segment names it, first, ahead of the label-count
+tests. (A start estimated late, from a member with no history such as a quality verdict,
+leaves part of the fault in "before" and weakens the test; the label-count tests still run.)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 from correlator.incident import Attribution
-from correlator.records import FeatureContext, LabelCounts, rfc3339
+from correlator.records import FeatureContext, HistoryFn, LabelCounts, rfc3339
 
 OTHER = "__other__"
 _Counts = Mapping[str, int]
@@ -62,6 +74,10 @@ ROLLOUT_MIN_SHARE = 0.5
 when it carries most of the traffic since (a rollout); a canary or an experiment arm on part
 of the traffic is named when the metric moved within it (the "moved" tests), else an arm
 started an hour before a quality decline would be blamed for it."""
+SPLIT_BASELINE_S = 3600.0
+"""The span before the start that a firing value's rates are compared with (the same hour
+the label counts' baseline covers)."""
+SPLIT_MIN_LIFT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,3 +391,108 @@ def _moved_length(
         rest_mean_after=round(m_oa, 1),
     )
     return _Candidate(1, z, attr)
+
+
+def split_suspects(
+    fired: Sequence[tuple[str, str, bool]],
+    ctx: FeatureContext,
+    start: float,
+    now: float,
+    alpha: float = 0.01,
+    min_support: int = 5,
+) -> tuple[Attribution, ...]:
+    """Label values whose own series fired and whose rate moved more than the rest's.
+
+    `fired`: (metric, series, bad_is_down) of the incident's members, where
+    `bad_is_down` says the metric's bad side is its complement (availability, format
+    compliance). Only series of `ctx.split_labels` with a history count; one-sided z tests
+    at `alpha`, Bonferroni over the series tested; strongest first."""
+    if ctx.history is None or not ctx.split_labels:
+        return ()
+    tests: list[tuple[str, str, str, bool]] = []
+    seen: set[tuple[str, str]] = set()
+    for metric, series, down in fired:
+        label, sep, value = series.partition("=")
+        if not sep or label not in ctx.split_labels or value == OTHER:
+            continue
+        if (metric, series) not in seen:
+            seen.add((metric, series))
+            tests.append((metric, label, value, down))
+    if not tests:
+        return ()
+    z_crit = NormalDist().inv_cdf(1.0 - alpha / len(tests))
+    best: dict[tuple[str, str], tuple[float, Attribution]] = {}
+    for metric, label, value, down in tests:
+        cand = _split_moved(ctx.history, metric, label, value, down, start, now, min_support)
+        if cand is None or cand[0] < z_crit:
+            continue
+        cur = best.get((label, value))
+        if cur is None or cand[0] > cur[0]:
+            best[(label, value)] = cand
+    order = sorted(best.values(), key=lambda c: (-c[0], c[1].label, c[1].value))
+    return tuple(a for _, a in order)
+
+
+def _split_moved(
+    history: HistoryFn,
+    metric: str,
+    label: str,
+    value: str,
+    down: bool,
+    start: float,
+    now: float,
+    min_support: int,
+) -> tuple[float, Attribution] | None:
+    lo = start - SPLIT_BASELINE_S
+    mine = _bad_counts(history(metric, f"{label}={value}", lo, now), start, down)
+    whole = _bad_counts(history(metric, "", lo, now), start, down)
+    (n_va, b_va), (n_vb, b_vb) = mine
+    (n_fa, b_fa), (n_fb, b_fb) = whole
+    n_ra, b_ra = n_fa - n_va, b_fa - b_va
+    n_rb, b_rb = n_fb - n_vb, b_fb - b_vb
+    if n_va < min_support or n_ra < min_support or n_fb < min_support or b_ra < 0:
+        return None  # no "before" (aged out of the retained buckets): nothing to difference
+    r_va, r_ra = _rate(b_va, n_va), _rate(b_ra, n_ra)
+    var = _var(r_va, n_va) + _var(r_ra, n_ra)
+    r_vb = r_rb = _rate(b_fb, n_fb)  # a side without its own "before" takes the feature's
+    if n_vb >= min_support:
+        r_vb = _rate(b_vb, n_vb)
+        var += _var(r_vb, n_vb)
+    if n_rb >= min_support:
+        r_rb = _rate(b_rb, n_rb)
+        var += _var(r_rb, n_rb)
+    lift, rest_lift = r_va - r_vb, r_ra - r_rb
+    if lift < SPLIT_MIN_LIFT * max(rest_lift, 0.0):
+        return None  # the rest moved nearly as much: not this value's fault alone
+    z = (lift - rest_lift) / math.sqrt(var)
+    attr = Attribution(
+        label,
+        value,
+        round(b_va / b_fa, 3) if b_fa else 0.0,
+        round(n_vb / n_fb, 3) if n_fb else 0.0,
+        "moved",
+        share_after=round(n_va / n_fa, 3) if n_fa else None,
+        bad_rate=round(b_va / n_va, 4),
+        baseline_bad_rate=round(b_vb / n_vb, 4) if n_vb else None,
+        rest_bad_rate=round(b_ra / n_ra, 4),
+        z=round(z, 2),
+        n=n_va,
+        metric=metric,
+    )
+    return z, attr
+
+
+def _bad_counts(
+    bins: Sequence[tuple[float, float, float]], start: float, down: bool
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((calls, bad) from `start` on, (calls, bad) before it) from (ts, rate, n) bins; the
+    bad count of a bin is its rate times n, or its complement's for a metric whose bad side
+    is down."""
+    after = [0, 0]
+    before = [0, 0]
+    for ts, rate, n in bins:
+        k = round(rate * n)
+        acc = after if ts >= start else before
+        acc[0] += int(n)
+        acc[1] += int(n) - k if down else k
+    return (after[0], after[1]), (before[0], before[1])

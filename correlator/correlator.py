@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
-from correlator.attribution import attribute
+from correlator.attribution import attribute, split_suspects
 from correlator.changepoint import Bin, estimate
 from correlator.families import default_family
 from correlator.incident import (
@@ -223,6 +223,8 @@ class _Inc:
     flapping: bool = False
     # The fullest label counts of the hour before the start seen so far (`_held_baseline`).
     baseline_labels: dict[str, dict[str, int]] | None = None
+    # The last non-empty answer of `split_suspects` (see `_refresh`).
+    split_held: tuple[Attribution, ...] = ()
     # Estimated start (`Correlator._estimate_start`) and when it was last estimated.
     started_at: float | None = None
     start_estimate: StartEstimate | None = None
@@ -299,6 +301,7 @@ class _Inc:
             "reopens": self.reopens,
             "flapping": self.flapping,
             "baseline_labels": self.baseline_labels,
+            "split_held": [a.to_record() for a in self.split_held],
             "started_at": self.started_at,
             "start_estimate": None
             if self.start_estimate is None
@@ -350,6 +353,7 @@ class _Inc:
         inc.flapping = bool(d["flapping"])
         bl = d.get("baseline_labels")  # absent in states saved before it existed
         inc.baseline_labels = None if bl is None else _copy_counts(bl)
+        inc.split_held = tuple(Attribution.from_record(a) for a in d.get("split_held") or [])
         # Absent in states saved before the start estimate existed: estimated afresh.
         sa = d.get("started_at")
         inc.started_at = None if sa is None else float(sa)
@@ -815,6 +819,7 @@ class Correlator:
                 started, est = reset, StartEstimate("cusum", first.metric)
         if started != inc.started_at:
             inc.baseline_labels = None  # the held "before" was for another split
+            inc.split_held = ()
         inc.started_at, inc.start_estimate = started, est
 
     def _attach_changes(self, inc: _Inc, start: float, now: float) -> None:
@@ -861,7 +866,7 @@ class Correlator:
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
             ctx = _rollouts_near(inc, ctx, start, p.change_lookback_s)
-            inc.attribution = attribute(
+            general = attribute(
                 _held_baseline(inc, ctx),
                 p.attribution_min_support,
                 p.attribution_min_delta,
@@ -870,6 +875,29 @@ class Correlator:
                 lengths=_output_size_direction(inc),
                 scores=any(m.layer == "quality" for m in inc.members.values()),
             )
+            # A per-value series (`segment=pro`) of the incident whose rate moved more than
+            # the rest's names its value first: its own metric is sharper evidence than label
+            # counts. Cleared members count too: the span still runs from the start. Once
+            # found the answer is held: the hour before the start ages out of the retained
+            # buckets while a long incident stays open, and then nothing can be tested.
+            fired = [
+                (m.metric, m.series, str(m.direction) == "down")
+                for m in inc.members.values()
+                if m.series
+            ]
+            own = split_suspects(
+                fired, ctx, start, now, p.attribution_alpha, p.attribution_min_support
+            )
+            if own:
+                inc.split_held = own
+            own = inc.split_held
+            named = {(a.label, a.value) for a in own}
+            merged = [*own, *(a for a in general if (a.label, a.value) not in named)]
+            # An answer found stands against a later empty one: a member that keeps firing
+            # after the fault (a per-segment quality verdict clears only as its sparse scores
+            # come in) would otherwise recompute it over aged-out data until nothing is left.
+            if merged or not inc.attribution:
+                inc.attribution = tuple(merged[: p.attribution_top])
             moved = _start_at_rollout(inc, start, ctx)
             if moved != start:
                 start = moved

@@ -128,6 +128,9 @@ class Attribution:
     value's share of traffic after the start; `bad_rate` and `baseline_bad_rate`, the
     anomalous rate within the value after and before; `rest_bad_rate`, the rate in the rest
     of the traffic after; `z` the test statistic; `n` the value's events after the start.
+    A value whose own series fired (`segment=pro`, `correlator.attribution.split_suspects`)
+    names the series' metric in `metric` (e.g. "refusal_rate"): its rates are that metric's
+    bad side (refusals, failures) rather than the pooled anomalous flag.
     For a value whose output length moved (`metric: "output_length"`), `mean_after`,
     `mean_before` and `rest_mean_after` are mean output characters instead of rates, and
     `anomalous_share` is its share of all traffic after the start. A "new_value" found in

@@ -137,7 +137,9 @@ class FeatureContext:
     counts are the same over the hour before `start`; `lengths` and `baseline_lengths` hold
     the output length per label value over the same two spans; `rollouts` the values that
     first appeared within the change lookback before `start`. `history` reads a metric's
-    recent bins (see `HistoryFn`); None when the caller keeps none.
+    recent bins (see `HistoryFn`); None when the caller keeps none. `split_labels` are the
+    labels whose values have series of their own (`segment=pro`, docs/detectors.md
+    "Per-segment tests"); `history` reads those series too.
     """
 
     feature: str
@@ -161,3 +163,4 @@ class FeatureContext:
     # evidence (a CUSUM's last reset); the start estimate's fallback when the change-point
     # search finds nothing significant.
     excursions: Mapping[str, float] = field(default_factory=dict)
+    split_labels: tuple[str, ...] = ()

@@ -186,6 +186,8 @@ class Pipeline:
             limits=limits_of(settings.ingest),
             score_directions=score_dirs,
             score_direction=settings.score_direction,
+            split_labels=agg.split_labels,
+            split_values=agg.split_values,
         )
         self.rulebook = RuleBook(settings)
         self.policy = policy_of(settings)
@@ -237,7 +239,7 @@ class Pipeline:
         plans: dict[SeriesKey, tuple[list[tuple[Rule, Detector]], dict[int, int], list[int]]] = {}
         counts = {"kept": 0, "new": 0, "dropped": 0}
         for key, watch in self._watches.items():
-            rules = rulebook.rules_for(key[0], watch.layer, key[1])
+            rules = rulebook.rules_for(key[0], watch.layer, key[1], key[2])
             if list(rules) == [rule for rule, _ in watch.slots]:
                 counts["kept"] += len(watch.slots)
                 continue
@@ -591,7 +593,7 @@ class Pipeline:
         return out
 
     def _new_watch(self, sample: Sample) -> _Watch:
-        rules = self.rulebook.rules_for(sample.feature, sample.layer, sample.metric)
+        rules = self.rulebook.rules_for(sample.feature, sample.layer, sample.metric, sample.series)
         return _Watch(sample.layer, [(rule, rule.build()) for rule in rules])
 
     # ---- context for the correlator -------------------------------------------------------
@@ -630,6 +632,7 @@ class Pipeline:
             start=onset,
             rollouts=self._rollouts(feature, onset, end),
             excursions=self._excursions(feature),
+            split_labels=agg.split_labels,
         )
 
     def _excursions(self, feature: str) -> dict[str, float]:
@@ -663,18 +666,19 @@ class Pipeline:
         return tuple(out)
 
     def _history(self, feature: str) -> HistoryFn:
-        """The change-point search's read of the retained buckets (whole-feature series only:
-        per provider/model/endpoint availability is not kept per bucket)."""
+        """The change-point search's and attribution's read of the retained buckets
+        (whole-feature series and split label values: per provider/model/endpoint
+        availability is not kept per bucket)."""
         agg = self.aggregator
         bin_s = self.policy.changepoint_bin_s
 
         def read(
             metric: str, series: str, start: float, end: float
         ) -> list[tuple[float, float, int]]:
-            if series:
+            if series and not agg.is_split(series):
                 return []
             spreads = self._score_spreads(feature) if metric == QUALITY_METRIC else None
-            return agg.history(feature, metric, start, end + agg.tick_s, bin_s, spreads)
+            return agg.history(feature, metric, start, end + agg.tick_s, bin_s, series, spreads)
 
         return read
 
@@ -815,7 +819,7 @@ class Pipeline:
         for entry in entries:
             feature, metric, series = entry["key"]
             layer = entry["layer"]
-            rules = self.rulebook.rules_for(feature, layer, metric)
+            rules = self.rulebook.rules_for(feature, layer, metric, series)
             states = entry["states"]
             slots: list[tuple[Rule, Detector]] = []
             for i, rule in enumerate(rules):

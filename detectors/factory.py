@@ -11,6 +11,7 @@ starts that series fresh with a warning.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -99,4 +100,48 @@ def migrate_state(
     if state.get("kind") == "rate" and kind == "binomial":
         build_detector(kind, params)  # parameter errors read as for any config rule
         return BinomialDetector.from_rate_state(dict(state), dict(params))
+    return None
+
+
+# Kinds whose threshold is derived from a false-alarm budget, and the parameter that holds it:
+# false firings per 30 days (evidence detectors), or clean seconds per false firing (fused).
+_PER_PERIOD_BUDGET = frozenset({"binomial", "logmean"})
+_BUDGET_SECONDS = frozenset({"fused"})
+SPLIT_WARMUP_MIN = 1440
+"""Learned minutes before a per-value evidence rule tests (the whole-feature default: 120).
+A value holds a fraction of the feature's calls, so in its first hours its expected rate
+rests on a handful of events, and a test against a rate that poorly known fires far more
+often than its budget says (the tuning worlds: 3 per-segment firings on the first day of 8
+worlds, none on the six clean days after). A day of its own history fills every hour of
+the day's profile once."""
+
+
+def _default(kind: str, name: str) -> Any:
+    return inspect.signature(_kind_class(kind).__init__).parameters[name].default
+
+
+def split_params(kind: str, params: Mapping[str, Any], values: int) -> dict[str, Any] | None:
+    """The params of a rule run once per tested label value (docs/detectors.md "Per-segment
+    tests"): the rule's false-alarm budget shared by the `values` tests, so all of them
+    together fire falsely no more often than the rule on the whole feature (Bonferroni).
+
+    binomial, logmean: `budget` / values, and at least `SPLIT_WARMUP_MIN` of warm-up; fused:
+    `budget_s` x values, or with an explicit CUSUM threshold `h`, h + ln(values) (Lorden's
+    bound, ARL0 >= e^h). None for kinds whose threshold is no budget (a static line, an
+    EWMA): their false-alarm rate cannot be shared out, so they do not run per value."""
+    if values < 1:
+        raise ValueError(f"values must be >= 1, got {values!r}")
+    out = dict(params)
+    if kind in _PER_PERIOD_BUDGET:
+        out["budget"] = float(params.get("budget", _default(kind, "budget"))) / values
+        warmup = int(params.get("warmup", _default(kind, "warmup")))
+        out["warmup"] = max(warmup, SPLIT_WARMUP_MIN)
+        return out
+    if kind in _BUDGET_SECONDS:
+        h = params.get("h")
+        if h is not None:
+            out["h"] = float(h) + math.log(values)
+        else:
+            out["budget_s"] = float(params.get("budget_s", _default(kind, "budget_s"))) * values
+        return out
     return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -155,6 +155,7 @@ CAPPED_DIMENSIONS = (
     "label_set",
     "label_value_length",
     "description_length",
+    "split_value",
 )
 """The `dimension` values of llm_oncall_cardinality_capped_total, all exported from 0."""
 
@@ -250,7 +251,7 @@ class _Fresh:
     __slots__ = (
         "auth_failed", "calls", "chars", "cost", "failed", "format_n", "format_ok", "in_tok",
         "last_ts", "lpt", "out_tok", "provider_failed", "rate_limited", "refusal_n", "refused",
-        "retried", "run", "series", "ttft",
+        "retried", "run", "series", "splits", "ttft",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -258,6 +259,7 @@ class _Fresh:
         self.provider_failed = self.retried = self.refused = self.refusal_n = 0
         self.format_ok = self.format_n = 0
         self.series: dict[tuple[str, str, str], list[int]] = {}  # [ok, n]
+        self.splits: dict[str, list[int]] = {}  # split series -> the S_* counters
         self.in_tok = [0.0] * 6
         self.out_tok = [0.0] * 6
         self.cost = [0.0] * 6
@@ -280,6 +282,7 @@ class _Fresh:
     def to_state(self) -> dict[str, object]:
         out: dict[str, object] = {name: getattr(self, name) for name in _FRESH_FIELDS}
         out["series"] = [[*k, *v] for k, v in self.series.items()]
+        out["splits"] = [[k, *v] for k, v in self.splits.items()]
         return out
 
     @classmethod
@@ -299,16 +302,59 @@ class _Fresh:
         series = state["series"]
         assert isinstance(series, list)
         fr.series = {(p, m, e): [int(ok), int(n)] for p, m, e, ok, n in series}
+        # Optional: snapshots from before the per-segment series have none.
+        splits = state.get("splits", [])
+        assert isinstance(splits, list)
+        fr.splits = {str(k): _split_counts(v) for k, *v in splits}
         return fr
 
 
-_FRESH_FIELDS = tuple(name for name in _Fresh.__slots__ if name not in ("series", "last_ts", "run"))
+_FRESH_FIELDS = tuple(
+    name for name in _Fresh.__slots__ if name not in ("series", "splits", "last_ts", "run")
+)
 BATCH_GAP_S = 0.01
 """Calls closer than this to the one before form one batch (`_Fresh`). Batches in traces
 and in the evaluation worlds arrive within a few ms; at 1,000 calls/min independent calls
 fall this close 15% of the time, which only merges a few pairs (a loss of power, never a
 false alarm)."""
 BATCH_MAX = 100  # calls per batch at most: at very high rates gaps chain without end
+
+# Per label value of a split label (`Aggregator` "Per-segment series"): the counters of the
+# k/n metrics tested per value, per bucket and per tick.
+S_CALLS, S_FAILED, S_PROVIDER, S_REFUSAL_N, S_REFUSED, S_FORMAT_N, S_FORMAT_OK = range(7)
+_SPLIT_ZERO = (0, 0, 0, 0, 0, 0, 0)
+SPLIT_METRICS = ("availability", "provider_error_rate", "refusal_rate", "format_compliance_rate")
+"""The k/n metrics with a series per split label value (and the fused `quality`)."""
+_SPLIT_FIELDS: dict[str, tuple[int, int]] = {  # metric -> (numerator, denominator) index
+    "availability": (S_FAILED, S_CALLS),  # failed; `_history_split` turns it into ok
+    "provider_error_rate": (S_PROVIDER, S_CALLS),
+    "refusal_rate": (S_REFUSED, S_REFUSAL_N),
+    "format_compliance_rate": (S_FORMAT_OK, S_FORMAT_N),
+}
+
+
+def split_series(label: str, value: str) -> str:
+    """The series name of one label value's tests, as signals, incidents and /metrics show
+    it: `segment=pro`."""
+    return f"{label}={value}"
+
+
+def _count_split(
+    acc: list[int], ok: bool, provider_failed: bool, refused: bool | None, format_ok: bool | None
+) -> None:
+    acc[S_CALLS] += 1
+    if not ok:
+        acc[S_FAILED] += 1
+        if provider_failed:
+            acc[S_PROVIDER] += 1
+    if refused is not None:
+        acc[S_REFUSAL_N] += 1
+        if refused:
+            acc[S_REFUSED] += 1
+    if format_ok is not None:
+        acc[S_FORMAT_N] += 1
+        if format_ok:
+            acc[S_FORMAT_OK] += 1
 
 
 def _add_log(acc: list[float], x: float, join: bool) -> None:
@@ -358,6 +404,7 @@ class _Bucket:
         "score_obs",
         "scores",
         "series",
+        "splits",
     )
 
     def __init__(self) -> None:
@@ -390,6 +437,8 @@ class _Bucket:
         self.latency: dict[int, int] = {}
         # availability per (provider, model, endpoint): [ok, total]
         self.series: dict[tuple[str, str, str], list[int]] = {}
+        # split series ("segment=pro") → the S_* counters of its calls
+        self.splits: dict[str, list[int]] = {}
         # score name → [sum, n]
         self.scores: dict[str, list[float]] = {}
         # score name → observations the fused verdict counts (a golden run is one, whatever
@@ -442,6 +491,22 @@ def _fold_calls(dst: _Bucket, src: _Bucket, sign: int) -> None:
         else:
             del lat[k]
     _fold_pairs(dst.series, src.series, sign)
+    if src.splits:
+        _fold_splits(dst.splits, src.splits, sign)
+
+
+def _fold_splits(dst: dict[str, list[int]], src: dict[str, list[int]], sign: int) -> None:
+    """dst += sign × src for split counters; a value with no calls left leaves the window
+    (every other counter counts a subset of its calls)."""
+    for key, counts in src.items():
+        acc = dst.get(key)
+        if acc is None:
+            dst[key] = [sign * c for c in counts]
+            continue
+        for i, c in enumerate(counts):
+            acc[i] += sign * c
+        if not acc[S_CALLS]:
+            del dst[key]
 
 
 def _fold_scores(dst: _Bucket, src: _Bucket, sign: int) -> None:
@@ -478,6 +543,13 @@ class _Feature:
     series: set[tuple[str, str, str]] = field(default_factory=set)
     score_names: set[str] = field(default_factory=set)
     external: set[tuple[str, str]] = field(default_factory=set)  # (metric, series) fed in
+    # Split label -> value -> series name, for the values tested (`Aggregator._split_keys`).
+    split_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Per-call quality observations since the last tick per split series (score name ->
+    # values), and the last tick each series had any: its fused sample goes on while its
+    # scores are in the quality window, as the feature's does.
+    split_quality: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    split_scored: dict[str, float] = field(default_factory=dict)
     # Quality observations since the last tick, for the fused verdict: per score name the
     # per-call (or per-case) values, and the open golden runs (name, run key) -> [sum, n,
     # fresh]. A run is handed over one tick after its last score, as one observation.
@@ -504,6 +576,16 @@ class _Feature:
 class Aggregator:
     """Owns the per-feature buckets and the cumulative counters.
 
+    Per-segment series. A fault confined to one value of a label (a customer segment) is
+    diluted in the feature's rates by that value's share of traffic, so for each label in
+    `split_labels` the aggregator also counts, per bucket and per tick, each value's calls,
+    failures, provider errors, refusals and format results (`_count_split`), and files its
+    per-call scores apart: every tick each value yields the `SPLIT_METRICS` samples and a
+    fused `quality` sample under the series `label=value` (docs/detectors.md "Per-segment
+    tests"). At most `split_values` values per label and feature are tested (the first
+    ones seen, for the life of the process, like providers); later values count at the
+    feature level only (capped dimension `split_value`).
+
     Not thread-safe; the daemon calls it from the event loop only.
     """
 
@@ -516,9 +598,13 @@ class Aggregator:
         limits: Limits | None = None,
         score_directions: Mapping[str, str] | None = None,
         score_direction: Callable[[str, str], str] | None = None,
+        split_labels: Sequence[str] = ("segment",),
+        split_values: int = 8,
     ) -> None:
         if tick_s <= 0 or window_s < tick_s or quality_window_s < tick_s:
             raise ValueError("need 0 < tick_s <= window_s and tick_s <= quality_window_s")
+        if split_values < 1:
+            raise ValueError("split_values must be >= 1")
         self.tick_s = tick_s
         self.window_s = window_s
         self.quality_window_s = quality_window_s
@@ -540,6 +626,9 @@ class Aggregator:
         # Never reset; Prometheus computes rates and handles restarts.
         self.totals: dict[tuple[str, str, str], Totals] = {}
         self.score_hist: dict[tuple[str, str], list[float]] = {}
+        # Per-segment series (class doc): labels whose values are tested one by one.
+        self.split_labels = tuple(split_labels)
+        self.split_values = split_values
 
     def reconfigure(
         self,
@@ -713,6 +802,7 @@ class Aggregator:
         fr.calls += 1
         ok = (200 <= status < 300) if status is not None else not ev.error
         bad = not ok
+        provider_failed = False
         if not ok:
             b.failed += 1
             fr.failed += 1
@@ -723,6 +813,7 @@ class Aggregator:
                 b.auth_failed += 1
                 fr.auth_failed += 1
             elif status is None or status == 0 or status >= 500:
+                provider_failed = True
                 b.provider_failed += 1
                 fr.provider_failed += 1
         latency = ev.latency_ms
@@ -777,10 +868,48 @@ class Aggregator:
         fpair[1] += 1
         if ok:
             fpair[0] += 1
+        if ev.labels and self.split_labels:
+            for key in self._split_keys(feat, ev.labels, admit=True):
+                acc = b.splits.get(key)
+                if acc is None:
+                    acc = b.splits[key] = [0, 0, 0, 0, 0, 0, 0]
+                _count_split(acc, ok, provider_failed, ev.refused, ev.format_ok)
+                acc = fr.splits.get(key)
+                if acc is None:
+                    acc = fr.splits[key] = [0, 0, 0, 0, 0, 0, 0]
+                _count_split(acc, ok, provider_failed, ev.refused, ev.format_ok)
         chars = ev.output_chars if ok else None
         self._count_combo(b, skey, ev.labels, bad, chars)
         self._count_totals(ev, (ev.feature, skey[0], skey[1]), ok)
         return None
+
+    def _split_keys(self, feat: _Feature, labels: Mapping[str, str], admit: bool) -> list[str]:
+        """The split series an event's labels put it in (`segment=pro`). A value not yet
+        tested is admitted while its label has fewer than `split_values` (`admit`, calls
+        only: a value is tested on its calls); past that the call is counted at the feature
+        level only and the `split_value` cap counts it. Values are clipped like every label."""
+        out: list[str] = []
+        for label in self.split_labels:
+            value = labels.get(label)
+            if value is None:
+                continue
+            names = feat.split_names.get(label)
+            if names is None:
+                names = feat.split_names[label] = {}
+            key = names.get(value)
+            if key is None:
+                limit = self.limits.label_value_length
+                clipped = clip(value, limit) if len(value) > limit else value
+                key = names.get(clipped)
+                if key is None:
+                    if not admit:
+                        continue
+                    if len(names) >= self.split_values:
+                        self.count_capped("split_value")
+                        continue
+                    key = names[clipped] = split_series(label, clipped)
+            out.append(key)
+        return out
 
     @staticmethod
     def _add_call_sizes(ev: LlmCall, b: _Bucket, fr: _Fresh, join: bool) -> None:
@@ -954,8 +1083,7 @@ class Aggregator:
         hist[-1] += ev.value
         return None
 
-    @staticmethod
-    def _quality_observation(feat: _Feature, ev: Score) -> bool:
+    def _quality_observation(self, feat: _Feature, ev: Score) -> bool:
         """File one score for the fused quality verdict.
 
         A score tied to a call (`request_id`) or to a golden case (`case_id` label) is one
@@ -965,6 +1093,9 @@ class Aggregator:
         mean: its cases share the run's conditions, so they are not independent evidence.
         A lone score with neither (its own timestamp) is a run of one. True when the score
         starts an observation (its own, or a run's first).
+
+        A per-call score whose labels carry a tested split value is also an observation of
+        that value's own verdict (a golden run is the whole feature's: not split).
         """
         labels = ev.labels or {}
         if ev.request_id is not None or CASE_LABEL in labels:
@@ -972,6 +1103,15 @@ class Aggregator:
             if obs is None:
                 obs = feat.quality_obs[ev.name] = []
             obs.append(float(ev.value))
+            if labels and feat.split_names:
+                for split in self._split_keys(feat, labels, admit=False):
+                    per = feat.split_quality.get(split)
+                    if per is None:
+                        per = feat.split_quality[split] = {}
+                    vals = per.get(ev.name)
+                    if vals is None:
+                        vals = per[ev.name] = []
+                    vals.append(float(ev.value))
             return True
         run = labels.get(RUN_LABEL)
         key = (ev.name, f"run:{run}" if run is not None else f"ts:{ev.ts!r}")
@@ -998,6 +1138,9 @@ class Aggregator:
             obs.append(total / n)
         for acc in runs.values():
             acc[2] = 0.0
+        return self._score_obs(feature, values)
+
+    def _score_obs(self, feature: str, values: Mapping[str, list[float]]) -> tuple[ScoreObs, ...]:
         return tuple(
             ScoreObs(name, tuple(vals), self._score_direction(feature, name) != "lower")
             for name, vals in values.items()
@@ -1080,7 +1223,58 @@ class Aggregator:
                 samples.append(
                     Sample(now, name, "quality", QUALITY_METRIC, float(k), k, parts=parts)
                 )
+        if feat.split_names:
+            self._split_samples(name, feat, feat.calls_win.acc, fresh, now, samples)
         return samples
+
+    def _split_samples(
+        self, name: str, feat: _Feature, w: _Bucket, fr: _Fresh, now: float, out: list[Sample]
+    ) -> None:
+        """The per-value series of the split labels that have at least two tested values
+        (one value is the feature itself): the k/n metrics of `SPLIT_METRICS` while the value
+        has calls in the window, and its fused quality verdict while it has per-call scores
+        in the quality window. Each k/n sample carries the value's own per-tick counts."""
+        tested = [
+            key for names in feat.split_names.values() if len(names) > 1 for key in names.values()
+        ]
+        quality = feat.split_quality
+        if quality:
+            feat.split_quality = {}
+            for key in quality:
+                feat.split_scored[key] = now
+        for key in tested:
+            counts = w.splits.get(key)
+            if counts is not None:
+                calls, failed = counts[S_CALLS], counts[S_FAILED]
+                f = fr.splits.get(key, _SPLIT_ZERO)
+                f_calls = f[S_CALLS]
+                out.append(Sample(
+                    now, name, "api", "availability", (calls - failed) / calls, calls, key,
+                    TickStats(f_calls, f_calls - f[S_FAILED]),
+                ))  # fmt: skip
+                out.append(Sample(
+                    now, name, "api", "provider_error_rate", counts[S_PROVIDER] / calls, calls,
+                    key, TickStats(f_calls, f[S_PROVIDER]),
+                ))  # fmt: skip
+                n = counts[S_REFUSAL_N]
+                if n:
+                    out.append(Sample(
+                        now, name, "behavioral", "refusal_rate", counts[S_REFUSED] / n, n, key,
+                        TickStats(f[S_REFUSAL_N], f[S_REFUSED]),
+                    ))  # fmt: skip
+                n = counts[S_FORMAT_N]
+                if n:
+                    out.append(Sample(
+                        now, name, "behavioral", "format_compliance_rate",
+                        counts[S_FORMAT_OK] / n, n, key, TickStats(f[S_FORMAT_N], f[S_FORMAT_OK]),
+                    ))  # fmt: skip
+            last = feat.split_scored.get(key)
+            if last is not None and now - last <= self.quality_window_s:
+                parts = self._score_obs(name, quality.get(key, {}))
+                k = sum(len(p.values) for p in parts)
+                out.append(Sample(
+                    now, name, "quality", QUALITY_METRIC, float(k), k, key, parts=parts
+                ))  # fmt: skip
 
     def _call_samples(self, name: str, w: _Bucket, now: float, fr: _Fresh) -> list[Sample]:
         calls, failed, rl, auth, prov = (
@@ -1176,18 +1370,25 @@ class Aggregator:
         start: float,
         end: float,
         bin_s: float = 60.0,
+        series: str = "",
         spreads: Callable[[str], tuple[float, float] | None] | None = None,
     ) -> list[tuple[float, float, int]]:
         """The metric per bin of `bin_s` over [start, end): (bin start, value, n) for the bins
         with data. The change-point search reads it (`correlator.changepoint`): a window
         value averages `window_s` of buckets and smears a step over minutes; bins do not.
-        Metrics the aggregator does not compute (external ones) have no history here.
+        Metrics the aggregator does not compute (external ones) have no history here; of the
+        series, only the split ones (`segment=pro`) of the `SPLIT_METRICS` have one.
         `spreads`: for the fused quality verdict, each score's (mean, deviation) as the
         verdict judges it (`_history_quality`)."""
         feat = self._features.get(feature)
         if feat is None or not self.computes(metric):
             return []
         per_bin = max(1, round(bin_s / self.tick_s))
+        if series:
+            split_fields = _SPLIT_FIELDS.get(metric)
+            if split_fields is None:
+                return []
+            return self._history_split(feat, series, split_fields, metric, start, end, per_bin)
         if metric == QUALITY_METRIC:
             return self._history_quality(feature, feat, start, end, per_bin, spreads)
         fields = _history_fields(metric)
@@ -1295,6 +1496,46 @@ class Aggregator:
             out.append((g * width, float(top) / n, int(n)))
         return out
 
+    def _history_split(
+        self,
+        feat: _Feature,
+        series: str,
+        fields: tuple[int, int],
+        metric: str,
+        start: float,
+        end: float,
+        per_bin: int,
+    ) -> list[tuple[float, float, int]]:
+        """`history` of one split series: its two counters summed per bin."""
+        num, den = fields
+        sums: dict[int, list[int]] = {}
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is None:
+                continue
+            counts = b.splits.get(series)
+            if counts is None:
+                continue
+            acc = sums.get(k // per_bin)
+            if acc is None:
+                acc = sums[k // per_bin] = [0, 0]
+            acc[0] += counts[num]
+            acc[1] += counts[den]
+        width = per_bin * self.tick_s
+        out: list[tuple[float, float, int]] = []
+        for g in sorted(sums):
+            top, n = sums[g]
+            if n:
+                value = (n - top) / n if metric == "availability" else top / n
+                out.append((g * width, value, n))
+        return out
+
+    def is_split(self, series: str) -> bool:
+        """Whether `series` names a split label value (`segment=pro`), not a provider/model/
+        endpoint availability series."""
+        label, sep, _ = series.partition("=")
+        return bool(sep) and label in self.split_labels
+
     def label_stats(self, feature: str, start: float, end: float) -> LabelStats:
         """Every label counter of a feature's traffic over [start, end): label → value →
         [all, bad, chars_sum, chars_sq, chars_n] (`LabelStats` splits them for the
@@ -1390,6 +1631,7 @@ class Aggregator:
                         "s": [getattr(b, f) for f in _SCALAR_FIELDS],
                         "lat": [[k, c] for k, c in b.latency.items()],
                         "series": [[*k, *v] for k, v in b.series.items()],
+                        "splits": [[k, *v] for k, v in b.splits.items()],
                         "scores": b.scores,
                         "score_obs": b.score_obs,
                         "labels": b.labels,
@@ -1442,6 +1684,8 @@ class Aggregator:
                     setattr(b, f, v)  # counters newer than the snapshot stay at zero
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
+                # Optional: snapshots from before the per-segment series have none.
+                b.splits = {str(k): _split_counts(v) for k, *v in bstate.get("splits", [])}
                 b.scores = {k: list(v) for k, v in bstate["scores"].items()}
                 # Optional: older snapshots count every score as an observation.
                 b.score_obs = {k: int(v) for k, v in bstate.get("score_obs", {}).items()}
@@ -1466,6 +1710,10 @@ class Aggregator:
 
     def _readmit(self, feat: _Feature, b: _Bucket) -> None:
         """Values in restored buckets keep their slots (even past a lowered cap)."""
+        for split in b.splits:
+            label, _, value = split.partition("=")
+            if label in self.split_labels:
+                feat.split_names.setdefault(label, {}).setdefault(value, split)
         for key in b.series:
             if key not in feat.series:
                 feat.series.add(key)
@@ -1625,6 +1873,18 @@ def _bin_value(b: _Bucket, metric: str) -> tuple[float, int] | None:
             return None
         return acc[0] / acc[1], int(acc[1])
     return None
+
+
+def _split_counts(raw: Sequence[object]) -> list[int]:
+    """A split series' counters from a snapshot: exactly the seven S_* integers."""
+    if len(raw) != len(_SPLIT_ZERO):
+        raise ValueError(f"split counters must be {len(_SPLIT_ZERO)} integers")
+    out = []
+    for x in raw:
+        if not isinstance(x, int):
+            raise ValueError("split counters must be integers")
+        out.append(x)
+    return out
 
 
 def _chars(chars: int | None) -> tuple[int, float, int]:

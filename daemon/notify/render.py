@@ -43,8 +43,9 @@ def lead_signal(inc: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def signal_line(s: Mapping[str, Any]) -> str:
     arrow = {"up": "↑", "down": "↓"}.get(str(s.get("direction")), "")
+    series = f"{{{s['series']}}}" if s.get("series") else ""  # e.g. {segment=pro}
     return (
-        f"{s.get('metric')} ({s.get('layer')}) {arrow}{_fmt(s.get('value'))} vs baseline "
+        f"{s.get('metric')}{series} ({s.get('layer')}) {arrow}{_fmt(s.get('value'))} vs baseline "
         f"{_fmt(s.get('baseline'))}, score {_fmt(s.get('score'))}, {s.get('detector')}"
         f" since {s.get('onset')}" + (f", cleared {s['cleared']}" if s.get("cleared") else "")
     )
@@ -68,8 +69,18 @@ def attribution_line(a: Mapping[str, Any]) -> str:
     rate, before, rest = a.get("bad_rate"), a.get("baseline_bad_rate"), a.get("rest_bad_rate")
     if isinstance(rate, int | float) and isinstance(rest, int | float):
         was = f" (was {before:.1%})" if isinstance(before, int | float) else ""
-        s += f"; anomalous rate {rate:.1%}{was} vs {rest:.1%} in the rest"
+        what = _BAD_SIDE.get(str(a.get("metric")), "anomalous rate")
+        s += f"; {what} {rate:.1%}{was} vs {rest:.1%} in the rest"
     return s
+
+
+# What the rates of an attribution read from a per-value series measure (its metric's bad side).
+_BAD_SIDE = {
+    "availability": "failure rate",
+    "provider_error_rate": "provider error rate",
+    "refusal_rate": "refusal rate",
+    "format_compliance_rate": "format failure rate",
+}
 
 
 def change_line(c: Mapping[str, Any]) -> str:
@@ -150,6 +161,8 @@ def details(n: Notification) -> dict[str, Any]:
                     "cleared",
                 )
             }
+            # which label value the series is (segment=pro), when it is one
+            | ({"series": s["series"]} if s.get("series") else {})
             for s in inc.get("signals") or []
             if isinstance(s, Mapping)
         ],

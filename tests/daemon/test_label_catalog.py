@@ -94,7 +94,7 @@ def test_quality_history_is_the_scores_level_in_the_verdicts_units() -> None:
     ]  # fmt: skip
     _run(agg, raw, T0 + 2400)
     # With the verdict's spread of each score: standardized, 0.6 against 0.8 +- 0.1 is -2.
-    hist = agg.history("f", "quality", T0, T0 + 2400, 300.0, lambda name: (0.8, 0.1))
+    hist = agg.history("f", "quality", T0, T0 + 2400, 300.0, spreads=lambda name: (0.8, 0.1))
     assert hist and all(n > 0 for _, _, n in hist)
     assert abs(hist[0][1]) < 1e-9 and abs(hist[-1][1] + 2.0) < 1e-9
     # Without one: relative to the running mean, in units of 10% of it.

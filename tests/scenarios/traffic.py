@@ -308,3 +308,53 @@ def segment_longer_outputs(start: float, end: float, segment: str, factor: float
         }
 
     return fn
+
+
+def segment_behavior(
+    start: float, end: float, segment: str, refusal_mult: float, quality_mult: float,
+    base_refusal: float = 0.02,
+) -> Transform:  # fmt: skip
+    """On [start, end), one segment's model misbehaves: its successful calls refuse
+    `refusal_mult` times as often (by request id, on top of the simulator's `base_refusal`)
+    and its per-call scores are `quality_mult` times lower; the other segment is untouched
+    (the evaluation worlds' `segment_fault`, variant behavior)."""
+    extra = (refusal_mult - 1.0) * base_refusal / (1.0 - base_refusal)
+
+    def fn(ev: Event) -> Event:
+        if not start <= ev["ts"] < end or ev.get("labels", {}).get("segment") != segment:
+            return ev
+        if ev["type"] == "score" and "request_id" in ev:
+            return ev | {"value": round(ev["value"] * quality_mult, 4)}
+        if ev["type"] != "llm_call" or ev.get("status") != 200 or ev.get("refused"):
+            return ev
+        if (hash_id(ev["request_id"]) % 10_000) / 10_000.0 < extra:
+            return ev | {"refused": True}
+        return ev
+
+    return fn
+
+
+def drifting_segments(values: tuple[str, ...], period_s: float, swing: float) -> Transform:
+    """Calls and their scores (by request id) are spread over `values`, with shares that
+    drift: value i's weight is 1 + swing x sin(2 pi t / period_s + 2 pi i / len(values)),
+    so each share moves by a factor of up to (1 + swing) / (1 - swing) over a period, and
+    nothing else about the traffic changes."""
+    import math
+
+    def fn(ev: Event) -> Event:
+        rid = ev.get("request_id")
+        if ev["type"] not in ("llm_call", "score") or rid is None:
+            return ev
+        phase = 2 * math.pi * ev["ts"] / period_s
+        k = len(values)
+        w = [1 + swing * math.sin(phase + 2 * math.pi * i / k) for i in range(k)]
+        u = (hash_id(rid) % 10_000) / 10_000.0 * sum(w)
+        pick = values[-1]
+        for value, wi in zip(values, w, strict=True):
+            if u < wi:
+                pick = value
+                break
+            u -= wi
+        return ev | {"labels": {**ev.get("labels", {}), "segment": pick}}
+
+    return fn

@@ -1,0 +1,65 @@
+"""Attribution from per-value series (`correlator.attribution.split_suspects`): a value whose
+own series fired is named when its rate moved more than the rest's, and not when every value
+moved alike (an outage)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from correlator.attribution import split_suspects
+from correlator.records import FeatureContext
+
+START = 10_000.0
+NOW = START + 3600.0
+# Per minute: pro 3 calls, free 7 calls, for 2 h (one before the start, one after).
+PRO, FREE = 3, 7
+
+
+def _ctx(rate: Callable[[str, float], float]) -> FeatureContext:
+    """A context whose history gives each minute's failure rate per segment from `rate`."""
+
+    def bins(segment: str | None, lo: float, hi: float) -> list[tuple[float, float, int]]:
+        out = []
+        t = lo
+        while t < hi:
+            if segment is None:
+                bad = PRO * rate("pro", t) + FREE * rate("free", t)
+                out.append((t, 1.0 - bad / (PRO + FREE), PRO + FREE))
+            else:
+                n = PRO if segment == "pro" else FREE
+                out.append((t, 1.0 - rate(segment, t), n))
+            t += 60.0
+        return out
+
+    def history(metric: str, series: str, lo: float, hi: float) -> list[tuple[float, float, int]]:
+        assert metric == "availability"
+        return bins(series.partition("=")[2] or None, lo, hi)
+
+    return FeatureContext("f", {}, {}, {}, {}, history=history, start=START,
+                          split_labels=("segment",))  # fmt: skip
+
+
+def test_a_fault_in_one_segment_names_it() -> None:
+    ctx = _ctx(lambda seg, t: 1 / 3 if seg == "pro" and t >= START else 0.0)
+    got = split_suspects([("availability", "segment=pro", True)], ctx, START, NOW)
+    assert [(a.label, a.value, a.metric) for a in got] == [("segment", "pro", "availability")]
+    a = got[0]
+    assert a.basis == "moved" and a.bad_rate is not None and a.rest_bad_rate is not None
+    assert abs(a.bad_rate - 1 / 3) < 0.001 and a.rest_bad_rate == 0.0
+    assert a.share_after == 0.3 and a.z is not None and a.z > 8
+
+
+def test_an_outage_of_every_segment_names_none() -> None:
+    ctx = _ctx(lambda seg, t: 3 / 7 if t >= START else 0.0)
+    fired = [
+        ("availability", "segment=pro", True),
+        ("availability", "segment=free", True),
+    ]
+    assert split_suspects(fired, ctx, START, NOW) == ()
+
+
+def test_only_split_labels_count() -> None:
+    ctx = _ctx(lambda seg, t: 0.4 if seg == "pro" and t >= START else 0.01)
+    provider = [("availability", "provider=a,model=b,endpoint=c", True)]
+    assert split_suspects(provider, ctx, START, NOW) == ()
+    assert split_suspects([("availability", "segment=__other__", True)], ctx, START, NOW) == ()
