@@ -411,13 +411,20 @@ def split_suspects(
         return ()
     tests: list[tuple[str, str, str, bool]] = []
     seen: set[tuple[str, str]] = set()
+    values_fired: dict[tuple[str, str], set[str]] = {}
     for metric, series, down in fired:
         label, sep, value = series.partition("=")
         if not sep or label not in ctx.split_labels or value == OTHER:
             continue
+        values_fired.setdefault((metric, label), set()).add(value)
         if (metric, series) not in seen:
             seen.add((metric, series))
             tests.append((metric, label, value, down))
+    # A metric that fired in two or more values of a label is not confined to one of them
+    # (an outage fires every segment's availability): naming the one whose rise happened to
+    # be largest would be a guess. Retries of failed calls keep their segment, so such
+    # chance differences pass a binomial test more often than its level says.
+    tests = [t for t in tests if len(values_fired[(t[0], t[1])]) == 1]
     if not tests:
         return ()
     z_crit = NormalDist().inv_cdf(1.0 - alpha / len(tests))

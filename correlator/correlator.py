@@ -892,7 +892,16 @@ class Correlator:
                 inc.split_held = own
             own = inc.split_held
             named = {(a.label, a.value) for a in own}
-            merged = [*own, *(a for a in general if (a.label, a.value) not in named)]
+            # A rollout to (nearly) everyone stays the prime suspect: a new prompt version
+            # raises refusals in every segment, and one segment's series may fire first.
+            rollouts = [a for a in general if a.basis == "new_value"]
+            rest = [a for a in general if a.basis != "new_value"]
+            rolled = {(a.label, a.value) for a in rollouts}
+            merged = [
+                *rollouts,
+                *(a for a in own if (a.label, a.value) not in rolled),
+                *(a for a in rest if (a.label, a.value) not in named),
+            ]
             # An answer found stands against a later empty one: a member that keeps firing
             # after the fault (a per-segment quality verdict clears only as its sparse scores
             # come in) would otherwise recompute it over aged-out data until nothing is left.

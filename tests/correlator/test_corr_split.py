@@ -63,3 +63,13 @@ def test_only_split_labels_count() -> None:
     provider = [("availability", "provider=a,model=b,endpoint=c", True)]
     assert split_suspects(provider, ctx, START, NOW) == ()
     assert split_suspects([("availability", "segment=__other__", True)], ctx, START, NOW) == ()
+
+
+def test_one_metric_firing_in_two_segments_names_neither() -> None:
+    """A 429 storm fired two segments' availability, one of them a little harder by chance
+    (retries keep their segment): the fault is not confined to one value, nothing is named."""
+    ctx = _ctx(lambda seg, t: (2 / 3 if seg == "pro" else 1 / 7) if t >= START else 0.0)
+    alone = split_suspects([("availability", "segment=pro", True)], ctx, START, NOW)
+    assert [a.value for a in alone] == ["pro"]
+    both = [("availability", "segment=pro", True), ("availability", "segment=free", True)]
+    assert split_suspects(both, ctx, START, NOW) == ()
