@@ -59,7 +59,7 @@ leaves part of the fault in "before" and weakens the test; the label-count tests
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
@@ -177,26 +177,13 @@ def attribute(
         if cand is not None:
             attr = replace(cand.attr, first_seen=rfc3339(r.first_seen))
             found[(label, value)] = _Candidate(cand.rank, cand.z, attr)
-    for label, after, before, bad_after, bad_before in per_label:
-        n_a, n_b = _total(after), _total(before)
-        nb_a, nb_b = _total(bad_after), _total(bad_before)
-        for value in sorted(after):
-            k_a = after[value]
-            if value == OTHER or k_a < min_support:
-                continue
-            k_b = before.get(value, 0)
+    for label, *counts in per_label:
+        for value, mine_a, mine_b in _sides(counts, min_support):
             for cand in (
                 None
                 if ctx.rollouts is not None
-                else _new_value(label, value, k_a, n_a, k_b, n_b, z_crit, min_delta),
-                _moved(
-                    label,
-                    value,
-                    (k_a, n_a, bad_after.get(value, 0), nb_a),
-                    (k_b, n_b, bad_before.get(value, 0), nb_b),
-                    z_crit,
-                    min_support,
-                ),
+                else _new_value(label, value, *mine_a[:2], *mine_b[:2], z_crit, min_delta),
+                _moved(label, value, mine_a, mine_b, z_crit, min_support),
                 _moved_length(
                     label,
                     value,
@@ -209,35 +196,46 @@ def attribute(
                 if lengths
                 else None,
             ):
-                if cand is None:
-                    continue
-                cur = found.get((label, value))
-                if cur is None or (cand.rank, -cand.z) < (cur.rank, -cur.z):
-                    found[(label, value)] = cand
-    for label, after, before, bad_after, bad_before in score_labels:
-        n_a, n_b = _total(after), _total(before)
-        nb_a, nb_b = _total(bad_after), _total(bad_before)
-        for value in sorted(after):
-            k_a = after[value]
-            if value == OTHER or k_a < min_support:
-                continue
-            k_b = before.get(value, 0)
-            cand = _moved(
-                label,
-                value,
-                (k_a, n_a, bad_after.get(value, 0), nb_a),
-                (k_b, n_b, bad_before.get(value, 0), nb_b),
-                z_crit,
-                min_support,
-            )
-            if cand is None:
-                continue
-            cand = _Candidate(cand.rank, cand.z, replace(cand.attr, metric="quality"))
-            cur = found.get((label, value))
-            if cur is None or (cand.rank, -cand.z) < (cur.rank, -cur.z):
-                found[(label, value)] = cand
+                _keep_best(found, label, value, cand)
+    for label, *counts in score_labels:
+        for value, mine_a, mine_b in _sides(counts, min_support):
+            cand = _moved(label, value, mine_a, mine_b, z_crit, min_support)
+            if cand is not None:
+                cand = _Candidate(cand.rank, cand.z, replace(cand.attr, metric="quality"))
+            _keep_best(found, label, value, cand)
     order = sorted(found.items(), key=lambda kv: (kv[1].rank, -kv[1].z, kv[0]))
     return tuple(c.attr for _, c in order[:top])
+
+
+def _sides(
+    counts: list[_Counts], min_support: int
+) -> Iterator[tuple[str, tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    """Per value of one label with `min_support` events after the start (never `__other__`):
+    (value, (its events, all events, its anomalous, all anomalous) after the start, the same
+    before), from the label's [after, before, anomalous after, anomalous before] counts."""
+    after, before, bad_after, bad_before = counts
+    n_a, n_b = _total(after), _total(before)
+    nb_a, nb_b = _total(bad_after), _total(bad_before)
+    for value in sorted(after):
+        k_a = after[value]
+        if value == OTHER or k_a < min_support:
+            continue
+        yield (
+            value,
+            (k_a, n_a, bad_after.get(value, 0), nb_a),
+            (before.get(value, 0), n_b, bad_before.get(value, 0), nb_b),
+        )
+
+
+def _keep_best(
+    found: dict[tuple[str, str], _Candidate], label: str, value: str, cand: _Candidate | None
+) -> None:
+    """Keep the strongest candidate per value: new values before moved ones, then by z."""
+    if cand is None:
+        return
+    cur = found.get((label, value))
+    if cur is None or (cand.rank, -cand.z) < (cur.rank, -cur.z):
+        found[(label, value)] = cand
 
 
 def _new_value(
