@@ -1471,16 +1471,9 @@ class Aggregator:
         two sums per bin instead of folding whole buckets (the search reads hours of
         buckets on every context refresh)."""
         num, den = fields
-        sums: dict[int, list[float]] = {}
-        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
-            b = feat.buckets.get(k)
-            if b is None:
-                continue
-            acc = sums.get(k // per_bin)
-            if acc is None:
-                acc = sums[k // per_bin] = [0, 0]
-            acc[0] += getattr(b, num)
-            acc[1] += getattr(b, den)
+        sums = self._pair_sums(
+            feat, start, end, per_bin, lambda b: (getattr(b, num), getattr(b, den))
+        )
         width = per_bin * self.tick_s
         out: list[tuple[float, float, int]] = []
         for g in sorted(sums):
@@ -1496,6 +1489,31 @@ class Aggregator:
             out.append((g * width, float(top) / n, int(n)))
         return out
 
+    def _pair_sums(
+        self,
+        feat: _Feature,
+        start: float,
+        end: float,
+        per_bin: int,
+        read: Callable[[_Bucket], tuple[float, float] | None],
+    ) -> dict[int, list[float]]:
+        """Bin index → [sum of numerators, sum of denominators] of the buckets over
+        [start, end), two counters per bucket as `read` gives them (None: none here)."""
+        sums: dict[int, list[float]] = {}
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is None:
+                continue
+            pair = read(b)
+            if pair is None:
+                continue
+            acc = sums.get(k // per_bin)
+            if acc is None:
+                acc = sums[k // per_bin] = [0, 0]
+            acc[0] += pair[0]
+            acc[1] += pair[1]
+        return sums
+
     def _history_split(
         self,
         feat: _Feature,
@@ -1508,26 +1526,19 @@ class Aggregator:
     ) -> list[tuple[float, float, int]]:
         """`history` of one split series: its two counters summed per bin."""
         num, den = fields
-        sums: dict[int, list[int]] = {}
-        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
-            b = feat.buckets.get(k)
-            if b is None:
-                continue
+
+        def read(b: _Bucket) -> tuple[float, float] | None:
             counts = b.splits.get(series)
-            if counts is None:
-                continue
-            acc = sums.get(k // per_bin)
-            if acc is None:
-                acc = sums[k // per_bin] = [0, 0]
-            acc[0] += counts[num]
-            acc[1] += counts[den]
+            return None if counts is None else (counts[num], counts[den])
+
+        sums = self._pair_sums(feat, start, end, per_bin, read)
         width = per_bin * self.tick_s
         out: list[tuple[float, float, int]] = []
         for g in sorted(sums):
             top, n = sums[g]
             if n:
                 value = (n - top) / n if metric == "availability" else top / n
-                out.append((g * width, value, n))
+                out.append((g * width, value, int(n)))
         return out
 
     def is_split(self, series: str) -> bool:
