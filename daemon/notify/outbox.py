@@ -401,20 +401,19 @@ class Outbox:
 
     def unfinished_by_receiver(self) -> dict[str, int]:
         """Notifications pending or in flight, per receiver."""
+        return self._count_by_receiver("pending", "inflight")
+
+    def depth_by_receiver(self) -> dict[str, int]:
+        return self._count_by_receiver("pending")
+
+    def _count_by_receiver(self, *states: str) -> dict[str, int]:
+        marks = ", ".join("?" for _ in states)
         return {
             r: int(n)
             for r, n in self.conn.execute(
                 "SELECT receiver, COUNT(*) FROM notify_outbox"
-                " WHERE state IN ('pending', 'inflight') GROUP BY receiver"
-            )
-        }
-
-    def depth_by_receiver(self) -> dict[str, int]:
-        return {
-            r: int(n)
-            for r, n in self.conn.execute(
-                "SELECT receiver, COUNT(*) FROM notify_outbox WHERE state = 'pending'"
-                " GROUP BY receiver"
+                f" WHERE state IN ({marks}) GROUP BY receiver",
+                states,
             )
         }
 
