@@ -29,8 +29,9 @@ Two questions per label (prompt_version, model_version, model, segment, experime
   "quality"`), counted apart from calls: pooled, a value that gets more scores per call
   looked worse whenever the calls' error rate moved (a 429 storm named a segment).
   Difference in differences, (rate after − before within the value) − (the same for the
-  rest), over its standard error. A provider outage raises every segment alike: nothing
-  stands out, nothing is named.
+  rest), over its standard error, and the value's own rise at least `MIN_LIFT` times the
+  rest's. A provider outage raises every segment alike: nothing stands out, nothing is
+  named.
 - **output length moved** (when the incident has an output-size signal: output length mean
   or output tokens per request): the same difference in differences on the mean output
   characters per value (`metric: "output_length"`), with each side's standard error from its
@@ -49,7 +50,7 @@ asked on that series' own metric rather than on the pooled anomalous flag: did t
 rate (its refusals, its failures) move since the start more than the rest of the feature's?
 The same difference in differences as **moved**, read from the per-minute history of the
 value and of the whole feature (the rest is their difference), split at the incident's
-estimated start. On top of significance the value's rise must be at least `SPLIT_MIN_LIFT`
+estimated start. On top of significance the value's rise must be at least `MIN_LIFT`
 times the rest's: a provider outage fires every segment's availability alike, so none stands
 out and none is named; a fault in one segment names it, first, ahead of the label-count
 tests. (A start estimated late, from a member with no history such as a quality verdict,
@@ -69,15 +70,22 @@ from correlator.records import FeatureContext, HistoryFn, LabelCounts, rfc3339
 OTHER = "__other__"
 _Counts = Mapping[str, int]
 NEW_VALUE_MAX_BASELINE = 0.01
-ROLLOUT_MIN_SHARE = 0.5
+ROLLOUT_MIN_SHARE = 0.9
 """A value first seen shortly before an incident is its prime suspect by timing alone only
-when it carries most of the traffic since (a rollout); a canary or an experiment arm on part
-of the traffic is named when the metric moved within it (the "moved" tests), else an arm
-started an hour before a quality decline would be blamed for it."""
+when it carries (nearly) all the traffic since (a rollout): then there is no rest to compare
+it with. A canary or an experiment arm on part of the traffic is named only when the metric
+moved within it more than in the rest (the "moved" tests), else an arm that took half the
+traffic an hour before a retrieval drift would be blamed for it. 0.9 leaves room for calls
+of the old version still in flight and retried after the switch."""
 SPLIT_BASELINE_S = 3600.0
 """The span before the start that a firing value's rates are compared with (the same hour
 the label counts' baseline covers)."""
-SPLIT_MIN_LIFT = 2.0
+MIN_LIFT = 2.0
+"""A "moved" value's own rise (after the start minus before) must be at least this many times
+the rest's. A fault confined to one value leaves the rest where it was; a provider outage or
+a drift moves every value alike, and with thousands of calls a small difference between
+values (retries of failed calls keep their segment, batches share one) is significant
+without being that value's fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +309,10 @@ def _moved(
         var += _var(r_ob, rest_b)
     else:
         r_ob = pooled_b
-    d = (r_va - r_vb) - (r_oa - r_ob)
-    z = d / math.sqrt(var)
+    lift, rest_lift = r_va - r_vb, r_oa - r_ob
+    if n_b >= min_support and lift < MIN_LIFT * max(rest_lift, 0.0):
+        return None  # (with no "before" at all only the rates after can be compared)
+    z = (lift - rest_lift) / math.sqrt(var)
     if z < z_crit:
         return None
     share_bad = b_a / nb_a if nb_a else 0.0
@@ -368,8 +378,10 @@ def _moved_length(
     var += v_vb + v_ob
     if var <= 0:
         return None
-    d = (m_va - m_vb) - (m_oa - m_ob)
-    z = sign * d / math.sqrt(var)
+    lift, rest_lift = sign * (m_va - m_vb), sign * (m_oa - m_ob)
+    if lift < MIN_LIFT * max(rest_lift, 0.0):
+        return None
+    z = (lift - rest_lift) / math.sqrt(var)
     if z < z_crit:
         return None
     n_a = mine[2] + rest_t[2]
@@ -467,7 +479,7 @@ def _split_moved(
         r_rb = _rate(b_rb, n_rb)
         var += _var(r_rb, n_rb)
     lift, rest_lift = r_va - r_vb, r_ra - r_rb
-    if lift < SPLIT_MIN_LIFT * max(rest_lift, 0.0):
+    if lift < MIN_LIFT * max(rest_lift, 0.0):
         return None  # the rest moved nearly as much: not this value's fault alone
     z = (lift - rest_lift) / math.sqrt(var)
     attr = Attribution(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
@@ -223,8 +223,10 @@ class _Inc:
     flapping: bool = False
     # The fullest label counts of the hour before the start seen so far (`_held_baseline`).
     baseline_labels: dict[str, dict[str, int]] | None = None
-    # The last non-empty answer of `split_suspects` (see `_refresh`).
+    # The last non-empty answer of `split_suspects`, and the rollout named, if any (see
+    # `_refresh`).
     split_held: tuple[Attribution, ...] = ()
+    rollout_held: tuple[Attribution, ...] = ()
     # Estimated start (`Correlator._estimate_start`) and when it was last estimated.
     started_at: float | None = None
     start_estimate: StartEstimate | None = None
@@ -302,6 +304,7 @@ class _Inc:
             "flapping": self.flapping,
             "baseline_labels": self.baseline_labels,
             "split_held": [a.to_record() for a in self.split_held],
+            "rollout_held": [a.to_record() for a in self.rollout_held],
             "started_at": self.started_at,
             "start_estimate": None
             if self.start_estimate is None
@@ -354,6 +357,7 @@ class _Inc:
         bl = d.get("baseline_labels")  # absent in states saved before it existed
         inc.baseline_labels = None if bl is None else _copy_counts(bl)
         inc.split_held = tuple(Attribution.from_record(a) for a in d.get("split_held") or [])
+        inc.rollout_held = tuple(Attribution.from_record(a) for a in d.get("rollout_held") or [])
         # Absent in states saved before the start estimate existed: estimated afresh.
         sa = d.get("started_at")
         inc.started_at = None if sa is None else float(sa)
@@ -819,7 +823,7 @@ class Correlator:
                 started, est = reset, StartEstimate("cusum", first.metric)
         if started != inc.started_at:
             inc.baseline_labels = None  # the held "before" was for another split
-            inc.split_held = ()
+            inc.split_held = inc.rollout_held = ()
         inc.started_at, inc.start_estimate = started, est
 
     def _attach_changes(self, inc: _Inc, start: float, now: float) -> None:
@@ -890,12 +894,23 @@ class Correlator:
             )
             if own:
                 inc.split_held = own
-            own = inc.split_held
+            # A metric that fired in two or more values of a label is not confined to one of
+            # them: no answer from that label's per-value tests stands, a held one included
+            # (it may date from before the second value fired), nor its label-count "moved"
+            # answers (an outage's retries can tilt one segment's count by chance).
+            spread = _labels_fired_widely(fired)
+            own = tuple(a for a in inc.split_held if a.label not in spread)
             named = {(a.label, a.value) for a in own}
             # A rollout to (nearly) everyone stays the prime suspect: a new prompt version
             # raises refusals in every segment, and one segment's series may fire first.
+            # Once named it is held: the rollout is a fact about the start, and after the
+            # retained buckets age past the value's last call (a rollback hours ago) the
+            # catalog has nothing left to test it on.
             rollouts = [a for a in general if a.basis == "new_value"]
-            rest = [a for a in general if a.basis != "new_value"]
+            if rollouts:
+                inc.rollout_held = tuple(rollouts)
+            rollouts = list(inc.rollout_held)
+            rest = [a for a in general if a.basis != "new_value" and a.label not in spread]
             rolled = {(a.label, a.value) for a in rollouts}
             merged = [
                 *rollouts,
@@ -905,8 +920,13 @@ class Correlator:
             # An answer found stands against a later empty one: a member that keeps firing
             # after the fault (a per-segment quality verdict clears only as its sparse scores
             # come in) would otherwise recompute it over aged-out data until nothing is left.
+            # Not against the two-values rule, which is evidence, not a lack of it.
             if merged or not inc.attribution:
                 inc.attribution = tuple(merged[: p.attribution_top])
+            else:
+                inc.attribution = tuple(
+                    a for a in inc.attribution if a.basis == "new_value" or a.label not in spread
+                )
             moved = _start_at_rollout(inc, start, ctx)
             if moved != start:
                 start = moved
@@ -1072,22 +1092,33 @@ def _rollouts_near(inc: _Inc, ctx: FeatureContext, start: float, lookback: float
         return ctx
     est = inc.start_estimate
     slack = ROLLOUT_SLACK_S if est is not None and est.basis == "changepoint" else lookback
-    near = tuple(r for r in ctx.rollouts if r.first_seen >= start - slack)
+    # A value first seen after the first signal fired cannot have caused it.
+    onset = min((m.onset for m in inc.members.values()), default=math.inf)
+    near = tuple(r for r in ctx.rollouts if start - slack <= r.first_seen <= onset)
     return ctx if len(near) == len(ctx.rollouts) else replace(ctx, rollouts=near)
 
 
+def _labels_fired_widely(fired: Sequence[tuple[str, str, bool]]) -> set[str]:
+    """Labels with a metric whose series fired in two or more of their values."""
+    values: dict[tuple[str, str], set[str]] = {}
+    for metric, series, _ in fired:
+        label, sep, value = series.partition("=")
+        if sep:
+            values.setdefault((metric, label), set()).add(value)
+    return {label for (_, label), vals in values.items() if len(vals) >= 2}
+
+
 def _start_at_rollout(inc: _Inc, start: float, ctx: FeatureContext) -> float:
-    """When attribution's prime suspect is a rollout first seen before the estimated start
-    (or after a CUSUM's reset), the incident started with it (basis "rollout"): the
-    detector's estimate was late, and changes are attached from that moment."""
+    """When attribution's prime suspect is a rollout, the incident started with it (basis
+    "rollout"), earlier or later than the detector's estimate: its first appearance is
+    exact, where a change-point search over sparse bins, a CUSUM's last reset or a late
+    detection is a noisy guess (`_rollouts_near` keeps only rollouts that appeared near the
+    estimate and no later than the first signal). Changes are attached from that moment."""
     top = inc.attribution[0] if inc.attribution else None
     if top is None or top.basis != "new_value" or not ctx.rollouts:
         return start
     seen = [r.first_seen for r in ctx.rollouts if (r.label, r.value) == (top.label, top.value)]
-    # A CUSUM's last reset is a noisy guess (a chance rise just before the change moves it
-    # minutes early); the rollout's first appearance is exact.
-    guess = inc.start_estimate is not None and inc.start_estimate.basis == "cusum"
-    if not seen or seen[0] == start or (seen[0] > start and not guess):
+    if not seen or seen[0] == start:
         return start
     first = seen[0]
     metric = inc.start_estimate.metric if inc.start_estimate else top.label

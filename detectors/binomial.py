@@ -150,20 +150,24 @@ class BinomialDetector(EvidenceBase):
         return sum(t - floor for t in top[:r] if t > floor)
 
     def _window_z(self, i: int, s: list[float]) -> tuple[float, int]:
+        """(z of the bad count's excess, the side the metric itself moved): availability
+        and format compliance fall when their bad count rises, and the signal's direction
+        says so (the change-point search and the per-segment test read it)."""
         n, x, e, v, _ = s
+        side = 1 if self.direction == "up" else -1
         if n <= 0.5 or x <= e:
-            return 0.0, 1
+            return 0.0, side
         p = e / n
         if x / n < self.min_ratio * p or x / n - p < self.min_abs_diff:
-            return 0.0, 1
+            return 0.0, side
         phi = self.phi(i)
         z_n = (x - e - 0.5) / math.sqrt(phi * v) if v > 0.0 else 40.0
         if z_n < self._z[i] - SCREEN_MARGIN:
-            return (z_n if z_n > 0.0 else 0.0), 1
+            return (z_n if z_n > 0.0 else 0.0), side
         x -= self._busiest_minute_excess(i)
         if x / n < self.min_ratio * p or x / n - p < self.min_abs_diff:
-            return 0.0, 1
-        return z_of_p(self.tail(round(x), round(n), p, phi)), 1
+            return 0.0, side
+        return z_of_p(self.tail(round(x), round(n), p, phi)), side
 
     @staticmethod
     def tail(k: int, n: int, p: float, phi: float) -> float:

@@ -73,3 +73,20 @@ def test_one_metric_firing_in_two_segments_names_neither() -> None:
     assert [a.value for a in alone] == ["pro"]
     both = [("availability", "segment=pro", True), ("availability", "segment=free", True)]
     assert split_suspects(both, ctx, START, NOW) == ()
+
+
+def test_a_held_answer_is_dropped_once_a_second_value_fires() -> None:
+    """Pro's availability fired first and alone: pro is named and the answer held. When
+    free's availability fires too the fault is not pro's alone, and the held answer goes."""
+    from corr_helpers import sig
+
+    from correlator import Correlator
+
+    ctx = _ctx(lambda seg, t: (1 / 3 if seg == "pro" else 1 / 7) if t >= START else 0.0)
+    corr = Correlator()
+    first = sig("availability", START + 1800, series="segment=pro", feature="f", n=30)
+    (up,) = corr.on_signal(first, ctx, lambda feature, start: ctx)
+    assert [(a.label, a.value) for a in up.incident.attribution] == [("segment", "pro")]
+    second = sig("availability", START + 1920, series="segment=free", feature="f", n=70)
+    ups = corr.on_signal(second, ctx, lambda feature, start: ctx)
+    assert ups and all(u.incident.attribution == () for u in ups)

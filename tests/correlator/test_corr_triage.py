@@ -286,3 +286,21 @@ def test_change_store_is_bounded() -> None:
     assert corr.changes()[0].description == "c40"
     corr.tick(T0 + 2 * 86400, no_ctx)
     assert corr.changes() == []
+
+
+def test_moved_needs_the_value_to_rise_well_above_the_rest() -> None:
+    """An outage fails 35% of pro's calls and 30% of free's (retries keep their segment):
+    with ten thousand calls the difference is significant, but pro rose about as much as
+    the rest, so it is not named. A fault in pro alone is."""
+    before = {"segment": {"pro": 3000, "free": 7000}}
+    base_bad = {"segment": {"pro": 9, "free": 21}}
+    outage = FeatureContext(
+        FEATURE, {}, {"segment": {"pro": 1050, "free": 2100}}, before, before, base_bad
+    )
+    assert attribute(outage) == ()
+    confined = FeatureContext(
+        FEATURE, {}, {"segment": {"pro": 1050, "free": 30}}, before, before, base_bad
+    )
+    assert [(a.label, a.value, a.basis) for a in attribute(confined)] == [
+        ("segment", "pro", "moved")
+    ]

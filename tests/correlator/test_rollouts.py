@@ -3,6 +3,8 @@ estimate, a version back after a rollback is not new, low scores count apart fro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from corr_helpers import FEATURE, T0, sig
 
 from correlator import ChangeRecord, Correlator, FeatureContext, attribute
@@ -161,3 +163,67 @@ def test_rollout_after_a_cusum_reset_is_the_start() -> None:
     inc = up.incident
     assert inc.started_at == T0 - 1200
     assert inc.start_estimate is not None and inc.start_estimate.basis == "rollout"
+
+
+def test_experiment_arm_on_half_the_traffic_is_not_a_rollout() -> None:
+    """An arm that took 54% of calls: by timing alone it is no suspect (a drift that started
+    an hour later would be blamed on it); it would be named only if the metric moved in it."""
+    arm = Rollout("experiment", "arm-b", T0 - 600, 1800, 486, 900)
+    assert attribute(_late_start((arm,))) == ()
+    full = Rollout("experiment", "arm-b", T0 - 600, 1800, 880, 900)  # 98%: a rollout
+    assert [a.basis for a in attribute(_late_start((full,)))] == ["new_value"]
+
+
+def test_rollout_after_a_change_point_is_the_start() -> None:
+    """The search put the start 20 minutes early (a chance rise); v2, first seen 5 minutes
+    before the detection and named, is when the incident started."""
+    corr = Correlator()
+    c = _rollout_ctx(T0 - 300, True)
+    early = T0 - 1200
+
+    def read(metric: str, series: str, start: float, end: float) -> list[tuple[float, float, int]]:
+        t, out = start - start % 60, []
+        while t < end:
+            out.append((t, 0.12 if t >= early else 0.03, 100))
+            t += 60
+        return out
+
+    (up,) = corr.on_signal(sig("refusal_rate", T0, n=400), replace(c, history=read))
+    inc = up.incident
+    assert [a.value for a in inc.attribution] == ["v2"]
+    assert inc.started_at == T0 - 300
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "rollout"
+
+
+def test_rollout_after_the_first_signal_is_no_suspect() -> None:
+    """v2 appeared a minute after refusals fired: it cannot have caused them."""
+    (up,) = Correlator().on_signal(sig("refusal_rate", T0, n=400), _rollout_ctx(T0 + 60, False))
+    assert up.incident.attribution == ()
+    assert up.incident.start_estimate is not None
+    assert up.incident.start_estimate.basis == "detection"
+
+
+def test_a_named_rollout_stands_after_its_calls_age_out() -> None:
+    """Hours into a long incident, v2 (rolled back since) is no longer in the retained
+    buckets: the catalog has nothing to test it on, while segment pro's counts moved by
+    chance. The rollout named at the start stays first; pro may follow it."""
+    corr = Correlator()
+    (up,) = corr.on_signal(sig("refusal_rate", T0, n=400), _rollout_ctx(T0 - 600, False))
+    assert [a.value for a in up.incident.attribution] == ["v2"]
+    later = FeatureContext(
+        FEATURE,
+        {},
+        bad_labels={"segment": {"pro": 60, "free": 5}},
+        all_labels={"segment": {"pro": 300, "free": 700}},
+        baseline_labels={"segment": {"pro": 300, "free": 700}},
+        baseline_bad_labels={"segment": {"pro": 3, "free": 7}},
+        rollouts=(),
+    )
+    for k in range(1, 13):
+        corr.tick(T0 + 300 * k, lambda feature, start: later)
+    (inc,) = corr.open_incidents()
+    assert [(a.label, a.value) for a in inc.attribution][:1] == [("prompt_version", "v2")]
+    assert ("segment", "pro") in [(a.label, a.value) for a in inc.attribution]
+    state = Correlator.from_state(corr.to_state())
+    state.tick(T0 + 3900, lambda feature, start: later)
+    assert [a.value for a in state.open_incidents()[0].attribution][:1] == ["v2"]

@@ -110,6 +110,8 @@ def test_provider_outage_is_found_at_low_traffic(rpm: float, median_min: float) 
         data = rate_stream(seed, 8.0, rpm, 0.005, (6.0, 7.0, 0.3))
         fired = firings("binomial", spec("api", "availability"), data, down=True)
         assert fired and all(tr.ts >= T0 + 6 * H for tr in fired)
+        # Availability fell: the signal says so (the change-point search reads the side).
+        assert all(tr.direction == "down" for tr in fired)
         delays.append((fired[0].ts - (T0 + 6 * H)) / 60)
     assert float(np.median(delays)) <= median_min
 
