@@ -15,10 +15,23 @@ likelihood up to σ². Three shapes are fitted by exhaustive search with prefix 
 - **pulse**: level b on [τ, τ2), a elsewhere (a change that was rolled back already).
 
 The gain of a shape is the weighted sum-of-squares it explains. σ² comes from the residual of
-the best fit (per observation), so gain/σ² is a χ²(1) statistic for one fixed τ. The search
-tries up to m² placements, so the threshold is Bonferroni's: P(χ²₁ > x) ≈ exp(-x/2) for each,
-x = 2·ln(m² / α) with `alpha` the false-start budget per search (default 0.01). Below it there
-is no change point worth naming and the caller falls back to the detection time.
+the best fit (per observation), so gain/σ² is a χ²(1) statistic for one fixed τ.
+
+The search is asked where, not whether: it runs only after a detector fired, and that
+detector's own false-alarm budget already says a change happened. What must not be random is
+the start, one of m positions, so the threshold is Bonferroni's over them:
+P(χ²₁ > x) ≈ exp(-x/2) for each, x = 2·ln(m / α) with `alpha` the budget for a start placed
+by noise (default 0.01). Below it the data cannot place the start and the caller falls back to
+the detector's own evidence or the detection time. (Over the m² placements of two breakpoints,
+as whether a change happened at all would need, the threshold missed most slow declines and
+most faults at a few calls a minute: on simulated 60-min ramps and steps at 0.5-20
+observations a minute, 34% and 79% of starts within 15 and 5 min against 38% and 84%.)
+
+A ramp or a pulse places a second breakpoint, the end: it is chosen over the step when it
+explains more than what a free location buys in noise (Schwarz's rule, 2·ln m on the χ²
+scale). Akaike's (2) fits more slow declines as ramps, whose start is then right where a step
+would sit in their middle, but fits as many noisy steps as ramps that start early: on the
+same simulation it traded 9 points on ramps for 2 on steps, five times as common.
 
 The change must go the way the signal went (`direction` +1 up, -1 down, 0 either) and start no
 later than the detection (`not_after`): a later change is not what the detector saw.
@@ -134,7 +147,7 @@ def estimate(
     shape = max(best, key=lambda s: best[s][0] / sigma2 - (0.0 if s == "step" else extra))
     gain, k, j, a, b = best[shape]
     stat = gain / sigma2
-    threshold = 2.0 * math.log(m * m / alpha)
+    threshold = 2.0 * math.log(m / alpha)
     if stat < threshold:
         return None
     end = None if shape == "step" or j >= m else pts[j].ts

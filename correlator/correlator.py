@@ -60,7 +60,14 @@ from correlator.incident import (
 )
 from correlator.mute import Muter
 from correlator.policy import CorrelationPolicy
-from correlator.records import ChangeRecord, FeatureContext, LabelCounts, Signal, rfc3339
+from correlator.records import (
+    ChangeRecord,
+    FeatureContext,
+    LabelCounts,
+    Rollout,
+    Signal,
+    rfc3339,
+)
 from correlator.severity import SeverityInput, assess, max_severity
 from correlator.triage import summarize, triage
 from detectors.base import LAYERS, Direction, Layer
@@ -1110,20 +1117,31 @@ def _labels_fired_widely(fired: Sequence[tuple[str, str, bool]]) -> set[str]:
 
 def _start_at_rollout(inc: _Inc, start: float, ctx: FeatureContext) -> float:
     """When attribution's prime suspect is a rollout, the incident started with it (basis
-    "rollout"), earlier or later than the detector's estimate: its first appearance is
-    exact, where a change-point search over sparse bins, a CUSUM's last reset or a late
-    detection is a noisy guess (`_rollouts_near` keeps only rollouts that appeared near the
+    "rollout"), earlier or later than the detector's estimate: the switch lies between the
+    feature's last call before the value and the value's first call (`_switched_at`), where
+    a change-point search over sparse bins, a CUSUM's last reset or a late detection is a
+    noisy guess (`_rollouts_near` keeps only rollouts that appeared near the
     estimate and no later than the first signal). Changes are attached from that moment."""
     top = inc.attribution[0] if inc.attribution else None
     if top is None or top.basis != "new_value" or not ctx.rollouts:
         return start
-    seen = [r.first_seen for r in ctx.rollouts if (r.label, r.value) == (top.label, top.value)]
+    seen = [_switched_at(r) for r in ctx.rollouts if (r.label, r.value) == (top.label, top.value)]
     if not seen or seen[0] == start:
         return start
     first = seen[0]
     metric = inc.start_estimate.metric if inc.start_estimate else top.label
     inc.started_at, inc.start_estimate = first, StartEstimate("rollout", metric)
     return first
+
+
+def _switched_at(r: Rollout) -> float:
+    """When the feature switched to a rolled-out value: midway between its last call before
+    the value and the value's first call. On a quiet feature (a call every few minutes at
+    night) the first call can come many minutes after the switch; the midpoint halves the
+    expected error, and on a busy one the two are the same."""
+    if r.quiet_from is None or r.quiet_from > r.first_seen:
+        return r.first_seen
+    return (r.quiet_from + r.first_seen) / 2.0
 
 
 OUTPUT_SIZE_METRICS = ("output_length_mean", "output_tokens_per_request")

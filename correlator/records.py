@@ -108,7 +108,9 @@ class Rollout:
     `events_before`: events of the feature in the hour before `first_seen` (the value had
     none: it did not exist); `events_after` / `count_after`: all events and this value's
     events from `first_seen` to now. The catalog behind it remembers values for the life of
-    the daemon, so a version that comes back after a rollback is old, not new.
+    the daemon, so a version that comes back after a rollback is old, not new. `quiet_from`:
+    when the feature's last call before `first_seen` was (at bucket resolution; None when
+    unknown): the switch to the value happened between the two.
     """
 
     label: str
@@ -117,6 +119,7 @@ class Rollout:
     events_before: int
     count_after: int
     events_after: int
+    quiet_from: float | None = None
 
 
 HistoryFn = Callable[[str, str, float, float], Sequence[tuple[float, float, float]]]

@@ -655,14 +655,14 @@ class Pipeline:
         agg = self.aggregator
         out = []
         since = onset - self.policy.change_lookback_s
-        for label, value, first, last, before in agg.new_values(feature, since):
+        for label, value, first, last, before, quiet in agg.new_values(feature, since):
             if first >= end:
                 continue
             # While the value lived: traffic after a rollback would dilute its share.
             after = agg.label_stats(feature, first, min(end, last + agg.tick_s)).events()
             events_after = max((sum(v.values()) for v in after.values()), default=0)
             count = after.get(label, {}).get(value, 0)
-            out.append(Rollout(label, value, first, before, count, events_after))
+            out.append(Rollout(label, value, first, before, count, events_after, quiet))
         return tuple(out)
 
     def _history(self, feature: str) -> HistoryFn:

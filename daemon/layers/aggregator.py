@@ -564,7 +564,9 @@ class _Feature:
     late: list[int] = field(default_factory=list)
     to_compact: list[int] = field(default_factory=list)
     # label → value → [first seen, last seen (bucket start times), events in the hour before
-    # first seen], for the life of the process and in snapshots: attribution asks whether a
+    # first seen, end of the last bucket with calls before first seen (first seen itself when
+    # none in that hour): a switch to the value happened in that quiet gap], for the life of
+    # the process and in snapshots: attribution asks whether a
     # value existed before an incident, which the 2-h bucket retention cannot answer for a
     # rollback to a version last seen 4 h ago. `watched_since`: the first bucket noted (after
     # a restore without a catalog, the restore), so values present from the start are never
@@ -1682,8 +1684,9 @@ class Aggregator:
             # Optional: snapshots before the catalog have none (watching restarts here).
             for lname, values in fstate.get("seen", {}).items():
                 seen = feat.seen.setdefault(str(lname), {})
-                for value, (first, last, before) in values.items():
-                    seen[str(value)] = [float(first), float(last), float(before)]
+                for value, entry in values.items():
+                    first, last, before, *gap = (float(x) for x in entry)
+                    seen[str(value)] = [first, last, before, gap[0] if gap else first]
             if fstate.get("watched_since") is not None:
                 feat.watched_since = float(fstate["watched_since"])
             for bstate in fstate["buckets"]:
@@ -1798,11 +1801,20 @@ class Aggregator:
                         del seen[min(seen, key=lambda v: seen[v][1])]
                     if before is None:
                         before = float(self._events_in(feat, key - self._hour_buckets, key))
-                    seen[value] = [t, t, before]
+                    seen[value] = [t, t, before, self._quiet_since(feat, key)]
                 elif t > entry[1]:
                     entry[1] = t
                 elif t < entry[0]:
                     entry[0] = t  # a late event into an older bucket
+
+    def _quiet_since(self, feat: _Feature, key: int) -> float:
+        """End of the last bucket before `key` (within the hour) that held calls, else the
+        start of `key`: a value first seen in `key` was switched to somewhere after it."""
+        for k in range(key - 1, key - self._hour_buckets - 1, -1):
+            b = feat.buckets.get(k)
+            if b is not None and b.calls:
+                return (k + 1) * self.tick_s
+        return key * self.tick_s
 
     def _events_in(self, feat: _Feature, lo: int, hi: int) -> int:
         """Events (calls and scores) in buckets [lo, hi): the largest per-label total of
@@ -1811,16 +1823,19 @@ class Aggregator:
         self._merge_buckets(out, feat, lo, hi)
         return int(max((sum(c[0] + c[5] for c in v.values()) for v in out.values()), default=0))
 
-    def new_values(self, feature: str, since: float) -> list[tuple[str, str, float, float, int]]:
-        """(label, value, first seen, last seen, events in the hour before) of the values a
-        feature first showed at or after `since`, when a whole hour of its traffic was watched
-        before them: a value present when watching began is not known to be new."""
+    def new_values(
+        self, feature: str, since: float
+    ) -> list[tuple[str, str, float, float, int, float]]:
+        """(label, value, first seen, last seen, events in the hour before, end of the quiet
+        gap before it began) of the values a feature first showed at or after `since`, when a
+        whole hour of its traffic was watched before them: a value present when watching
+        began is not known to be new."""
         feat = self._features.get(feature)
         if feat is None or feat.watched_since is None:
             return []
         lo = max(since, feat.watched_since + self._hour_buckets * self.tick_s)
         return [
-            (name, value, entry[0], entry[1], int(entry[2]))
+            (name, value, entry[0], entry[1], int(entry[2]), entry[3])
             for name, values in sorted(feat.seen.items())
             for value, entry in sorted(values.items())
             if entry[0] >= lo

@@ -227,3 +227,16 @@ def test_a_named_rollout_stands_after_its_calls_age_out() -> None:
     state = Correlator.from_state(corr.to_state())
     state.tick(T0 + 3900, lambda feature, start: later)
     assert [a.value for a in state.open_incidents()[0].attribution][:1] == ["v2"]
+
+
+def test_a_rollout_on_a_quiet_feature_started_midway_through_the_gap() -> None:
+    """The last call before v2 came 10 minutes before v2's first: the switch was somewhere
+    in between, and the start is its middle (the attribution keeps the first call's time)."""
+    c = _rollout_ctx(T0 - 1500, False)
+    (r,) = c.rollouts or ()
+    quiet = replace(c, rollouts=(replace(r, quiet_from=T0 - 2100),))
+    (up,) = Correlator().on_signal(sig("refusal_rate", T0, n=400), quiet)
+    inc = up.incident
+    assert inc.started_at == T0 - 1800
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "rollout"
+    assert [a.first_seen for a in inc.attribution] == ["2023-11-14T21:48:20.000Z"]  # T0 - 1500

@@ -49,9 +49,10 @@ def test_new_value_after_an_hour_of_watching_is_a_rollout_and_old_values_are_not
     _run(agg, raw, T0 + 5 * HOUR)
     new = agg.new_values("f", T0)
     assert [(label, value) for label, value, *_ in new] == [("prompt_version", "v2")]
-    _, _, first, last, before = new[0]
+    _, _, first, last, before, quiet = new[0]
     assert first == T0 + 3 * HOUR and T0 + 4 * HOUR - 60 <= last < T0 + 4 * HOUR
     assert before == 120  # an hour of calls every 30 s
+    assert first - 30 <= quiet <= first  # a call every 30 s: no gap to speak of
     # v1 was there when watching began: never new, even after an hour away.
     assert agg.new_values("f", T0 + 3.5 * HOUR) == []
 
