@@ -1120,8 +1120,8 @@ def _start_at_rollout(inc: _Inc, start: float, ctx: FeatureContext) -> float:
     "rollout"), earlier or later than the detector's estimate: the switch lies between the
     feature's last call before the value and the value's first call (`_switched_at`), where
     a change-point search over sparse bins, a CUSUM's last reset or a late detection is a
-    noisy guess (`_rollouts_near` keeps only rollouts that appeared near the
-    estimate and no later than the first signal). Changes are attached from that moment."""
+    noisy guess. (`_rollouts_near` keeps only rollouts that appeared near the estimate and
+    no later than the first signal.) Changes are attached from that moment."""
     top = inc.attribution[0] if inc.attribution else None
     if top is None or top.basis != "new_value" or not ctx.rollouts:
         return start

@@ -226,6 +226,8 @@ _SCALAR_FIELDS = (
     "lpt_n",
     "ttft_sum",
     "ttft_n",
+    "lpt_log",
+    "ttft_log",
 )
 """The additive counters of a bucket, in snapshot order (new ones go at the end: an older
 snapshot's shorter list loads with the new counters at zero)."""
@@ -434,6 +436,11 @@ class _Bucket:
         self.lpt_n = 0
         self.ttft_sum = 0.0
         self.ttft_n = 0
+        # Sums of log1p of the same values: their history is the per-bin mean of log, the
+        # scale their `logmean` detector tests (a heavy-tailed latency's plain bin mean swings
+        # with one slow call).
+        self.lpt_log = 0.0
+        self.ttft_log = 0.0
         self.latency: dict[int, int] = {}
         # availability per (provider, model, endpoint): [ok, total]
         self.series: dict[tuple[str, str, str], list[int]] = {}
@@ -933,12 +940,14 @@ class Aggregator:
                 lpt = ev.latency_ms / (out_tok if out_tok > 1 else 1)
                 b.lpt_sum += lpt
                 b.lpt_n += 1
+                b.lpt_log += math.log1p(lpt)
                 _add_log(fr.lpt, lpt, join)
         if ev.cost_usd is not None:
             _add_log(fr.cost, ev.cost_usd * COST_LOG_SCALE, join)
         if ev.ttft_ms is not None:
             b.ttft_sum += ev.ttft_ms
             b.ttft_n += 1
+            b.ttft_log += math.log1p(ev.ttft_ms)
             _add_log(fr.ttft, ev.ttft_ms, join)
 
     def _count_combo(
@@ -1484,6 +1493,11 @@ class Aggregator:
                 continue
             if metric == "availability":
                 top = n - top  # failed → ok
+            elif metric in _LOG_MEANS:
+                # The bin's geometric mean, as the `logmean` detector sees a window: one
+                # slow call barely moves it, and the record's levels read in milliseconds.
+                out.append((g * width, math.expm1(top / n), int(n)))
+                continue
             elif metric == "throughput_rpm":
                 # Counts per bin: weight 1 each (a Poisson count is its own observation).
                 out.append((g * width, n * 60.0 / width, 1))
@@ -1863,6 +1877,12 @@ _RATIOS: dict[str, tuple[str, str]] = {
     "format_compliance_rate": ("format_ok", "format_n"),
     "output_length_mean": ("chars_sum", "chars_n"),
 }
+_LOG_MEANS: dict[str, tuple[str, str]] = {
+    "ttft_ms": ("ttft_log", "ttft_n"),
+    "latency_per_output_token_ms": ("lpt_log", "lpt_n"),
+}
+"""Metrics whose history is the per-bin geometric mean (sum of log1p over n)."""
+
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
 
 
@@ -1873,6 +1893,8 @@ def _history_fields(metric: str) -> tuple[str, str] | None:
         return _RATIOS[metric]
     if metric == "availability":
         return "failed", "calls"
+    if metric in _LOG_MEANS:
+        return _LOG_MEANS[metric]
     if metric == "throughput_rpm":
         return "calls", "calls"
     return None

@@ -102,3 +102,23 @@ def test_quality_history_is_the_scores_level_in_the_verdicts_units() -> None:
     hist = agg.history("f", "quality", T0, T0 + 2400, 300.0)
     assert abs(hist[0][1]) < 0.1  # as usual
     assert -3.0 < hist[-1][1] < -2.0  # 0.6 against a running mean still near 0.8
+
+
+def test_latency_history_is_the_geometric_mean_per_bin() -> None:
+    """ttft and latency per token have a history (retrieval drifts start with them): the
+    per-bin geometric mean, which one slow call among twenty barely moves."""
+    agg = Aggregator()
+    raw: list[dict[str, object]] = []
+    for i in range(240):
+        ttft = 20_000.0 if i % 20 == 7 else (300.0 if i < 120 else 600.0)
+        raw.append({"type": "llm_call", "ts": T0 + 5 * i, "feature": "f", "status": 200,
+                    "ttft_ms": ttft, "latency_ms": 2000.0, "output_tokens": 100})  # fmt: skip
+    _run(agg, raw, T0 + 1200)
+    hist = agg.history("f", "ttft_ms", T0, T0 + 1200, 300.0)
+    assert [n for _, _, n in hist] == [60, 60, 60, 60]
+    levels = [v for _, v, _ in hist]
+    # 57 calls at 300 ms and 3 at 20 s: the plain mean is 1285 ms, the geometric ~370 ms.
+    assert 300 < levels[0] < 400 and 300 < levels[1] < 400
+    assert 600 < levels[2] < 800 and 600 < levels[3] < 800
+    lpt = agg.history("f", "latency_per_output_token_ms", T0, T0 + 1200, 300.0)
+    assert [round(v, 3) for _, v, _ in lpt] == [20.0] * 4
