@@ -42,7 +42,9 @@ class CorrelationPolicy:
       incident (and page) instead of joining: a long-lived or flapping incident must not hide
       the next problem. 0 turns this off.
     - estimated start (`correlator.changepoint`): the search reads `changepoint_lookback_s`
-      of the earliest member's history before its onset in bins of `changepoint_bin_s`, at
+      (4 h: a slow quality decline is detected up to 2 h in, and the search needs the level
+      before it) of the earliest member's history before its onset in bins of
+      `changepoint_bin_s`, at
       false-start level `changepoint_alpha`, and re-estimates while the member is younger than
       `changepoint_refine_s` (more data after the change sharpens it).
     - `refresh_s`: an open incident's triage, attribution and summary are recomputed from a
@@ -87,7 +89,7 @@ class CorrelationPolicy:
     attribution_top: int = 3
     quality_stable_tol: float = 0.05
     new_incident_after_s: float = 7200.0
-    changepoint_lookback_s: float = 7200.0
+    changepoint_lookback_s: float = 14400.0
     changepoint_bin_s: float = 60.0
     changepoint_alpha: float = 0.01
     changepoint_refine_s: float = 1800.0

@@ -562,6 +562,10 @@ class _Feature:
     # fresh]. A run is handed over one tick after its last score, as one observation.
     quality_obs: dict[str, list[float]] = field(default_factory=dict)
     quality_runs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # Scores of buckets past the retention, per minute: minute → score name → [sum, n,
+    # observations], for `SCORE_HISTORY_S`. A slow quality decline is detected 1-2 h after
+    # it began; its change point needs the level before it, older than the buckets.
+    score_minutes: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     # Merged label counters of whole blocks of `LABEL_BLOCK` buckets, for `label_stats`;
     # a block's entry is dropped when any of its buckets takes an event or expires.
     label_blocks: dict[int, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
@@ -1443,14 +1447,30 @@ class Aggregator:
         worse is always lower, as the verdict's direction."""
         refs = feat.score_ref
         sums: dict[int, list[float]] = {}
+        # (tick index, score name → (sum, n, observations)): the per-minute history of
+        # expired buckets, then the retained buckets.
+        parts: list[tuple[int, Mapping[str, Sequence[float]]]] = [
+            (int(m * 60.0 // self.tick_s), scores)
+            for m, scores in sorted(feat.score_minutes.items())
+            if start <= m * 60.0 < end
+        ]
         for k in range(int(start // self.tick_s), int(end // self.tick_s)):
             b = feat.buckets.get(k)
-            if b is None or not b.scores:
-                continue
-            for name, (total, n) in b.scores.items():
+            if b is not None and b.scores:
+                parts.append(
+                    (
+                        k,
+                        {
+                            name: (t, n, b.score_obs.get(name, 0))
+                            for name, (t, n) in b.scores.items()
+                        },
+                    )
+                )
+        for k, scores in parts:
+            for name, (total, n, obs) in scores.items():
                 if not n:
                     continue
-                w = b.score_obs.get(name) or n
+                w = obs or n
                 spread = spreads(name) if spreads is not None else None
                 if spread is not None:
                     rel = (total / n - spread[0]) / spread[1]
@@ -1673,6 +1693,11 @@ class Aggregator:
                 "fresh": feat.fresh.to_state(),
                 "quality_obs": feat.quality_obs,
                 "quality_runs": [[n, k, *acc] for (n, k), acc in feat.quality_runs.items()],
+                "score_minutes": [
+                    [m, name, *acc]
+                    for m, scores in sorted(feat.score_minutes.items())
+                    for name, acc in scores.items()
+                ],
                 "seen": feat.seen,
                 "watched_since": feat.watched_since,
             }
@@ -1695,6 +1720,13 @@ class Aggregator:
                 feat.quality_obs.setdefault(sname, []).extend(float(v) for v in vals)
             for sname, key, total, n, fresh in fstate.get("quality_runs", []):
                 feat.quality_runs[(sname, key)] = [float(total), float(n), float(fresh)]
+            # Optional: snapshots before the score history have none.
+            for minute, sname, total, n, obs in fstate.get("score_minutes", []):
+                feat.score_minutes.setdefault(int(minute), {})[str(sname)] = [
+                    float(total),
+                    float(n),
+                    float(obs),
+                ]
             # Optional: snapshots before the catalog have none (watching restarts here).
             for lname, values in fstate.get("seen", {}).items():
                 seen = feat.seen.setdefault(str(lname), {})
@@ -1769,13 +1801,21 @@ class Aggregator:
             # Keys are created in time order but for late events, which `late` holds.
             while created and created[0] < oldest:
                 k = created.popleft()
-                if buckets.pop(k, None) is not None:
+                gone = buckets.pop(k, None)
+                if gone is not None:
                     feat.label_blocks.pop(k // LABEL_BLOCK, None)
+                    self._keep_scores(feat, k, gone)
             if feat.late:
                 for k in [k for k in feat.late if k < oldest]:
-                    if buckets.pop(k, None) is not None:
+                    gone = buckets.pop(k, None)
+                    if gone is not None:
                         feat.label_blocks.pop(k // LABEL_BLOCK, None)
+                        self._keep_scores(feat, k, gone)
                 feat.late = [k for k in feat.late if k in buckets]
+            if feat.score_minutes:
+                horizon = int((now - SCORE_HISTORY_S) // 60.0)
+                for minute in [m for m in feat.score_minutes if m < horizon]:
+                    del feat.score_minutes[minute]
             queue = feat.to_compact
             if queue and queue[0] < behind:
                 keep = []
@@ -1790,6 +1830,19 @@ class Aggregator:
                             self._compact(b)
                         self._note_seen(feat, k, b)
                 feat.to_compact = keep
+
+    def _keep_scores(self, feat: _Feature, key: int, b: _Bucket) -> None:
+        """Fold an expiring bucket's scores into the per-minute score history."""
+        if not b.scores:
+            return
+        minute = feat.score_minutes.setdefault(int(key * self.tick_s // 60.0), {})
+        for name, (total, n) in b.scores.items():
+            acc = minute.get(name)
+            if acc is None:
+                acc = minute[name] = [0.0, 0.0, 0.0]
+            acc[0] += total
+            acc[1] += n
+            acc[2] += b.score_obs.get(name, 0)
 
     def _note_seen(self, feat: _Feature, key: int, b: _Bucket) -> None:
         """Update the first/last-seen catalog from a compacted bucket's label counters.
@@ -1855,6 +1908,11 @@ class Aggregator:
             if entry[0] >= lo
         ]
 
+
+SCORE_HISTORY_S = 6 * 3600.0
+"""How long scores are kept per minute after their buckets expire (`_Feature.score_minutes`):
+the change-point search of a quality incident reads `changepoint_lookback_s` (4 h) before its
+onset, and a slow decline is detected up to 2 h after it began."""
 
 LABEL_BLOCK = 40
 """Buckets per cached block of label counters (`Aggregator.label_stats`): 10 minutes at

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from corr_helpers import FEATURE, T0, sig
 
-from correlator import ChangeRecord, Correlator, FeatureContext, attribute
+from correlator import ChangeRecord, CorrelationPolicy, Correlator, FeatureContext, attribute
 from correlator.records import Rollout
 
 
@@ -140,7 +140,8 @@ def test_cusum_reset_is_the_start_when_the_search_finds_nothing() -> None:
     inc = up.incident
     assert inc.started_at == T0 - 1500
     assert inc.start_estimate is not None and inc.start_estimate.basis == "cusum"
-    old = FeatureContext(FEATURE, {}, {}, {}, {}, excursions={"score:faithfulness": T0 - 9000})
+    too_old = T0 - CorrelationPolicy().changepoint_lookback_s - 600
+    old = FeatureContext(FEATURE, {}, {}, {}, {}, excursions={"score:faithfulness": too_old})
     (up,) = Correlator().on_signal(sig("score:faithfulness", T0, n=64), old)
     assert up.incident.started_at == T0
     assert up.incident.start_estimate is not None

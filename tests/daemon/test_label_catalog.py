@@ -122,3 +122,27 @@ def test_latency_history_is_the_geometric_mean_per_bin() -> None:
     assert 600 < levels[2] < 800 and 600 < levels[3] < 800
     lpt = agg.history("f", "latency_per_output_token_ms", T0, T0 + 1200, 300.0)
     assert [round(v, 3) for _, v, _ in lpt] == [20.0] * 4
+
+
+def test_scores_outlive_their_buckets_in_the_quality_history() -> None:
+    """A slow decline detected 2 h after it began: its change point needs the level before,
+    older than the 2-h buckets. Expired buckets' scores stay per minute for 6 h, in the
+    snapshot too, and the quality history reads them as it read the buckets."""
+    agg = Aggregator(retention_s=2 * HOUR)
+    raw: list[dict[str, object]] = [
+        {"type": "score", "ts": T0 + 60 * i + 1, "feature": "f", "name": "judge",
+         "value": 0.8 if i < 180 else 0.6}
+        for i in range(300)
+    ]  # fmt: skip
+    _run(agg, raw, T0 + 5 * HOUR)
+    assert min(agg._features["f"].buckets) * 15.0 >= T0 + 3 * HOUR - 60  # buckets: 2 h
+    hist = agg.history("f", "quality", T0, T0 + 5 * HOUR, 60.0, spreads=lambda name: (0.8, 0.1))
+    assert len(hist) == 300 and all(n == 1 for _, _, n in hist)
+    assert [round(v, 6) for _, v, _ in hist] == [0.0] * 180 + [-2.0] * 120
+    again = Aggregator(retention_s=2 * HOUR)
+    again.load_state(agg.to_state())
+    spread = {"spreads": lambda name: (0.8, 0.1)}
+    assert again.history("f", "quality", T0, T0 + 5 * HOUR, 60.0, **spread) == hist
+    # Past SCORE_HISTORY_S (6 h) the minutes go.
+    agg.expire(T0 + 7 * HOUR)
+    assert agg.history("f", "quality", T0, T0 + HOUR, 60.0, spreads=lambda name: (0.8, 0.1)) == []
