@@ -108,8 +108,14 @@ def _rate(bad: float, n: float) -> float:
     return (bad + 0.5) / (n + 1.0)
 
 
-def _var(rate: float, n: float) -> float:
-    return rate * (1.0 - rate) / max(n, 1.0)
+def _pooled_var(bad: float, n: float, *sizes: float) -> float:
+    """Variance of a difference of rates under "no difference": the rate pooled over both
+    sides (`bad` of `n`), times the sum of 1/size. Each side's own rate (Wald) understates
+    it when one side is small and happens to have no anomalous event: the 5 calls of the
+    rest none of which failed, beside 29 of 67 of a night's segment in a 429 storm, gave z
+    2.6 with each side's own rate and 1.6 pooled."""
+    rate = _rate(bad, n)
+    return rate * (1.0 - rate) * sum(1.0 / max(k, 1.0) for k in sizes)
 
 
 def attribute(
@@ -294,21 +300,15 @@ def _moved(
     if rest_a < min_support or b_a < min_support:
         return None  # no rest to compare with (one provider), or too few anomalous events
     r_va, r_oa = _rate(b_a, k_a), _rate(rest_bad_a, rest_a)
-    var = _var(r_va, k_a) + _var(r_oa, rest_a)
+    var = _pooled_var(nb_a, n_a, k_a, rest_a)
     # Before the start: each side's own rate when it had traffic, else the label's pooled
     # rate (a value that is new has no "before" of its own).
     pooled_b = _rate(nb_b, n_b)
-    if k_b >= min_support:
-        r_vb = _rate(b_b, k_b)
-        var += _var(r_vb, k_b)
-    else:
-        r_vb = pooled_b
     rest_b = n_b - k_b
-    if rest_b >= min_support:
-        r_ob = _rate(nb_b - b_b, rest_b)
-        var += _var(r_ob, rest_b)
-    else:
-        r_ob = pooled_b
+    own_b = [size for size in (k_b, rest_b) if size >= min_support]
+    var += _pooled_var(nb_b, n_b, *own_b) if own_b else 0.0
+    r_vb = _rate(b_b, k_b) if k_b >= min_support else pooled_b
+    r_ob = _rate(nb_b - b_b, rest_b) if rest_b >= min_support else pooled_b
     lift, rest_lift = r_va - r_vb, r_oa - r_ob
     if n_b >= min_support and lift < MIN_LIFT * max(rest_lift, 0.0):
         return None  # (with no "before" at all only the rates after can be compared)
@@ -470,14 +470,14 @@ def _split_moved(
     if n_va < min_support or n_ra < min_support or n_fb < min_support or b_ra < 0:
         return None  # no "before" (aged out of the retained buckets): nothing to difference
     r_va, r_ra = _rate(b_va, n_va), _rate(b_ra, n_ra)
-    var = _var(r_va, n_va) + _var(r_ra, n_ra)
+    var = _pooled_var(b_fa, n_fa, n_va, n_ra)
     r_vb = r_rb = _rate(b_fb, n_fb)  # a side without its own "before" takes the feature's
+    own_b = [size for size in (n_vb, n_rb) if size >= min_support]
+    var += _pooled_var(b_fb, n_fb, *own_b) if own_b else 0.0
     if n_vb >= min_support:
         r_vb = _rate(b_vb, n_vb)
-        var += _var(r_vb, n_vb)
     if n_rb >= min_support:
         r_rb = _rate(b_rb, n_rb)
-        var += _var(r_rb, n_rb)
     lift, rest_lift = r_va - r_vb, r_ra - r_rb
     if lift < MIN_LIFT * max(rest_lift, 0.0):
         return None  # the rest moved nearly as much: not this value's fault alone

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from corr_helpers import FEATURE, T0, ctx, no_ctx, policy, sig
 
 from correlator import ChangeRecord, Correlator, FeatureContext, attribute
@@ -304,3 +306,24 @@ def test_moved_needs_the_value_to_rise_well_above_the_rest() -> None:
     assert [(a.label, a.value, a.basis) for a in attribute(confined)] == [
         ("segment", "pro", "moved")
     ]
+
+
+def test_a_rest_of_five_calls_without_failures_is_no_evidence() -> None:
+    """A 429 storm at night: the enterprise segment carried 67 of 72 calls and 29 failed; the
+    other 5 calls happened not to. With each side's own rate that looked like z 2.6 (named);
+    under "no difference" the rate is pooled and 5 calls say little. Fifty calls of the rest
+    without a failure would."""
+    before = {"segment": {"enterprise": 50, "free": 20}}
+    base_bad = {"segment": {"enterprise": 0, "free": 0}}
+    storm = FeatureContext(
+        FEATURE,
+        {},
+        {"segment": {"enterprise": 29, "free": 0}},
+        {"segment": {"enterprise": 67, "free": 5}},
+        before,
+        base_bad,
+        rollouts=(),  # a catalog: only the two "moved" tests, so z must pass 2.33
+    )
+    assert attribute(storm, alpha=0.02) == ()
+    confined = replace(storm, all_labels={"segment": {"enterprise": 67, "free": 50}})
+    assert [a.value for a in attribute(confined, alpha=0.02)] == ["enterprise"]
