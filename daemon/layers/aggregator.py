@@ -436,8 +436,8 @@ class _Bucket:
         self.lpt_n = 0
         self.ttft_sum = 0.0
         self.ttft_n = 0
-        # Sums of log1p of the same values: their history is the per-bin mean of log, the
-        # scale their `logmean` detector tests (a heavy-tailed latency's plain bin mean swings
+        # Sums of log1p of the same values: their history is the per-bin geometric mean, as
+        # their `logmean` detector sees them (a heavy-tailed latency's plain bin mean swings
         # with one slow call).
         self.lpt_log = 0.0
         self.ttft_log = 0.0
@@ -577,9 +577,9 @@ class _Feature:
     # label → value → [first seen, last seen (bucket start times), events in the hour before
     # first seen, end of the last bucket with calls before first seen (first seen itself when
     # none in that hour): a switch to the value happened in that quiet gap], for the life of
-    # the process and in snapshots: attribution asks whether a
-    # value existed before an incident, which the 2-h bucket retention cannot answer for a
-    # rollback to a version last seen 4 h ago. `watched_since`: the first bucket noted (after
+    # the process and in snapshots: attribution asks whether a value existed before an
+    # incident, which the 2-h bucket retention cannot answer for a rollback to a version last
+    # seen 4 h ago. `watched_since`: the first bucket noted (after
     # a restore without a catalog, the restore), so values present from the start are never
     # taken for rollouts.
     seen: dict[str, dict[str, list[float]]] = field(default_factory=dict)
