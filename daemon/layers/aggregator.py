@@ -23,9 +23,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from daemon.ingest.events import LlmCall, Score
 from daemon.layers.sketch import bucket_of, quantiles
@@ -562,10 +562,12 @@ class _Feature:
     # fresh]. A run is handed over one tick after its last score, as one observation.
     quality_obs: dict[str, list[float]] = field(default_factory=dict)
     quality_runs: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    # Scores of buckets past the retention, per minute: minute → score name → [sum, n,
-    # observations], for `SCORE_HISTORY_S`. A slow quality decline is detected 1-2 h after
-    # it began; its change point needs the level before it, older than the buckets.
-    score_minutes: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    # Buckets past the retention, rolled up per minute (minute → the sum of its buckets'
+    # counters, split series and scores; no labels, latencies or per-provider series), for
+    # `MINUTE_HISTORY_S`: a slow quality decline or a fault in one segment at a call a minute
+    # is detected 1-2 h after it began, and its change point needs the level before it,
+    # older than the buckets.
+    minutes: dict[int, _Bucket] = field(default_factory=dict)
     # Merged label counters of whole blocks of `LABEL_BLOCK` buckets, for `label_stats`;
     # a block's entry is dropped when any of its buckets takes an event or expires.
     label_blocks: dict[int, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
@@ -1447,30 +1449,11 @@ class Aggregator:
         worse is always lower, as the verdict's direction."""
         refs = feat.score_ref
         sums: dict[int, list[float]] = {}
-        # (tick index, score name → (sum, n, observations)): the per-minute history of
-        # expired buckets, then the retained buckets.
-        parts: list[tuple[int, Mapping[str, Sequence[float]]]] = [
-            (int(m * 60.0 // self.tick_s), scores)
-            for m, scores in sorted(feat.score_minutes.items())
-            if start <= m * 60.0 < end
-        ]
-        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
-            b = feat.buckets.get(k)
-            if b is not None and b.scores:
-                parts.append(
-                    (
-                        k,
-                        {
-                            name: (t, n, b.score_obs.get(name, 0))
-                            for name, (t, n) in b.scores.items()
-                        },
-                    )
-                )
-        for k, scores in parts:
-            for name, (total, n, obs) in scores.items():
+        for k, b in self._rolled_and_retained(feat, start, end):
+            for name, (total, n) in b.scores.items():
                 if not n:
                     continue
-                w = obs or n
+                w = b.score_obs.get(name) or n
                 spread = spreads(name) if spreads is not None else None
                 if spread is not None:
                     rel = (total / n - spread[0]) / spread[1]
@@ -1536,10 +1519,7 @@ class Aggregator:
         """Bin index → [sum of numerators, sum of denominators] of the buckets over
         [start, end), two counters per bucket as `read` gives them (None: none here)."""
         sums: dict[int, list[float]] = {}
-        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
-            b = feat.buckets.get(k)
-            if b is None:
-                continue
+        for k, b in self._rolled_and_retained(feat, start, end):
             pair = read(b)
             if pair is None:
                 continue
@@ -1693,10 +1673,15 @@ class Aggregator:
                 "fresh": feat.fresh.to_state(),
                 "quality_obs": feat.quality_obs,
                 "quality_runs": [[n, k, *acc] for (n, k), acc in feat.quality_runs.items()],
-                "score_minutes": [
-                    [m, name, *acc]
-                    for m, scores in sorted(feat.score_minutes.items())
-                    for name, acc in scores.items()
+                "minutes": [
+                    {
+                        "k": m,
+                        "s": [getattr(b, f) for f in _SCALAR_FIELDS],
+                        "splits": [[k, *v] for k, v in b.splits.items()],
+                        "scores": b.scores,
+                        "score_obs": b.score_obs,
+                    }
+                    for m, b in sorted(feat.minutes.items())
                 ],
                 "seen": feat.seen,
                 "watched_since": feat.watched_since,
@@ -1720,13 +1705,9 @@ class Aggregator:
                 feat.quality_obs.setdefault(sname, []).extend(float(v) for v in vals)
             for sname, key, total, n, fresh in fstate.get("quality_runs", []):
                 feat.quality_runs[(sname, key)] = [float(total), float(n), float(fresh)]
-            # Optional: snapshots before the score history have none.
-            for minute, sname, total, n, obs in fstate.get("score_minutes", []):
-                feat.score_minutes.setdefault(int(minute), {})[str(sname)] = [
-                    float(total),
-                    float(n),
-                    float(obs),
-                ]
+            # Optional: snapshots before the minute rollups have none.
+            for mstate in fstate.get("minutes", []):
+                feat.minutes[int(mstate["k"])] = self._bucket_from_state(mstate)
             # Optional: snapshots before the catalog have none (watching restarts here).
             for lname, values in fstate.get("seen", {}).items():
                 seen = feat.seen.setdefault(str(lname), {})
@@ -1736,19 +1717,9 @@ class Aggregator:
             if fstate.get("watched_since") is not None:
                 feat.watched_since = float(fstate["watched_since"])
             for bstate in fstate["buckets"]:
-                b = _Bucket()
-                values = bstate["s"]
-                if len(values) > len(_SCALAR_FIELDS):
-                    raise ValueError("window snapshot bucket has unknown counters")
-                for f, v in zip(_SCALAR_FIELDS, values, strict=False):
-                    setattr(b, f, v)  # counters newer than the snapshot stay at zero
+                b = self._bucket_from_state(bstate)
                 b.latency = {int(k): int(c) for k, c in bstate["lat"]}
                 b.series = {(p, m, e): [ok, n] for p, m, e, ok, n in bstate["series"]}
-                # Optional: snapshots from before the per-segment series have none.
-                b.splits = {str(k): _split_counts(v) for k, *v in bstate.get("splits", [])}
-                b.scores = {k: list(v) for k, v in bstate["scores"].items()}
-                # Optional: older snapshots count every score as an observation.
-                b.score_obs = {k: int(v) for k, v in bstate.get("score_obs", {}).items()}
                 # Snapshots from before the output-length counters hold [all, bad] only.
                 b.combos = {
                     ((p, m, e), tuple((k, v) for k, v in pairs)): _stat(counts)
@@ -1767,6 +1738,23 @@ class Aggregator:
                     b.queued = True
                     feat.to_compact.append(key)
                 self._readmit(feat, b)
+
+    @staticmethod
+    def _bucket_from_state(bstate: Mapping[str, Any]) -> _Bucket:
+        """A bucket's counters, split series and scores from a snapshot (a bucket's or a
+        minute rollup's; the caller loads what else a bucket has)."""
+        b = _Bucket()
+        values = bstate["s"]
+        if len(values) > len(_SCALAR_FIELDS):
+            raise ValueError("window snapshot bucket has unknown counters")
+        for f, v in zip(_SCALAR_FIELDS, values, strict=False):
+            setattr(b, f, v)  # counters newer than the snapshot stay at zero
+        # Optional: snapshots from before the per-segment series have none.
+        b.splits = {str(k): _split_counts(v) for k, *v in bstate.get("splits", [])}
+        b.scores = {k: list(v) for k, v in bstate["scores"].items()}
+        # Optional: older snapshots count every score as an observation.
+        b.score_obs = {k: int(v) for k, v in bstate.get("score_obs", {}).items()}
+        return b
 
     def _readmit(self, feat: _Feature, b: _Bucket) -> None:
         """Values in restored buckets keep their slots (even past a lowered cap)."""
@@ -1804,18 +1792,18 @@ class Aggregator:
                 gone = buckets.pop(k, None)
                 if gone is not None:
                     feat.label_blocks.pop(k // LABEL_BLOCK, None)
-                    self._keep_scores(feat, k, gone)
+                    self._keep_minute(feat, k, gone)
             if feat.late:
                 for k in [k for k in feat.late if k < oldest]:
                     gone = buckets.pop(k, None)
                     if gone is not None:
                         feat.label_blocks.pop(k // LABEL_BLOCK, None)
-                        self._keep_scores(feat, k, gone)
+                        self._keep_minute(feat, k, gone)
                 feat.late = [k for k in feat.late if k in buckets]
-            if feat.score_minutes:
-                horizon = int((now - SCORE_HISTORY_S) // 60.0)
-                for minute in [m for m in feat.score_minutes if m < horizon]:
-                    del feat.score_minutes[minute]
+            if feat.minutes:
+                horizon = int((now - MINUTE_HISTORY_S) // 60.0)
+                for minute in [m for m in feat.minutes if m < horizon]:
+                    del feat.minutes[minute]
             queue = feat.to_compact
             if queue and queue[0] < behind:
                 keep = []
@@ -1831,18 +1819,39 @@ class Aggregator:
                         self._note_seen(feat, k, b)
                 feat.to_compact = keep
 
-    def _keep_scores(self, feat: _Feature, key: int, b: _Bucket) -> None:
-        """Fold an expiring bucket's scores into the per-minute score history."""
-        if not b.scores:
-            return
-        minute = feat.score_minutes.setdefault(int(key * self.tick_s // 60.0), {})
+    def _keep_minute(self, feat: _Feature, key: int, b: _Bucket) -> None:
+        """Fold an expiring bucket into its minute's rollup (`_Feature.minutes`)."""
+        minute = int(key * self.tick_s // 60.0)
+        acc = feat.minutes.get(minute)
+        if acc is None:
+            acc = feat.minutes[minute] = _Bucket()
+        for name in _SCALAR_FIELDS:
+            setattr(acc, name, getattr(acc, name) + getattr(b, name))
+        if b.splits:
+            _fold_splits(acc.splits, b.splits, 1)
         for name, (total, n) in b.scores.items():
-            acc = minute.get(name)
-            if acc is None:
-                acc = minute[name] = [0.0, 0.0, 0.0]
-            acc[0] += total
-            acc[1] += n
-            acc[2] += b.score_obs.get(name, 0)
+            score = acc.scores.get(name)
+            if score is None:
+                score = acc.scores[name] = [0.0, 0]
+            score[0] += total
+            score[1] += n
+        for name, obs in b.score_obs.items():
+            acc.score_obs[name] = acc.score_obs.get(name, 0) + obs
+
+    def _rolled_and_retained(
+        self, feat: _Feature, start: float, end: float
+    ) -> Iterator[tuple[int, _Bucket]]:
+        """(tick index, bucket) over [start, end): the minute rollups of expired buckets,
+        then the retained buckets. The history readers' one source, so a change-point search
+        reaches back `MINUTE_HISTORY_S` for the counters and scores a rollup keeps."""
+        for minute in sorted(feat.minutes):
+            t = minute * 60.0
+            if start <= t < end:
+                yield int(t // self.tick_s), feat.minutes[minute]
+        for k in range(int(start // self.tick_s), int(end // self.tick_s)):
+            b = feat.buckets.get(k)
+            if b is not None:
+                yield k, b
 
     def _note_seen(self, feat: _Feature, key: int, b: _Bucket) -> None:
         """Update the first/last-seen catalog from a compacted bucket's label counters.
@@ -1909,10 +1918,10 @@ class Aggregator:
         ]
 
 
-SCORE_HISTORY_S = 6 * 3600.0
-"""How long scores are kept per minute after their buckets expire (`_Feature.score_minutes`):
-the change-point search of a quality incident reads `changepoint_lookback_s` (4 h) before its
-onset, and a slow decline is detected up to 2 h after it began."""
+MINUTE_HISTORY_S = 6 * 3600.0
+"""How long expired buckets are kept as minute rollups (`_Feature.minutes`): the change-point
+search reads `changepoint_lookback_s` (4 h) before an incident's onset, and a slow decline is
+detected up to 2 h after it began. About 0.5 KB a minute per feature, 200 KB over 6 h."""
 
 LABEL_BLOCK = 40
 """Buckets per cached block of label counters (`Aggregator.label_stats`): 10 minutes at

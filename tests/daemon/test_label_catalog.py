@@ -126,7 +126,7 @@ def test_latency_history_is_the_geometric_mean_per_bin() -> None:
 
 def test_scores_outlive_their_buckets_in_the_quality_history() -> None:
     """A slow decline detected 2 h after it began: its change point needs the level before,
-    older than the 2-h buckets. Expired buckets' scores stay per minute for 6 h, in the
+    older than the 2-h buckets. Expired buckets stay as minute rollups for 6 h, in the
     snapshot too, and the quality history reads them as it read the buckets."""
     agg = Aggregator(retention_s=2 * HOUR)
     raw: list[dict[str, object]] = [
@@ -146,3 +146,21 @@ def test_scores_outlive_their_buckets_in_the_quality_history() -> None:
     # Past SCORE_HISTORY_S (6 h) the minutes go.
     agg.expire(T0 + 7 * HOUR)
     assert agg.history("f", "quality", T0, T0 + HOUR, 60.0, spreads=lambda name: (0.8, 0.1)) == []
+
+
+def test_rates_of_the_feature_and_of_a_segment_outlive_their_buckets() -> None:
+    """A fault in segment pro at a call every 30 s, detected 2 h in: the feature's and the
+    segment's failure rates reach back past the 2-h buckets through the minute rollups."""
+    agg = Aggregator(retention_s=2 * HOUR)
+    raw: list[dict[str, object]] = []
+    for i in range(600):  # 5 h, pro and free alternating; pro fails from 3 h on
+        seg = "pro" if i % 2 else "free"
+        failing = seg == "pro" and i >= 360
+        raw.append({"type": "llm_call", "ts": T0 + 30 * i + 1, "feature": "f",
+                    "status": 500 if failing else 200, "labels": {"segment": seg}})  # fmt: skip
+    _run(agg, raw, T0 + 5 * HOUR)
+    whole = agg.history("f", "availability", T0, T0 + 5 * HOUR, 600.0)
+    assert [n for _, _, n in whole] == [20] * 30
+    assert [v for _, v, _ in whole] == [1.0] * 18 + [0.5] * 12
+    pro = agg.history("f", "availability", T0, T0 + 5 * HOUR, 600.0, "segment=pro")
+    assert [v for _, v, _ in pro] == [1.0] * 18 + [0.0] * 12
