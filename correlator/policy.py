@@ -44,9 +44,9 @@ class CorrelationPolicy:
     - estimated start (`correlator.changepoint`): the search reads `changepoint_lookback_s`
       (4 h: a slow quality decline is detected up to 2 h in, and the search needs the level
       before it) of the earliest member's history before its onset in bins of
-      `changepoint_bin_s`, at
-      false-start level `changepoint_alpha`, and re-estimates while the member is younger than
-      `changepoint_refine_s` (more data after the change sharpens it).
+      `changepoint_bin_s`, at false-start level `changepoint_alpha`, and re-estimates while
+      the member is younger than `changepoint_refine_s` (more data after the change
+      sharpens it).
     - `refresh_s`: an open incident's triage, attribution and summary are recomputed from a
       fresh feature context when a signal joins it, and otherwise once per `refresh_s` of
       event time (on the first tick of each `refresh_s` bin of the clock, and on the first
