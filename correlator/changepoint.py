@@ -25,13 +25,15 @@ by noise (default 0.01). Below it the data cannot place the start and the caller
 the detector's own evidence or the detection time. (Over the m² placements of two breakpoints,
 as whether a change happened at all would need, the threshold missed most slow declines and
 most faults at a few calls a minute: on simulated 60-min ramps and steps at 0.5-20
-observations a minute, 34% and 79% of starts within 15 and 5 min against 38% and 84%.)
+observations a minute, 34% and 79% of starts within 15 and 5 min against 38% and 83%;
+`python eval/changepoint_sim.py`.)
 
 A ramp or a pulse places a second breakpoint, the end: it is chosen over the step when it
 explains more than what a free location buys in noise (Schwarz's rule, 2·ln m on the χ²
 scale). Akaike's (2) fits more slow declines as ramps, whose start is then right where a step
-would sit in their middle, but fits as many noisy steps as ramps that start early: on the
-same simulation it traded 9 points on ramps for 2 on steps, five times as common.
+would sit in their middle, but also fits noisy steps as ramps that start early (with it, a
+refusal step at 40 calls a minute in `tests/correlator/test_changepoint.py` got a ramp
+starting 8 min before the step), and steps are five times as common as ramps in the worlds.
 
 The change must go the way the signal went (`direction` +1 up, -1 down, 0 either) and start no
 later than the detection (`not_after`): a later change is not what the detector saw.
