@@ -12,6 +12,7 @@ from daemon.ingest.events import LlmCall, Score, validate_items
 from daemon.layers.aggregator import MAX_COMBOS, OTHER, Aggregator
 from detectors.base import ScoreObs
 from detectors.defaults import QUALITY_METRIC
+from tests.daemon.reference_rates import call_ok, call_rates
 
 TICK, WINDOW = 15.0, 300.0
 T0 = 1_767_225_600.0
@@ -50,34 +51,22 @@ def reference(events: list[LlmCall], feature: str, now: float) -> dict[str, floa
     if not win:
         return out
 
-    def ok(e: LlmCall) -> bool:
-        return (200 <= e.status < 300) if e.status is not None else not e.error
-
     n = len(win)
-    failed = [e for e in win if not ok(e)]
+    failed = [e for e in win if not call_ok(e)]
+    out.update(call_rates(win))  # availability, provider errors, refusals, format
     out["error_rate"] = len(failed) / n
-    out["availability"] = 1 - len(failed) / n
     out["rate_limited_rate"] = sum(e.status == 429 for e in failed) / n
     out["auth_failure_rate"] = sum(e.status in (401, 403) for e in failed) / n
-    out["provider_error_rate"] = (
-        sum(e.status is None or e.status == 0 or e.status >= 500 for e in failed) / n
-    )
     out["retry_rate"] = sum(bool(e.retries) for e in win) / n
     out["throughput_rpm"] = n * 60 / WINDOW
-    lat = [e.latency_ms for e in win if ok(e) and e.latency_ms is not None]
+    lat = [e.latency_ms for e in win if call_ok(e) and e.latency_ms is not None]
     for q, name in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
         if lat:
             out[name] = nearest_rank(lat, q)
-    refusals = [e.refused for e in win if e.refused is not None]
-    if refusals:
-        out["refusal_rate"] = sum(refusals) / len(refusals)
-    fmt = [e.format_ok for e in win if e.format_ok is not None]
-    if fmt:
-        out["format_compliance_rate"] = sum(fmt) / len(fmt)
     toks = [e.input_tokens for e in win if e.input_tokens is not None]
     if toks:
         out["input_tokens_per_request"] = sum(toks) / len(toks)
-    chars = [e.output_chars for e in win if ok(e) and e.output_chars is not None]
+    chars = [e.output_chars for e in win if call_ok(e) and e.output_chars is not None]
     if chars:
         out["output_length_mean"] = sum(chars) / len(chars)
     return out

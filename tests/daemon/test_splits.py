@@ -19,6 +19,7 @@ from daemon.layers.rules import RuleBook
 from detectors.base import Sample
 from detectors.defaults import QUALITY_METRIC
 from detectors.factory import build_detector, split_params
+from tests.daemon.reference_rates import call_ok, call_rates
 
 TICK, WINDOW = 15.0, 300.0
 T0 = 1_767_225_600.0
@@ -54,33 +55,13 @@ def _add(agg: Aggregator, raw: list[dict[str, Any]]) -> list[LlmCall]:
     return out
 
 
-def _ok(e: LlmCall) -> bool:
-    return (200 <= e.status < 300) if e.status is not None else not e.error
-
-
 def _reference(events: list[LlmCall], value: str, lo: float, hi: float) -> dict[str, float]:
     win = [
         e
         for e in events
         if (e.labels or {}).get("segment") == value and lo <= math.floor(e.ts / TICK) * TICK < hi
     ]
-    if not win:
-        return {}
-    n = len(win)
-    out = {
-        "availability": sum(_ok(e) for e in win) / n,
-        "provider_error_rate": sum(
-            not _ok(e) and (e.status is None or e.status == 0 or e.status >= 500) for e in win
-        )
-        / n,
-    }
-    refusals = [e.refused for e in win if e.refused is not None]
-    if refusals:
-        out["refusal_rate"] = sum(refusals) / len(refusals)
-    fmt = [e.format_ok for e in win if e.format_ok is not None]
-    if fmt:
-        out["format_compliance_rate"] = sum(fmt) / len(fmt)
-    return out
+    return call_rates(win) if win else {}
 
 
 @settings(max_examples=60, deadline=None)
@@ -104,7 +85,7 @@ def test_per_value_windows_match_brute_force(raw: list[dict[str, Any]], tick_no:
     for value in values if len(values) > 1 else ():
         mine = [e for e in events if (e.labels or {}).get("segment") == value]
         tick = ticks.get((f"segment={value}", "availability"))
-        assert tick is not None and (tick.n, tick.k) == (len(mine), sum(_ok(e) for e in mine))
+        assert tick is not None and (tick.n, tick.k) == (len(mine), sum(call_ok(e) for e in mine))
 
 
 def _call(ts: float, segment: str, **kw: Any) -> dict[str, Any]:
@@ -159,7 +140,7 @@ def test_history_and_snapshot_of_a_value() -> None:
     hist = agg.history("f", "availability", T0, T0 + 600, 60.0, "segment=b")
     assert sum(n for _, _, n in hist) == len(pro)
     ok = sum(round(v * n) for _, v, n in hist)
-    assert ok == sum(_ok(e) for e in pro)
+    assert ok == sum(call_ok(e) for e in pro)
     assert agg.history("f", "output_length_mean", T0, T0 + 600, 60.0, "segment=b") == []
     assert agg.is_split("segment=b") and not agg.is_split("provider=x,model=y,endpoint=z")
     copy = Aggregator()
