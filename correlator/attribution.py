@@ -294,11 +294,30 @@ def _moved(
     min_support: int,
 ) -> _Candidate | None:
     """Difference in differences of the anomalous rate: this value vs the rest."""
+    k_a, n_a, b_a, _ = after
+    if n_a - k_a < min_support or b_a < min_support:
+        return None  # no rest to compare with (one provider), or too few anomalous events
+    found = _diff_in_diff(label, value, after, before, min_support)
+    if found is None or found[0] < z_crit:
+        return None
+    return _Candidate(1, *found)
+
+
+def _diff_in_diff(
+    label: str,
+    value: str,
+    after: tuple[int, int, int, int],
+    before: tuple[int, int, int, int],
+    min_support: int,
+    metric: str | None = None,
+) -> tuple[float, Attribution] | None:
+    """(z, attribution) of a value's rise in a rate against the rest's, from (its events,
+    all events, its anomalous, all anomalous) after the start and the same before; None
+    when its rise is under `MIN_LIFT` times the rest's. The label-count test (`_moved`)
+    and the per-value series test (`_split_moved`) share it; each checks its own support."""
     k_a, n_a, b_a, nb_a = after
     k_b, n_b, b_b, nb_b = before
     rest_a, rest_bad_a = n_a - k_a, nb_a - b_a
-    if rest_a < min_support or b_a < min_support:
-        return None  # no rest to compare with (one provider), or too few anomalous events
     r_va, r_oa = _rate(b_a, k_a), _rate(rest_bad_a, rest_a)
     var = _pooled_var(nb_a, n_a, k_a, rest_a)
     # Before the start: each side's own rate when it had traffic, else the label's pooled
@@ -313,15 +332,11 @@ def _moved(
     if n_b >= min_support and lift < MIN_LIFT * max(rest_lift, 0.0):
         return None  # (with no "before" at all only the rates after can be compared)
     z = (lift - rest_lift) / math.sqrt(var)
-    if z < z_crit:
-        return None
-    share_bad = b_a / nb_a if nb_a else 0.0
-    share_b = k_b / n_b if n_b else 0.0
     attr = Attribution(
         label,
         value,
-        round(share_bad, 3),
-        round(share_b, 3),
+        round(b_a / nb_a, 3) if nb_a else 0.0,
+        round(k_b / n_b, 3) if n_b else 0.0,
         "moved",
         share_after=round(k_a / n_a, 3) if n_a else None,
         bad_rate=round(b_a / k_a, 4),
@@ -329,8 +344,9 @@ def _moved(
         rest_bad_rate=round(rest_bad_a / rest_a, 4),
         z=round(z, 2),
         n=k_a,
+        metric=metric,
     )
-    return _Candidate(1, z, attr)
+    return z, attr
 
 
 def _mean_var(s: float, sq: float, n: float) -> tuple[float, float]:
@@ -465,38 +481,12 @@ def _split_moved(
     whole = _bad_counts(history(metric, "", lo, now), start, down)
     (n_va, b_va), (n_vb, b_vb) = mine
     (n_fa, b_fa), (n_fb, b_fb) = whole
-    n_ra, b_ra = n_fa - n_va, b_fa - b_va
-    n_rb, b_rb = n_fb - n_vb, b_fb - b_vb
-    if n_va < min_support or n_ra < min_support or n_fb < min_support or b_ra < 0:
+    if n_va < min_support or n_fa - n_va < min_support or n_fb < min_support or b_fa < b_va:
         return None  # no "before" (aged out of the retained buckets): nothing to difference
-    r_va, r_ra = _rate(b_va, n_va), _rate(b_ra, n_ra)
-    var = _pooled_var(b_fa, n_fa, n_va, n_ra)
-    r_vb = r_rb = _rate(b_fb, n_fb)  # a side without its own "before" takes the feature's
-    own_b = [size for size in (n_vb, n_rb) if size >= min_support]
-    var += _pooled_var(b_fb, n_fb, *own_b) if own_b else 0.0
-    if n_vb >= min_support:
-        r_vb = _rate(b_vb, n_vb)
-    if n_rb >= min_support:
-        r_rb = _rate(b_rb, n_rb)
-    lift, rest_lift = r_va - r_vb, r_ra - r_rb
-    if lift < MIN_LIFT * max(rest_lift, 0.0):
-        return None  # the rest moved nearly as much: not this value's fault alone
-    z = (lift - rest_lift) / math.sqrt(var)
-    attr = Attribution(
-        label,
-        value,
-        round(b_va / b_fa, 3) if b_fa else 0.0,
-        round(n_vb / n_fb, 3) if n_fb else 0.0,
-        "moved",
-        share_after=round(n_va / n_fa, 3) if n_fa else None,
-        bad_rate=round(b_va / n_va, 4),
-        baseline_bad_rate=round(b_vb / n_vb, 4) if n_vb else None,
-        rest_bad_rate=round(b_ra / n_ra, 4),
-        z=round(z, 2),
-        n=n_va,
-        metric=metric,
+    # (With a "before" of n_fb >= min_support calls the rest's rise is always compared.)
+    return _diff_in_diff(
+        label, value, (n_va, n_fa, b_va, b_fa), (n_vb, n_fb, b_vb, b_fb), min_support, metric
     )
-    return z, attr
 
 
 def _bad_counts(
