@@ -66,6 +66,7 @@ from statistics import NormalDist
 
 from correlator.incident import Attribution
 from correlator.records import FeatureContext, HistoryFn, LabelCounts, rfc3339
+from detectors.base import split_value
 
 OTHER = "__other__"
 _Counts = Mapping[str, int]
@@ -439,9 +440,10 @@ def split_suspects(
     seen: set[tuple[str, str]] = set()
     values_fired: dict[tuple[str, str], set[str]] = {}
     for metric, series, down in fired:
-        label, sep, value = series.partition("=")
-        if not sep or label not in ctx.split_labels or value == OTHER:
+        split = split_value(series, ctx.split_labels)
+        if split is None or split[1] == OTHER:
             continue
+        label, value = split
         values_fired.setdefault((metric, label), set()).add(value)
         if (metric, series) not in seen:
             seen.add((metric, series))

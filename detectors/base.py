@@ -7,6 +7,7 @@ to SQLite and replay can resume from it. Nothing here reads a clock or does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
@@ -73,6 +74,14 @@ class Sample:
     series: str = ""
     tick: TickStats | None = None
     parts: tuple[ScoreObs, ...] | None = None
+
+
+def split_value(series: str, labels: Collection[str]) -> tuple[str, str] | None:
+    """(label, value) when `series` is one value of a label in `labels` (`segment=pro`, a
+    split series: aggregation.split_labels), else None: the feature itself (""), or a
+    provider/model/endpoint availability series."""
+    label, sep, value = series.partition("=")
+    return (label, value) if sep and label in labels else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from daemon.ingest.events import LlmCall, Score
 from daemon.layers.sketch import bucket_of, quantiles
-from detectors.base import Layer, Sample, ScoreObs, TickStats
+from detectors.base import Layer, Sample, ScoreObs, TickStats, split_value
 from detectors.defaults import COST_LOG_SCALE, QUALITY_METRIC
 
 K = TypeVar("K", bound=Hashable)
@@ -1560,8 +1560,7 @@ class Aggregator:
     def is_split(self, series: str) -> bool:
         """Whether `series` names a split label value (`segment=pro`), not a provider/model/
         endpoint availability series."""
-        label, sep, _ = series.partition("=")
-        return bool(sep) and label in self.split_labels
+        return split_value(series, self.split_labels) is not None
 
     def label_stats(self, feature: str, start: float, end: float) -> LabelStats:
         """Every label counter of a feature's traffic over [start, end): label → value →

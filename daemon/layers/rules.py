@@ -24,7 +24,7 @@ from typing import Any
 
 from config.settings import RuleConfig, Settings
 from correlator.families import resolve_family
-from detectors.base import Detector, Layer
+from detectors.base import Detector, Layer, split_value
 from detectors.defaults import default_rules
 from detectors.factory import build_detector, split_params
 
@@ -50,8 +50,7 @@ class RuleBook:
 
     def is_split(self, series: str) -> bool:
         """Whether `series` is one value of a split label (`segment=pro`)."""
-        label, sep, _ = series.partition("=")
-        return bool(sep) and label in self.split_labels
+        return split_value(series, self.split_labels) is not None
 
     def rules_for(
         self, feature: str, layer: Layer, metric: str, series: str = ""
