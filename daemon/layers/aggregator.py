@@ -581,9 +581,8 @@ class _Feature:
     # none in that hour): a switch to the value happened in that quiet gap], for the life of
     # the process and in snapshots: attribution asks whether a value existed before an
     # incident, which the 2-h bucket retention cannot answer for a rollback to a version last
-    # seen 4 h ago. `watched_since`: the first bucket noted (after
-    # a restore without a catalog, the restore), so values present from the start are never
-    # taken for rollouts.
+    # seen 4 h ago. `watched_since`: the first bucket noted (after a restore without a
+    # catalog, the restore), so values present from the start are never taken for rollouts.
     seen: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     watched_since: float | None = None
 
@@ -885,14 +884,11 @@ class Aggregator:
             fpair[0] += 1
         if ev.labels and self.split_labels:
             for key in self._split_keys(feat, ev.labels, admit=True):
-                acc = b.splits.get(key)
-                if acc is None:
-                    acc = b.splits[key] = [0, 0, 0, 0, 0, 0, 0]
-                _count_split(acc, ok, provider_failed, ev.refused, ev.format_ok)
-                acc = fr.splits.get(key)
-                if acc is None:
-                    acc = fr.splits[key] = [0, 0, 0, 0, 0, 0, 0]
-                _count_split(acc, ok, provider_failed, ev.refused, ev.format_ok)
+                for store in (b.splits, fr.splits):  # the bucket's, and this tick's
+                    acc = store.get(key)
+                    if acc is None:
+                        acc = store[key] = list(_SPLIT_ZERO)
+                    _count_split(acc, ok, provider_failed, ev.refused, ev.format_ok)
         chars = ev.output_chars if ok else None
         self._count_combo(b, skey, ev.labels, bad, chars)
         self._count_totals(ev, (ev.feature, skey[0], skey[1]), ok)
