@@ -48,6 +48,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import xlogy
 
 Shape = Literal["step", "ramp", "pulse"]
 MIN_BINS = 8  # fewer bins cannot tell a change from noise
@@ -78,27 +79,60 @@ class ChangePoint:
     threshold: float
 
 
-class _Prefix:
-    """Prefix sums of w, w·t, w·t², w·x, w·x·t, w·x² over the bins (t in bin units)."""
+class _Best:
+    """The best placement of each shape that goes the signal's way, and each shape's profile
+    over the start: per start index, the best gain over the end (the likelihood of τ with
+    the other parameters at their best)."""
 
-    def __init__(self, t: Sequence[float], x: Sequence[float], w: Sequence[float]) -> None:
-        self.w = [0.0]
-        self.wt = [0.0]
-        self.wt2 = [0.0]
-        self.wx = [0.0]
-        self.wxt = [0.0]
-        self.wx2 = [0.0]
-        for ti, xi, wi in zip(t, x, w, strict=True):
-            self.w.append(self.w[-1] + wi)
-            self.wt.append(self.wt[-1] + wi * ti)
-            self.wt2.append(self.wt2[-1] + wi * ti * ti)
-            self.wx.append(self.wx[-1] + wi * xi)
-            self.wxt.append(self.wxt[-1] + wi * xi * ti)
-            self.wx2.append(self.wx2[-1] + wi * xi * xi)
+    def __init__(self, direction: int) -> None:
+        self.direction = direction
+        self.top: dict[Shape, tuple[float, int, int, float, float]] = {}  # gain, k, j, a, b
+        self.profile: dict[tuple[Shape, bool], tuple[npt.NDArray[np.int64], _F]] = {}
 
-    @staticmethod
-    def span(arr: list[float], i: int, j: int) -> float:
-        return arr[j] - arr[i]
+    def offer(
+        self, shape: Shape, ok: _B, gain: _F, a: _F, b: _F, k: npt.NDArray[np.int64], j: _I
+    ) -> None:
+        """Offer every placement of `shape`: arrays over (k,) for a step, (k, j) otherwise,
+        `ok` masking the valid ones. Per side (up, down) the best wins; the first of equal
+        gains, in (k, j) order, so ties go to the earliest start."""
+        for up in (True, False):
+            if self.direction and (1 if up else -1) != self.direction:
+                continue
+            mask = ok & ((b > a) if up else (b < a))
+            if not mask.any():
+                continue
+            g = np.where(mask, gain, -np.inf)
+            i = int(np.argmax(g))
+            kk, jj = np.broadcast_arrays(k, j)
+            cur = self.top.get(shape)
+            if cur is None or g.flat[i] > cur[0]:
+                a_i, b_i = np.broadcast_arrays(a, b)
+                self.top[shape] = (
+                    float(g.flat[i]),
+                    int(kk.flat[i]),
+                    int(jj.flat[i]),
+                    float(a_i.flat[i]),
+                    float(b_i.flat[i]),
+                )
+            per_k = g if g.ndim == 1 else g.max(axis=1)
+            ks = kk if kk.ndim == 1 else kk[:, 0]
+            keep = np.isfinite(per_k)
+            self.profile[(shape, up)] = (ks[keep], per_k[keep])
+
+    def median_start(self, shape: Shape, up: bool, scale: float) -> int:
+        """The median of the start's profile likelihood (exp(gain / 2·scale) on the χ²
+        scale). Its mode, the best placement, is biased late at a few calls a minute: the
+        likelihood of a step in failures is flat from the last quiet call to the first
+        failure, and its mode sits at that first failure."""
+        ks, gains = self.profile[(shape, up)]
+        weights = np.exp((gains - gains.max()) / (2.0 * scale))
+        cum = np.cumsum(weights)
+        return int(ks[int(np.searchsorted(cum, 0.5 * cum[-1]))])
+
+
+_F = npt.NDArray[np.float64]
+_B = npt.NDArray[np.bool_]
+_I = npt.NDArray[np.int64]
 
 
 def estimate(
@@ -107,109 +141,95 @@ def estimate(
     not_after: float | None = None,
     alpha: float = 0.01,
     bin_s: float = 60.0,
+    proportion: bool = False,
 ) -> ChangePoint | None:
     """The most likely change point of `bins` (sorted by time), or None when no shape
-    explains significantly more than a flat line."""
+    explains significantly more than a flat line. `proportion`: each bin's mean is a share
+    of its n calls (an error rate, availability), searched with a binomial likelihood."""
     pts = [b for b in bins if b.n > 0 and math.isfinite(b.mean)]
     m = len(pts)
     if m < MIN_BINS or bin_s <= 0:
         return None
-    t0 = pts[0].ts
-    t = [(b.ts - t0) / bin_s for b in pts]
-    x = [b.mean for b in pts]
-    w = [b.n for b in pts]
-    p = _Prefix(t, x, w)
-    big_w = p.w[m]
-    mean = p.wx[m] / big_w
-    sse0 = p.wx2[m] - big_w * mean * mean
-    if sse0 <= 0:
-        return None
     last_start = m - 1 if not_after is None else _last_index_at_or_before(pts, not_after)
-    if last_start < 1:
+    if last_start < MIN_SIDE:
         return None
-
-    # The best placement of each shape: gain, k, j, a, b.
-    best: dict[Shape, tuple[float, int, int, float, float]] = {}
-
-    def offer(gain: float, k: int, j: int, shape: Shape, a: float, b: float) -> None:
-        if direction and (b - a) * direction <= 0:
-            return
-        cur = best.get(shape)
-        if cur is None or gain > cur[0]:
-            best[shape] = (gain, k, j, a, b)
-
-    _search(p, t, m, last_start, mean, offer)
-    if not best:
+    t0 = pts[0].ts
+    t = np.array([(b.ts - t0) / bin_s for b in pts])
+    x = np.array([b.mean for b in pts])
+    w = np.array([b.n for b in pts], dtype=float)
+    best = _Best(direction)
+    ks = np.arange(MIN_SIDE, last_start + 1)
+    if proportion:
+        scale_of = _binomial_search(best, np.clip(x, 0.0, 1.0) * w, w, ks)
+    else:
+        scale_of = _gaussian_search(best, t, x, w, ks)
+    if not best.top or scale_of is None:
         return None
-    top_gain = max(v[0] for v in best.values())
-    sigma2 = max(sse0 - top_gain, 1e-12) / max(m - 4, 1)
-    # A ramp or a pulse places a second breakpoint: it must beat the step by what a free
-    # location parameter buys in noise (BIC: ln m per parameter, 2·ln m on the χ² scale).
-    extra = 2.0 * math.log(m)
-    shape = max(best, key=lambda s: best[s][0] / sigma2 - (0.0 if s == "step" else extra))
-    gain, k, j, a, b = best[shape]
-    stat = gain / sigma2
+    top = max(best.top.values(), key=lambda v: v[0])
+    scale = scale_of(top)
+    # A ramp or a pulse places a second breakpoint: it must beat the step by what one more
+    # free parameter buys in noise (Schwarz: ln m on the χ² scale).
+    extra = math.log(m)
+    shape = max(best.top, key=lambda s: best.top[s][0] / scale - (0.0 if s == "step" else extra))
+    gain, k, j, a, b = best.top[shape]
+    stat = gain / scale
     threshold = 2.0 * math.log(m / alpha)
     if stat < threshold:
         return None
-    end = None if shape == "step" or j >= m else pts[j].ts
-    return ChangePoint(pts[k].ts, end, shape, a, b, stat, threshold)
+    k = best.median_start(shape, b > a, scale)
+    if shape != "step":
+        k = min(k, j - 1)
+    end = None if shape == "step" or j >= m else float(pts[j].ts)
+    return ChangePoint(float(pts[k].ts), end, shape, a, b, stat, threshold)
 
 
-def _search(
-    p: _Prefix,
-    t: Sequence[float],
-    m: int,
-    last_start: int,
-    mean: float,
-    offer: Callable[[float, int, int, Shape, float, float], None],
-) -> None:
-    """Offer the best placement of each shape in every direction to `offer`.
-
-    Every (k, j) pair at once, as arrays: the search is O(m²) placements and ran as a
-    Python double loop, the largest cost of a context refresh. Each shape's placements are
-    offered in the loop's order (k, then j), best first, so ties resolve as before: the
-    earliest placement wins."""
-    ww, wx = np.asarray(p.w), np.asarray(p.wx)
+def _gaussian_search(
+    best: _Best, t: _F, x: _F, w: _F, ks: _I
+) -> Callable[[tuple[float, int, int, float, float]], float] | None:
+    """Offer every step, pulse and ramp by weighted least squares (a bin mean of n
+    observations has variance σ²/n); return σ² of a fit, from its residual."""
+    m = len(x)
+    zero = np.zeros(1)
+    ww = np.concatenate((zero, np.cumsum(w)))
+    wx = np.concatenate((zero, np.cumsum(w * x)))
+    wt = np.concatenate((zero, np.cumsum(w * t)))
+    wt2 = np.concatenate((zero, np.cumsum(w * t * t)))
+    wxt = np.concatenate((zero, np.cumsum(w * x * t)))
     big_w = ww[m]
-    ks = np.arange(MIN_SIDE, last_start + 1)
-    if ks.size == 0:
-        return
+    mean = wx[m] / big_w
+    sse0 = float(np.sum(w * x * x) - big_w * mean * mean)
+    if sse0 <= 0:
+        return None
+
     # step at k: [0,k) vs [k,m)
     sk = ks[m - ks >= MIN_SIDE]
     w1 = ww[sk]
     w2 = big_w - w1
-    ok = (w1 > 0) & (w2 > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         a = wx[sk] / w1
         b = (wx[m] - wx[sk]) / w2
         gain = w1 * w2 / big_w * (a - b) ** 2
-    _offer_best(offer, "step", ok, gain, a, b, sk, np.full(sk.shape, m))
+    best.offer("step", (w1 > 0) & (w2 > 0), gain, a, b, sk, np.full(sk.shape, m))
 
     k2 = ks[:, None]
     j2 = np.arange(m + 1)[None, :]
     inside = j2 > k2
     wk, wj = ww[k2], ww[j2]
-    # pulse on [k,j): level b inside, a outside (both sides of it). The level outside a
-    # pulse is what it returned to; it must be mostly the data before it, else the
-    # "pulse" is the quiet start of a step that goes the other way.
+    # pulse on [k,j): level b inside, a outside (both sides of it).
     w_in = wj - wk
     w_out = big_w - w_in
-    ok = inside & (j2 < m) & (j2 - k2 >= MIN_PULSE) & (w_in > 0) & (wk >= big_w - wj)
+    ok = _pulse_ok(inside, k2, j2, m, w_in, wk, wj, big_w)
     with np.errstate(divide="ignore", invalid="ignore"):
         b_in = (wx[j2] - wx[k2]) / w_in
         a_out = (wx[m] - wx[j2] + wx[k2]) / w_out
         gain = w_in * w_out / big_w * (b_in - a_out) ** 2
-    kk, jj = np.broadcast_arrays(k2, j2)
-    _offer_best(offer, "pulse", ok, gain, a_out, b_in, kk, jj)
+    best.offer("pulse", ok, gain, a_out, b_in, k2, j2)
 
     # ramp over [k,j): u = 0 before, (t - t_k)/(t_j - t_k) on it, 1 from j on; a ramp may
     # still be going at the end (j = m: it ends one bin after the last).
-    tt = np.asarray(t, dtype=float)
-    t_end = np.append(tt, tt[m - 1] + 1.0)
-    tk = tt[np.minimum(k2, m - 1)]
+    t_end = np.append(t, t[m - 1] + 1.0)
+    tk = t[np.minimum(k2, m - 1)]
     span = t_end[j2] - tk
-    wt, wt2, wxt = np.asarray(p.wt), np.asarray(p.wt2), np.asarray(p.wxt)
     sw = w_in
     swt = wt[j2] - wt[k2]
     swt2 = wt2[j2] - wt2[k2]
@@ -225,35 +245,78 @@ def _search(
         a = mean - slope * u_bar
         gain = cov * cov / var_u
     ok = inside & (span > 0) & (var_u > 1e-12) & (gain > 0)
-    _offer_best(offer, "ramp", ok, gain, a, a + slope, kk, jj)
+    best.offer("ramp", ok, gain, a, a + slope, k2, j2)
+    # σ² per observation from the best fit's residual (gain/σ² is then χ²(1) for one τ).
+    return lambda top: max(sse0 - top[0], 1e-12) / max(m - 4, 1)
 
 
-def _offer_best(
-    offer: Callable[[float, int, int, Shape, float, float], None],
-    shape: Shape,
-    ok: npt.NDArray[np.bool_],
-    gain: npt.NDArray[np.float64],
-    a: npt.NDArray[np.float64],
-    b: npt.NDArray[np.float64],
-    k: npt.NDArray[np.int64],
-    j: npt.NDArray[np.int64],
-) -> None:
-    """Offer the best valid placement going up and the best going down (`offer` keeps the
-    one its direction allows); the first of equal gains, in (k, j) order, wins."""
-    for side in (b > a, b < a):
-        mask = (ok & side).ravel()
-        if not mask.any():
-            continue
-        g = np.where(mask, gain.ravel(), -np.inf)
-        i = int(np.argmax(g))
-        offer(
-            float(g[i]),
-            int(k.ravel()[i]),
-            int(j.ravel()[i]),
-            shape,
-            float(a.ravel()[i]),
-            float(b.ravel()[i]),
-        )
+def _binomial_search(
+    best: _Best, hits: _F, n: _F, ks: _I
+) -> Callable[[tuple[float, int, int, float, float]], float] | None:
+    """Offer every step and pulse by the binomial likelihood (2·log-likelihood ratio, the
+    χ² scale); return the dispersion of a fit.
+
+    Least squares weighs a bin of a share by its calls alone, as if its variance did not
+    depend on the level: with 1% failures before and 15% after, the quiet minutes count as
+    noisy as the failing ones, and a chance cluster of failures fits as a pulse (at 1 call a
+    minute, half of simulated sustained steps). The binomial likelihood has no such
+    freedom. Real call counts are overdispersed (failures come in bursts), so the statistic
+    is divided by the Pearson dispersion of the best fit, at least 1, as σ² divides the
+    least-squares one. No ramp: its binomial fit has no closed form, and slow declines are
+    score and size series here, not shares."""
+    m = len(n)
+    zero = np.zeros(1)
+    hh = np.concatenate((zero, np.cumsum(hits)))
+    nn = np.concatenate((zero, np.cumsum(n)))
+    total_h, total_n = hh[m], nn[m]
+    if total_h <= 0 or total_h >= total_n:
+        return None
+    ll0 = _loglik(total_h, total_n)
+
+    sk = ks[m - ks >= MIN_SIDE]
+    h1, n1 = hh[sk], nn[sk]
+    h2, n2 = total_h - h1, total_n - n1
+    ok = (n1 > 0) & (n2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = 2.0 * (_loglik(h1, n1) + _loglik(h2, n2) - ll0)
+        a, b = h1 / n1, h2 / n2
+    best.offer("step", ok, gain, a, b, sk, np.full(sk.shape, m))
+
+    k2 = ks[:, None]
+    j2 = np.arange(m + 1)[None, :]
+    n_in = nn[j2] - nn[k2]
+    h_in = hh[j2] - hh[k2]
+    n_out, h_out = total_n - n_in, total_h - h_in
+    ok = _pulse_ok(j2 > k2, k2, j2, m, n_in, nn[k2], nn[j2], total_n) & (n_out > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = 2.0 * (_loglik(h_in, n_in) + _loglik(h_out, n_out) - ll0)
+        b_in, a_out = h_in / n_in, h_out / n_out
+    best.offer("pulse", ok, gain, a_out, b_in, k2, j2)
+
+    def dispersion(top: tuple[float, int, int, float, float]) -> float:
+        _gain, k, j, a, b = top
+        idx = np.arange(m)
+        p = np.where((idx >= k) & (idx < j), b, a)
+        var = n * p * (1.0 - p)
+        resid = hits - n * p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(var > 0, resid * resid / var, 0.0)
+        return max(1.0, float(terms.sum()) / max(m - 4, 1))
+
+    return dispersion
+
+
+def _loglik(hits: _F | float, n: _F | float) -> _F:
+    """Binomial log-likelihood of `hits` in `n` at its own rate (0·ln 0 = 0)."""
+    p = np.divide(hits, n, out=np.zeros_like(np.asarray(n, dtype=float)), where=n > 0)
+    return np.asarray(xlogy(hits, p) + xlogy(n - hits, 1.0 - p))
+
+
+def _pulse_ok(inside: _B, k2: _I, j2: _I, m: int, w_in: _F, wk: _F, wj: _F, big_w: float) -> _B:
+    """The valid pulses [k, j): they end before the last bin, last `MIN_PULSE` bins, and
+    the level outside is what the series returned to, so it must be mostly the data before
+    the pulse, else the "pulse" is the quiet start of a step that goes the other way."""
+    return inside & (j2 < m) & (j2 - k2 >= MIN_PULSE) & (w_in > 0) & (wk >= big_w - wj)
 
 
 def _last_index_at_or_before(pts: Sequence[Bin], ts: float) -> int:

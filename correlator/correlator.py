@@ -782,11 +782,18 @@ class Correlator:
         is younger than `changepoint_refine_s`: the data after the change sharpens the
         estimate. With no significant change (or no history), the start is the last reset of
         the signal's detector when it is a CUSUM that keeps one (basis "cusum"), else the
-        signal's onset (basis "detection"). The start is never after that onset."""
+        signal's onset (basis "detection"). The start is never after that onset.
+
+        A member with no history (a segment's quality series keeps none) hands the search to
+        the next member by onset that has one: the whole feature's series of the same fault,
+        which fired later, still holds its start."""
         p = self.policy
         if not inc.members:
             return
-        first = min(inc.members.values(), key=lambda m: (m.onset, m.metric, m.series, m.detector))
+        ordered = sorted(
+            inc.members.values(), key=lambda m: (m.onset, m.metric, m.series, m.detector)
+        )
+        first = ordered[0]
         checked = inc.start_checked_at
         if inc.started_at is not None:
             if ctx is None or ctx.history is None:
@@ -800,23 +807,26 @@ class Correlator:
         cp = None
         if ctx is not None and ctx.history is not None:
             inc.start_checked_at = now
-            raw = ctx.history(
-                first.metric, first.series, first.onset - p.changepoint_lookback_s, now
-            )
+            raw: Sequence[tuple[float, float, float]] = ()
+            lo = first.onset - p.changepoint_lookback_s
+            for searched in ordered:
+                raw = ctx.history(searched.metric, searched.series, lo, now)
+                if raw:
+                    break
             bins = [Bin(ts, value, n) for ts, value, n in raw]
-            sign = 1 if str(first.direction) == "up" else -1
             cp = estimate(
                 bins,
-                direction=sign,
-                not_after=first.onset,
+                direction=1 if str(searched.direction) == "up" else -1,
+                not_after=searched.onset,
                 alpha=p.changepoint_alpha,
                 bin_s=p.changepoint_bin_s,
+                proportion=searched.metric in ctx.proportions,
             )
         if cp is not None:
             started = min(cp.start, first.onset)
             est = StartEstimate(
                 "changepoint",
-                first.metric,
+                searched.metric,
                 cp.shape,
                 cp.before,
                 cp.after,

@@ -167,3 +167,6 @@ class FeatureContext:
     # search finds nothing significant.
     excursions: Mapping[str, float] = field(default_factory=dict)
     split_labels: tuple[str, ...] = ()
+    # Metrics whose history bins are shares of their n calls (an error rate, availability):
+    # the change-point search reads them with a binomial likelihood.
+    proportions: frozenset[str] = frozenset()

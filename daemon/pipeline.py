@@ -37,7 +37,7 @@ from correlator.records import (
     Signal,
 )
 from daemon.ingest.events import Change, Event, LlmCall, MetricEvent, Score
-from daemon.layers.aggregator import Aggregator, Limits, clip
+from daemon.layers.aggregator import PROPORTIONS, Aggregator, Limits, clip
 from daemon.layers.rules import Rule, RuleBook
 from detectors.base import Detector, Direction, Layer, Sample, Transition
 from detectors.defaults import QUALITY_METRIC
@@ -633,6 +633,7 @@ class Pipeline:
             rollouts=self._rollouts(feature, onset, end),
             excursions=self._excursions(feature),
             split_labels=agg.split_labels,
+            proportions=PROPORTIONS,
         )
 
     def _excursions(self, feature: str) -> dict[str, float]:

@@ -1926,6 +1926,21 @@ LABEL_BLOCK = 40
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
 
 
+# Metrics whose value is a share of calls (k of n): their history's bins are searched with
+# a binomial likelihood (`correlator.changepoint`).
+PROPORTIONS = frozenset(
+    {
+        "availability",
+        "error_rate",
+        "rate_limited_rate",
+        "auth_failure_rate",
+        "provider_error_rate",
+        "retry_rate",
+        "refusal_rate",
+        "format_compliance_rate",
+    }
+)
+
 _RATIOS: dict[str, tuple[str, str]] = {
     "error_rate": ("failed", "calls"),
     "rate_limited_rate": ("rate_limited", "calls"),
