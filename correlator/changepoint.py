@@ -6,16 +6,27 @@ need the moment the series changed, not the moment we noticed; this module estim
 the series itself, so it works for any detector (and for detectors being rewritten).
 
 Input: bins `(ts, mean, n)` — the mean of the fired metric over one bin starting at `ts` and
-the number of observations behind it (calls, scores). A bin mean of n observations has
-variance σ²/n, so the fit is weighted least squares with weights n, which is the Gaussian
-likelihood up to σ². Three shapes are fitted by exhaustive search with prefix sums:
+the number of observations behind it (calls, scores). Three shapes are fitted by exhaustive
+search with prefix sums:
 
 - **step**: level a before τ, b from τ on;
 - **ramp**: level a before τ, a straight line from a to b over [τ, τ2), b from τ2 on;
 - **pulse**: level b on [τ, τ2), a elsewhere (a change that was rolled back already).
 
-The gain of a shape is the weighted sum-of-squares it explains. σ² comes from the residual of
-the best fit (per observation), so gain/σ² is a χ²(1) statistic for one fixed τ.
+Two likelihoods, by what the metric is:
+- a score, a size or a latency: a bin mean of n observations has variance σ²/n, so the fit is
+  weighted least squares with weights n (the Gaussian likelihood up to σ²). The gain of a
+  shape is the weighted sum of squares it explains; σ² comes from the residual of the best
+  fit, so gain/σ² is a χ²(1) statistic for one fixed τ.
+- a share of calls (`proportion`: an error rate, availability): the binomial likelihood,
+  whose variance follows the level. Least squares counts a quiet minute at 1% failures as
+  noisy as a failing one at 30%; at 0.5-6 calls a minute it fitted a chance cluster of
+  failures as a pulse in 28% of simulated sustained outages (binomial: 2%), started at that
+  cluster. Both put 77% of those starts within 5 min: the binomial likelihood, exact, finds
+  no significant start in more of the faintest ones (`python eval/changepoint_sim.py`). The
+  gain is twice the log-likelihood ratio, divided by the Pearson dispersion of the best fit
+  (at least 1: real failures come in bursts). No ramp: its binomial fit has no closed form,
+  and the slow declines are scores and sizes.
 
 The search is asked where, not whether: it runs only after a detector fired, and that
 detector's own false-alarm budget already says a change happened. What must not be random is
@@ -24,16 +35,19 @@ P(χ²₁ > x) ≈ exp(-x/2) for each, x = 2·ln(m / α) with `alpha` the budget
 by noise (default 0.01). Below it the data cannot place the start and the caller falls back to
 the detector's own evidence or the detection time. (Over the m² placements of two breakpoints,
 as whether a change happened at all would need, the threshold missed most slow declines and
-most faults at a few calls a minute: on simulated 60-min ramps and steps at 0.5-20
-observations a minute, 34% and 79% of starts within 15 and 5 min against 38% and 83%;
-`python eval/changepoint_sim.py`.)
+most faults at a few calls a minute; `python eval/changepoint_sim.py` compares the two.)
 
 A ramp or a pulse places a second breakpoint, the end: it is chosen over the step when it
-explains more than what a free location buys in noise (Schwarz's rule, 2·ln m on the χ²
-scale). Akaike's (2) fits more slow declines as ramps, whose start is then right where a step
-would sit in their middle, but also fits noisy steps as ramps that start early (with it, a
-refusal step at 40 calls a minute in `tests/correlator/test_changepoint.py` got a ramp
-starting 8 min before the step), and steps are five times as common as ramps in the worlds.
+explains more than what one more free parameter buys in noise (Schwarz's rule, ln m on the χ²
+scale). At 2·ln m, as this module had it until 2026-12-02, a step fitted most slow declines in
+their middle, 30 min late. Akaike's 2 fits more of them as ramps but also fits noisy steps as
+ramps that start early (a refusal step at 40 calls a minute in
+`tests/correlator/test_changepoint.py` got a ramp starting 8 min before the step), and steps
+are five times as common as ramps in the worlds.
+
+The start reported is the median of τ's profile likelihood (each τ weighted by exp(gain/2) at
+its best levels and end), not its mode: the mode of a step in sparse failures sits at the
+first failure, which comes after the start, and the median minimizes the expected error.
 
 The change must go the way the signal went (`direction` +1 up, -1 down, 0 either) and start no
 later than the detection (`not_after`): a later change is not what the detector saw.

@@ -1,6 +1,6 @@
 """How often the change-point search puts a fault's start where it was, on simulated series.
 
-    python eval/changepoint_sim.py [--lookback 120] [--seeds 120]
+    python eval/changepoint_sim.py [--lookback 240] [--seeds 120]
 
 Each case is a metric's per-minute bins before a detection: `--lookback` minutes, a Poisson
 number of observations per bin (0.5, 2, 6 or 20 a minute), Gaussian noise of one unit per
@@ -10,8 +10,13 @@ change the start is the detection time, as in the correlator's fallback.
 
 It prints, for the search's threshold over the m starts (2·ln(m/α), the default since
 2026-12-01) and over the m² placements of two breakpoints (2·ln(m²/α), before), the share of
-starts within 5 min for steps and within 15 min for ramps (the targets of issue 11). The
-figures quoted in correlator/changepoint.py come from the defaults.
+starts within 5 min for steps and within 15 min for ramps (the targets of issue 11).
+
+Then shares of calls: failures go from 1% to 15% or 50% at 0.5, 1, 2.4 or 6 calls a minute,
+detected 5, 20 or 60 min in; the share of starts within 5 min and of fits that are pulses
+(the outage did not end), by least squares and by the binomial likelihood (`proportion`,
+what the correlator uses for shares since 2026-12-02). The lookback defaults to the
+correlator's 4 h.
 """
 
 from __future__ import annotations
@@ -71,9 +76,40 @@ def share_within(shape: str, lookback: int, seeds: int, placements: str) -> floa
     return hits / total
 
 
+SHARE_RATES = (0.5, 1.0, 2.4, 6.0)
+SHARE_AFTER = (0.15, 0.5)
+SHARE_BEFORE = 0.01
+
+
+def shares(lookback: int, seeds: int, proportion: bool) -> tuple[float, float]:
+    """(share of starts within 5 min, share of fits that are pulses) of sustained steps in
+    a share of calls, searched as shares (`proportion`) or by least squares."""
+    hits = pulses = total = 0
+    for per_min in SHARE_RATES:
+        for after in SHARE_AFTER:
+            for delay in DELAYS["step"]:
+                for seed in range(seeds):
+                    rng = np.random.default_rng(seed)
+                    start = lookback - delay
+                    bins = []
+                    for i in range(lookback + 1):
+                        n = int(rng.poisson(per_min))
+                        if n:
+                            p = after if i >= start else SHARE_BEFORE
+                            bins.append(Bin(i * 60.0, rng.binomial(n, p) / n, n))
+                    cp = estimate(
+                        bins, direction=1, not_after=lookback * 60.0, proportion=proportion
+                    )
+                    found = lookback if cp is None else cp.start / 60.0
+                    hits += abs(found - start) <= TOLERANCE_MIN["step"]
+                    pulses += cp is not None and cp.shape == "pulse"
+                    total += 1
+    return hits / total, pulses / total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--lookback", type=int, default=120, help="minutes of bins before detection")
+    ap.add_argument("--lookback", type=int, default=240, help="minutes of bins before detection")
     ap.add_argument("--seeds", type=int, default=120, help="seeds per case")
     args = ap.parse_args()
     print(f"lookback {args.lookback} min, {args.seeds} seeds per case")
@@ -83,6 +119,12 @@ def main() -> None:
         step = share_within("step", args.lookback, args.seeds, placements)
         ramp = share_within("ramp", args.lookback, args.seeds, placements)
         print(f"| {label} | {step:.0%} | {ramp:.0%} |")
+    print()
+    print("| shares of calls, searched by | steps within 5 min | fitted as pulses |")
+    print("|---|---|---|")
+    for proportion, label in ((False, "least squares"), (True, "binomial likelihood")):
+        within, pulse = shares(args.lookback, args.seeds, proportion)
+        print(f"| {label} | {within:.0%} | {pulse:.0%} |")
 
 
 if __name__ == "__main__":

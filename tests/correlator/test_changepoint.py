@@ -32,12 +32,14 @@ def _scores(rng: np.random.Generator, level: list[float], per_min: float) -> lis
     return out
 
 
+@pytest.mark.parametrize("proportion", [True, False])
 @pytest.mark.parametrize("seed", range(10))
-def test_step_within_five_minutes(seed: int) -> None:
+def test_step_within_five_minutes(seed: int, proportion: bool) -> None:
     """Refusals 2% -> 8% at minute 90 of 120, detected at minute 100."""
     rng = np.random.default_rng(seed)
     level = [0.02 if i < 90 else 0.08 for i in range(120)]
-    cp = estimate(_rates(rng, level, 40), direction=1, not_after=START + 100 * MIN)
+    bins = _rates(rng, level, 40)
+    cp = estimate(bins, direction=1, not_after=START + 100 * MIN, proportion=proportion)
     assert cp is not None
     assert abs(cp.start - (START + 90 * MIN)) <= 5 * MIN, cp
     assert cp.before < cp.after and cp.stat >= cp.threshold
@@ -54,10 +56,51 @@ def test_ramp_within_fifteen_minutes(seed: int) -> None:
     assert cp.after < cp.before
 
 
-def test_a_rolled_back_change_is_a_pulse_that_starts_at_the_rollout() -> None:
+def test_a_sparse_outage_is_a_step_under_the_binomial_likelihood() -> None:
+    """Failures 1% -> 30% at minute 180 of 240, 2 calls a minute: least squares weighs the
+    quiet minutes as noisy as the failing ones and fits a chance cluster of failures as a
+    pulse; the binomial likelihood (`proportion`) places the sustained step."""
+    level = [0.01 if i < 180 else 0.3 for i in range(240)]
+    found = {True: [], False: []}
+    for seed in range(40):
+        for proportion in (True, False):
+            bins = _rates(np.random.default_rng(seed), level, 2)
+            cp = estimate(bins, direction=1, not_after=START + 239 * MIN, proportion=proportion)
+            found[proportion].append(cp)
+    within = {
+        prop: sum(cp is not None and abs(cp.start - (START + 180 * MIN)) <= 5 * MIN for cp in cps)
+        for prop, cps in found.items()
+    }
+    pulses = {
+        prop: sum(cp is not None and cp.shape == "pulse" for cp in cps)
+        for prop, cps in found.items()
+    }
+    assert within[True] >= 34 and within[True] > within[False], within
+    assert pulses[True] <= 1 < pulses[False], pulses
+    for cp in found[True]:
+        assert cp is None or 0 <= cp.before <= cp.after <= 1
+
+
+def test_a_ramp_seen_for_most_of_an_hour_is_fitted_as_a_ramp() -> None:
+    """A score sliding 0.85 -> 0.77 over 60 min from minute 170 of a 4-h window, searched 55
+    min in at 4 scores a minute. A step fits it in its middle, 30 min late; Schwarz's
+    penalty for the ramp's end at ln m (as BIC charges a parameter on the χ² scale) starts
+    17 of 40 such ramps within 15 min, at 2·ln m 8 of 40."""
+    level = [0.85 - 0.08 * min(max((i - 170) / 60, 0.0), 1.0) for i in range(240)]
+    hits = 0
+    for seed in range(40):
+        bins = _scores(np.random.default_rng(500 + seed), level, 4)
+        cp = estimate(bins, direction=-1, not_after=START + 225 * MIN)
+        hits += cp is not None and abs(cp.start - (START + 170 * MIN)) <= 15 * MIN
+    assert hits >= 14, hits
+
+
+@pytest.mark.parametrize("proportion", [True, False])
+def test_a_rolled_back_change_is_a_pulse_that_starts_at_the_rollout(proportion: bool) -> None:
     rng = np.random.default_rng(7)
     level = [0.08 if 60 <= i < 75 else 0.02 for i in range(100)]
-    cp = estimate(_rates(rng, level, 40), direction=1, not_after=START + 80 * MIN)
+    bins = _rates(rng, level, 40)
+    cp = estimate(bins, direction=1, not_after=START + 80 * MIN, proportion=proportion)
     assert cp is not None and cp.shape == "pulse"
     assert abs(cp.start - (START + 60 * MIN)) <= 5 * MIN
     assert cp.end is not None and abs(cp.end - (START + 75 * MIN)) <= 10 * MIN
@@ -69,6 +112,7 @@ def test_direction_and_detection_bound_the_search() -> None:
     bins = _rates(rng, level, 40)
     # the only change goes up: a "down" signal has no change point to name
     assert estimate(bins, direction=-1) is None
+    assert estimate(bins, direction=-1, proportion=True) is None
     # the start is never after the detection
     early = estimate(bins, direction=1, not_after=START + 30 * MIN)
     assert early is None or early.start <= START + 30 * MIN
@@ -79,7 +123,9 @@ def test_noise_has_no_change_point(seed: int) -> None:
     """Flat series: the Bonferroni threshold keeps false starts rare (α = 1% per search)."""
     rng = np.random.default_rng(1000 + seed)
     assert estimate(_scores(rng, [0.85] * 120, 12), direction=-1) is None
-    assert estimate(_rates(rng, [0.02] * 120, 40), direction=1) is None
+    rates = _rates(rng, [0.02] * 120, 40)
+    assert estimate(rates, direction=1) is None
+    assert estimate(rates, direction=1, proportion=True) is None
 
 
 def test_too_little_data_is_no_estimate() -> None:

@@ -9,6 +9,7 @@ from corr_helpers import FEATURE, T0, sig
 
 from correlator import ChangeRecord, CorrelationPolicy, Correlator, FeatureContext, attribute
 from correlator.records import Rollout
+from detectors.base import Direction
 
 
 def _late_start(rollouts: tuple[Rollout, ...] | None) -> FeatureContext:
@@ -241,3 +242,32 @@ def test_a_rollout_on_a_quiet_feature_started_midway_through_the_gap() -> None:
     assert inc.started_at == T0 - 1800
     assert inc.start_estimate is not None and inc.start_estimate.basis == "rollout"
     assert [a.first_seen for a in inc.attribution] == ["2023-11-14T21:48:20.000Z"]  # T0 - 1500
+
+
+def test_a_segment_series_without_history_hands_the_start_to_the_feature_series() -> None:
+    """Quality fell 30 minutes before T0; the enterprise segment's quality fired first (T0), and
+    segments keep no quality history, then the whole feature's (T0 + 300 s). The start is
+    the feature series' change point, not the segment's detection."""
+
+    fell = T0 - T0 % 60 - 1800  # on a bin's start
+
+    def read(metric: str, series: str, start: float, end: float) -> list[tuple[float, float, int]]:
+        if series:
+            return []
+        t, out = start - start % 60, []
+        while t < end:
+            wobble = 0.1 if int(t // 60) % 2 else -0.1
+            out.append((t, (-1.0 if t >= fell else 0.0) + wobble, 10))
+            t += 60
+        return out
+
+    c = FeatureContext(FEATURE, {}, {}, {}, {}, history=read)
+    corr = Correlator()
+    down = {"direction": Direction.DOWN, "layer": "quality"}
+    seg = replace(sig("quality", T0, series="segment=enterprise", detector="fused"), **down)
+    (up,) = corr.on_signal(seg, c)
+    assert up.incident.started_at == T0  # nothing to search yet
+    corr.on_signal(replace(sig("quality", T0 + 300, detector="fused"), **down), c)
+    inc = corr.get(up.incident.id)
+    assert inc is not None and inc.started_at == fell
+    assert inc.start_estimate is not None and inc.start_estimate.basis == "changepoint"
