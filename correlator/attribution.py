@@ -31,7 +31,10 @@ Two questions per label (prompt_version, model_version, model, segment, experime
   Difference in differences, (rate after − before within the value) − (the same for the
   rest), over its standard error, and the value's own rise at least `MIN_LIFT` times the
   rest's. A provider outage raises every segment alike: nothing stands out, nothing is
-  named.
+  named. Asked only when the incident has a signal that counts such calls (`calls`: the
+  error and compliance families): a retrieval drift that fired latency and input size once
+  named a segment whose failures rose from 4.5% to 7.2% meanwhile, a real difference that
+  was not what fired.
 - **output length moved** (when the incident has an output-size signal: output length mean
   or output tokens per request): the same difference in differences on the mean output
   characters per value (`metric: "output_length"`), with each side's standard error from its
@@ -127,6 +130,7 @@ def attribute(
     alpha: float = 0.01,
     lengths: int = 0,
     scores: bool = False,
+    calls: bool = True,
 ) -> tuple[Attribution, ...]:
     """Label values that changed at `ctx.start`, with their numbers; () when none did.
 
@@ -134,7 +138,11 @@ def attribute(
     smallest share gain a new value needs (a value at 0.5% of traffic is not a rollout);
     `lengths`: +1 / -1 also tests the output length per value for a rise / fall (the
     incident has an output-size signal that went that way); 0 does not. `scores`: also test
-    the low-score rate per value (the incident has a quality signal).
+    the low-score rate per value (the incident has a quality signal). `calls`: test the
+    anomalous call rate per value (the incident has a signal that counts such calls: errors,
+    refusals, malformed outputs). Each test asks about a quantity that fired: a retrieval
+    drift fires latency and input size, and a segment whose failures happened to rise a
+    little meanwhile is not its cause.
     """
     labels = sorted(set(ctx.all_labels) | set(ctx.baseline_labels))
     tests: list[tuple[str, str, str]] = []  # (kind, label, value), to count for Bonferroni
@@ -157,7 +165,8 @@ def attribute(
                 continue
             if ctx.rollouts is None:
                 tests.append(("new", label, value))
-            tests.append(("moved", label, value))
+            if calls:
+                tests.append(("moved", label, value))
             if lengths:
                 tests.append(("length", label, value))
     score_labels: list[tuple[str, _Counts, _Counts, _Counts, _Counts]] = []
@@ -198,7 +207,7 @@ def attribute(
                 None
                 if ctx.rollouts is not None
                 else _new_value(label, value, *mine_a[:2], *mine_b[:2], z_crit, min_delta),
-                _moved(label, value, mine_a, mine_b, z_crit, min_support),
+                _moved(label, value, mine_a, mine_b, z_crit, min_support) if calls else None,
                 _moved_length(
                     label,
                     value,

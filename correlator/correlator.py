@@ -38,7 +38,7 @@ from typing import Any, Self, cast
 
 from correlator.attribution import attribute, split_suspects
 from correlator.changepoint import Bin, estimate
-from correlator.families import default_family
+from correlator.families import CALL_FAMILIES, default_family
 from correlator.incident import (
     SEVERITY_RANK,
     Action,
@@ -895,6 +895,7 @@ class Correlator:
                 p.attribution_alpha,
                 lengths=_output_size_direction(inc),
                 scores=any(m.layer == "quality" for m in inc.members.values()),
+                calls=any(default_family(m.metric) in CALL_FAMILIES for m in inc.members.values()),
             )
             # A per-value series (`segment=pro`) of the incident whose rate moved more than
             # the rest's names its value first: its own metric is sharper evidence than label

@@ -55,6 +55,10 @@ class Family(StrEnum):
 
 DERIVED_FAMILIES: frozenset[str] = frozenset({Family.COST})
 
+CALL_FAMILIES: frozenset[str] = frozenset({Family.ERRORS, Family.COMPLIANCE})
+"""The families whose metrics count anomalous calls (failed, refused, malformed): the flags
+attribution compares per label value (`attribution.attribute`, `calls`)."""
+
 OWN = "own"
 """Config value: the metric is a family of its own (undoes a default grouping)."""
 

@@ -308,6 +308,26 @@ def test_moved_needs_the_value_to_rise_well_above_the_rest() -> None:
     ]
 
 
+def test_failed_calls_name_a_value_only_for_a_signal_that_counts_them() -> None:
+    """A retrieval drift fired ttft and input size; meanwhile the internal segment's
+    failures rose from 3% to 15% (real, but not what fired). An incident of error signals
+    names it; the drift's incident names nothing: no quantity that fired was compared."""
+    before = {"segment": {"internal": 1000, "free": 3000}}
+    base_bad = {"segment": {"internal": 30, "free": 90}}
+    c = FeatureContext(
+        FEATURE, {}, {"segment": {"internal": 150, "free": 90}}, before, before, base_bad
+    )
+    assert [a.value for a in attribute(c)] == ["internal"]
+    assert attribute(c, calls=False) == ()
+    drift = Correlator()
+    drift.on_signal(sig("ttft_ms", T0, n=400), c)
+    (up,) = drift.on_signal(sig("input_tokens_per_request", T0 + 60, n=400), c)
+    assert up.incident.attribution == ()
+    errors = Correlator()
+    (up,) = errors.on_signal(sig("provider_error_rate", T0, n=400), c)
+    assert [a.value for a in up.incident.attribution] == ["internal"]
+
+
 def test_a_rest_of_five_calls_without_failures_is_no_evidence() -> None:
     """A 429 storm at night: the enterprise segment carried 67 of 72 calls and 29 failed; the
     other 5 calls happened not to. With each side's own rate that looked like z 2.6 (named);
