@@ -93,6 +93,11 @@ class ChangePoint:
     threshold: float
 
 
+_F = npt.NDArray[np.float64]
+_B = npt.NDArray[np.bool_]
+_I = npt.NDArray[np.int64]
+
+
 class _Best:
     """The best placement of each shape that goes the signal's way, and each shape's profile
     over the start: per start index, the best gain over the end (the likelihood of τ with
@@ -101,11 +106,9 @@ class _Best:
     def __init__(self, direction: int) -> None:
         self.direction = direction
         self.top: dict[Shape, tuple[float, int, int, float, float]] = {}  # gain, k, j, a, b
-        self.profile: dict[tuple[Shape, bool], tuple[npt.NDArray[np.int64], _F]] = {}
+        self.profile: dict[tuple[Shape, bool], tuple[_I, _F]] = {}
 
-    def offer(
-        self, shape: Shape, ok: _B, gain: _F, a: _F, b: _F, k: npt.NDArray[np.int64], j: _I
-    ) -> None:
+    def offer(self, shape: Shape, ok: _B, gain: _F, a: _F, b: _F, k: _I, j: _I) -> None:
         """Offer every placement of `shape`: arrays over (k,) for a step, (k, j) otherwise,
         `ok` masking the valid ones. Per side (up, down) the best wins; the first of equal
         gains, in (k, j) order, so ties go to the earliest start."""
@@ -142,11 +145,6 @@ class _Best:
         weights = np.exp((gains - gains.max()) / (2.0 * scale))
         cum = np.cumsum(weights)
         return int(ks[int(np.searchsorted(cum, 0.5 * cum[-1]))])
-
-
-_F = npt.NDArray[np.float64]
-_B = npt.NDArray[np.bool_]
-_I = npt.NDArray[np.int64]
 
 
 def estimate(
