@@ -21,9 +21,10 @@ Two likelihoods, by what the metric is:
 - a share of calls (`proportion`: an error rate, availability): the binomial likelihood,
   whose variance follows the level. Least squares counts a quiet minute at 1% failures as
   noisy as a failing one at 30%; at 0.5-6 calls a minute it fitted a chance cluster of
-  failures as a pulse in 28% of simulated sustained outages (binomial: 2%), started at that
-  cluster. Both put 77% of those starts within 5 min: the binomial likelihood, exact, finds
-  no significant start in more of the faintest ones (`python eval/changepoint_sim.py`). The
+  failures as a pulse in 29% of simulated sustained outages (binomial: 2%), started at that
+  cluster; 75% of those starts within 5 min against 77%. The binomial likelihood, exact,
+  finds no significant start in more of the faintest ones, where least squares' statistic
+  overstates the evidence (`python eval/changepoint_sim.py`). The
   gain is twice the log-likelihood ratio, divided by the Pearson dispersion of the best fit
   (at least 1: real failures come in bursts). No ramp: its binomial fit has no closed form,
   and the slow declines are scores and sizes.
