@@ -784,9 +784,12 @@ class Correlator:
         the signal's detector when it is a CUSUM that keeps one (basis "cusum"), else the
         signal's onset (basis "detection"). The start is never after that onset.
 
-        A member with no history (a segment's quality series keeps none) hands the search to
-        the next member by onset that has one: the whole feature's series of the same fault,
-        which fired later, still holds its start."""
+        The members are searched in order of onset until one shows a significant change: a
+        member with no history (a segment's quality series keeps none) or none that the
+        search can place hands over to the next, such as the whole feature's series of the
+        same fault, which fired later and still holds its start. While no member has placed
+        the start (basis "detection"), the search runs again while the youngest member is
+        younger than `changepoint_refine_s`: one that joins late may place it."""
         p = self.policy
         if not inc.members:
             return
@@ -798,7 +801,9 @@ class Correlator:
         if inc.started_at is not None:
             if ctx is None or ctx.history is None:
                 return
-            if now - first.onset > p.changepoint_refine_s:
+            placed = inc.start_estimate is not None and inc.start_estimate.basis != "detection"
+            young = first if placed else ordered[-1]
+            if now - young.onset > p.changepoint_refine_s:
                 return
             if checked is not None and now - checked < p.changepoint_bin_s:
                 return
@@ -807,21 +812,21 @@ class Correlator:
         cp = None
         if ctx is not None and ctx.history is not None:
             inc.start_checked_at = now
-            raw: Sequence[tuple[float, float, float]] = ()
             lo = first.onset - p.changepoint_lookback_s
             for searched in ordered:
                 raw = ctx.history(searched.metric, searched.series, lo, now)
-                if raw:
+                if not raw:
+                    continue
+                cp = estimate(
+                    [Bin(ts, value, n) for ts, value, n in raw],
+                    direction=1 if str(searched.direction) == "up" else -1,
+                    not_after=searched.onset,
+                    alpha=p.changepoint_alpha,
+                    bin_s=p.changepoint_bin_s,
+                    proportion=searched.metric in ctx.proportions,
+                )
+                if cp is not None:
                     break
-            bins = [Bin(ts, value, n) for ts, value, n in raw]
-            cp = estimate(
-                bins,
-                direction=1 if str(searched.direction) == "up" else -1,
-                not_after=searched.onset,
-                alpha=p.changepoint_alpha,
-                bin_s=p.changepoint_bin_s,
-                proportion=searched.metric in ctx.proportions,
-            )
         if cp is not None:
             started = min(cp.start, first.onset)
             est = StartEstimate(

@@ -262,12 +262,42 @@ def test_a_segment_series_without_history_hands_the_start_to_the_feature_series(
         return out
 
     c = FeatureContext(FEATURE, {}, {}, {}, {}, history=read)
-    corr = Correlator()
     down = {"direction": Direction.DOWN, "layer": "quality"}
     seg = replace(sig("quality", T0, series="segment=enterprise", detector="fused"), **down)
-    (up,) = corr.on_signal(seg, c)
-    assert up.incident.started_at == T0  # nothing to search yet
-    corr.on_signal(replace(sig("quality", T0 + 300, detector="fused"), **down), c)
+    # The feature's series fires 5 min later, or 53 min later (past the 30 min during which
+    # the first member's estimate is refined: with nothing placed, a late member still may).
+    for joins in (300, 3180):
+        corr = Correlator()
+        (up,) = corr.on_signal(seg, c)
+        assert up.incident.started_at == T0  # nothing to search yet
+        corr.on_signal(replace(sig("quality", T0 + joins, detector="fused"), **down), c)
+        inc = corr.get(up.incident.id)
+        assert inc is not None and inc.started_at == fell, joins
+        assert inc.start_estimate is not None and inc.start_estimate.basis == "changepoint"
+
+
+def test_a_member_whose_history_shows_no_change_hands_the_start_to_the_next() -> None:
+    """Refusals in the pro segment fired first but their history is flat (a few calls an
+    hour); the feature's quality series, which fired 10 min later, fell 40 minutes before
+    T0. That change is the start."""
+    fell = T0 - T0 % 60 - 2400
+
+    def read(metric: str, series: str, start: float, end: float) -> list[tuple[float, float, int]]:
+        t, out = start - start % 60, []
+        while t < end:
+            wobble = 0.1 if int(t // 60) % 2 else -0.1
+            if series:
+                out.append((t, 0.02 + wobble / 10, 50))
+            else:
+                out.append((t, (-1.0 if t >= fell else 0.0) + wobble, 10))
+            t += 60
+        return out
+
+    c = FeatureContext(FEATURE, {}, {}, {}, {}, history=read)
+    corr = Correlator()
+    (up,) = corr.on_signal(sig("refusal_rate", T0, series="segment=pro", n=50), c)
+    quality = sig("quality", T0 + 600, detector="fused")
+    corr.on_signal(replace(quality, direction=Direction.DOWN, layer="quality"), c)
     inc = corr.get(up.incident.id)
     assert inc is not None and inc.started_at == fell
-    assert inc.start_estimate is not None and inc.start_estimate.basis == "changepoint"
+    assert inc.start_estimate is not None and inc.start_estimate.metric == "quality"
