@@ -1,5 +1,6 @@
 """Attribution from the catalog of label values: a rollout is named whatever the start
-estimate, a version back after a rollback is not new, low scores count apart from calls."""
+estimate, a version back after a rollback is not new, low scores count apart from calls;
+and which member's history places the start."""
 
 from __future__ import annotations
 
@@ -245,8 +246,8 @@ def test_a_rollout_on_a_quiet_feature_started_midway_through_the_gap() -> None:
 
 
 def test_a_segment_series_without_history_hands_the_start_to_the_feature_series() -> None:
-    """Quality fell 30 minutes before T0; the enterprise segment's quality fired first (T0), and
-    segments keep no quality history, then the whole feature's (T0 + 300 s). The start is
+    """Quality fell 30 minutes before T0. The enterprise segment's quality fired first, at
+    T0, and segments keep no quality history; the whole feature's fired later. The start is
     the feature series' change point, not the segment's detection."""
 
     fell = T0 - T0 % 60 - 1800  # on a bin's start
@@ -277,9 +278,9 @@ def test_a_segment_series_without_history_hands_the_start_to_the_feature_series(
 
 
 def test_a_member_whose_history_shows_no_change_hands_the_start_to_the_next() -> None:
-    """Refusals in the pro segment fired first but their history is flat (a few calls an
-    hour); the feature's quality series, which fired 10 min later, fell 40 minutes before
-    T0. That change is the start."""
+    """Refusals in the pro segment fired first, but their history shows no change the
+    search can place; the feature's quality series, which fired 10 min later, fell 40
+    minutes before T0. That change is the start."""
     fell = T0 - T0 % 60 - 2400
 
     def read(metric: str, series: str, start: float, end: float) -> list[tuple[float, float, int]]:
