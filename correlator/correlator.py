@@ -776,7 +776,8 @@ class Correlator:
         return True
 
     def _estimate_start(self, inc: _Inc, ctx: FeatureContext | None, now: float) -> None:
-        """`started_at`: the change point of the earliest member signal, from its history.
+        """`started_at`: the change point of the earliest member signal whose history shows
+        one.
 
         Estimated when the incident opens and again (at most once per bin) while that signal
         is younger than `changepoint_refine_s`: the data after the change sharpens the
