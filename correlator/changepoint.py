@@ -202,12 +202,8 @@ def _gaussian_search(
     """Offer every step, pulse and ramp by weighted least squares (a bin mean of n
     observations has variance σ²/n); return σ² of a fit, from its residual."""
     m = len(x)
-    zero = np.zeros(1)
-    ww = np.concatenate((zero, np.cumsum(w)))
-    wx = np.concatenate((zero, np.cumsum(w * x)))
-    wt = np.concatenate((zero, np.cumsum(w * t)))
-    wt2 = np.concatenate((zero, np.cumsum(w * t * t)))
-    wxt = np.concatenate((zero, np.cumsum(w * x * t)))
+    ww, wx, wt = _prefix(w), _prefix(w * x), _prefix(w * t)
+    wt2, wxt = _prefix(w * t * t), _prefix(w * x * t)
     big_w = ww[m]
     mean = wx[m] / big_w
     sse0 = float(np.sum(w * x * x) - big_w * mean * mean)
@@ -279,9 +275,7 @@ def _binomial_search(
     its binomial fit has no closed form, and slow declines are score and size series here,
     not shares."""
     m = len(n)
-    zero = np.zeros(1)
-    hh = np.concatenate((zero, np.cumsum(hits)))
-    nn = np.concatenate((zero, np.cumsum(n)))
+    hh, nn = _prefix(hits), _prefix(n)
     total_h, total_n = hh[m], nn[m]
     if total_h <= 0 or total_h >= total_n:
         return None
@@ -318,6 +312,11 @@ def _binomial_search(
         return max(1.0, float(terms.sum()) / max(m - 4, 1))
 
     return dispersion
+
+
+def _prefix(values: _F) -> _F:
+    """Prefix sums with a leading 0: the sum over bins [i, j) is p[j] - p[i]."""
+    return np.concatenate((np.zeros(1), np.cumsum(values)))
 
 
 def _loglik(hits: _F | float, n: _F | float) -> _F:
