@@ -32,17 +32,22 @@ def _scores(rng: np.random.Generator, level: list[float], per_min: float) -> lis
     return out
 
 
-@pytest.mark.parametrize("proportion", [True, False])
-@pytest.mark.parametrize("seed", range(10))
-def test_step_within_five_minutes(seed: int, proportion: bool) -> None:
-    """Refusals 2% -> 8% at minute 90 of 120, detected at minute 100."""
-    rng = np.random.default_rng(seed)
+@pytest.mark.parametrize(("proportion", "least"), [(True, 37), (False, 32)])
+def test_step_within_five_minutes(proportion: bool, least: int) -> None:
+    """Refusals 2% -> 8% at minute 90 of 120, 40 calls a minute, detected at minute 100:
+    the start within 5 min for 39 of 40 seeds under the binomial likelihood (what the
+    correlator uses for shares), 34 under least squares. A ramp from a few minutes before
+    the step to a few after fits such data almost as well, and its starts share the
+    weight (`_Best.median_start`)."""
     level = [0.02 if i < 90 else 0.08 for i in range(120)]
-    bins = _rates(rng, level, 40)
-    cp = estimate(bins, direction=1, not_after=START + 100 * MIN, proportion=proportion)
-    assert cp is not None
-    assert abs(cp.start - (START + 90 * MIN)) <= 5 * MIN, cp
-    assert cp.before < cp.after and cp.stat >= cp.threshold
+    within = 0
+    for seed in range(40):
+        bins = _rates(np.random.default_rng(seed), level, 40)
+        cp = estimate(bins, direction=1, not_after=START + 100 * MIN, proportion=proportion)
+        assert cp is not None
+        assert cp.before < cp.after and cp.stat >= cp.threshold
+        within += abs(cp.start - (START + 90 * MIN)) <= 5 * MIN
+    assert within >= least, within
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -83,16 +88,17 @@ def test_a_sparse_outage_is_a_step_under_the_binomial_likelihood() -> None:
 
 def test_a_ramp_seen_for_most_of_an_hour_is_fitted_as_a_ramp() -> None:
     """A score sliding 0.85 -> 0.77 over 60 min from minute 170 of a 4-h window, searched 55
-    min in at 4 scores a minute. A step fits it in its middle, 30 min late; Schwarz's
-    penalty for the ramp's end at ln m (as BIC charges a parameter on the χ² scale) starts
-    17 of 40 such ramps within 15 min, at 2·ln m 8 of 40."""
+    min in at 4 scores a minute. A step fits it in its middle, 30 min late, and the ramp
+    rarely beats it by Schwarz's penalty for its end (ln m): the start of the best shape
+    alone was within 15 min for 17 of 40 (8 of 40 at a penalty of 2·ln m). Averaged over
+    shapes and ends, the ramps' starts keep their weight: 33 of 40."""
     level = [0.85 - 0.08 * min(max((i - 170) / 60, 0.0), 1.0) for i in range(240)]
     hits = 0
     for seed in range(40):
         bins = _scores(np.random.default_rng(500 + seed), level, 4)
         cp = estimate(bins, direction=-1, not_after=START + 225 * MIN)
         hits += cp is not None and abs(cp.start - (START + 170 * MIN)) <= 15 * MIN
-    assert hits >= 14, hits
+    assert hits >= 28, hits
 
 
 @pytest.mark.parametrize("proportion", [True, False])
