@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
-from correlator.attribution import attribute, split_suspects
+from correlator.attribution import attribute, look_alpha, split_suspects
 from correlator.changepoint import Bin, estimate
 from correlator.families import CALL_FAMILIES, default_family
 from correlator.incident import (
@@ -238,6 +238,9 @@ class _Inc:
     started_at: float | None = None
     start_estimate: StartEstimate | None = None
     start_checked_at: float | None = None
+    # When attribution was first tested: its level is spent over the later looks
+    # (`attribution.look_alpha`).
+    first_look_at: float | None = None
     later_changes: tuple[ChangeRef, ...] = ()
     # Start of the refresh bin of the last tick refresh (`CorrelationPolicy.refresh_s`; not
     # persisted: derived from tick times).
@@ -317,6 +320,7 @@ class _Inc:
             if self.start_estimate is None
             else self.start_estimate.to_record(),
             "start_checked_at": self.start_checked_at,
+            "first_look_at": self.first_look_at,
             "later_changes": [_change_state(c) for c in self.later_changes],
             "acknowledged": None if self.acknowledged is None else self.acknowledged.to_state(),
             "resolved_by": None if self.resolved_by is None else self.resolved_by.to_state(),
@@ -372,6 +376,8 @@ class _Inc:
         inc.start_estimate = None if se is None else StartEstimate.from_record(se)
         sc = d.get("start_checked_at")
         inc.start_checked_at = None if sc is None else float(sc)
+        fl = d.get("first_look_at")  # absent before 2026-12-02: the next look is the first
+        inc.first_look_at = None if fl is None else float(fl)
         # Absent in states saved before issue 13: nobody acknowledged or resolved by hand.
         inc.acknowledged = HumanAction.from_state(d.get("acknowledged"))
         inc.resolved_by = HumanAction.from_state(d.get("resolved_by"))
@@ -893,12 +899,18 @@ class Correlator:
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
             ctx = _rollouts_near(inc, ctx, start, p.change_lookback_s)
+            if inc.first_look_at is None:
+                inc.first_look_at = now
+            # The first look's span is at least one refresh: a start at the detection has
+            # none yet, and the looks' doublings count from there.
+            first_span = max(inc.first_look_at - start, p.refresh_s)
+            alpha = look_alpha(p.attribution_alpha, now - start, first_span)
             general = attribute(
                 _held_baseline(inc, ctx),
                 p.attribution_min_support,
                 p.attribution_min_delta,
                 p.attribution_top,
-                p.attribution_alpha,
+                alpha,
                 lengths=_output_size_direction(inc),
                 scores=any(m.layer == "quality" for m in inc.members.values()),
                 calls=any(default_family(m.metric) in CALL_FAMILIES for m in inc.members.values()),
@@ -913,9 +925,7 @@ class Correlator:
                 for m in inc.members.values()
                 if m.series
             ]
-            own = split_suspects(
-                fired, ctx, start, now, p.attribution_alpha, p.attribution_min_support
-            )
+            own = split_suspects(fired, ctx, start, now, alpha, p.attribution_min_support)
             if own:
                 inc.split_held = own
             # A metric that fired in two or more values of a label is not confined to one of
