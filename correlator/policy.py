@@ -59,7 +59,8 @@ class CorrelationPolicy:
     - `change_start_tolerance_s`: a change event up to this long after the estimated start
       still counts as before it (the estimate has the bin's resolution); later ones are
       context (`later_changes`), never the suspect.
-    - `attribution_alpha`: false-suspect level of attribution's tests (Bonferroni over them).
+    - `attribution_alpha`: false-suspect level of attribution's tests per incident
+      (Bonferroni over the tests of one look, spent over the looks: `attribution.look_alpha`).
     - `group_wait_s`: an incident's first notification waits this long after it opened
       (Alertmanager's `group_wait`), so signals that co-occur with the first one join it
       first and the page goes out once, at the severity they make together, instead of a

@@ -15,7 +15,12 @@ starts within 5 min for steps and within 15 min for ramps (the targets of issue 
 Then shares of calls: failures go from 1% to 15% or 50% at 0.5, 1, 2.4 or 6 calls a minute,
 detected 5, 20 or 60 min in; the share of starts within 5 min and of fits that are pulses
 (the outage did not end), by least squares and by the binomial likelihood (`proportion`,
-what the correlator uses for shares since 2026-12-02). The lookback defaults to the
+what the correlator uses for shares since 2026-12-02).
+
+Last, calls partly in batches (3% of the minutes hold a batch of about 20 near-identical
+calls that share one value) at 0.5, 2 or 6 calls a minute: steps and ramps as above, the
+bins weighted by their calls (before 2026-12-02) or by 1/(τ² + σ²/n) with the shared noise τ²
+estimated from the series (`_shared_noise_weights`). The lookback defaults to the
 correlator's 4 h.
 """
 
@@ -29,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import correlator.changepoint as changepoint
 from correlator.changepoint import Bin, estimate
 
 ALPHA = 0.01
@@ -107,6 +113,63 @@ def shares(lookback: int, seeds: int, proportion: bool) -> tuple[float, float]:
     return hits / total, pulses / total
 
 
+BATCH_P = 0.03  # a batch starts in 3% of the minutes
+BATCH_MEAN = 20.0  # calls per batch (geometric)
+
+
+def batched(lookback: int, seeds: int, shared: bool) -> tuple[float, float]:
+    """(steps within 5 min, ramps within 15 min) when some calls come in batches of
+    near-identical requests: a batch's calls share one draw, so its bin has the spread of
+    one call. `shared`: the search's weights 1/(τ² + σ²/n) (`_shared_noise_weights`), else
+    weights n, as before 2026-12-02."""
+    keep = changepoint._shared_noise_weights
+    if not shared:
+        changepoint._shared_noise_weights = lambda *_args: None
+    try:
+        out = []
+        for shape in ("step", "ramp"):
+            hits = total = 0
+            for per_min in RATES[:3]:
+                for shift in SHIFTS:
+                    for delay in DELAYS[shape]:
+                        for seed in range(seeds):
+                            rng = np.random.default_rng(seed)
+                            bins, start = _batched_series(
+                                rng, shape, per_min, shift, delay, lookback
+                            )
+                            cp = estimate(bins, direction=-1, not_after=lookback * 60.0)
+                            found = lookback if cp is None else cp.start / 60.0
+                            hits += abs(found - start) <= TOLERANCE_MIN[shape]
+                            total += 1
+            out.append(hits / total)
+        return out[0], out[1]
+    finally:
+        changepoint._shared_noise_weights = keep
+
+
+def _batched_series(
+    rng: np.random.Generator, shape: str, per_min: float, shift: float, delay: int, lookback: int
+) -> tuple[list[Bin], int]:
+    """`series` plus batches: in `BATCH_P` of the minutes a batch of geometric size
+    (mean `BATCH_MEAN`) whose calls all have one value."""
+    start = lookback - delay
+    bins = []
+    for i in range(lookback + 1):
+        if shape == "ramp":
+            level = -shift * min(max((i - start) / RAMP_MIN, 0.0), 1.0)
+        else:
+            level = -shift if i >= start else 0.0
+        n = int(rng.poisson(per_min))
+        total = float(rng.normal(level * n, np.sqrt(n))) if n else 0.0
+        if rng.random() < BATCH_P:
+            size = int(rng.geometric(1.0 / BATCH_MEAN))
+            total += size * float(rng.normal(level, 1.0))
+            n += size
+        if n:
+            bins.append(Bin(i * 60.0, total / n, n))
+    return bins, start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lookback", type=int, default=240, help="minutes of bins before detection")
@@ -125,6 +188,12 @@ def main() -> None:
     for proportion, label in ((False, "least squares"), (True, "binomial likelihood")):
         within, pulse = shares(args.lookback, args.seeds, proportion)
         print(f"| {label} | {within:.0%} | {pulse:.0%} |")
+    print()
+    print("| calls partly in batches, weighted by | steps within 5 min | ramps within 15 min |")
+    print("|---|---|---|")
+    for shared, label in ((False, "n"), (True, "1/(τ² + σ²/n) when τ² > 0")):
+        step, ramp = batched(args.lookback, args.seeds, shared)
+        print(f"| {label} | {step:.0%} | {ramp:.0%} |")
 
 
 if __name__ == "__main__":
