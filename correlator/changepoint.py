@@ -195,7 +195,7 @@ def estimate(
         scale_of = _binomial_search(best, np.clip(x, 0.0, 1.0) * w, w, ks)
     else:
         scale_of = _gaussian_search(best, t, x, w, ks)
-        shared = _shared_noise_weights(best, t, x, w) if scale_of is not None else None
+        shared = _shared_noise_weights(best, t, x, w) if scale_of and best.top else None
         if shared is not None:
             best = _Best(direction)
             scale_of = _gaussian_search(best, t, x, shared, ks)

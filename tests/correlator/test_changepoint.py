@@ -120,6 +120,9 @@ def test_direction_and_detection_bound_the_search() -> None:
     # the only change goes up: a "down" signal has no change point to name
     assert estimate(bins, direction=-1) is None
     assert estimate(bins, direction=-1, proportion=True) is None
+    # a series that only rises has no placement at all that falls
+    rising = [Bin(START + i * MIN, float(i), 5) for i in range(60)]
+    assert estimate(rising, direction=-1) is None
     # the start is never after the detection
     early = estimate(bins, direction=1, not_after=START + 30 * MIN)
     assert early is None or early.start <= START + 30 * MIN
