@@ -292,9 +292,9 @@ def _shared_noise_weights(best: _Best, t: _F, x: _F, w: _F) -> _F | None:
     n, such a bin dominates the fit and its residual inflates σ² for every other bin. A
     retrieval drift that took input tokens from about 430 to 750 at 1.5 calls a minute
     (held-out world 1008, 66 calls of one batch in the hour before it) showed no significant
-    change (χ² 13 on the log scale, below the threshold 20), and the incident started at
-    its detection, 22 min late; weighted by 1/(τ² + σ²/n), χ² 66 and a start 5 min after
-    the drift's. τ² and σ² come from regressing the best fit's squared residuals on 1/n;
+    change (χ² 6 for the best step, the threshold 20), and the incident started at its
+    detection, 22 min late; weighted by 1/(τ² + σ²/n), χ² 66 and a start 5 min after the
+    drift's. τ² and σ² come from regressing the best fit's squared residuals on 1/n;
     τ² must be significantly positive (z > 2), else the weights stay n (on series without
     shared noise the estimate would only add its own noise)."""
     top = max(best.top.items(), key=lambda kv: kv[1][0])
