@@ -149,8 +149,8 @@ class _Best:
         Not the start of the best shape alone: a 60-min decline at a few scores a minute
         fits a ramp barely better than a step in its middle, 30 min late, and the rule that
         picks the shape (a second breakpoint must beat the step by ln m) picks the step.
-        Averaged, the ramp's starts keep their share of the weight: 57% of simulated ramps
-        within 15 min against 48%, steps within 5 min 82% against 83%
+        Averaged, the ramp's starts keep their share of the weight: 56% of simulated ramps
+        within 15 min against 49%, steps within 5 min 82% against 83%
         (`python eval/changepoint_sim.py`). Not the mode either: the likelihood of a step in
         sparse failures is flat from the last quiet call to the first failure, and its
         mode sits at that first failure, after the start."""
