@@ -43,23 +43,37 @@ SHIFTS = (0.6, 1.5)
 DELAYS = {"step": (5, 20, 60), "ramp": (40, 70, 100)}
 TOLERANCE_MIN = {"step": 5.0, "ramp": 15.0}
 RAMP_MIN = 60
+BATCH_P = 0.03  # a batch arrives in 3% of the minutes (the last table)
+BATCH_MEAN = 20.0  # calls per batch (geometric)
 
 
 def series(
-    rng: np.random.Generator, shape: str, per_min: float, shift: float, delay: int, lookback: int
+    rng: np.random.Generator,
+    shape: str,
+    per_min: float,
+    shift: float,
+    delay: int,
+    lookback: int,
+    batch_p: float = 0.0,
 ) -> tuple[list[Bin], int]:
-    """Bins of one case and the minute its change started (the detection is at `lookback`)."""
+    """Bins of one case and the minute its change started (the detection is at `lookback`).
+    `batch_p`: the share of minutes that also hold a batch of geometric size (mean
+    `BATCH_MEAN`) whose calls all have one value."""
     start = lookback - delay
     bins = []
     for i in range(lookback + 1):
-        n = int(rng.poisson(per_min))
-        if n == 0:
-            continue
         if shape == "ramp":
-            frac = min(max((i - start) / RAMP_MIN, 0.0), 1.0)
+            level = -shift * min(max((i - start) / RAMP_MIN, 0.0), 1.0)
         else:
-            frac = 1.0 if i >= start else 0.0
-        bins.append(Bin(i * 60.0, float(rng.normal(-shift * frac, 1.0 / np.sqrt(n))), n))
+            level = -shift if i >= start else 0.0
+        n = int(rng.poisson(per_min))
+        total = n * float(rng.normal(level, 1.0 / np.sqrt(n))) if n else 0.0
+        if batch_p and rng.random() < batch_p:
+            size = int(rng.geometric(1.0 / BATCH_MEAN))
+            total += size * float(rng.normal(level, 1.0))
+            n += size
+        if n:
+            bins.append(Bin(i * 60.0, total / n, n))
     return bins, start
 
 
@@ -113,10 +127,6 @@ def shares(lookback: int, seeds: int, proportion: bool) -> tuple[float, float]:
     return hits / total, pulses / total
 
 
-BATCH_P = 0.03  # a batch starts in 3% of the minutes
-BATCH_MEAN = 20.0  # calls per batch (geometric)
-
-
 def batched(lookback: int, seeds: int, shared: bool) -> tuple[float, float]:
     """(steps within 5 min, ramps within 15 min) when some calls come in batches of
     near-identical requests: a batch's calls share one draw, so its bin has the spread of
@@ -134,8 +144,8 @@ def batched(lookback: int, seeds: int, shared: bool) -> tuple[float, float]:
                     for delay in DELAYS[shape]:
                         for seed in range(seeds):
                             rng = np.random.default_rng(seed)
-                            bins, start = _batched_series(
-                                rng, shape, per_min, shift, delay, lookback
+                            bins, start = series(
+                                rng, shape, per_min, shift, delay, lookback, BATCH_P
                             )
                             cp = estimate(bins, direction=-1, not_after=lookback * 60.0)
                             found = lookback if cp is None else cp.start / 60.0
@@ -147,27 +157,12 @@ def batched(lookback: int, seeds: int, shared: bool) -> tuple[float, float]:
         changepoint._shared_noise_weights = keep
 
 
-def _batched_series(
-    rng: np.random.Generator, shape: str, per_min: float, shift: float, delay: int, lookback: int
-) -> tuple[list[Bin], int]:
-    """`series` plus batches: in `BATCH_P` of the minutes a batch of geometric size
-    (mean `BATCH_MEAN`) whose calls all have one value."""
-    start = lookback - delay
-    bins = []
-    for i in range(lookback + 1):
-        if shape == "ramp":
-            level = -shift * min(max((i - start) / RAMP_MIN, 0.0), 1.0)
-        else:
-            level = -shift if i >= start else 0.0
-        n = int(rng.poisson(per_min))
-        total = float(rng.normal(level * n, np.sqrt(n))) if n else 0.0
-        if rng.random() < BATCH_P:
-            size = int(rng.geometric(1.0 / BATCH_MEAN))
-            total += size * float(rng.normal(level, 1.0))
-            n += size
-        if n:
-            bins.append(Bin(i * 60.0, total / n, n))
-    return bins, start
+def _table(header: str, rows: list[tuple[str, float, float]]) -> None:
+    print(header)
+    print("|---|---|---|")
+    for label, first, second in rows:
+        print(f"| {label} | {first:.0%} | {second:.0%} |")
+    print()
 
 
 def main() -> None:
@@ -175,25 +170,29 @@ def main() -> None:
     ap.add_argument("--lookback", type=int, default=240, help="minutes of bins before detection")
     ap.add_argument("--seeds", type=int, default=120, help="seeds per case")
     args = ap.parse_args()
-    print(f"lookback {args.lookback} min, {args.seeds} seeds per case")
-    print("| threshold | steps within 5 min | ramps within 15 min |")
-    print("|---|---|---|")
-    for placements, label in (("m2", "2·ln(m²/α), before"), ("m", "2·ln(m/α), now")):
-        step = share_within("step", args.lookback, args.seeds, placements)
-        ramp = share_within("ramp", args.lookback, args.seeds, placements)
-        print(f"| {label} | {step:.0%} | {ramp:.0%} |")
-    print()
-    print("| shares of calls, searched by | steps within 5 min | fitted as pulses |")
-    print("|---|---|---|")
-    for proportion, label in ((False, "least squares"), (True, "binomial likelihood")):
-        within, pulse = shares(args.lookback, args.seeds, proportion)
-        print(f"| {label} | {within:.0%} | {pulse:.0%} |")
-    print()
-    print("| calls partly in batches, weighted by | steps within 5 min | ramps within 15 min |")
-    print("|---|---|---|")
-    for shared, label in ((False, "n"), (True, "1/(τ² + σ²/n) when τ² > 0")):
-        step, ramp = batched(args.lookback, args.seeds, shared)
-        print(f"| {label} | {step:.0%} | {ramp:.0%} |")
+    look, seeds = args.lookback, args.seeds
+    print(f"lookback {look} min, {seeds} seeds per case")
+    _table(
+        "| threshold | steps within 5 min | ramps within 15 min |",
+        [
+            (label, share_within("step", look, seeds, p), share_within("ramp", look, seeds, p))
+            for p, label in (("m2", "2·ln(m²/α), before"), ("m", "2·ln(m/α), now"))
+        ],
+    )
+    _table(
+        "| shares of calls, searched by | steps within 5 min | fitted as pulses |",
+        [
+            (label, *shares(look, seeds, proportion))
+            for proportion, label in ((False, "least squares"), (True, "binomial likelihood"))
+        ],
+    )
+    _table(
+        "| calls partly in batches, weighted by | steps within 5 min | ramps within 15 min |",
+        [
+            (label, *batched(look, seeds, shared))
+            for shared, label in ((False, "n"), (True, "1/(τ² + σ²/n) when τ² > 0"))
+        ],
+    )
 
 
 if __name__ == "__main__":
