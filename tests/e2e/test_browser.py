@@ -26,9 +26,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, start_daemon
+from tests.conftest import ROOT, DaemonProcess, start_daemon
 from tests.e2e.crash import OUTAGE_RULES, post_calls
-from tests.e2e.harness import fake_pagerduty, incident_of, stop, wait_for, write_config
+from tests.e2e.harness import (
+    PhasedPagerDuty,
+    fake_pagerduty,
+    incident_of,
+    stop,
+    wait_for,
+    write_config,
+)
 
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
@@ -176,37 +183,56 @@ async def test_incident_pages_in_headless_chromium(tmp_path: Path) -> None:
                 post_calls(d, "support-bot", 10, 500)
                 await asyncio.sleep(0.5)
             rec = incident_of(d, "support-bot")
-            async with chromium(tmp_path) as browser:
-                await browser.goto(d.url + "/")
-                text = await browser.js("document.body.innerText")
-                assert "Open incidents (1)" in text and rec["summary"] in text
-                await browser.screenshot("incident-list.png")
-                await browser.js(f"document.querySelector(\"a[href='/incidents/{rec['id']}']\")"
-                                 ".click()")  # fmt: skip
-                await asyncio.sleep(0.5)
-                await browser.goto(d.url + f"/incidents/{rec['id']}")
-                assert await browser.js("document.title") == f"critical: {rec['summary']}"[:120]
-                assert await browser.js("document.querySelectorAll('svg.chart').length") >= 1
-                text = await browser.js("document.body.innerText")
-                for part in ("estimated start", "Notifications", "Post-mortem draft", "sre"):
-                    assert part in text, part
-                shot = await browser.screenshot("incident-page.png")
-                assert shot.stat().st_size > 10_000
-                assert browser.console_errors() == []
-
-                # Acknowledge from the page's form: a real form post, then the redirect.
-                await browser.js(
-                    "const f = document.querySelector(\"form[action$='/ack']\");"
-                    "f.querySelector(\"[name=by]\").value = 'browser-user';"
-                    "f.querySelector(\"[name=comment]\").value = 'looking';"
-                    "f.submit()"
-                )
-                acked = lambda: fake.count(rec["dedup_key"], "acknowledge") == 1  # noqa: E731
-                await asyncio.to_thread(wait_for, "the acknowledge", acked, timeout=10)
-                await asyncio.sleep(0.5)
-                await browser.goto(d.url + f"/incidents/{rec['id']}")
-                assert "browser-user" in await browser.js("document.body.innerText")
-                await browser.screenshot("incident-acknowledged.png")
-                assert browser.console_errors() == []
+            # ... and on while the browser looks: on a loaded machine Chromium takes seconds
+            # to start, and an outage that had stopped resolved before the first page loaded.
+            outage = asyncio.create_task(_keep_failing(d))
+            try:
+                await _browse(tmp_path, d, fake, rec)
+            finally:
+                outage.cancel()
         finally:
             stop(d)
+
+
+async def _keep_failing(d: DaemonProcess) -> None:
+    while True:
+        await asyncio.to_thread(post_calls, d, "support-bot", 10, 500)
+        await asyncio.sleep(0.5)
+
+
+async def _browse(
+    tmp_path: Path, d: DaemonProcess, fake: PhasedPagerDuty, rec: dict[str, Any]
+) -> None:
+    """The list, the incident page and an acknowledge from its form, in Chromium."""
+    async with chromium(tmp_path) as browser:
+        await browser.goto(d.url + "/")
+        text = await browser.js("document.body.innerText")
+        assert "Open incidents (1)" in text and rec["summary"] in text
+        await browser.screenshot("incident-list.png")
+        await browser.js(f"document.querySelector(\"a[href='/incidents/{rec['id']}']\")"
+                         ".click()")  # fmt: skip
+        await asyncio.sleep(0.5)
+        await browser.goto(d.url + f"/incidents/{rec['id']}")
+        assert await browser.js("document.title") == f"critical: {rec['summary']}"[:120]
+        assert await browser.js("document.querySelectorAll('svg.chart').length") >= 1
+        text = await browser.js("document.body.innerText")
+        for part in ("estimated start", "Notifications", "Post-mortem draft", "sre"):
+            assert part in text, part
+        shot = await browser.screenshot("incident-page.png")
+        assert shot.stat().st_size > 10_000
+        assert browser.console_errors() == []
+
+        # Acknowledge from the page's form: a real form post, then the redirect.
+        await browser.js(
+            "const f = document.querySelector(\"form[action$='/ack']\");"
+            "f.querySelector(\"[name=by]\").value = 'browser-user';"
+            "f.querySelector(\"[name=comment]\").value = 'looking';"
+            "f.submit()"
+        )
+        acked = lambda: fake.count(rec["dedup_key"], "acknowledge") == 1  # noqa: E731
+        await asyncio.to_thread(wait_for, "the acknowledge", acked, timeout=10)
+        await asyncio.sleep(0.5)
+        await browser.goto(d.url + f"/incidents/{rec['id']}")
+        assert "browser-user" in await browser.js("document.body.innerText")
+        await browser.screenshot("incident-acknowledged.png")
+        assert browser.console_errors() == []
