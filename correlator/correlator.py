@@ -399,6 +399,20 @@ class CorrelatorStats:
     flapping_open: int = 0
 
 
+MAX_FAILURES_KEPT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichmentFailure:
+    """A start estimate or an attribution that raised. The incident is paged without it (a
+    page with its detection time and no suspect beats no page); the caller counts and logs
+    these (`Correlator.take_failures`), since the core does no I/O."""
+
+    stage: str  # "start_estimate" or "attribution"
+    feature: str
+    error: Exception
+
+
 def _change_key(c: ChangeRecord) -> tuple[float, str, str, str]:
     return (c.ts, c.kind, c.feature or "", c.description)
 
@@ -415,6 +429,7 @@ class Correlator:
         self._change_keys: list[tuple[float, str, str, str]] = []
         self._seq = 0
         self._now = -math.inf
+        self._failures: list[EnrichmentFailure] = []
 
     # ---- wiring ------------------------------------------------------------------------
 
@@ -621,6 +636,15 @@ class Correlator:
             for i in sorted(self._incidents.values(), key=lambda i: (i.opened_at, i.seq))
             if i.status == "open"
         ]
+
+    def _failed(self, failure: EnrichmentFailure) -> None:
+        self._failures.append(failure)
+        del self._failures[:-MAX_FAILURES_KEPT]  # bounded when nobody takes them
+
+    def take_failures(self) -> list[EnrichmentFailure]:
+        """The enrichment failures since the last call (and forget them)."""
+        out, self._failures = self._failures, []
+        return out
 
     def get(self, incident_id: str) -> Incident | None:
         inc = self._incidents.get(incident_id)
@@ -890,7 +914,14 @@ class Correlator:
         contexts: ContextFn | None = None,
     ) -> None:
         p = self.policy
-        self._estimate_start(inc, ctx, now)
+        try:
+            self._estimate_start(inc, ctx, now)
+        except Exception as exc:  # the page goes out without it; the pipeline counts it
+            self._failed(EnrichmentFailure("start_estimate", inc.feature, exc))
+            if inc.started_at is None and inc.members:  # as when nothing places the start
+                first = min(inc.members.values(), key=lambda m: m.onset)
+                inc.started_at = first.onset
+                inc.start_estimate = StartEstimate("detection", first.metric)
         start = inc.opened_at if inc.started_at is None else inc.started_at
         if contexts is not None and ctx is not None and ctx.start != start:
             ctx = contexts(inc.feature, start)  # split the span at the estimated start
@@ -898,73 +929,10 @@ class Correlator:
         # Attribution follows the anomalous traffic while it lasts; once every member has
         # cleared, the last answer stands (the context's windows age out of retention).
         if ctx is not None and (inc.any_firing() or not inc.attribution):
-            ctx = _rollouts_near(inc, ctx, start, p.change_lookback_s)
-            if inc.first_look_at is None:
-                inc.first_look_at = now
-            # The first look's span is at least one refresh: a start at the detection has
-            # none yet, and the looks' doublings count from there.
-            first_span = max(inc.first_look_at - start, p.refresh_s)
-            alpha = look_alpha(p.attribution_alpha, now - start, first_span)
-            general = attribute(
-                _held_baseline(inc, ctx),
-                p.attribution_min_support,
-                p.attribution_min_delta,
-                p.attribution_top,
-                alpha,
-                lengths=_output_size_direction(inc),
-                scores=any(m.layer == "quality" for m in inc.members.values()),
-                calls=any(default_family(m.metric) in CALL_FAMILIES for m in inc.members.values()),
-            )
-            # A per-value series (`segment=pro`) of the incident whose rate moved more than
-            # the rest's names its value first: its own metric is sharper evidence than label
-            # counts. Cleared members count too: the span still runs from the start. Once
-            # found the answer is held: the hour before the start ages out of the retained
-            # buckets while a long incident stays open, and then nothing can be tested.
-            fired = [
-                (m.metric, m.series, str(m.direction) == "down")
-                for m in inc.members.values()
-                if m.series
-            ]
-            own = split_suspects(fired, ctx, start, now, alpha, p.attribution_min_support)
-            if own:
-                inc.split_held = own
-            # A metric that fired in two or more values of a label is not confined to one of
-            # them: no answer from that label's per-value tests stands, a held one included
-            # (it may date from before the second value fired), nor its label-count "moved"
-            # answers (an outage's retries can tilt one segment's count by chance).
-            spread = _labels_fired_widely(fired)
-            own = tuple(a for a in inc.split_held if a.label not in spread)
-            named = {(a.label, a.value) for a in own}
-            # A rollout to (nearly) everyone stays the prime suspect: a new prompt version
-            # raises refusals in every segment, and one segment's series may fire first.
-            # Once named it is held: the rollout is a fact about the start, and after the
-            # retained buckets age past the value's last call (a rollback hours ago) the
-            # catalog has nothing left to test it on.
-            rollouts = [a for a in general if a.basis == "new_value"]
-            if rollouts:
-                inc.rollout_held = tuple(rollouts)
-            rollouts = list(inc.rollout_held)
-            rest = [a for a in general if a.basis != "new_value" and a.label not in spread]
-            rolled = {(a.label, a.value) for a in rollouts}
-            merged = [
-                *rollouts,
-                *(a for a in own if (a.label, a.value) not in rolled),
-                *(a for a in rest if (a.label, a.value) not in named),
-            ]
-            # An answer found stands against a later empty one: a member that keeps firing
-            # after the fault (a per-segment quality verdict clears only as its sparse scores
-            # come in) would otherwise recompute it over aged-out data until nothing is left.
-            # Not against the two-values rule, which is evidence, not a lack of it.
-            if merged or not inc.attribution:
-                inc.attribution = tuple(merged[: p.attribution_top])
-            else:
-                inc.attribution = tuple(
-                    a for a in inc.attribution if a.basis == "new_value" or a.label not in spread
-                )
-            moved = _start_at_rollout(inc, start, ctx)
-            if moved != start:
-                start = moved
-                self._attach_changes(inc, start, now)
+            try:
+                start = self._attribute(inc, ctx, start, now)
+            except Exception as exc:  # the page goes out without it; the pipeline counts it
+                self._failed(EnrichmentFailure("attribution", inc.feature, exc))
         signals = inc.member_snapshots()
         res = triage(
             signals,
@@ -985,6 +953,79 @@ class Correlator:
             start,
             p.change_lookback_s,
         )
+
+    def _attribute(self, inc: _Inc, ctx: FeatureContext, start: float, now: float) -> float:
+        """Attribution of `inc` split at `start`; returns the start, moved to a rollout
+        named as the prime suspect (`_start_at_rollout`)."""
+        p = self.policy
+        ctx = _rollouts_near(inc, ctx, start, p.change_lookback_s)
+        if inc.first_look_at is None:
+            inc.first_look_at = now
+        # The first look's span is at least one refresh: a start at the detection has
+        # none yet, and the looks' doublings count from there.
+        first_span = max(inc.first_look_at - start, p.refresh_s)
+        alpha = look_alpha(p.attribution_alpha, now - start, first_span)
+        general = attribute(
+            _held_baseline(inc, ctx),
+            p.attribution_min_support,
+            p.attribution_min_delta,
+            p.attribution_top,
+            alpha,
+            lengths=_output_size_direction(inc),
+            scores=any(m.layer == "quality" for m in inc.members.values()),
+            calls=any(default_family(m.metric) in CALL_FAMILIES for m in inc.members.values()),
+        )
+        # A per-value series (`segment=pro`) of the incident whose rate moved more than
+        # the rest's names its value first: its own metric is sharper evidence than label
+        # counts. Cleared members count too: the span still runs from the start. Once
+        # found the answer is held: the hour before the start ages out of the retained
+        # buckets while a long incident stays open, and then nothing can be tested.
+        fired = [
+            (m.metric, m.series, str(m.direction) == "down")
+            for m in inc.members.values()
+            if m.series
+        ]
+        own = split_suspects(fired, ctx, start, now, alpha, p.attribution_min_support)
+        if own:
+            inc.split_held = own
+        # A metric that fired in two or more values of a label is not confined to one of
+        # them: no answer from that label's per-value tests stands, a held one included
+        # (it may date from before the second value fired), nor its label-count "moved"
+        # answers (an outage's retries can tilt one segment's count by chance).
+        spread = _labels_fired_widely(fired)
+        own = tuple(a for a in inc.split_held if a.label not in spread)
+        named = {(a.label, a.value) for a in own}
+        # A rollout to (nearly) everyone stays the prime suspect: a new prompt version
+        # raises refusals in every segment, and one segment's series may fire first.
+        # Once named it is held: the rollout is a fact about the start, and after the
+        # retained buckets age past the value's last call (a rollback hours ago) the
+        # catalog has nothing left to test it on.
+        rollouts = [a for a in general if a.basis == "new_value"]
+        if rollouts:
+            inc.rollout_held = tuple(rollouts)
+        rollouts = list(inc.rollout_held)
+        rest = [a for a in general if a.basis != "new_value" and a.label not in spread]
+        rolled = {(a.label, a.value) for a in rollouts}
+        merged = [
+            *rollouts,
+            *(a for a in own if (a.label, a.value) not in rolled),
+            *(a for a in rest if (a.label, a.value) not in named),
+        ]
+        # An answer found stands against a later empty one: a member that keeps firing
+        # after the fault (a per-segment quality verdict clears only as its sparse scores
+        # come in) would otherwise recompute it over aged-out data until nothing is left.
+        # Not against the two-values rule, which is evidence, not a lack of it.
+        if merged or not inc.attribution:
+            inc.attribution = tuple(merged[: p.attribution_top])
+        else:
+            inc.attribution = tuple(
+                a for a in inc.attribution if a.basis == "new_value" or a.label not in spread
+            )
+        moved = _start_at_rollout(inc, start, ctx)
+        if moved != start:
+            start = moved
+            self._attach_changes(inc, start, now)
+        return start
 
     def _mute_reason(self, inc: _Inc, now: float) -> Mute | None:
         snap = inc.snapshot()

@@ -29,7 +29,8 @@ class HealthCollector(Collector):
             P + "tick_errors",
             "Failures caught inside evaluation ticks, by stage (evaluate: computing a "
             "feature's window values; detect: a detector update; correlate: a signal into the "
-            "correlator; stale, correlator_tick, expire). The failing feature or series is "
+            "correlator; stale, correlator_tick, expire; start_estimate, attribution: an "
+            "incident's enrichment, paged without it). The failing feature or series is "
             "skipped for that tick and logged (tick_error); everything else keeps running.",
             labels=["stage"],
         )

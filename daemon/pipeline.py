@@ -107,6 +107,7 @@ class TickOutput:
 
 TICK_STAGES = (
     "evaluate", "detect", "correlate", "stale", "correlator_tick", "expire", "snapshot",
+    "start_estimate", "attribution",
 )  # fmt: skip
 ERROR_LOG_INTERVAL_S = 300.0
 STALE_CHECK_S = 60.0  # how often `_tick` looks for stale firing series
@@ -449,6 +450,7 @@ class Pipeline:
             out.updates.extend(self.correlator.tick(now, self.context))
         except Exception as exc:  # counted and logged; the next tick retries
             self.errors.record(self.log, "correlator_tick", "*", "*", exc, now)
+        self._record_enrichment_failures(now)
 
     def _observe(self, sample: Sample, out: TickOutput) -> None:
         """Feed one sample to its series' detectors; what they emit is added to `out`."""
@@ -539,6 +541,13 @@ class Pipeline:
             )
         except Exception as exc:  # counted and logged; other signals go on
             self.errors.record(self.log, "correlate", sig.feature, sig.metric, exc, sig.ts)
+        self._record_enrichment_failures(sig.ts)
+
+    def _record_enrichment_failures(self, now: float) -> None:
+        """A start estimate or attribution that raised inside the correlator: the incident
+        was paged without it; count and log it like any tick failure."""
+        for f in self.correlator.take_failures():
+            self.errors.record(self.log, f.stage, f.feature, "*", f.error, now)
 
     def _clear_stale(self, now: float) -> TickOutput:
         """Clear the signals of series that stopped receiving samples while firing.

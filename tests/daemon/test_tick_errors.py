@@ -4,15 +4,19 @@ else: other features, other series and later ticks run as before."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
+import correlator.correlator
 from config.settings import load_settings
 from daemon.ingest.events import LlmCall
 from daemon.pipeline import ERROR_LOG_INTERVAL_S, Pipeline
 from detectors.base import Transition
+from tests.daemon.test_oncall_pages import Clock, Log, make_daemon, run_outage
 
 T0 = 1_795_000_000.0
 
@@ -100,3 +104,31 @@ def test_a_detector_that_raises_costs_only_its_series() -> None:
         ("detect", "good", "availability")
     }
     assert lines[1]["not_logged_since"] > 0
+
+
+def test_a_start_estimate_or_attribution_that_raises_does_not_stop_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change-point search and attribution only enrich an incident: with both raising
+    (a bug such as an empty search that crashed `max()`), the outage is still paged, at
+    its detection time and with no suspect, and each failure is counted and logged."""
+
+    def broken(*_args: Any, **_kw: Any) -> Any:
+        raise ValueError("enrichment bug")
+
+    monkeypatch.setattr(correlator.correlator, "estimate", broken)
+    monkeypatch.setattr(correlator.correlator, "attribute", broken)
+    clock, log = Clock(), Log()
+    d = make_daemon(tmp_path, clock, log)
+    try:
+        run_outage(d, clock)
+        (rec,) = d.store.incidents()
+        assert rec["paged"] and rec["severity"] == "critical"
+        assert rec["started_at"] == rec["opened_at"] and rec["attribution"] == []
+        assert rec["start_estimate"]["basis"] == "detection"
+        errors = d.pipeline.errors.by_stage
+        assert errors["start_estimate"] > 0 and errors["attribution"] > 0
+        stages = {kw["stage"] for event, kw in log.lines if event == "tick_error"}
+        assert stages == {"start_estimate", "attribution"}
+    finally:
+        d.store.close()
