@@ -203,6 +203,11 @@ class _Member:
         )
 
 
+def _onset_order(m: _Member) -> tuple[float, str, str, str]:
+    """Members by onset; ties by metric, series and detector, so every use sees one order."""
+    return (m.onset, m.metric, m.series, m.detector)
+
+
 @dataclass(slots=True)
 class _Inc:
     """The correlator's mutable bookkeeping for one incident; `snapshot()` is what leaves."""
@@ -259,9 +264,11 @@ class _Inc:
             return None
         return max(cast(float, m.cleared) for m in self.members.values())
 
+    def by_onset(self) -> list[_Member]:
+        return sorted(self.members.values(), key=_onset_order)
+
     def member_snapshots(self) -> tuple[MemberSignal, ...]:
-        ms = sorted(self.members.values(), key=lambda m: (m.onset, m.metric, m.series, m.detector))
-        return tuple(m.snapshot() for m in ms)
+        return tuple(m.snapshot() for m in self.by_onset())
 
     def snapshot(self) -> Incident:
         return Incident(
@@ -824,9 +831,7 @@ class Correlator:
         p = self.policy
         if not inc.members:
             return
-        ordered = sorted(
-            inc.members.values(), key=lambda m: (m.onset, m.metric, m.series, m.detector)
-        )
+        ordered = inc.by_onset()
         first = ordered[0]
         checked = inc.start_checked_at
         if inc.started_at is not None:
@@ -919,7 +924,7 @@ class Correlator:
         except Exception as exc:  # the page goes out without it; the pipeline counts it
             self._failed(EnrichmentFailure("start_estimate", inc.feature, exc))
             if inc.started_at is None and inc.members:  # as when nothing places the start
-                first = min(inc.members.values(), key=lambda m: m.onset)
+                first = inc.by_onset()[0]
                 inc.started_at = first.onset
                 inc.start_estimate = StartEstimate("detection", first.metric)
         start = inc.opened_at if inc.started_at is None else inc.started_at
@@ -1221,7 +1226,7 @@ def _output_size_direction(inc: _Inc) -> int:
     sized = [m for m in inc.members.values() if m.metric in OUTPUT_SIZE_METRICS]
     if not sized:
         return 0
-    first = min(sized, key=lambda m: (m.onset, m.metric, m.series, m.detector))
+    first = min(sized, key=_onset_order)
     return 1 if str(first.direction) == "up" else -1
 
 
