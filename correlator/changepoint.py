@@ -154,7 +154,7 @@ class _Best:
         (`python eval/changepoint_sim.py`). Not the mode either: the likelihood of a step in
         sparse failures is flat from the last quiet call to the first failure, and its
         mode sits at that first failure, after the start."""
-        weight = np.full(m + 1, -np.inf)
+        weight = np.full(m, -np.inf)
         for (shape, side), (ks, g) in self.gains.items():
             if side != up:
                 continue
@@ -297,18 +297,15 @@ def _shared_noise_weights(best: _Best, t: _F, x: _F, w: _F) -> _F | None:
     drift's. τ² and σ² come from regressing the best fit's squared residuals on 1/n;
     τ² must be significantly positive (z > 2), else the weights stay n (on series without
     shared noise the estimate would only add its own noise)."""
-    top = max(best.top.items(), key=lambda kv: kv[1][0])
-    shape, (_gain, k, j, a, b) = top
+    shape, top = max(best.top.items(), key=lambda kv: kv[1][0])
     m = len(x)
-    if m < MIN_BINS:
-        return None
-    idx = np.arange(m)
     if shape == "ramp":
+        _gain, k, j, a, b = top
         t_end = np.append(t, t[m - 1] + 1.0)
         u = np.clip((t - t[min(k, m - 1)]) / (t_end[j] - t[min(k, m - 1)]), 0.0, 1.0)
         fit = a + (b - a) * u
     else:
-        fit = np.where((idx >= k) & (idx < j), b, a)
+        fit = _levels(top, m)
     r2 = (x - fit) ** 2
     design = np.column_stack((np.ones(m), 1.0 / w))
     coef, *_ = np.linalg.lstsq(design, r2, rcond=None)
@@ -364,9 +361,7 @@ def _binomial_search(
     best.offer("pulse", ok, gain, a_out, b_in, k2, j2)
 
     def dispersion(top: tuple[float, int, int, float, float]) -> float:
-        _gain, k, j, a, b = top
-        idx = np.arange(m)
-        p = np.where((idx >= k) & (idx < j), b, a)
+        p = _levels(top, m)
         var = n * p * (1.0 - p)
         resid = hits - n * p
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -374,6 +369,15 @@ def _binomial_search(
         return max(1.0, float(terms.sum()) / max(m - 4, 1))
 
     return dispersion
+
+
+def _levels(top: tuple[float, int, int, float, float], m: int) -> _F:
+    """The fitted level of each of m bins for a step or a pulse: b on [k, j), a elsewhere
+    (a step's j is m)."""
+    _gain, k, j, a, b = top
+    idx = np.arange(m)
+    levels: _F = np.where((idx >= k) & (idx < j), b, a)
+    return levels
 
 
 def _prefix(values: _F) -> _F:
