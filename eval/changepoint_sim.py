@@ -77,15 +77,23 @@ def series(
     return bins, start
 
 
-def share_within(shape: str, lookback: int, seeds: int, placements: str) -> float:
-    """Share of cases of `shape` whose estimated start is within its tolerance."""
+def share_within(
+    shape: str,
+    lookback: int,
+    seeds: int,
+    placements: str = "m",
+    rates: tuple[float, ...] = RATES,
+    batch_p: float = 0.0,
+) -> float:
+    """Share of cases of `shape` whose estimated start is within its tolerance, at the
+    threshold over m starts or m² placements, over `rates`, with `batch_p` (`series`)."""
     hits = total = 0
-    for per_min in RATES:
+    for per_min in rates:
         for shift in SHIFTS:
             for delay in DELAYS[shape]:
                 for seed in range(seeds):
                     rng = np.random.default_rng(seed)
-                    bins, start = series(rng, shape, per_min, shift, delay, lookback)
+                    bins, start = series(rng, shape, per_min, shift, delay, lookback, batch_p)
                     m = sum(1 for b in bins if b.n > 0)
                     # 2·ln(m²/α) is 2·ln(m/α') with α' = α/m.
                     alpha = ALPHA if placements == "m" else ALPHA / max(m, 1)
@@ -136,23 +144,9 @@ def batched(lookback: int, seeds: int, shared: bool) -> tuple[float, float]:
     if not shared:
         changepoint._shared_noise_weights = lambda *_args: None
     try:
-        out = []
-        for shape in ("step", "ramp"):
-            hits = total = 0
-            for per_min in RATES[:3]:
-                for shift in SHIFTS:
-                    for delay in DELAYS[shape]:
-                        for seed in range(seeds):
-                            rng = np.random.default_rng(seed)
-                            bins, start = series(
-                                rng, shape, per_min, shift, delay, lookback, BATCH_P
-                            )
-                            cp = estimate(bins, direction=-1, not_after=lookback * 60.0)
-                            found = lookback if cp is None else cp.start / 60.0
-                            hits += abs(found - start) <= TOLERANCE_MIN[shape]
-                            total += 1
-            out.append(hits / total)
-        return out[0], out[1]
+        step = share_within("step", lookback, seeds, rates=RATES[:3], batch_p=BATCH_P)
+        ramp = share_within("ramp", lookback, seeds, rates=RATES[:3], batch_p=BATCH_P)
+        return step, ramp
     finally:
         changepoint._shared_noise_weights = keep
 
