@@ -23,13 +23,22 @@ def _rates(rng: np.random.Generator, level: list[float], calls_per_min: float) -
     return out
 
 
-def _scores(rng: np.random.Generator, level: list[float], per_min: float) -> list[Bin]:
-    """Per-minute means of scores with sd 0.08 around the given level (a quality score)."""
+def _scores(
+    rng: np.random.Generator, level: list[float], per_min: float, batches: bool = False
+) -> list[Bin]:
+    """Per-minute means of scores with sd 0.08 around the given level (a quality score).
+    `batches`: in 10% of the minutes also about 30 near-identical calls (a fan-out, a
+    retried job) that share one score, so their bin has the spread of one."""
     out = []
     for i, mu in enumerate(level):
         n = int(rng.poisson(per_min))
+        total = n * float(rng.normal(mu, 0.08 / np.sqrt(n))) if n else 0.0
+        if batches and rng.random() < 0.1:
+            size = int(rng.geometric(1 / 30))
+            total += size * float(rng.normal(mu, 0.08))
+            n += size
         if n:
-            out.append(Bin(START + i * MIN, float(rng.normal(mu, 0.08 / np.sqrt(n))), n))
+            out.append(Bin(START + i * MIN, total / n, n))
     return out
 
 
@@ -143,22 +152,6 @@ def test_too_little_data_is_no_estimate() -> None:
     assert estimate([]) is None
 
 
-def _batched(rng: np.random.Generator, level: list[float], per_min: float) -> list[Bin]:
-    """`_scores` plus batches: in 10% of the minutes about 30 near-identical calls (a
-    fan-out, a retried job) that share one score, so their bin has the spread of one."""
-    out = []
-    for i, mu in enumerate(level):
-        n = int(rng.poisson(per_min))
-        total = float(rng.normal(mu * n, 0.08 * np.sqrt(n))) if n else 0.0
-        if rng.random() < 0.1:
-            size = int(rng.geometric(1 / 30))
-            total += size * float(rng.normal(mu, 0.08))
-            n += size
-        if n:
-            out.append(Bin(START + i * MIN, total / n, n))
-    return out
-
-
 def test_batches_are_weighted_by_the_noise_their_calls_share(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -171,7 +164,7 @@ def test_batches_are_weighted_by_the_noise_their_calls_share(
     def within() -> int:
         hits = 0
         for seed in range(40):
-            bins = _batched(np.random.default_rng(seed), level, 4)
+            bins = _scores(np.random.default_rng(seed), level, 4, batches=True)
             cp = estimate(bins, direction=-1, not_after=START + 210 * MIN)
             hits += cp is not None and abs(cp.start - (START + 180 * MIN)) <= 5 * MIN
         return hits
