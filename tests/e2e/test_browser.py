@@ -179,15 +179,13 @@ async def test_incident_pages_in_headless_chromium(tmp_path: Path) -> None:
                 await asyncio.sleep(0.25)
             wait_for("the page", lambda: post_calls(d, "support-bot", 10, 500) == 200
                      and fake.deliveries(), timeout=10)  # fmt: skip
-            for _ in range(8):  # the outage goes on for a few chart points
-                post_calls(d, "support-bot", 10, 500)
-                await asyncio.sleep(0.5)
-            rec = incident_of(d, "support-bot")
-            # ... and on while the browser looks: on a loaded machine Chromium takes seconds
-            # to start, and an outage that had stopped resolved before the first page loaded.
+            # The outage goes on for a few chart points, and on while the browser looks: on
+            # a loaded machine Chromium takes seconds to start, and an outage that had
+            # stopped resolved before the first page loaded.
             outage = asyncio.create_task(_keep_failing(d))
             try:
-                await _browse(tmp_path, d, fake, rec)
+                await asyncio.sleep(4)
+                await _browse(tmp_path, d, fake, incident_of(d, "support-bot"))
             finally:
                 outage.cancel()
         finally:
