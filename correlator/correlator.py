@@ -243,9 +243,6 @@ class _Inc:
     started_at: float | None = None
     start_estimate: StartEstimate | None = None
     start_checked_at: float | None = None
-    # When attribution was first tested: its level is spent over the later looks
-    # (`attribution.look_alpha`).
-    first_look_at: float | None = None
     later_changes: tuple[ChangeRef, ...] = ()
     # Start of the refresh bin of the last tick refresh (`CorrelationPolicy.refresh_s`; not
     # persisted: derived from tick times).
@@ -327,7 +324,6 @@ class _Inc:
             if self.start_estimate is None
             else self.start_estimate.to_record(),
             "start_checked_at": self.start_checked_at,
-            "first_look_at": self.first_look_at,
             "later_changes": [_change_state(c) for c in self.later_changes],
             "acknowledged": None if self.acknowledged is None else self.acknowledged.to_state(),
             "resolved_by": None if self.resolved_by is None else self.resolved_by.to_state(),
@@ -383,8 +379,6 @@ class _Inc:
         inc.start_estimate = None if se is None else StartEstimate.from_record(se)
         sc = d.get("start_checked_at")
         inc.start_checked_at = None if sc is None else float(sc)
-        fl = d.get("first_look_at")  # absent before 2026-12-02: the next look is the first
-        inc.first_look_at = None if fl is None else float(fl)
         # Absent in states saved before issue 13: nobody acknowledged or resolved by hand.
         inc.acknowledged = HumanAction.from_state(d.get("acknowledged"))
         inc.resolved_by = HumanAction.from_state(d.get("resolved_by"))
@@ -964,11 +958,9 @@ class Correlator:
         named as the prime suspect (`_start_at_rollout`)."""
         p = self.policy
         ctx = _rollouts_near(inc, ctx, start, p.change_lookback_s)
-        if inc.first_look_at is None:
-            inc.first_look_at = now
-        # The first look's span is at least one refresh: a start at the detection has
-        # none yet, and the looks' doublings count from there.
-        first_span = max(inc.first_look_at - start, p.refresh_s)
+        # The first look is at the opening (an incident is refreshed when it opens), and
+        # its span is at least one refresh: a start at the detection has none yet.
+        first_span = max(inc.opened_at - start, p.refresh_s)
         alpha = look_alpha(p.attribution_alpha, now - start, first_span)
         general = attribute(
             _held_baseline(inc, ctx),
