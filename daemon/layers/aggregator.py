@@ -228,6 +228,14 @@ _SCALAR_FIELDS = (
     "ttft_n",
     "lpt_log",
     "ttft_log",
+    "in_tok_log",
+    "in_tok_log_n",
+    "out_tok_log",
+    "out_tok_log_n",
+    "cost_log",
+    "cost_log_n",
+    "chars_log",
+    "chars_log_n",
 )
 """The additive counters of a bucket, in snapshot order (new ones go at the end: an older
 snapshot's shorter list loads with the new counters at zero)."""
@@ -359,6 +367,18 @@ def _count_split(
             acc[S_FORMAT_OK] += 1
 
 
+def _add_bucket_log(b: _Bucket, field: str, x: float) -> None:
+    """Add log1p(x) to a bucket's log sum `field` and its count `field_n`; a value past
+    float range (only unvalidated events) is left out, so the sums stay finite and the
+    snapshot can hold them."""
+    try:
+        y = math.log1p(x)
+    except OverflowError:
+        return
+    setattr(b, field, getattr(b, field) + y)
+    setattr(b, field + "_n", getattr(b, field + "_n") + 1)
+
+
 def _add_log(acc: list[float], x: float, join: bool) -> None:
     """Add one call's y = log1p(x) to the open batch (`join`), or close the open batch
     into the sums and open a new one with this call."""
@@ -441,6 +461,17 @@ class _Bucket:
         # with one slow call).
         self.lpt_log = 0.0
         self.ttft_log = 0.0
+        # The same for the sizes, over the successful calls their `logmean` detectors read.
+        # Each with its own count: a bucket restored from a snapshot older than these sums
+        # has sizes but no logs, and must read as no data, not as a geometric mean of 1.
+        self.in_tok_log = 0.0
+        self.in_tok_log_n = 0
+        self.out_tok_log = 0.0
+        self.out_tok_log_n = 0
+        self.cost_log = 0.0
+        self.cost_log_n = 0
+        self.chars_log = 0.0
+        self.chars_log_n = 0
         self.latency: dict[int, int] = {}
         # availability per (provider, model, endpoint): [ok, total]
         self.series: dict[tuple[str, str, str], list[int]] = {}
@@ -932,11 +963,14 @@ class Aggregator:
             b.chars_sum += ev.output_chars
             b.chars_sq += float(ev.output_chars) ** 2  # a float: see `_Bucket`
             b.chars_n += 1
+            _add_bucket_log(b, "chars_log", ev.output_chars)
             _add_log(fr.chars, ev.output_chars, join)
         if ev.input_tokens is not None:
+            _add_bucket_log(b, "in_tok_log", ev.input_tokens)
             _add_log(fr.in_tok, ev.input_tokens, join)
         out_tok = ev.output_tokens
         if out_tok is not None:
+            _add_bucket_log(b, "out_tok_log", out_tok)
             _add_log(fr.out_tok, out_tok, join)
             if ev.latency_ms is not None:
                 lpt = ev.latency_ms / (out_tok if out_tok > 1 else 1)
@@ -945,6 +979,7 @@ class Aggregator:
                 b.lpt_log += math.log1p(lpt)
                 _add_log(fr.lpt, lpt, join)
         if ev.cost_usd is not None:
+            _add_bucket_log(b, "cost_log", ev.cost_usd * COST_LOG_SCALE)
             _add_log(fr.cost, ev.cost_usd * COST_LOG_SCALE, join)
         if ev.ttft_ms is not None:
             b.ttft_sum += ev.ttft_ms
@@ -1495,7 +1530,8 @@ class Aggregator:
             elif metric in _LOG_MEANS:
                 # The bin's geometric mean, as the `logmean` detector sees a window: one
                 # slow call barely moves it, and the record's levels read in milliseconds.
-                out.append((g * width, math.expm1(top / n), int(n)))
+                unit = _LOG_UNITS.get(metric, 1.0)
+                out.append((g * width, math.expm1(top / n) / unit, int(n)))
                 continue
             elif metric == "throughput_rpm":
                 # Counts per bin: weight 1 each (a Poisson count is its own observation).
@@ -1957,8 +1993,17 @@ _RATIOS: dict[str, tuple[str, str]] = {
 _LOG_MEANS: dict[str, tuple[str, str]] = {
     "ttft_ms": ("ttft_log", "ttft_n"),
     "latency_per_output_token_ms": ("lpt_log", "lpt_n"),
+    "input_tokens_per_request": ("in_tok_log", "in_tok_log_n"),
+    "output_tokens_per_request": ("out_tok_log", "out_tok_log_n"),
+    "cost_per_request_usd": ("cost_log", "cost_log_n"),
+    "output_length_mean": ("chars_log", "chars_log_n"),
 }
-"""Metrics whose history is the per-bin geometric mean (sum of log1p over n)."""
+"""Metrics whose history is the per-bin geometric mean (sum of log1p over n), as their
+`logmean` detectors read them: a heavy-tailed size's plain bin mean swings with one long
+prompt or answer. Their window values stay plain means (the dashboards' per-request
+average)."""
+_LOG_UNITS = {"cost_per_request_usd": COST_LOG_SCALE}
+"""Units per metric unit of a log sum (cost: micro-dollars, as the detector's)."""
 
 _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
 
@@ -1966,12 +2011,12 @@ _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0
 def _history_fields(metric: str) -> tuple[str, str] | None:
     """(numerator, denominator) bucket counters of a metric that is a ratio of two sums
     (`Aggregator._history_ratio`); None for quantiles, spreads and scores (`_bin_value`)."""
+    if metric in _LOG_MEANS:
+        return _LOG_MEANS[metric]
     if metric in _RATIOS:
         return _RATIOS[metric]
     if metric == "availability":
         return "failed", "calls"
-    if metric in _LOG_MEANS:
-        return _LOG_MEANS[metric]
     if metric == "throughput_rpm":
         return "calls", "calls"
     return None

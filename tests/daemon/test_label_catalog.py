@@ -4,7 +4,7 @@ history the change-point search reads, and scores counted apart from calls."""
 from __future__ import annotations
 
 from daemon.ingest.events import LlmCall, Score, validate_items
-from daemon.layers.aggregator import Aggregator, Limits
+from daemon.layers.aggregator import _SCALAR_FIELDS, Aggregator, Limits
 
 T0 = 1_767_225_600.0
 HOUR = 3600.0
@@ -122,6 +122,43 @@ def test_latency_history_is_the_geometric_mean_per_bin() -> None:
     assert 600 < levels[2] < 800 and 600 < levels[3] < 800
     lpt = agg.history("f", "latency_per_output_token_ms", T0, T0 + 1200, 300.0)
     assert [round(v, 3) for _, v, _ in lpt] == [20.0] * 4
+
+
+def test_size_histories_are_geometric_means_and_old_snapshots_read_as_no_data() -> None:
+    """Tokens, cost and output length: the change-point search reads the per-bin geometric
+    mean of the successful calls, the scale their `logmean` detectors test; one 40k-token
+    prompt among twenty 400-token ones barely moves it. A bucket from a snapshot taken
+    before the log sums existed has sizes but no logs: no point, not a geometric mean of 0."""
+    agg = Aggregator()
+    raw: list[dict[str, object]] = []
+    for i in range(240):
+        big = i % 20 == 7
+        tokens = 40_000 if big else (400 if i < 120 else 800)
+        raw.append({"type": "llm_call", "ts": T0 + 5 * i, "feature": "f", "status": 200,
+                    "input_tokens": tokens, "output_tokens": 200, "output_chars": 900,
+                    "cost_usd": 0.002})  # fmt: skip
+    raw.append({"type": "llm_call", "ts": T0 + 6, "feature": "f", "status": 500,
+                "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.0})  # fmt: skip
+    _run(agg, raw, T0 + 1200)
+    hist = agg.history("f", "input_tokens_per_request", T0, T0 + 1200, 300.0)
+    assert [n for _, _, n in hist] == [60, 60, 60, 60]  # the failed call is not a size
+    levels = [v for _, v, _ in hist]
+    # 57 prompts of 400 tokens and 3 of 40k: the plain mean is 2380, the geometric ~504.
+    assert 400 < levels[0] < 550 and 400 < levels[1] < 550
+    assert 800 < levels[2] < 1050 and 800 < levels[3] < 1050
+    for metric, level in (("output_tokens_per_request", 200.0), ("cost_per_request_usd", 0.002),
+                          ("output_length_mean", 900.0)):  # fmt: skip
+        assert [round(v, 9) for _, v, _ in agg.history("f", metric, T0, T0 + 1200, 300.0)] == [
+            level
+        ] * 4, metric
+    # A snapshot of before: its buckets hold the 25 counters up to ttft_log.
+    state = agg.to_state()
+    for feature in state["features"].values():  # type: ignore[attr-defined]
+        for bucket in feature["buckets"]:
+            bucket["s"] = bucket["s"][: _SCALAR_FIELDS.index("ttft_log") + 1]
+    old = Aggregator()
+    old.load_state(state)
+    assert old.history("f", "input_tokens_per_request", T0, T0 + 1200, 300.0) == []
 
 
 def test_scores_outlive_their_buckets_in_the_quality_history() -> None:
