@@ -367,25 +367,19 @@ def _count_split(
             acc[S_FORMAT_OK] += 1
 
 
-def _add_bucket_log(b: _Bucket, field: str, x: float) -> None:
-    """Add log1p(x) to a bucket's log sum `field` and its count `field_n`; a value past
-    float range (only unvalidated events) is left out, so the sums stay finite and the
-    snapshot can hold them."""
+def _log1p(x: float) -> float:
+    """log1p of a size or latency; inf for an integer past float range (only unvalidated
+    events): the tick's sums become inf and the detector ignores them (non-finite), and the
+    bucket leaves it out of its log sums (`_add_call_sizes`), which the snapshot must hold."""
     try:
-        y = math.log1p(x)
+        return math.log1p(x)
     except OverflowError:
-        return
-    setattr(b, field, getattr(b, field) + y)
-    setattr(b, field + "_n", getattr(b, field + "_n") + 1)
+        return math.inf
 
 
-def _add_log(acc: list[float], x: float, join: bool) -> None:
-    """Add one call's y = log1p(x) to the open batch (`join`), or close the open batch
-    into the sums and open a new one with this call."""
-    try:
-        y = math.log1p(x)
-    except OverflowError:  # an integer past float range (only unvalidated events): the
-        y = math.inf  # tick's sums become inf and the detector ignores them (non-finite)
+def _add_log(acc: list[float], y: float, join: bool) -> None:
+    """Add one call's y = log1p(x) (`_log1p`) to the open batch (`join`), or close the open
+    batch into the sums and open a new one with this call."""
     if join and acc[4]:
         acc[4] += 1.0
         acc[5] += y
@@ -955,37 +949,52 @@ class Aggregator:
 
     @staticmethod
     def _add_call_sizes(ev: LlmCall, b: _Bucket, fr: _Fresh, join: bool) -> None:
-        """A successful call's sizes: window sums, and per-call log statistics for the
-        evidence detectors (a batch once, `_Fresh`). Latency is tested per output token (and as
-        time to first token), so a burst of long answers is one symptom (output tokens), not
-        two."""
+        """A successful call's sizes: window sums, log sums for the history (the per-bin
+        geometric mean, `_LOG_MEANS`), and per-call log statistics for the evidence detectors
+        (a batch once, `_Fresh`). Latency is tested per output token (and as time to first
+        token), so a burst of long answers is one symptom (output tokens), not two."""
+        inf = math.inf
         if ev.output_chars is not None:
             b.chars_sum += ev.output_chars
             b.chars_sq += float(ev.output_chars) ** 2  # a float: see `_Bucket`
             b.chars_n += 1
-            _add_bucket_log(b, "chars_log", ev.output_chars)
-            _add_log(fr.chars, ev.output_chars, join)
+            y = _log1p(ev.output_chars)
+            if y != inf:
+                b.chars_log += y
+                b.chars_log_n += 1
+            _add_log(fr.chars, y, join)
         if ev.input_tokens is not None:
-            _add_bucket_log(b, "in_tok_log", ev.input_tokens)
-            _add_log(fr.in_tok, ev.input_tokens, join)
+            y = _log1p(ev.input_tokens)
+            if y != inf:
+                b.in_tok_log += y
+                b.in_tok_log_n += 1
+            _add_log(fr.in_tok, y, join)
         out_tok = ev.output_tokens
         if out_tok is not None:
-            _add_bucket_log(b, "out_tok_log", out_tok)
-            _add_log(fr.out_tok, out_tok, join)
+            y = _log1p(out_tok)
+            if y != inf:
+                b.out_tok_log += y
+                b.out_tok_log_n += 1
+            _add_log(fr.out_tok, y, join)
             if ev.latency_ms is not None:
                 lpt = ev.latency_ms / (out_tok if out_tok > 1 else 1)
+                y = _log1p(lpt)
                 b.lpt_sum += lpt
                 b.lpt_n += 1
-                b.lpt_log += math.log1p(lpt)
-                _add_log(fr.lpt, lpt, join)
+                b.lpt_log += y
+                _add_log(fr.lpt, y, join)
         if ev.cost_usd is not None:
-            _add_bucket_log(b, "cost_log", ev.cost_usd * COST_LOG_SCALE)
-            _add_log(fr.cost, ev.cost_usd * COST_LOG_SCALE, join)
+            y = _log1p(ev.cost_usd * COST_LOG_SCALE)
+            if y != inf:
+                b.cost_log += y
+                b.cost_log_n += 1
+            _add_log(fr.cost, y, join)
         if ev.ttft_ms is not None:
+            y = _log1p(ev.ttft_ms)
             b.ttft_sum += ev.ttft_ms
             b.ttft_n += 1
-            b.ttft_log += math.log1p(ev.ttft_ms)
-            _add_log(fr.ttft, ev.ttft_ms, join)
+            b.ttft_log += y
+            _add_log(fr.ttft, y, join)
 
     def _count_combo(
         self,
