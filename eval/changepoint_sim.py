@@ -13,8 +13,8 @@ It prints, for the search's threshold over the m starts (2·ln(m/α), the defaul
 starts within 5 min for steps and within 15 min for ramps (the targets of issue 11).
 
 Then, per rate, ramps placed by the search against an estimator told the ramp's exact shape
-(a straight 60-min fall, `told_the_shape`): what knowing the shape would buy, a bound for any
-search that does not know it.
+(a straight 60-min fall, `told_the_shape`): what knowing the shape would buy, roughly a
+ceiling for a search that does not know it.
 
 Then shares of calls: failures go from 1% to 15% or 50% at 0.5, 1, 2.4 or 6 calls a minute,
 detected 5, 20 or 60 min in; the share of starts within 5 min and of fits that are pulses

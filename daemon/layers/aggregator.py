@@ -457,7 +457,7 @@ class _Bucket:
         self.ttft_log = 0.0
         # The same for the sizes, over the successful calls their `logmean` detectors read.
         # Each with its own count: a bucket restored from a snapshot older than these sums
-        # has sizes but no logs, and must read as no data, not as a geometric mean of 1.
+        # has sizes but no logs, and must read as no data, not as a level of 0.
         self.in_tok_log = 0.0
         self.in_tok_log_n = 0
         self.out_tok_log = 0.0
