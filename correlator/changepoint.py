@@ -53,7 +53,9 @@ the median of τ's posterior over all shapes and ends (`_Best.median_start`): a 
 seen at a few scores a minute fits a ramp barely better than a step in its middle, so the
 chosen shape is often the step, 30 min late; averaged, the ramp's starts keep their weight.
 It is the median rather than the mode: the mode of a step in sparse failures sits at the
-first failure, which comes after the start, and the median minimizes the expected error.
+first failure, which comes after the start, and the median minimizes the expected error. A
+start between two bins with empty minutes between them is spread evenly over those minutes
+(`_start_time`): on a quiet series the first bin after the change can come minutes after it.
 
 The change must go the way the signal went (`direction` +1 up, -1 down, 0 either) and start no
 later than the detection (`not_after`): a later change is not what the detector saw.
@@ -140,7 +142,7 @@ class _Best:
             ks = kk if kk.ndim == 1 else kk[:, 0]
             self.gains[(shape, up)] = (ks, g if g.ndim == 2 else g[:, None])
 
-    def median_start(self, up: bool, scale: float, m: int) -> int:
+    def median_start(self, up: bool, scale: float, m: int) -> tuple[int, float]:
         """The median of the start's posterior over every shape and end that goes the
         signal's way: each placement weighs exp(gain / 2·scale), and a ramp's or pulse's
         ends share a uniform prior (1/m each), so its start weighs as much as a step's
@@ -153,7 +155,11 @@ class _Best:
         within 15 min against 49%, steps within 5 min 82% against 83%
         (`python eval/changepoint_sim.py`). Not the mode either: the likelihood of a step in
         sparse failures is flat from the last quiet call to the first failure, and its
-        mode sits at that first failure, after the start."""
+        mode sits at that first failure, after the start.
+
+        Returns the index k whose weight holds the median and the share of that weight
+        below it: a start at k can fall anywhere in the empty minutes before bin k
+        (`_start_time`), and the median lies that far into them."""
         weight = np.full(m, -np.inf)
         for (shape, side), (ks, g) in self.gains.items():
             if side != up:
@@ -164,7 +170,10 @@ class _Best:
             weight[ks] = np.logaddexp(weight[ks], lw)
         w = np.exp(weight - weight.max())
         cum = np.cumsum(w)
-        return int(np.searchsorted(cum, 0.5 * cum[-1]))
+        half = 0.5 * cum[-1]
+        k = int(np.searchsorted(cum, half))
+        below = cum[k - 1] if k else 0.0
+        return k, float(min(max((half - below) / w[k], 0.0), 1.0))
 
 
 def estimate(
@@ -212,11 +221,28 @@ def estimate(
     threshold = 2.0 * math.log(m / alpha)
     if stat < threshold:
         return None
-    k = best.median_start(b > a, scale, m)
-    if shape != "step":
-        k = min(k, j - 1)
+    k, frac = best.median_start(b > a, scale, m)
+    if shape != "step" and k > j - 1:
+        k, frac = j - 1, 1.0
     end = None if shape == "step" or j >= m else float(pts[j].ts)
-    return ChangePoint(float(pts[k].ts), end, shape, a, b, stat, threshold)
+    return ChangePoint(_start_time(pts, k, frac, bin_s), end, shape, a, b, stat, threshold)
+
+
+def _start_time(pts: Sequence[Bin], k: int, frac: float, bin_s: float) -> float:
+    """The time of a start at bin k, `frac` of the way through the empty minutes before it.
+
+    A start at k says that bins before k are before the change and bin k is after it; when
+    bins are missing between them (no call for a few minutes, common below a call a
+    minute), the data cannot tell where in that gap the change fell, and each moment of it
+    is as likely. The first call after the gap is its latest possible moment: placed there,
+    as until 2026-12-02, held-out world 1008's retrieval drift, followed by two empty
+    minutes, started 5.0 min late; spread over the gap, 4.1. Contiguous bins have no gap:
+    bin k's start."""
+    hi = pts[k].ts
+    if k == 0:
+        return float(hi)
+    lo = min(pts[k - 1].ts + bin_s, hi)
+    return float(lo + frac * (hi - lo))
 
 
 def _gaussian_search(

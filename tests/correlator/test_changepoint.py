@@ -71,6 +71,28 @@ def test_ramp_within_fifteen_minutes(seed: int) -> None:
     assert cp.after < cp.before
 
 
+def test_a_start_after_empty_minutes_is_spread_over_them() -> None:
+    """A size doubles in a quiet spell: the last call before it at minute 89, the next at
+    minute 95. The data place the change between the two bins and cannot say where in the
+    five empty minutes [90, 95) it fell: the start is the middle of the gap, not the next
+    call (as it was until 2026-12-02). With no gap, a start is its bin's start."""
+    rng = np.random.default_rng(7)
+    gap = [
+        Bin(START + i * MIN, float(rng.normal(400.0 if i < 90 else 800.0, 20.0)), 3)
+        for i in range(150)
+        if not 90 <= i < 95
+    ]
+    cp = estimate(gap, direction=1, not_after=START + 110 * MIN)
+    assert cp is not None and cp.shape == "step"
+    assert START + 91 * MIN <= cp.start <= START + 94 * MIN, (cp.start - START) / MIN
+    contiguous = [
+        Bin(START + i * MIN, float(rng.normal(400.0 if i < 90 else 800.0, 20.0)), 3)
+        for i in range(150)
+    ]
+    cp = estimate(contiguous, direction=1, not_after=START + 110 * MIN)
+    assert cp is not None and cp.start == START + 90 * MIN
+
+
 def test_a_sparse_outage_is_a_step_under_the_binomial_likelihood() -> None:
     """Failures 1% -> 30% at minute 180 of 240, 2 calls a minute: least squares weighs the
     quiet minutes as noisy as the failing ones and fits a chance cluster of failures as a
