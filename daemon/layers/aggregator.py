@@ -1992,12 +1992,8 @@ _RATIOS: dict[str, tuple[str, str]] = {
     "auth_failure_rate": ("auth_failed", "calls"),
     "provider_error_rate": ("provider_failed", "calls"),
     "retry_rate": ("retried", "calls"),
-    "input_tokens_per_request": ("in_tok_sum", "in_tok_n"),
-    "output_tokens_per_request": ("out_tok_sum", "out_tok_n"),
-    "cost_per_request_usd": ("cost_sum", "cost_n"),
     "refusal_rate": ("refused", "refusal_n"),
     "format_compliance_rate": ("format_ok", "format_n"),
-    "output_length_mean": ("chars_sum", "chars_n"),
 }
 _LOG_MEANS: dict[str, tuple[str, str]] = {
     "ttft_ms": ("ttft_log", "ttft_n"),
@@ -2020,12 +2016,12 @@ _QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0
 def _history_fields(metric: str) -> tuple[str, str] | None:
     """(numerator, denominator) bucket counters of a metric that is a ratio of two sums
     (`Aggregator._history_ratio`); None for quantiles, spreads and scores (`_bin_value`)."""
-    if metric in _LOG_MEANS:
-        return _LOG_MEANS[metric]
     if metric in _RATIOS:
         return _RATIOS[metric]
     if metric == "availability":
         return "failed", "calls"
+    if metric in _LOG_MEANS:
+        return _LOG_MEANS[metric]
     if metric == "throughput_rpm":
         return "calls", "calls"
     return None
