@@ -59,13 +59,17 @@ start between two bins with empty minutes between them is spread evenly over tho
 
 The change must go the way the signal went (`direction` +1 up, -1 down, 0 either) and start no
 later than the detection (`not_after`): a later change is not what the detector saw.
+
+Each estimate carries the start's posterior on the grid of bins (`StartPosterior`): the
+series of other quantities that changed at the same moment multiply into it
+(`shared_start`), for the incidents whose members measure more than one.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -76,6 +80,10 @@ Shape = Literal["step", "ramp", "pulse"]
 MIN_BINS = 8  # fewer bins cannot tell a change from noise
 MIN_SIDE = 3  # bins a level needs on each side of a breakpoint: one odd bin is no level
 MIN_PULSE = 5  # bins a pulse must last: detectors fire on sustained changes, not on a blip
+
+_F = npt.NDArray[np.float64]
+_B = npt.NDArray[np.bool_]
+_I = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +107,30 @@ class ChangePoint:
     after: float
     stat: float
     threshold: float
+    posterior: StartPosterior | None = field(default=None, compare=False, repr=False)
 
 
-_F = npt.NDArray[np.float64]
-_B = npt.NDArray[np.bool_]
-_I = npt.NDArray[np.int64]
+@dataclass(frozen=True, slots=True)
+class StartPosterior:
+    """Where the start may be: `mass[i]` at time `(first + i)·bin_s`, summing to 1.
+
+    Bins are aligned to multiples of `bin_s` (the aggregator's history is), so the posteriors
+    of two series of one feature share a grid and can be multiplied (`shared_start`)."""
+
+    first: int
+    bin_s: float
+    mass: _F
+
+    def median(self) -> float:
+        """The time that splits the mass in half (the estimate with least expected error)."""
+        cum = np.cumsum(self.mass)
+        i = int(np.searchsorted(cum, 0.5 * cum[-1]))
+        return (self.first + i) * self.bin_s
 
 
 class _Best:
     """The best placement of each shape that goes the signal's way, and every placement's
-    gain, kept to weigh the starts against each other (`median_start`)."""
+    gain, kept to weigh the starts against each other (`start_weights`)."""
 
     def __init__(self, direction: int) -> None:
         self.direction = direction
@@ -142,24 +164,11 @@ class _Best:
             ks = kk if kk.ndim == 1 else kk[:, 0]
             self.gains[(shape, up)] = (ks, g if g.ndim == 2 else g[:, None])
 
-    def median_start(self, up: bool, scale: float, m: int) -> tuple[int, float]:
-        """The median of the start's posterior over every shape and end that goes the
-        signal's way: each placement weighs exp(gain / 2·scale), and a ramp's or pulse's
-        ends share a uniform prior (1/m each), so its start weighs as much as a step's
-        when its ends together explain as much.
-
-        Not the start of the best shape alone: a 60-min decline at a few scores a minute
-        fits a ramp barely better than a step in its middle, 30 min late, and the rule that
-        picks the shape (a second breakpoint must beat the step by ln m) picks the step.
-        Averaged, the ramp's starts keep their share of the weight: 56% of simulated ramps
-        within 15 min against 49%, steps within 5 min 82% against 83%
-        (`python eval/changepoint_sim.py`). Not the mode either: the likelihood of a step in
-        sparse failures is flat from the last quiet call to the first failure, and its
-        mode sits at that first failure, after the start.
-
-        Returns the index k whose weight holds the median and the share of that weight
-        below it: a start at k can fall anywhere in the empty minutes before bin k
-        (`_start_time`), and the median lies that far into them."""
+    def start_weights(self, up: bool, scale: float, m: int) -> _F:
+        """The start's posterior over the m bins (summing to 1), over every shape and end
+        that goes the signal's way: each placement weighs exp(gain / 2·scale), and a ramp's
+        or pulse's ends share a uniform prior (1/m each), so its start weighs as much as a
+        step's when its ends together explain as much."""
         weight = np.full(m, -np.inf)
         for (shape, side), (ks, g) in self.gains.items():
             if side != up:
@@ -168,12 +177,9 @@ class _Best:
             if shape != "step":
                 lw = lw - math.log(m)
             weight[ks] = np.logaddexp(weight[ks], lw)
-        w = np.exp(weight - weight.max())
-        cum = np.cumsum(w)
-        half = 0.5 * cum[-1]
-        k = int(np.searchsorted(cum, half))
-        below = cum[k - 1] if k else 0.0
-        return k, float(min(max((half - below) / w[k], 0.0), 1.0))
+        w: _F = np.exp(weight - weight.max())
+        w /= w.sum()
+        return w
 
 
 def estimate(
@@ -221,11 +227,88 @@ def estimate(
     threshold = 2.0 * math.log(m / alpha)
     if stat < threshold:
         return None
-    k, frac = best.median_start(b > a, scale, m)
+    weights = best.start_weights(b > a, scale, m)
+    k, frac = _median_index(weights)
     if shape != "step" and k > j - 1:
         k, frac = j - 1, 1.0
     end = None if shape == "step" or j >= m else float(pts[j].ts)
-    return ChangePoint(_start_time(pts, k, frac, bin_s), end, shape, a, b, stat, threshold)
+    start = _start_time(pts, k, frac, bin_s)
+    posterior = _posterior(pts, weights, bin_s)
+    return ChangePoint(start, end, shape, a, b, stat, threshold, posterior)
+
+
+def _median_index(w: _F) -> tuple[int, float]:
+    """The median of the start's posterior `w` over the bins (`_Best.start_weights`).
+
+    Not the start of the best shape alone: a 60-min decline at a few scores a minute
+    fits a ramp barely better than a step in its middle, 30 min late, and the rule that
+    picks the shape (a second breakpoint must beat the step by ln m) picks the step.
+    Averaged, the ramp's starts keep their share of the weight: 56% of simulated ramps
+    within 15 min against 49%, steps within 5 min 82% against 83%
+    (`python eval/changepoint_sim.py`). Not the mode either: the likelihood of a step in
+    sparse failures is flat from the last quiet call to the first failure, and its
+    mode sits at that first failure, after the start.
+
+    Returns the index k whose weight holds the median and the share of that weight
+    below it: a start at k can fall anywhere in the empty minutes before bin k
+    (`_start_time`), and the median lies that far into them."""
+    cum = np.cumsum(w)
+    half = 0.5 * cum[-1]
+    k = int(np.searchsorted(cum, half))
+    below = cum[k - 1] if k else 0.0
+    return k, float(min(max((half - below) / w[k], 0.0), 1.0))
+
+
+def _posterior(pts: Sequence[Bin], weights: _F, bin_s: float) -> StartPosterior:
+    """The start's posterior on the grid of `bin_s`: the weight of a start at bin k is
+    spread evenly over the empty minutes before bin k and bin k itself, as `_start_time`
+    spreads the median."""
+    g = np.rint(np.array([b.ts for b in pts]) / bin_s).astype(np.int64)
+    lo = np.minimum(np.concatenate((g[:1], g[:-1] + 1)), g)
+    first = int(lo[0])
+    each = weights / (g - lo + 1)
+    diff = np.zeros(int(g[-1]) - first + 2)
+    np.add.at(diff, lo - first, each)
+    np.add.at(diff, g - first + 1, -each)
+    mass = np.maximum(np.cumsum(diff[:-1]), 0.0)
+    return StartPosterior(first, bin_s, mass / mass.sum())
+
+
+def shared_start(
+    anchor: StartPosterior, others: Sequence[StartPosterior]
+) -> tuple[StartPosterior, tuple[int, ...]]:
+    """The start's posterior given the anchor's series and every other series that shares
+    its start, and the indices of those others.
+
+    Signals of one incident that measure independent quantities (time to first token and
+    prompt size in a retrieval drift; refusals and scores in a segment's behaviour fault)
+    usually changed at one moment, and each places that moment on its own evidence. When
+    they share it, the start's posterior is the product of theirs: at half a call a minute,
+    each alone can put a step ten minutes off, where their likelihoods overlap they rarely
+    both are. But an incident also groups signals that merely fired close together, so each
+    other series is first asked whether a shared start explains both better than two
+    starts would: with a uniform prior over the N grid positions either could take, the
+    Bayes factor of one start against two is N·Σ p₁(t)·p₂(t). Above 1 the series joins the
+    product; otherwise it is left out, and the anchor's start stands."""
+    joint = anchor
+    used: list[int] = []
+    for i, other in enumerate(others):
+        if other.bin_s != joint.bin_s:
+            continue
+        lo = max(joint.first, other.first)
+        hi = min(joint.first + len(joint.mass), other.first + len(other.mass))
+        if hi <= lo:
+            continue
+        n = max(joint.first + len(joint.mass), other.first + len(other.mass))
+        n -= min(joint.first, other.first)
+        a = joint.mass[lo - joint.first : hi - joint.first]
+        b = other.mass[lo - other.first : hi - other.first]
+        overlap = float(a @ b)
+        if overlap * n <= 1.0:
+            continue
+        joint = StartPosterior(lo, joint.bin_s, a * b / overlap)
+        used.append(i)
+    return joint, tuple(used)
 
 
 def _start_time(pts: Sequence[Bin], k: int, frac: float, bin_s: float) -> float:

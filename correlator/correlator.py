@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Self, cast
 
 from correlator.attribution import attribute, look_alpha, split_suspects
-from correlator.changepoint import Bin, estimate
-from correlator.families import CALL_FAMILIES, default_family
+from correlator.changepoint import Bin, ChangePoint, StartPosterior, estimate, shared_start
+from correlator.families import CALL_FAMILIES, DERIVED_FAMILIES, default_family
 from correlator.incident import (
     SEVERITY_RANK,
     Action,
@@ -843,22 +843,17 @@ class Correlator:
         if ctx is not None and ctx.history is not None:
             inc.start_checked_at = now
             lo = first.onset - p.changepoint_lookback_s
-            for searched in ordered:
-                raw = ctx.history(searched.metric, searched.series, lo, now)
-                if not raw:
-                    continue
-                cp = estimate(
-                    [Bin(ts, value, n) for ts, value, n in raw],
-                    direction=1 if str(searched.direction) == "up" else -1,
-                    not_after=searched.onset,
-                    alpha=p.changepoint_alpha,
-                    bin_s=p.changepoint_bin_s,
-                    proportion=searched.metric in ctx.proportions,
-                )
+            for i, searched in enumerate(ordered):
+                cp = self._search(searched, ctx, lo, now)
                 if cp is not None:
+                    later = ordered[i + 1 :]
                     break
         if cp is not None:
-            started = min(cp.start, first.onset)
+            start = cp.start
+            joined: tuple[str, ...] = ()
+            if cp.posterior is not None and ctx is not None:
+                start, joined = self._shared_start(searched, later, cp, ctx, lo, now)
+            started = min(start, first.onset)
             est = StartEstimate(
                 "changepoint",
                 searched.metric,
@@ -867,6 +862,7 @@ class Correlator:
                 cp.after,
                 round(cp.stat, 2),
                 round(cp.threshold, 2),
+                corroborated_by=joined,
             )
         elif ctx is not None and not first.series:
             # No significant change point: the detector's own evidence, if it keeps one.
@@ -877,6 +873,58 @@ class Correlator:
             inc.baseline_labels = None  # the held "before" was for another split
             inc.split_held = inc.rollout_held = ()
         inc.started_at, inc.start_estimate = started, est
+
+    def _search(
+        self, member: _Member, ctx: FeatureContext, lo: float, now: float
+    ) -> ChangePoint | None:
+        """The change point of `member`'s series over [lo, now], not after its onset."""
+        assert ctx.history is not None
+        raw = ctx.history(member.metric, member.series, lo, now)
+        if not raw:
+            return None
+        p = self.policy
+        return estimate(
+            [Bin(ts, value, n) for ts, value, n in raw],
+            direction=1 if str(member.direction) == "up" else -1,
+            not_after=member.onset,
+            alpha=p.changepoint_alpha,
+            bin_s=p.changepoint_bin_s,
+            proportion=member.metric in ctx.proportions,
+        )
+
+    def _shared_start(
+        self,
+        anchor: _Member,
+        later: Sequence[_Member],
+        cp: ChangePoint,
+        ctx: FeatureContext,
+        lo: float,
+        now: float,
+    ) -> tuple[float, tuple[str, ...]]:
+        """The start placed by the anchor's series together with the later members that
+        measure other quantities and share its start (`changepoint.shared_start`), and
+        those members' metrics.
+
+        One series per family, its earliest member: metrics of one family measure one
+        quantity (output tokens and output length), and their noise is not independent
+        evidence. A derived family (cost) adds nothing its parts do not say."""
+        assert cp.posterior is not None
+        seen = {anchor.family or default_family(anchor.metric)}
+        others: list[tuple[_Member, StartPosterior]] = []
+        for member in later:
+            fam = member.family or default_family(member.metric)
+            if fam in seen or fam in DERIVED_FAMILIES:
+                continue
+            seen.add(fam)
+            other = self._search(member, ctx, lo, now)
+            if other is not None and other.posterior is not None:
+                others.append((member, other.posterior))
+        if not others:
+            return cp.start, ()
+        joint, used = shared_start(cp.posterior, [post for _, post in others])
+        if not used:
+            return cp.start, ()
+        return joint.median(), tuple(others[i][0].metric for i in used)
 
     def _attach_changes(self, inc: _Inc, start: float, now: float) -> None:
         """Changes of the feature (or of all features) in the lookback before `start`, most

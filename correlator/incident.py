@@ -225,7 +225,9 @@ class StartEstimate:
     Page's estimate of the change time), or "rollout" (attribution's prime suspect is a label
     value first seen before the estimate: the start is its first appearance). For a change
     point, `shape` (step, ramp, pulse), the levels `before` / `after`, and the statistic
-    against its threshold.
+    against its threshold (all of `metric`'s series), and `corroborated_by`: the metrics of
+    other member signals whose series placed the same start and sharpened it
+    (`changepoint.shared_start`).
     """
 
     basis: Literal["changepoint", "detection", "rollout", "cusum"]
@@ -235,6 +237,7 @@ class StartEstimate:
     after: float | None = None
     stat: float | None = None
     threshold: float | None = None
+    corroborated_by: tuple[str, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"basis": self.basis, "metric": self.metric}
@@ -244,6 +247,8 @@ class StartEstimate:
             v = getattr(self, name)
             if v is not None:
                 rec[name] = round(v, 6)
+        if self.corroborated_by:
+            rec["corroborated_by"] = list(self.corroborated_by)
         return rec
 
     @classmethod
@@ -265,6 +270,7 @@ class StartEstimate:
             opt("after"),
             opt("stat"),
             opt("threshold"),
+            tuple(str(m) for m in d.get("corroborated_by") or ()),
         )
 
 

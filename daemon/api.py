@@ -436,7 +436,9 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
         events.append((ch["ts"], f"change ({e(ch['kind'])}): {e(ch.get('description', ''))}"))
     if rec.get("started_at"):
         est = rec.get("start_estimate") or {}
-        how = f" ({e(est.get('basis'))}, {e(est.get('metric'))})" if est else ""
+        with_ = ", ".join(str(m) for m in est.get("corroborated_by") or ())
+        also = f" with {e(with_)}" if with_ else ""
+        how = f" ({e(est.get('basis'))}, {e(est.get('metric'))}{also})" if est else ""
         events.append((rec["started_at"], f"estimated start{how}"))
     for sig in rec.get("signals", []):
         base = sig.get("baseline")

@@ -260,6 +260,8 @@ def _sev(severity: str) -> str:
 def _num(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list):  # e.g. start_estimate.corroborated_by
+        return escape(", ".join(str(x) for x in v))
     return "—" if v is None else escape(str(v))
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 from corr_helpers import FEATURE, T0, sig
 
 from correlator import ChangeRecord, CorrelationPolicy, Correlator, FeatureContext, attribute
+from correlator.incident import StartEstimate
 from correlator.records import Rollout
 from detectors.base import Direction
 
@@ -302,3 +304,45 @@ def test_a_member_whose_history_shows_no_change_hands_the_start_to_the_next() ->
     inc = corr.get(up.incident.id)
     assert inc is not None and inc.started_at == fell
     assert inc.start_estimate is not None and inc.start_estimate.metric == "quality"
+
+
+def test_members_of_other_families_that_changed_with_the_first_sharpen_its_start() -> None:
+    """A retrieval drift: time to first token fired at T0, prompt size 5 min later, both
+    having stepped up at `fell`; output tokens (2 h earlier) and cost also fired. Prompt
+    size shares the start and corroborates it; output tokens changed at another time and
+    are left out; cost is derived from the sizes and never asked."""
+    fell = T0 - T0 % 60 - 1800
+    rng = np.random.default_rng(3)
+    minutes = np.arange(T0 - T0 % 60 - 6 * 3600, T0 + 3600, 60.0)
+    steps = {
+        "ttft_ms": fell,
+        "input_tokens_per_request": fell,
+        "output_tokens_per_request": fell - 7200,
+        "cost_per_request_usd": fell - 3600,
+    }
+    noise = {m: rng.normal(0, 0.7, len(minutes)) for m in steps}
+    series = {m: (minutes >= at) * 1.0 + noise[m] for m, at in steps.items()}
+    asked: list[str] = []
+
+    def read(metric: str, _series: str, start: float, end: float) -> list[tuple[float, float, int]]:
+        asked.append(metric)
+        keep = (minutes >= start) & (minutes < end)
+        values = series[metric][keep]
+        return [(float(t), float(v), 2) for t, v in zip(minutes[keep], values, strict=True)]
+
+    c = FeatureContext(FEATURE, {}, {}, {}, {}, history=read)
+    corr = Correlator()
+    (up,) = corr.on_signal(sig("ttft_ms", T0, detector="logmean"), c)
+    for i, metric in enumerate(("input_tokens_per_request", "output_tokens_per_request")):
+        corr.on_signal(sig(metric, T0 + 300 + 60 * i, detector="logmean"), c)
+    corr.on_signal(sig("cost_per_request_usd", T0 + 420, detector="logmean"), c)
+    inc = corr.get(up.incident.id)
+    assert inc is not None and inc.start_estimate is not None
+    assert len(inc.metrics) == 4
+    assert inc.start_estimate.metric == "ttft_ms"
+    assert inc.start_estimate.corroborated_by == ("input_tokens_per_request",)
+    assert inc.started_at is not None and abs(inc.started_at - fell) <= 120
+    assert "cost_per_request_usd" not in asked
+    rec = inc.to_record()["start_estimate"]
+    assert rec["corroborated_by"] == ["input_tokens_per_request"]
+    assert StartEstimate.from_record(rec).corroborated_by == ("input_tokens_per_request",)

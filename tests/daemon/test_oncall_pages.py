@@ -230,3 +230,21 @@ def test_an_unchanged_watch_incident_logs_once(tmp_path: Path) -> None:
     d.store.close()
     assert stored >= 5  # the refreshes happened and were stored
     assert [e for e, _ in log.lines if e.startswith("incident_")] == ["incident_open"]
+
+
+def test_a_corroborated_start_is_shown_with_its_metrics() -> None:
+    """The start estimate's `corroborated_by` (a list) reads as metric names on the page
+    and in the post-mortem's timeline, not as a Python list."""
+    from daemon.api import postmortem_markdown
+    from daemon.pages import _num
+
+    assert _num(["input_tokens_per_request", "quality"]) == "input_tokens_per_request, quality"
+    rec = {
+        "id": "inc-1", "feature": "bot", "severity": "critical", "status": "open", "domain": "x",
+        "opened_at": "2026-12-02T10:00:00.000Z", "started_at": "2026-12-02T09:30:00.000Z",
+        "start_estimate": {"basis": "changepoint", "metric": "ttft_ms",
+                           "corroborated_by": ["input_tokens_per_request"]},
+        "signals": [], "triage": [], "changes": [], "attribution": [], "summary": "s",
+    }  # fmt: skip
+    text = postmortem_markdown(rec, {})
+    assert r"estimated start (changepoint, ttft\_ms with input\_tokens\_per\_request)" in text
