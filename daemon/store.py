@@ -16,10 +16,17 @@ raw traceback). Two kinds of trouble are told apart:
   directory, another process holding the lock, a disk error): moving it aside would lose
   good state, so `StateFileError` says in one line which file, what is wrong and how to fix
   it, and the command exits non-zero.
+
+One daemon per file: a second daemon on the same state would restore the same baselines,
+overwrite the first's snapshots and drain the same outbox, paging twice. SQLite's own locks
+serialize writes but do not stop that, so the store holds an exclusive advisory lock
+(`flock`) on `<state file>.lock` for as long as it is open, with the holder's pid in it for
+the message. The kernel drops it when the process dies, so a crash never leaves it stale.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import stat
@@ -79,10 +86,23 @@ class Store:
     def __init__(self, path: str | Path, log: Any = None) -> None:
         self.path = Path(path)
         self.moved_aside: Path | None = None  # where a corrupt file went, if one did
+        self._lock = -1  # the lock file's descriptor while open (`_take_lock`)
         if str(path) == ":memory:":
             self.conn = self._connect()
             return
         self._check_access()
+        lock_path = Path(f"{self.path}.lock")
+        created = not lock_path.exists()
+        self._lock = self._take_lock(lock_path)
+        try:
+            self._open(log)
+        except BaseException:
+            if created:  # a refused path (another program's database) is left as it was
+                lock_path.unlink(missing_ok=True)
+            os.close(self._lock)
+            raise
+
+    def _open(self, log: Any) -> None:
         try:
             self.conn = self._connect()
         except _Corrupt as exc:
@@ -97,6 +117,28 @@ class Store:
                     " unsent pages in the old file are not carried over",
                 )
             self.conn = self._connect()
+
+    def _take_lock(self, lock_path: Path) -> int:
+        """The exclusive lock on `lock_path`, or `StateFileError` naming its holder."""
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateFileError(
+                f"cannot open the lock file {lock_path}: {exc.strerror}; {_FIX}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateFileError(
+                f"state file {self.path} is in use by another llm-oncall (pid {holder}, holding"
+                f" {lock_path}); to fix it, stop that daemon, or give each daemon its own"
+                " state.path (LLM_ONCALL_STATE__PATH)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
 
     def _check_access(self) -> None:
         """Permission problems, named before SQLite's vaguer "unable to open database file"."""
@@ -305,3 +347,6 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        lock, self._lock = self._lock, -1
+        if lock >= 0:
+            os.close(lock)  # releases the flock

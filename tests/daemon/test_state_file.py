@@ -187,3 +187,22 @@ def test_a_state_path_that_is_not_our_file_is_refused_in_one_line(
     lines = run_refused(db)
     assert str(db) in lines[-1] and says in lines[-1], lines[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing moved or created
+
+
+def test_a_second_daemon_on_the_same_state_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """Probe finding: a second daemon on the same state file started, restored the same
+    baselines and overwrote the first's snapshot, orphaning its open incident; SQLite's
+    locks are not held by an idle daemon in WAL mode. The store's flock on
+    `state.db.lock` refuses it, naming the first's pid; once the first stops, the state
+    opens again (a crash releases the lock too: the kernel drops it with the process)."""
+    first = start_daemon(tmp_path)
+    try:
+        lines = run_refused(tmp_path / "state.db")
+        assert "in use by another llm-oncall" in lines[-1], lines[-1]
+        assert f"pid {first.proc.pid}" in lines[-1], lines[-1]
+    finally:
+        first.proc.kill()
+        first.proc.wait(timeout=30)
+    again = start_daemon(tmp_path)  # after kill -9: no stale lock
+    again.proc.send_signal(signal.SIGTERM)
+    assert again.proc.wait(timeout=30) == 0
