@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import math
 import signal
+import sqlite3
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
@@ -60,6 +61,9 @@ SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
 # After a background task dies: how long /readyz answers 503 before the socket closes, so a
 # load balancer sees the failure and stops routing here before connections are refused.
 FAILED_READINESS_S = 1.0
+# How long state writes may keep failing (the file locked past SQLite's busy timeout, a full
+# disk) before the tick loop gives up: readiness fails, a final flush is tried, exit 1.
+UNSAVED_GIVE_UP_S = 60.0
 # The incident page's sign-in cookie (HttpOnly, SameSite=Strict) holds a token: browsers
 # cannot add a bearer header to a link or a form.
 COOKIE = "llm_oncall_token"
@@ -115,6 +119,10 @@ class Daemon:
         self._loop_lag = 0.0
         self._metrics_lock = asyncio.Lock()
         self._logged: dict[str, tuple[Any, ...]] = {}  # incident id -> state last logged
+        # Incident changes and detector transitions not yet written (`handle`): the pipeline
+        # has moved on in memory, so they must reach the store before any snapshot does.
+        self._unsaved = TickOutput()
+        self._unsaved_since: float | None = None
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -185,9 +193,11 @@ class Daemon:
         now = self.clock()
         snap = self.pipeline.snapshot_bytes(now)
         with self.store.transaction() as conn:
+            written = self._write_unsaved(conn, now)
             self.store.put(conn, SNAPSHOT_KEY, snap, now)
             self.store.delete_prefix(conn, SERIES_PREFIX)  # the snapshot holds newer states
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+        self._saved(written)
 
     def save_silences(self) -> None:
         """Persist the API silences (config ones live in the config file)."""
@@ -208,25 +218,66 @@ class Daemon:
         firing states are then always restored as of the same instant, so a signal restored
         as firing has a detector that will clear it (issue 8: after kill -9, 0 of 24 resolves
         were sent). A series' state is a few KB and transitions are rare (a few per incident).
+
+        A write that fails (the file locked past SQLite's busy timeout, a full disk) keeps
+        the changes in memory and retries them at every call and before any snapshot: the
+        pipeline has already moved on (the incident is open and marked paged), so dropping
+        them would lose the page for good, and a later snapshot would save the correlator
+        without the incident's row or outbox entry (probe: an alert during a 5-s lock was
+        never paged, even after a restart). Meanwhile /readyz fails; after
+        `UNSAVED_GIVE_UP_S` the tick loop stops the daemon for a restart from the store.
+        The request that caused the change is still answered as accepted: its data is in the
+        pipeline, and a client retrying it would count it twice.
         """
         for sig in out.signals:
             self.log.info("signal", **sig.to_record())
-        if not out.updates and not out.changed:
+        if out.updates or out.changed:
+            self._unsaved.updates.extend(out.updates)
+            self._unsaved.changed |= out.changed
+        if not self._unsaved.updates and not self._unsaved.changed:
             return
         now = self.clock()
-        with self.store.transaction() as conn:
-            for upd in out.updates:
-                record = upd.incident.to_record()
-                self.store.save_incident(conn, record, upd.incident.opened_at, now)
-                self.paging.enqueue(conn, upd, record)
-            # The correlator's state commits with the pages it caused: after a crash the
-            # restored correlator knows which incidents were already paged.
-            self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
-            for entry in self.pipeline.series_states(out.changed):
-                key = SERIES_PREFIX + orjson.dumps(entry["key"]).decode()
-                self.store.put(conn, key, entry, now)
+        try:
+            with self.store.transaction() as conn:
+                written = self._write_unsaved(conn, now)
+        except (sqlite3.Error, OSError) as exc:
+            if self._unsaved_since is None:
+                self._unsaved_since = now
+            self.log.error(
+                "state_write_failed",
+                state=str(self.store.path),
+                error=f"{type(exc).__name__}: {exc}",
+                unsaved_updates=len(self._unsaved.updates),
+                failing_for_s=round(now - self._unsaved_since, 1),
+                detail="kept in memory and retried; pages go out once written",
+            )
+            return
+        self._saved(written)
+
+    def _write_unsaved(self, conn: sqlite3.Connection, now: float) -> TickOutput:
+        """Write the unsaved changes in `conn`'s transaction; returns what was written."""
+        unsaved = self._unsaved
+        if not unsaved.updates and not unsaved.changed:
+            return unsaved
+        for upd in unsaved.updates:
+            record = upd.incident.to_record()
+            self.store.save_incident(conn, record, upd.incident.opened_at, now)
+            self.paging.enqueue(conn, upd, record)
+        # The correlator's state commits with the pages it caused: after a crash the
+        # restored correlator knows which incidents were already paged.
+        self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+        for entry in self.pipeline.series_states(unsaved.changed):
+            key = SERIES_PREFIX + orjson.dumps(entry["key"]).decode()
+            self.store.put(conn, key, entry, now)
+        return unsaved
+
+    def _saved(self, written: TickOutput) -> None:
+        """After the commit of `written`: wake the sender, log the changes."""
+        self._unsaved, self._unsaved_since = TickOutput(), None
+        if not written.updates and not written.changed:
+            return
         self.paging.wake()
-        for upd in out.updates:
+        for upd in written.updates:
             self._log_update(upd)
 
     def _log_update(self, upd: IncidentUpdate) -> None:
@@ -554,6 +605,10 @@ class Daemon:
             return web.json_response({"status": "failed", "error": self._failure}, status=503)
         if not self._ready or self._stop.is_set():
             return web.json_response({"status": "not ready"}, status=503)
+        if self._unsaved_since is not None:
+            since = round(self.clock() - self._unsaved_since, 1)
+            error = f"state writes failing for {since} s; changes kept in memory and retried"
+            return web.json_response({"status": "not ready", "error": error}, status=503)
         return web.json_response({"status": "ready", "loop_lag_s": round(self._loop_lag, 3)})
 
     def build_app(self) -> web.Application:
@@ -587,6 +642,13 @@ class Daemon:
             started = self.clock()
             self._loop_lag = max(0.0, started - next_at) if not self._stop.is_set() else 0.0
             self.handle(self.pipeline.advance(started))
+            if (
+                self._unsaved_since is not None
+                and started - self._unsaved_since > UNSAVED_GIVE_UP_S
+            ):
+                raise RuntimeError(
+                    f"state writes failing for over {UNSAVED_GIVE_UP_S:.0f} s ({self.store.path})"
+                )
 
     async def _snapshot_loop(self) -> None:
         interval = self.settings.state.snapshot_interval_s
