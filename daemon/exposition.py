@@ -199,7 +199,8 @@ class PipelineCollector(Collector):
 
         layer = GaugeMetricFamily(
             P + "layer_value",
-            "Current window value of each derived metric (latency in ms, rates as 0-1).",
+            "Current window value of each derived metric (latency in ms, rates as 0-1; "
+            "quality: the fused verdict's relative quality, 1.0 until it fires).",
             labels=["feature", "layer", "metric", "series"],
         )
         for (feature, metric, series), sample in snap.latest:

@@ -486,7 +486,7 @@ class Pipeline:
                 tr = Transition(
                     sample.ts,
                     "firing",
-                    sample.value,
+                    float(getattr(det, "relative_quality", sample.value)),
                     _baseline_of(det),
                     0.0,
                     watch.directions.get(i, Direction.UP),
@@ -494,6 +494,8 @@ class Pipeline:
             if tr.state == "firing":
                 watch.directions[i] = tr.direction
             self._emit(out, sample, rule, det.kind, tr)
+        if parts is not None:
+            self.latest[key] = _fused_value(sample, watch)
         if not sample.series and sample.ts >= watch.next_history_ts:
             self._remember(sample, watch)
 
@@ -1040,6 +1042,23 @@ def _watch_entry(key: SeriesKey, watch: _Watch, last: Sample | None) -> dict[str
         value = last.value if math.isfinite(last.value) else None
         entry["last"] = [last.ts, value, last.n]
     return entry
+
+
+def _fused_value(sample: Sample, watch: _Watch) -> Sample:
+    """The fused quality sample as the layer's value: relative quality as the verdict
+    states it, 1.0 while it has not fired and, while it fires, its estimate of the decline
+    (0.9 = 10% down, the signal's value). Not the tick's observation count that the
+    aggregator puts in `value` for the detector, which `/metrics` showed as the layer value
+    (probe: a Grafana panel plotted 0 and 1 beside the score means). Not the estimate
+    below the threshold either: over a short excursion of noise it read 0.8 or less in 5%
+    of a healthy feature's ticks. The score observations stay out of `latest`: only the
+    detector reads them."""
+    for _, det in watch.slots:
+        relative = getattr(det, "relative_quality", None)
+        if relative is not None:
+            value = float(relative) if det.firing else 1.0
+            return replace(sample, value=value, parts=None)
+    return replace(sample, parts=None)
 
 
 def _baseline_of(det: Detector) -> float | None:
