@@ -1,7 +1,8 @@
 """Triage: the three questions in order, each answered with numbers, and the summary line.
 
 1. provider — is any api-layer signal (rate limits, provider errors, availability, auth
-   failures, retries) part of the incident? → domain `provider`.
+   failures, retries) part of the incident, or an error-rate signal whose excess over its
+   baseline is at least half provider-side failures (5xx, 429, auth)? → domain `provider`.
 2. prompt_model — is a quality or behavioral signal part of it, or was there a prompt/model
    change in the lookback before onset? → `prompt_model`. A quality drop that coincides with a
    model_version over-represented in the anomalous traffic while no internal change (prompt,
@@ -52,6 +53,43 @@ API_CONTEXT_METRICS = (
     "retry_rate",
 )
 SUMMARY_MAX = 512
+
+
+PROVIDER_ERROR_METRICS = ("provider_error_rate", "rate_limited_rate", "auth_failure_rate")
+
+
+def _provider_errors(
+    signals: Sequence[MemberSignal], metrics: Mapping[str, MetricSnapshot]
+) -> str | None:
+    """The evidence that a rising error rate is the provider's, or None.
+
+    `error_rate` is an infra metric (every failed call), and its detector often fires
+    before the api-layer ones, which need more calls: a 5xx outage then opened as
+    `unknown`, or as `prompt_model` when a prompt change was in the lookback, and paged the
+    wrong route (probe). The window's own counts tell them apart: when provider-side
+    failures (5xx, 429, auth) account for at least half the error rate's excess over its
+    baseline, the errors are the provider's."""
+    if not any(s.metric == "error_rate" and s.direction == Direction.UP for s in signals):
+        return None
+    err = metrics.get("error_rate")
+    if err is None:
+        return None
+    excess = err.value - (err.baseline or 0.0)
+    parts = []
+    provider = 0.0
+    for name in PROVIDER_ERROR_METRICS:
+        m = metrics.get(name)
+        if m is not None:
+            provider += max(m.value - (m.baseline or 0.0), 0.0)
+            if m.value > 0:
+                parts.append(f"{name} {fmt_value(name, m.value)}")
+    if excess <= 0 or provider < 0.5 * excess:
+        return None
+    return (
+        f"error_rate {fmt_value('error_rate', err.value)}"
+        f" vs baseline {fmt_value('error_rate', err.baseline)}, of which provider-side"
+        f" failures: {', '.join(parts)}"
+    )
 
 
 # ---- number formatting ------------------------------------------------------------------
@@ -191,8 +229,11 @@ def triage(
 
     # (1) provider
     api = [s for s in ordered if s.layer == "api"]
+    provider_errors = _provider_errors(ordered, metrics)
     if api:
         q1 = TriageAnswer("provider", True, "; ".join(signal_evidence(s, metrics) for s in api))
+    elif provider_errors is not None:
+        q1 = TriageAnswer("provider", True, provider_errors)
     else:
         ctx_api = [
             _snapshot_evidence(metrics[m])

@@ -385,3 +385,32 @@ def test_a_late_look_needs_more_evidence_than_the_first() -> None:
     looked.tick(T0 + 660.0, lambda feature, start: strong)
     (inc,) = looked.open_incidents()
     assert [a.value for a in inc.attribution] == ["pro"]
+
+
+def test_an_error_rate_made_of_provider_failures_is_the_provider() -> None:
+    """Probe: a 5xx outage whose infra `error_rate` fired before any api-layer signal was
+    paged as `prompt_model`, blaming a prompt change from 10 minutes before. The window's
+    counts say the excess is provider errors: the provider. Errors the provider's counts
+    do not explain (timeouts on our side) stay off that answer."""
+    metrics = {
+        "error_rate": (0.43, 0.05, 300),
+        "provider_error_rate": (0.35, 0.01, 300),
+        "rate_limited_rate": (0.0, 0.0, 300),
+    }
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 600, "prompt", FEATURE, "v43"))
+    (up,) = corr.on_signal(
+        sig("error_rate", T0, value=0.43, baseline=0.05, n=300), ctx(metrics=metrics)
+    )
+    assert up.incident.domain == "provider"
+    ok, ev = _answers(up.incident)["provider"]
+    assert ok and "provider_error_rate 35%" in ev and "error_rate 43% vs baseline 5%" in ev
+
+    ours = {**metrics, "provider_error_rate": (0.02, 0.01, 300)}
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 600, "prompt", FEATURE, "v43"))
+    (up,) = corr.on_signal(
+        sig("error_rate", T0, value=0.43, baseline=0.05, n=300), ctx(metrics=ours)
+    )
+    assert not _answers(up.incident)["provider"][0]
+    assert up.incident.domain == "prompt_model"
