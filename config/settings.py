@@ -217,12 +217,15 @@ class SilenceMatcher(_Strict):
 
     @model_validator(mode="after")
     def _regex_compiles(self) -> SilenceMatcher:
-        # The same engine (RE2) and limits as at run time, so check-config catches a pattern
-        # the daemon would refuse at start-up.
-        from correlator.silences import compile_regex
+        # The same engine (RE2), limits and closed values (severity, domain, status, layer)
+        # as at run time, so check-config catches a matcher the daemon would refuse at
+        # start-up.
+        from correlator.silences import closed_value_error, compile_regex
 
-        if self.is_regex:
-            compile_regex(self.value, "value")
+        regex = compile_regex(self.value, "value") if self.is_regex else None
+        problem = closed_value_error(self.name, self.value, regex)
+        if problem is not None:
+            raise ValueError(f"value: {problem}")
         return self
 
 
@@ -250,6 +253,19 @@ class SilenceConfig(_Strict):
                 raise ValueError("needs a time zone (e.g. 2026-11-17T20:00:00Z)")
             return parsed.timestamp()
         return value
+
+    @model_validator(mode="after")
+    def _narrows(self) -> SilenceConfig:
+        """A silence whose matchers all match the empty string mutes every incident; the API
+        refuses it and so does the daemon at start-up (correlator/silences.py)."""
+        from correlator.silences import Matcher, matchers_error
+
+        problem = matchers_error(
+            Matcher(m.name, m.value, m.is_regex, m.is_equal) for m in self.matchers
+        )
+        if problem is not None:
+            raise ValueError(f"matchers: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> SilenceConfig:

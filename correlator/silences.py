@@ -24,21 +24,37 @@ Bounds, so one API call can never make the state unreadable or hang the daemon:
   syntax (no backreferences or lookaround), the same as Alertmanager's. Patterns are limited to
   `MAX_PATTERN_CHARS` and RE2's program memory to `_RE2_MAX_MEM`, so compiling is bounded too;
 - ids, names, values, comments and the number of matchers have length caps (`MAX_*`).
+
+What an operator means, so a slip cannot mute more (or less) than they think:
+
+- at least one matcher must not match the empty string, as Alertmanager requires: a silence
+  of only `feature=~.*` (or `feature!=x`) would mute every incident of every feature. On the
+  closed fields below the empty string is never a value, so there a matcher counts as
+  narrowing when it leaves out at least one of the field's values (`severity!=critical` is a
+  real silence; `severity=~.*` is not);
+- `severity`, `domain`, `status` and `layer` only ever hold the values the correlator assigns
+  (`CLOSED_VALUES`): an exact matcher on another value (`severity=critcal`) is refused with the
+  allowed values and a did-you-mean, and so is a regex that matches none of them
+  (`severity=~crit`, anchored). A regex that matches some is kept even if one alternative is a
+  typo (`critical|warnig`): it still means something, and the listing shows it.
 """
 
 from __future__ import annotations
 
 import builtins
+import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self
+from types import MappingProxyType
+from typing import Any, Self, get_args
 
 import re2
 
-from correlator.incident import Incident
+from correlator.incident import Domain, Incident, Severity, Status
 from correlator.records import rfc3339
+from detectors.base import LAYERS
 
 SINGLE_FIELDS = ("feature", "domain", "severity", "status", "id")
 
@@ -51,6 +67,17 @@ MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 200  # matcher names, created_by
 MAX_COMMENT_CHARS = 2048
 _RE2_MAX_MEM = 8 << 20  # bytes of compiled program; RE2 refuses patterns that need more
+
+# Fields whose every value the correlator itself assigns: a matcher outside these can only be
+# a typo. Taken from the incident's types, so a new severity or domain cannot be forgotten here.
+CLOSED_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "severity": get_args(Severity),
+        "domain": get_args(Domain),
+        "status": get_args(Status),
+        "layer": LAYERS,
+    }
+)
 
 
 def _options() -> Any:
@@ -119,6 +146,47 @@ def _check_len(value: str, limit: int, name: str) -> None:
         raise ValueError(f"{name}: longer than {limit} characters")
 
 
+def _did_you_mean(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def closed_value_error(name: str, value: str, regex: Any = None) -> str | None:
+    """Why a matcher on a closed field (`CLOSED_VALUES`) can match no incident, or None.
+    `regex` is the compiled pattern of a regex matcher. Shared with the config validator so
+    `check-config` refuses what the API refuses."""
+    allowed = CLOSED_VALUES.get(name)
+    if allowed is None:
+        return None
+    listed = ", ".join(allowed)
+    if regex is None:
+        if value in allowed:
+            return None
+        return f"{name} {value[:64]!r} is not one of {listed}{_did_you_mean(value, allowed)}"
+    if any(regex.fullmatch(v) is not None for v in allowed):
+        return None
+    return f"{name} regex {value[:64]!r} matches none of {listed}"
+
+
+def _narrows(matcher: Matcher) -> bool:
+    """Whether the matcher leaves some incident out (Alertmanager's "does not match the empty
+    string"; on a closed field, "does not match every value": the empty string is never one)."""
+    allowed = CLOSED_VALUES.get(matcher.name)
+    if allowed is not None:
+        return not all(matcher.matches((v,)) for v in allowed)
+    return not matcher.matches(())
+
+
+def matchers_error(matchers: Iterable[Matcher]) -> str | None:
+    """Why these matchers together would mute every incident, or None."""
+    if any(_narrows(m) for m in matchers):
+        return None
+    return (
+        "at least one matcher must not match the empty string (on severity, domain, status"
+        " or layer: must leave out one of their values); these would silence every incident"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     name: str
@@ -135,6 +203,9 @@ class Matcher:
             object.__setattr__(self, "_regex", compile_regex(self.value, f"matcher {self.name}"))
         else:
             _check_len(self.value, MAX_PATTERN_CHARS, f"matcher {self.name} value")
+        problem = closed_value_error(self.name, self.value, self._regex)
+        if problem is not None:
+            raise ValueError(f"matcher {problem}")
 
     def _one(self, value: str) -> bool:
         if self._regex is not None:
@@ -167,10 +238,14 @@ class Matcher:
         is_regex, is_equal = d.get("is_regex", False), d.get("is_equal", True)
         if not isinstance(is_regex, bool) or not isinstance(is_equal, bool):
             raise ValueError(f"{where}: is_regex and is_equal must be booleans")
+        regex = None
         if is_regex:
-            compile_regex(value, f"{where}.value")  # the error names the field
+            regex = compile_regex(value, f"{where}.value")  # the error names the field
         else:
             _check_len(value, MAX_PATTERN_CHARS, f"{where}.value")
+        problem = closed_value_error(name, value, regex)
+        if problem is not None:
+            raise ValueError(f"{where}.value: {problem}")
         return cls(name, value, is_regex, is_equal)
 
 
@@ -204,6 +279,9 @@ class Silence:
             raise ValueError(f"silence {self.id}: needs at least one matcher")
         if len(self.matchers) > MAX_MATCHERS:
             raise ValueError(f"silence {self.id}: more than {MAX_MATCHERS} matchers")
+        problem = matchers_error(self.matchers)
+        if problem is not None:
+            raise ValueError(f"silence {self.id}: {problem}")
         _check_ts(self.starts_at, f"silence {self.id}: starts_at")
         _check_ts(self.ends_at, f"silence {self.id}: ends_at")
         if self.ends_at <= self.starts_at:
@@ -259,6 +337,9 @@ class Silence:
         if len(raw) > MAX_MATCHERS:
             raise ValueError(f"{where}.matchers: more than {MAX_MATCHERS} matchers")
         matchers = tuple(Matcher.from_dict(m, f"{where}.matchers[{i}]") for i, m in enumerate(raw))
+        problem = matchers_error(matchers)
+        if problem is not None:
+            raise ValueError(f"{where}.matchers: {problem}")
         starts = _parse_ts(d.get("starts_at"), f"{where}.starts_at")
         ends = _parse_ts(d.get("ends_at"), f"{where}.ends_at")
         if ends <= starts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from corr_helpers import FEATURE, T0, ctx, no_ctx, policy, run_ticks, sig, triggers
@@ -16,6 +17,7 @@ from correlator import (
     SilenceMuter,
 )
 from correlator.incident import Incident
+from correlator.silences import CLOSED_VALUES, incident_values, load_silences
 
 
 def _incident(corr: Correlator | None = None) -> Incident:
@@ -51,8 +53,11 @@ def _silence(*matchers: Matcher, start: float = T0 - 10, end: float = T0 + 3600)
     ],
 )
 def test_matcher_kinds(matcher: Matcher, hit: bool) -> None:
+    # The matcher alone: `segment=""` may not be a silence's only matcher (it matches the
+    # empty string), but it is a fine one next to another.
     inc = _incident()
-    assert _silence(matcher).matches(inc) is hit
+    assert matcher.matches(incident_values(inc, matcher.name)) is hit
+    assert _silence(matcher, Matcher("feature", FEATURE)).matches(inc) is hit
 
 
 def test_all_matchers_must_match() -> None:
@@ -121,6 +126,99 @@ def test_silence_state_round_trip_and_validation() -> None:
         Silence.from_dict({**good, "ends_at": T0 - 1})
     with pytest.raises(ValueError, match="needs a zone"):
         Silence.from_dict({**good, "starts_at": "2023-11-14T22:13:20"})
+
+
+_GOOD = {
+    "id": "x",
+    "matchers": [{"name": "feature", "value": "a"}],
+    "starts_at": T0,
+    "ends_at": T0 + 60,
+}
+
+
+def _m(name: str, value: str, *, regex: bool = False, equal: bool = True) -> dict[str, Any]:
+    return {"name": name, "value": value, "is_regex": regex, "is_equal": equal}
+
+
+@pytest.mark.parametrize(
+    "matchers",
+    [
+        [_m("feature", ".*", regex=True)],  # the probe's silence: muted everything
+        [_m("feature", "x", equal=False)],  # Alertmanager refuses this too
+        [_m("segment", "")],
+        [_m("feature", ".*", regex=True), _m("prompt_version", "v9", equal=False)],
+        [_m("severity", ".*", regex=True)],  # closed: matches every severity
+        [_m("layer", "infra|api|behavioral|quality", regex=True)],
+    ],
+)
+def test_a_silence_that_matches_every_incident_is_refused(matchers: list[dict[str, Any]]) -> None:
+    with pytest.raises(ValueError, match=r"^silence\.matchers: at least one matcher must not"):
+        Silence.from_dict({**_GOOD, "matchers": matchers})
+    built = tuple(Matcher.from_dict(m) for m in matchers)
+    with pytest.raises(ValueError, match="would silence every incident"):
+        Silence("s", built, T0, T0 + 60)
+
+
+@pytest.mark.parametrize(
+    "matchers",
+    [
+        [_m("feature", ".+", regex=True)],  # does not match "" (as Alertmanager)
+        [_m("severity", "critical", equal=False)],  # leaves critical out
+        [_m("feature", ".*", regex=True), _m("segment", "", equal=False)],
+        [_m("segment", ""), _m("domain", "provider")],
+    ],
+)
+def test_a_silence_with_one_narrowing_matcher_is_kept(matchers: list[dict[str, Any]]) -> None:
+    assert len(Silence.from_dict({**_GOOD, "matchers": matchers}).matchers) == len(matchers)
+
+
+@pytest.mark.parametrize(
+    ("matcher", "error"),
+    [
+        (
+            _m("severity", "critcal"),
+            r"matchers\[0\]\.value: severity 'critcal' is not one of critical, warning,"
+            r" watch; did you mean 'critical'\?",
+        ),
+        (_m("severity", "Critical", equal=False), r"did you mean 'critical'"),
+        (_m("domain", "provder"), r"domain 'provder' is not one of provider, prompt_model"),
+        (_m("status", "closed"), r"status 'closed' is not one of open, resolved"),
+        (_m("layer", "infr"), r"layer 'infr' is not one of infra, api, behavioral, quality"),
+        (_m("severity", ""), r"severity '' is not one of"),
+        (_m("severity", "crit", regex=True), r"severity regex 'crit' matches none of critical"),
+        (_m("domain", "prov", regex=True, equal=False), r"domain regex 'prov' matches none"),
+    ],
+)
+def test_a_matcher_on_a_closed_field_names_its_values(matcher: dict[str, Any], error: str) -> None:
+    body = {**_GOOD, "matchers": [matcher, _m("feature", "a")]}
+    with pytest.raises(ValueError, match=error):
+        Silence.from_dict(body)
+    with pytest.raises(ValueError, match=r"is not one of|matches none of"):
+        Matcher.from_dict(matcher)
+
+
+def test_closed_fields_accept_their_values_and_any_regex_that_matches_one() -> None:
+    for name, values in CLOSED_VALUES.items():
+        for value in values:
+            Silence.from_dict({**_GOOD, "matchers": [_m(name, value)]})
+    # A regex that still means something is kept, typo and all (documented).
+    Silence.from_dict({**_GOOD, "matchers": [_m("severity", "critical|warnig", regex=True)]})
+    # Open fields take any value: a feature or label value the daemon has not seen yet.
+    Silence.from_dict({**_GOOD, "matchers": [_m("feature", "critcal")]})
+    Silence.from_dict({**_GOOD, "matchers": [_m("metric", "latncy_p95_ms")]})
+
+
+def test_a_stored_silence_the_rules_now_refuse_is_skipped_on_restore() -> None:
+    """Rows written before these rules: skipped with an error each (the daemon logs
+    `silence_skipped`), like rows beyond today's time bounds. A mute-everything silence from
+    before thus ends at the upgrade: pages resume, which is the safe side for an alerter."""
+    keep = Silence.from_dict(_GOOD).to_dict()
+    rows = [{**keep, "id": "all", "matchers": [_m("feature", ".*", regex=True)]}, keep]
+    rows.append({**keep, "id": "typo", "matchers": [_m("severity", "critcal")]})
+    loaded, errors = load_silences({"silences": rows})
+    assert [s.id for s in loaded] == ["x"]
+    assert errors[0].startswith("silences[0].matchers: at least one matcher must not")
+    assert errors[1].startswith("silences[2].matchers[0].value: severity 'critcal'")
 
 
 def test_paged_then_silenced_still_resolves_at_receiver() -> None:

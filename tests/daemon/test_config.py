@@ -142,3 +142,29 @@ def test_silence_bounds_and_regex_engine_match_the_runtime(tmp_path: Path) -> No
     )
     with pytest.raises(ConfigError, match=r"silences\[0\].matchers\[0\]: value: bad regex.*RE2"):
         load_settings(cfg)
+
+
+def test_check_config_refuses_the_silences_the_api_refuses(tmp_path: Path) -> None:
+    """A config silence goes through the same rules at start-up, so check-config must say so
+    first: one that mutes every incident, and a typo in a closed value."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "silences:\n"
+        "  - {matchers: [{name: feature, value: '.*', is_regex: true}], ends_at: 2000000000}\n"
+    )
+    with pytest.raises(ConfigError, match=r"silences\[0\]: matchers: at least one matcher must"):
+        load_settings(cfg)
+    cfg.write_text(
+        "silences:\n  - {matchers: [{name: severity, value: critcal}], ends_at: 2000000000}\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"silences\[0\]\.matchers\[0\]: value: severity 'critcal' is not one of critical,"
+        r" warning, watch; did you mean 'critical'\?",
+    ):
+        load_settings(cfg)
+    cfg.write_text(
+        "silences:\n  - {matchers: [{name: severity, value: critical, is_equal: false}],"
+        " ends_at: 2000000000}\n"
+    )
+    assert load_settings(cfg).silences[0].matchers[0].value == "critical"

@@ -14,8 +14,10 @@ from config.settings import Settings
 from daemon.app import Daemon
 from daemon.pages import _safe_next
 
+# Mutes every feature: what a cross-site page would post. `.+`, not `.*`: a silence whose
+# matchers all match the empty string is refused (as Alertmanager does) whoever sends it.
 SILENCE = {
-    "matchers": [{"name": "feature", "value": ".*", "is_regex": True}],
+    "matchers": [{"name": "feature", "value": ".+", "is_regex": True}],
     "ends_at": time.time() + 3600,
 }
 

@@ -5,8 +5,10 @@ skipped at start-up; RE2 matchers that cannot backtrack catastrophically."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,7 @@ from correlator import Matcher, Silence, rfc3339
 from tests.conftest import DaemonProcess, start_daemon
 
 NOW = time.time()
+ROOT = Path(__file__).resolve().parents[2]
 FEATURE = {"name": "feature", "value": "bot"}
 
 
@@ -74,6 +77,20 @@ BAD_SILENCES = [
     ({"matchers": [FEATURE] * 33}, "silence.matchers: more than 32 matchers"),
     ({"comment": "x" * 5000}, "silence.comment: longer than 2048"),
     ({"id": 7}, "silence.id: expected a non-empty string"),
+    # Found by a probe: a silence that mutes everything, and a typo in a closed value.
+    (
+        {"matchers": [{"name": "feature", "value": ".*", "is_regex": True}]},
+        "silence.matchers: at least one matcher must not match the empty string",
+    ),
+    (
+        {"matchers": [{"name": "severity", "value": "critcal"}]},
+        "silence.matchers[0].value: severity 'critcal' is not one of critical, warning, watch;"
+        " did you mean 'critical'?",
+    ),
+    (
+        {"matchers": [FEATURE, {"name": "domain", "value": "prov", "is_regex": True}]},
+        "silence.matchers[1].value: domain regex 'prov' matches none of provider,",
+    ),
 ]
 
 
@@ -87,6 +104,30 @@ def test_bad_silence_is_400_naming_the_field_and_nothing_is_stored(
         assert status == 400, (patch, answer)
         assert error in answer["error"], (patch, answer)
         assert call("GET", daemon.url + "/api/v1/silences") == (200, {"silences": []}), patch
+
+
+def test_cli_silence_add_refuses_mute_all_and_typos_in_one_line(daemon: DaemonProcess) -> None:
+    def add(*matchers: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "LLM_ONCALL_TOKEN"}
+        return subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "silence", "add", *matchers, "-d", "2h",
+             "--url", daemon.url],
+            capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+        )  # fmt: skip
+
+    for matchers, says in [
+        (("feature=~.*",), "silence.matchers: at least one matcher must not match the empty"),
+        (("feature!=bot",), "silence.matchers: at least one matcher must not match the empty"),
+        (("severity=critcal",), "severity 'critcal' is not one of critical, warning, watch"),
+        (("feature=bot", "domain=~prov"), "domain regex 'prov' matches none of"),
+    ]:
+        done = add(*matchers)
+        assert done.returncode == 1, (matchers, done.stdout)
+        assert "HTTP 400" in done.stderr and says in done.stderr, (matchers, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert call("GET", daemon.url + "/api/v1/silences") == (200, {"silences": []})
+    done = add("feature=~.*", "severity!=critical")  # narrows: every non-critical incident
+    assert done.returncode == 0, done.stderr
 
 
 def test_defect_body_then_restart_keeps_get_working(daemon: DaemonProcess) -> None:
