@@ -36,7 +36,10 @@ What an operator means, so a slip cannot mute more (or less) than they think:
   (`CLOSED_VALUES`): an exact matcher on another value (`severity=critcal`) is refused with the
   allowed values and a did-you-mean, and so is a regex that matches none of them
   (`severity=~crit`, anchored). A regex that matches some is kept even if one alternative is a
-  typo (`critical|warnig`): it still means something, and the listing shows it.
+  typo (`critical|warnig`): it still means something, and the listing shows it;
+- fields are named exactly (`ends_at`, `is_regex`); an unknown one is refused, naming it,
+  rather than ignored: Alertmanager's `endsAt` or `isRegex` would otherwise be dropped and the
+  silence made from defaults (a literal `.*` never matches).
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ CLOSED_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "layer": LAYERS,
     }
 )
+SILENCE_FIELDS = ("id", "matchers", "starts_at", "ends_at", "created_by", "comment")
+MATCHER_FIELDS = ("name", "value", "is_regex", "is_equal")
+_TS_FORM = "Unix seconds or RFC 3339 with a zone"
+_SHOWN_UNKNOWN = 5  # a body with thousands of stray keys still gets a one-line error
 
 
 def _options() -> Any:
@@ -151,6 +158,31 @@ def _did_you_mean(word: str, choices: Collection[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _check_keys(d: Mapping[Any, Any], known: tuple[str, ...], where: str) -> None:
+    """Refuse keys this object does not have. Alertmanager's camelCase (`endsAt`) is pointed
+    at our spelling rather than accepted: one spelling in the API, the config and the
+    listings, and the hint makes the fix obvious."""
+    unknown = [k for k in d if k not in known]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown[:_SHOWN_UNKNOWN]:
+        if not isinstance(key, str):
+            parts.append(repr(key))
+            continue
+        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in key).lstrip("_")
+        hint = f" (did you mean {snake!r}?)" if snake in known else ""
+        if not hint:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        parts.append(f"{key[:64]!r}{hint}")
+    more = f" and {len(unknown) - _SHOWN_UNKNOWN} more" if len(unknown) > _SHOWN_UNKNOWN else ""
+    noun = "field" if len(unknown) == 1 else "fields"
+    raise ValueError(
+        f"{where}: unknown {noun} {', '.join(parts)}{more}; the fields are {', '.join(known)}"
+    )
+
+
 def closed_value_error(name: str, value: str, regex: Any = None) -> str | None:
     """Why a matcher on a closed field (`CLOSED_VALUES`) can match no incident, or None.
     `regex` is the compiled pattern of a regex matcher. Shared with the config validator so
@@ -185,6 +217,15 @@ def matchers_error(matchers: Iterable[Matcher]) -> str | None:
         "at least one matcher must not match the empty string (on severity, domain, status"
         " or layer: must leave out one of their values); these would silence every incident"
     )
+
+
+def _required(d: Mapping[str, Any], key: str, where: str, expected: str = "") -> Any:
+    """The value of `key`; absent or null is an error that says it is required (a bare
+    type error, "got NoneType", read as if the value had been sent wrong)."""
+    if d.get(key) is None:
+        said = "required" if key not in d else "required, got null"
+        raise ValueError(f"{where}.{key}: {said}{f' ({expected})' if expected else ''}")
+    return d[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +270,8 @@ class Matcher:
     def from_dict(cls, d: Mapping[str, Any], where: str = "matcher") -> Self:
         if not isinstance(d, Mapping):
             raise ValueError(f"{where}: expected an object, got {d!r}")
-        name, value = d.get("name"), d.get("value")
+        _check_keys(d, MATCHER_FIELDS, where)
+        name, value = _required(d, "name", where), _required(d, "value", where)
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where}.name: expected a non-empty string")
         _check_len(name, MAX_NAME_CHARS, f"{where}.name")
@@ -327,6 +369,7 @@ class Silence:
         `ends_at - starts_at` (the API's one-year limit; None for config silences)."""
         if not isinstance(d, Mapping):
             raise ValueError(f"{where}: expected an object")
+        _check_keys(d, SILENCE_FIELDS, where)
         sid = d.get("id")
         if not isinstance(sid, str) or not sid:
             raise ValueError(f"{where}.id: expected a non-empty string")
@@ -340,8 +383,8 @@ class Silence:
         problem = matchers_error(matchers)
         if problem is not None:
             raise ValueError(f"{where}.matchers: {problem}")
-        starts = _parse_ts(d.get("starts_at"), f"{where}.starts_at")
-        ends = _parse_ts(d.get("ends_at"), f"{where}.ends_at")
+        starts = _parse_ts(_required(d, "starts_at", where, _TS_FORM), f"{where}.starts_at")
+        ends = _parse_ts(_required(d, "ends_at", where, _TS_FORM), f"{where}.ends_at")
         if ends <= starts:
             raise ValueError(f"{where}.ends_at: must be after starts_at")
         if max_duration_s is not None and ends - starts > max_duration_s:

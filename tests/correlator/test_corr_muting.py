@@ -208,6 +208,46 @@ def test_closed_fields_accept_their_values_and_any_regex_that_matches_one() -> N
     Silence.from_dict({**_GOOD, "matchers": [_m("metric", "latncy_p95_ms")]})
 
 
+@pytest.mark.parametrize(
+    ("patch", "error"),
+    [
+        (
+            {"endsAt": T0 + 60},
+            r"^silence: unknown field 'endsAt' \(did you mean 'ends_at'\?\); the fields are id,",
+        ),
+        ({"startsAt": T0}, r"unknown field 'startsAt' \(did you mean 'starts_at'\?\)"),
+        ({"createdBy": "al"}, r"unknown field 'createdBy' \(did you mean 'created_by'\?\)"),
+        ({"coment": "x"}, r"unknown field 'coment' \(did you mean 'comment'\?\)"),
+        ({f"k{i}": 1 for i in range(8)}, r"unknown fields 'k0', .*'k4' and 3 more; the fields"),
+        (
+            {"matchers": [{"name": "feature", "value": "a.*", "isRegex": True}]},
+            r"^silence\.matchers\[0\]: unknown field 'isRegex' \(did you mean 'is_regex'\?\)",
+        ),
+        (
+            {"matchers": [{"name": "feature", "value": "a", "isEqual": False, "x": 1}]},
+            r"unknown fields 'isEqual' \(did you mean 'is_equal'\?\), 'x'; the fields are name,",
+        ),
+    ],
+)
+def test_unknown_fields_are_refused_by_name(patch: dict[str, object], error: str) -> None:
+    # Before: ignored, so `isRegex` made a literal matcher that never matched and `endsAt`
+    # an error about ends_at being a NoneType.
+    with pytest.raises(ValueError, match=error):
+        Silence.from_dict({**_GOOD, **patch})
+
+
+def test_a_missing_time_or_matcher_field_is_required() -> None:
+    without_end = {k: v for k, v in _GOOD.items() if k != "ends_at"}
+    with pytest.raises(ValueError, match=r"^silence\.ends_at: required \(Unix seconds or RFC"):
+        Silence.from_dict(without_end)
+    with pytest.raises(ValueError, match=r"^silence\.ends_at: required, got null"):
+        Silence.from_dict({**_GOOD, "ends_at": None})
+    with pytest.raises(ValueError, match=r"^silence\.starts_at: required"):
+        Silence.from_dict({k: v for k, v in _GOOD.items() if k != "starts_at"})
+    with pytest.raises(ValueError, match=r"^silence\.matchers\[0\]\.value: required$"):
+        Silence.from_dict({**_GOOD, "matchers": [{"name": "feature"}]})
+
+
 def test_a_stored_silence_the_rules_now_refuse_is_skipped_on_restore() -> None:
     """Rows written before these rules: skipped with an error each (the daemon logs
     `silence_skipped`), like rows beyond today's time bounds. A mute-everything silence from
