@@ -607,7 +607,8 @@ OPENAPI: dict[str, Any] = {
             },
             "post": {
                 "summary": "Create a silence: {matchers: [{name, value, is_regex, is_equal}], "
-                "starts_at?, ends_at, created_by?, comment?}",
+                "starts_at?, ends_at, created_by?, comment?}; other fields are refused, and so"
+                " is a silence whose matchers all match the empty string",
                 "responses": {
                     "201": {"description": "created"},
                     "400": {"description": "invalid; the error names the field"},
