@@ -111,6 +111,7 @@ class Daemon:
         self.registry.register(self.collector)
         self.registry.register(HealthCollector(lambda: self.pipeline))
         self.paging = Paging(settings, self.store, self.registry, self.log, clock)
+        self._warn_orphaned_pages()
         self.reload_metrics = ReloadCollector(clock())
         self.registry.register(self.reload_metrics)
         self._stop = asyncio.Event()
@@ -164,6 +165,27 @@ class Daemon:
             )
         if snap is not None or corr is not None:
             self.log.info("state_restored", series=len(self.pipeline.detector_keys()))
+
+    def _open_paged(self) -> list[str]:
+        """Ids of the open incidents that were paged: each will need a resolve at the
+        receivers that got its trigger."""
+        return [i.id for i in self.pipeline.correlator.open_incidents() if i.paged]
+
+    def _warn_orphaned_pages(self) -> None:
+        """A reload refuses a config that drops a receiver holding open pages, but at start
+        the pages are already out and the config is what it is: say loudly which incidents
+        will stay open at which missing receiver, so a person can put the receiver back (a
+        reload then works) or close them there by hand."""
+        for receiver, ids in sorted(self.paging.orphaned_pages(self._open_paged()).items()):
+            self.log.warning(
+                "open_pages_without_receiver",
+                receiver=receiver,
+                incidents=ids,
+                detail=f"{len(ids)} open incident(s) were paged to receiver {receiver!r},"
+                " which is not in the config: their resolve will be a dead letter and the"
+                " page stays open there; add the receiver back (then reload) or close the"
+                " page at the receiver by hand",
+            )
 
     def _restore_silences(self) -> None:
         """API silences come back one by one: a row that no longer loads (written before
@@ -327,7 +349,7 @@ class Daemon:
         new, restart = _keep_running(self.settings, new)
         try:
             commit_pipeline = self.pipeline.prepare_reconfigure(new)
-            commit_paging = self.paging.prepare_reconfigure(new)
+            commit_paging = self.paging.prepare_reconfigure(new, self._open_paged())
         except (ValueError, TypeError, KeyError) as exc:  # validated, so not expected
             return self._reload_failed(trigger, [f"{type(exc).__name__}: {exc}"])
         commit_paging()

@@ -12,11 +12,12 @@ import asyncio
 import random
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from config.receivers import effective_receivers
 from config.settings import Settings
 from correlator import IncidentUpdate, rfc3339
 from daemon.notify import (
@@ -29,6 +30,14 @@ from daemon.notify import (
 )
 from daemon.notify.router import RouteTarget
 from daemon.store import Store
+
+# Incident ids per `IN (...)` query: well below SQLite's bound-parameter limit.
+_IN_CHUNK = 500
+
+
+def _ids(ids: list[str], shown: int = 5) -> str:
+    """A few ids for a one-line error; the count says how many there are."""
+    return ", ".join(ids[:shown]) + (f", … {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 class Paging:
@@ -73,25 +82,36 @@ class Paging:
                 for result in ("sent", "retried", "dead"):
                     self.metrics.notifications.labels(receiver=name, action=action, result=result)
 
-    def prepare_reconfigure(self, settings: Settings) -> Callable[[], None]:
+    def prepare_reconfigure(
+        self, settings: Settings, open_paged: Iterable[str] = ()
+    ) -> Callable[[], None]:
         """Receivers, routes and delivery settings from a config reload: built here (a
         failure changes nothing), swapped in one step by the returned callable.
         `listen.public_url` stays the running one (listen settings need a restart).
 
-        A receiver that still has notifications waiting or in flight cannot be removed (or
-        renamed): they would go dead with "no receiver named ...", and an open incident's
-        page would be lost. ValueError names it; the reload changes nothing."""
-        keep = {r.name for r in settings.receivers}
+        A receiver cannot be removed (or renamed) while it has notifications waiting or in
+        flight, nor while it holds the page of an open incident (`open_paged`: ids of open
+        incidents that were paged): a resolve always goes to the receivers that got the
+        trigger, so it would go dead with "no receiver named ..." and the page would stay
+        open at the receiver for good. ValueError names each receiver and how many
+        notifications or incidents; the reload changes nothing."""
+        keep = {r.name for r in effective_receivers(settings.receivers)}
         waiting = self.outbox.unfinished_by_receiver()
-        gone = {r: n for r, n in waiting.items() if r not in keep}
-        if gone:
-            raise ValueError(
-                "; ".join(
-                    f"receiver {r!r} has {n} notification(s) waiting or in flight: keep it in "
-                    "the config until they are delivered"
-                    for r, n in sorted(gone.items())
-                )
-            )
+        problems = [
+            f"receiver {r!r} has {n} notification(s) waiting or in flight: keep it in "
+            "the config until they are delivered"
+            for r, n in sorted(waiting.items())
+            if r not in keep
+        ]
+        held = self.open_pages_by_receiver(open_paged)
+        problems += [
+            f"receiver {r!r} holds the page of {len(ids)} open incident(s) ({_ids(ids)}) that"
+            " will need its resolve: keep it in the config until they resolve"
+            for r, ids in sorted(held.items())
+            if r not in keep
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         router = Router(settings.receivers, settings.routes)
         senders = build_senders(
             settings.receivers,
@@ -111,6 +131,33 @@ class Paging:
 
     def receiver_names(self) -> list[str]:
         return list(self.senders)
+
+    def open_pages_by_receiver(self, incident_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Receiver → those of `incident_ids` whose trigger it was given (not a dead letter):
+        the receivers their resolve will go to (`_triggered_receivers`)."""
+        ids = sorted(set(incident_ids))
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.store.conn.execute(
+                "SELECT DISTINCT receiver, incident_id FROM notify_outbox WHERE action ="
+                f" 'trigger' AND state != 'dead' AND incident_id IN ({marks})"
+                " ORDER BY receiver, incident_id",
+                chunk,
+            )
+            for receiver, incident_id in rows:
+                out.setdefault(receiver, []).append(incident_id)
+        return out
+
+    def orphaned_pages(self, incident_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Receivers no longer configured that hold the page of one of `incident_ids`, with
+        those incidents: their resolves will be dead letters."""
+        return {
+            r: ids
+            for r, ids in self.open_pages_by_receiver(incident_ids).items()
+            if r not in self.senders
+        }
 
     def enqueue(
         self, conn: sqlite3.Connection, upd: IncidentUpdate, record: dict[str, Any]

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 import yaml
 
 from config.settings import load_settings
+from correlator.records import Signal
 from daemon.app import Daemon
+from daemon.pipeline import TickOutput
+from detectors.base import Direction
 from tests.conftest import DaemonProcess, start_daemon
 from tests.e2e.harness import http, metrics, stop, wait_for
 
@@ -286,3 +290,53 @@ def test_a_reload_that_drops_a_receiver_with_pages_waiting_keeps_the_old_config(
         assert daemon.paging.receiver_names() == ["hook"]
     finally:
         daemon.store.close()
+
+
+def test_a_reload_that_drops_a_receiver_holding_open_pages_is_refused(tmp_path: Path) -> None:
+    """Probe finding: the trigger was delivered (nothing waiting), the receiver was renamed,
+    and the later resolve went dead with "no receiver named 'sre'": the incident stayed open
+    at the receiver for good. Now the reload is refused naming the receiver and the count;
+    a start with such a config (the page is already out) logs which incidents are orphaned."""
+    cfg = tmp_path / "config.yaml"
+
+    def config(name: str) -> None:
+        cfg.write_text(yaml.safe_dump({
+            "state": {"path": str(tmp_path / "state.db")},
+            "notify": {"group_wait_s": 0},
+            "receivers": [{"name": name, "type": "webhook", "url": "http://127.0.0.1:9/x"}],
+            "routes": [{"receiver": name}],
+        }))  # fmt: skip
+
+    config("sre")
+    daemon = Daemon(load_settings(cfg), config_path=str(cfg))
+    try:
+        sig = Signal(time.time(), "bot", "auth_failure_rate", "api", "rate", "firing",
+                     0.3, 0.001, 9.0, Direction.UP, page_alone=True)  # fmt: skip
+        updates = daemon.pipeline.correlator.on_signal(sig)
+        assert [u.notify for u in updates] == ["trigger"]
+        daemon.handle(TickOutput(updates=updates))
+        outbox = daemon.paging.outbox
+        (row,) = outbox.claim([r.id for r in outbox.rows("pending")])
+        outbox.mark_sent(row.id, time.time())  # delivered: nothing waits for 'sre' now
+        incident = updates[0].incident.id
+        config("sre-primary")
+        answer = daemon.reload_config("test")
+        assert answer["status"] == "error", answer
+        assert "receiver 'sre' holds the page of 1 open incident(s)" in answer["errors"][0]
+        assert incident in answer["errors"][0]
+        assert daemon.paging.receiver_names() == ["sre"]
+        config("sre")
+        assert daemon.reload_config("test")["status"] == "success"  # same name: fine
+        daemon.save_snapshot()
+    finally:
+        daemon.store.close()
+
+    config("sre-primary")
+    with structlog.testing.capture_logs() as logs:
+        restarted = Daemon(load_settings(cfg), config_path=str(cfg))
+    try:
+        (warning,) = [e for e in logs if e["event"] == "open_pages_without_receiver"]
+        assert warning["receiver"] == "sre" and warning["incidents"] == [incident]
+        assert warning["log_level"] == "warning"
+    finally:
+        restarted.store.close()
