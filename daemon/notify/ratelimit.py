@@ -22,7 +22,6 @@ class TokenBucket:
         self.clock = clock
         self.tokens = self.capacity
         self.updated = clock()
-        self.paused_until = float("-inf")
 
     def _refill(self, now: float) -> None:
         if now > self.updated:
@@ -31,8 +30,6 @@ class TokenBucket:
 
     def try_take(self) -> bool:
         now = self.clock()
-        if now < self.paused_until:
-            return False
         self._refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
@@ -42,11 +39,5 @@ class TokenBucket:
     def wait_time(self) -> float:
         """Seconds until a token is available."""
         now = self.clock()
-        if now < self.paused_until:
-            return self.paused_until - now
         self._refill(now)
         return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
-
-    def pause(self, seconds: float) -> None:
-        """The receiver said 429 Retry-After: hold every row for it, not just this one."""
-        self.paused_until = max(self.paused_until, self.clock() + seconds)

@@ -7,6 +7,8 @@
   (AWS Architecture Blog, "Exponential Backoff And Jitter"); a `Retry-After` from the
   receiver replaces the jittered delay, and a 429 pauses the whole receiver that long.
 - Rate limit: a token bucket per receiver (PagerDuty: ~120 events/min per routing key).
+  The 429 pause is the worker's own, per receiver name, apart from the buckets: webhook and
+  Opsgenie receivers have no bucket by default and must still be paused.
 - Recovery: the first success after failures makes the receiver's rows that sleep in
   backoff due at once, so a 5-minute outage does not turn into 5 more minutes of trickle.
 - Dead letters: 4xx other than 408/429, `max_attempts` (if set), or older than `max_age_s`.
@@ -79,6 +81,7 @@ class DeliveryWorker:
         self._last_prune = float("-inf")
         self._timed_wait = False
         self._failing: set[str] = set()  # receivers whose last attempt asked for a retry
+        self._paused_until: dict[str, float] = {}  # receiver → end of its 429 Retry-After
 
     def reconfigure(self, senders: Mapping[str, Sender], config: NotifyConfig) -> None:
         """Receivers and delivery settings from a config reload, between two deliveries.
@@ -103,6 +106,8 @@ class DeliveryWorker:
         self._buckets = buckets
         self.config = config
         self._failing &= set(senders)
+        # A reload must not lift a pause the receiver asked for.
+        self._paused_until = {n: t for n, t in self._paused_until.items() if n in senders}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -239,11 +244,8 @@ class DeliveryWorker:
             claimed: list[OutboxRow] = []
             held: set[str] = set()  # receivers with due rows held back by their bucket
             if free > 0:
-                blocked: set[str] = set()
-                for name, bucket in self._buckets.items():
-                    w = bucket.wait_time()
-                    if w > 0:
-                        blocked.add(name)
+                names = {*self._buckets, *self._paused_until}  # a copy: _hold_time prunes
+                blocked = {n for n in names if self._hold_time(n, now) > 0}
                 chosen: list[int] = []
                 for row in self.outbox.eligible(now, limit=free * 4 + 16):
                     if len(chosen) >= free:
@@ -265,7 +267,7 @@ class DeliveryWorker:
             if claimed and len(self._inflight) < self.config.concurrency:
                 return 0.0  # there may be more due rows
             for name in held:  # due rows held back by a rate limit or a 429 pause
-                wait = min(wait, self._buckets[name].wait_time())
+                wait = min(wait, self._hold_time(name, now))
                 self._timed_wait = True
             due = self.outbox.next_due_at()
             if due is not None and due > now:
@@ -274,6 +276,18 @@ class DeliveryWorker:
         except OutboxBusy:
             return _BUSY_RETRY_S
         return wait
+
+    def _hold_time(self, receiver: str, now: float) -> float:
+        """Seconds before `receiver` may be sent to: its 429 pause, then its rate limit."""
+        until = self._paused_until.get(receiver)
+        if until is not None and until <= now:
+            del self._paused_until[receiver]  # bounded by the receivers that said 429
+            until = None
+        bucket = self._buckets.get(receiver)
+        return max(
+            0.0 if until is None else until - now,
+            0.0 if bucket is None else bucket.wait_time(),
+        )
 
     def _done_callback(self, row_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
@@ -365,8 +379,13 @@ class DeliveryWorker:
             return
         if res.retry_after is not None:
             delay = min(res.retry_after, cfg.max_retry_after_s)
-            if res.status == 429 and row.receiver in self._buckets:
-                self._buckets[row.receiver].pause(delay)
+            if res.status == 429:
+                # Every kind of receiver, with or without a rate limit: the receiver said
+                # it takes nothing for `delay`, so its other rows wait too.
+                until = now + delay
+                self._paused_until[row.receiver] = max(
+                    until, self._paused_until.get(row.receiver, until)
+                )
         else:
             cap = min(cfg.max_backoff_s, cfg.base_backoff_s * 2.0 ** min(row.attempts - 1, 62))
             delay = self.rng.uniform(0.0, cap)

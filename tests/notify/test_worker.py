@@ -3,13 +3,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from prometheus_client import generate_latest
 
 from config.receivers import NotifyConfig
 from daemon.notify import Outbox, RouteTarget
+from daemon.notify.http import Sender
 from daemon.notify.opsgenie import OpsgenieSender
 from daemon.notify.pagerduty import PagerDutySender
 from daemon.notify.slack import SlackSender
+from daemon.notify.webhook import WebhookSender
 from tests.notify.conftest import url
 from tests.notify.fakes import FakeClock, FakeHTTP, FakeOpsgenie, FakePagerDuty, Fault
 from tests.notify.helpers import (
@@ -282,3 +285,32 @@ async def test_recovery_releases_rows_sleeping_in_backoff(
     await worker.stop()
     times = sorted(r.t for r in pd.accepted)
     assert len(times) == 20 and times[-1] - times[0] < 1.0  # all at once after the first
+
+
+@pytest.mark.parametrize("kind", ["webhook", "opsgenie"])
+async def test_a_429_pauses_receivers_without_a_rate_limit(
+    kind: str, hook: FakeHTTP, og: FakeOpsgenie, clock: FakeClock
+) -> None:
+    """Probe finding: the 429 pause lived in the receiver's token bucket, which webhook and
+    Opsgenie receivers lack by default, so their other rows kept going out during the pause
+    (11 webhook requests in a 5 s Retry-After, 1 for PagerDuty). Now every kind pauses."""
+    ob = Outbox(open_db(), clock)
+    fake: FakeHTTP | FakeOpsgenie = hook if kind == "webhook" else og
+    sender: Sender = (
+        WebhookSender("rx", url(hook) + "/hook")
+        if kind == "webhook"
+        else OpsgenieSender("rx", OG_KEY, url(og))
+    )
+    assert sender.rate_limit_per_min is None
+    fake.fail_next(1, Fault(429, retry_after="120"))
+    # One request at a time, so the rows after the 429'd one are claimed after it answered.
+    cfg = NotifyConfig(base_backoff_s=1, max_backoff_s=60, timeout_s=2, concurrency=1)
+    worker, _, _ = make_worker(ob, {"rx": sender}, clock, config=cfg)
+    for i in range(4):
+        ob.enqueue(ob.conn, note(incident(i), "trigger", clock()), ["rx"])
+    ob.conn.commit()
+    assert await worker.drain(timeout=10)
+    first, *rest = fake.request_times
+    assert len(rest) == 4  # the retried row and the three that waited
+    assert all(t - first >= 120 for t in rest), [t - first for t in rest]
+    assert len(fake.accepted) == 4
