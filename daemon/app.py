@@ -32,7 +32,7 @@ from daemon import api, pages
 from daemon.exposition import PipelineCollector, render
 from daemon.health import HealthCollector, ReloadCollector
 from daemon.ingest import otlp_proto
-from daemon.ingest.alertmanager import alertmanager_signals
+from daemon.ingest.alertmanager import ClampedTime, alertmanager_signals
 from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
@@ -594,13 +594,15 @@ class Daemon:
         if isinstance(body, web.StreamResponse):
             return body
         default_feature = self.settings.alertmanager.default_feature
+        now = self.clock()
         try:
-            signals, errors, dropped = alertmanager_signals(
-                loads_lenient(body), self.clock(), default_feature
-            )
+            batch = alertmanager_signals(loads_lenient(body), now, default_feature)
         except ValueError as exc:
             self._count_rejected("bad_body")
             return web.json_response({"error": str(exc)}, status=400)
+        signals, errors, dropped = batch.signals, batch.errors, batch.dropped
+        if batch.clamped:
+            self._alert_times_clamped(batch.clamped, now)
         if errors:
             self._count_rejected("invalid", len(errors))
         if dropped:  # 200 all the same: Alertmanager would retry a 4xx forever
@@ -614,6 +616,33 @@ class Daemon:
                 for i in dropped
             ]
         return web.json_response(reply, status=status)
+
+    def _alert_times_clamped(self, clamped: list[ClampedTime], now: float) -> None:
+        """Alerts dated after their receipt were taken as starting or ending now (see
+        `daemon.ingest.alertmanager`). All are counted; those further ahead than
+        `ingest.lateness_s`, the tolerance `/v1/events` has for the future, also get one
+        warning per request: Alertmanager's clock (or a client's) needs fixing."""
+        for c in clamped:
+            self.pipeline.counters.count_clamped(c.field)
+        tolerance = self.pipeline.lateness_s
+        ahead = [c for c in clamped if c.ahead_s(now) > tolerance]
+        if ahead:
+            self.log.warning(
+                "alert_time_in_future",
+                alerts=len(ahead),
+                tolerance_s=tolerance,
+                first=[
+                    {
+                        "index": c.index,
+                        "feature": c.feature,
+                        "alertname": c.alertname,
+                        "field": c.field,
+                        "ahead_s": round(c.ahead_s(now), 1),
+                    }
+                    for c in ahead[:5]
+                ],
+                action="taken as received now; check the sender's clock",
+            )
 
     async def get_metrics(self, request: web.Request) -> web.Response:
         body = await render(self.registry, self.collector, self._metrics_lock)

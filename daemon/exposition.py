@@ -71,6 +71,7 @@ class _Snapshot:
     accepted: dict[str, int]
     rejected: dict[str, int]
     unused: dict[str, int]
+    clamped: dict[str, int]
     capped: dict[str, int]
     limits: dict[str, int]
     usage: dict[str, int]
@@ -110,6 +111,7 @@ class PipelineCollector(Collector):
             accepted=dict(pipe.counters.accepted),
             rejected=dict(self._rejected),
             unused=dict(pipe.counters.unused),
+            clamped=dict(pipe.counters.clamped),
             capped=dict(agg.capped),
             limits=agg.limits.as_dict(),
             usage=agg.usage(),
@@ -254,6 +256,16 @@ class PipelineCollector(Collector):
         for reason, n in snap.unused.items():
             unused.add_metric([reason], n)
         yield unused
+
+        clamped = CounterMetricFamily(
+            P + "alert_times_clamped",
+            "Alertmanager alerts whose startsAt (firing) or endsAt (resolved) was later than "
+            "their receipt, taken as received now (a sender's clock running ahead), by field.",
+            labels=["field"],
+        )
+        for alert_field in ("startsAt", "endsAt"):
+            clamped.add_metric([alert_field], snap.clamped.get(alert_field, 0))
+        yield clamped
 
         capped = CounterMetricFamily(
             P + "cardinality_capped",

@@ -156,15 +156,20 @@ class TickErrors:
 
 @dataclass(slots=True)
 class Counters:
-    """Ingest outcomes for /metrics: accepted by type, unused by reason."""
+    """Ingest outcomes for /metrics: accepted by type, unused by reason, Alertmanager alert
+    times taken as the receive time by field."""
 
     accepted: dict[str, int] = field(default_factory=dict)
     unused: dict[str, int] = field(default_factory=dict)
+    clamped: dict[str, int] = field(default_factory=dict)
     ticks: int = 0
     last_tick_at: float | None = None
 
     def count_unused(self, reason: str, n: int = 1) -> None:
         self.unused[reason] = self.unused.get(reason, 0) + n
+
+    def count_clamped(self, alert_field: str, n: int = 1) -> None:
+        self.clamped[alert_field] = self.clamped.get(alert_field, 0) + n
 
 
 class Pipeline:

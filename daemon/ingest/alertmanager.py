@@ -8,18 +8,53 @@ the alert name becomes the metric.
 An alert without a `feature` label goes to `alertmanager.default_feature` when one is
 configured; otherwise it is dropped, answered 200 and counted (events_unused, reason
 `alert_no_feature`). A 4xx would make Alertmanager retry the whole group forever.
+
+Times come from Alertmanager's clock, ours decides what is "now". An alert cannot have
+started, or ended, after we received it: a `startsAt` (firing) or `endsAt` (resolved) later
+than the receive time is that clock running ahead, so the alert is taken as starting or
+ending now, and listed in `clamped` for the caller to count (and to log when it is further
+ahead than the ingest tolerance: a clock to fix). Kept at its own time, a firing alert
+dated 10 minutes (or 7000 years) ahead opened an incident "in the future" that resolved that
+much later, or never; dropped like a future `/v1/events` event, a real firing alert would
+be lost.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from correlator.records import Signal
 from daemon.ingest.events import CONTROL_CHARS, CONTROL_MSG, TS_MAX, TS_MIN
 from detectors.base import Direction, Layer
 
 MAX_NAME = 200  # as an event's feature and metric names
+
+
+@dataclass(frozen=True, slots=True)
+class ClampedTime:
+    """An alert time later than the receive time, taken as the receive time."""
+
+    index: int  # the alert's position in the payload
+    feature: str
+    alertname: str
+    field: Literal["startsAt", "endsAt"]
+    given: float  # the time the alert carried, Unix seconds
+
+    def ahead_s(self, now: float) -> float:
+        return self.given - now
+
+
+@dataclass(frozen=True, slots=True)
+class AlertBatch:
+    """One webhook payload: signals, errors by alert index, indexes of alerts dropped for
+    having no feature (and no `default_feature`), and the times taken as the receive time."""
+
+    signals: list[Signal] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    clamped: list[ClampedTime] = field(default_factory=list)
 
 
 class _AlertError(ValueError):
@@ -62,11 +97,8 @@ def _name(labels: dict[str, str], key: str, default: str | None = None) -> str:
     return value
 
 
-def alertmanager_signals(
-    doc: Any, now: float, default_feature: str | None = None
-) -> tuple[list[Signal], list[dict[str, Any]], list[int]]:
-    """Alertmanager webhook payload (version 4) → signals, errors by alert index, and the
-    indexes of alerts dropped for having no feature (and no `default_feature`).
+def alertmanager_signals(doc: Any, now: float, default_feature: str | None = None) -> AlertBatch:
+    """Alertmanager webhook payload (version 4), received at `now` → an `AlertBatch`.
 
     A body that is not a payload at all raises ValueError (400); a bad alert is one error
     naming its field, and the other alerts still count.
@@ -77,17 +109,22 @@ def alertmanager_signals(
     if not isinstance(alerts, list):
         raise ValueError(f"alerts: must be an array of alerts (got {_kind(alerts)})")
     group_status = doc.get("status")
-    signals: list[Signal] = []
-    errors: list[dict[str, Any]] = []
-    dropped: list[int] = []
+    batch = AlertBatch()
     for i, alert in enumerate(alerts):
         try:
-            signals.append(_signal(alert, group_status, now, default_feature))
+            sig = _signal(alert, group_status, now, default_feature)
         except _NoFeature:
-            dropped.append(i)
+            batch.dropped.append(i)
+            continue
         except _AlertError as exc:
-            errors.append({"index": i, "error": str(exc)})
-    return signals, errors, dropped
+            batch.errors.append({"index": i, "error": str(exc)})
+            continue
+        if sig.ts > now:
+            when: Literal["startsAt", "endsAt"] = "startsAt" if sig.state == "firing" else "endsAt"
+            batch.clamped.append(ClampedTime(i, sig.feature, sig.metric, when, sig.ts))
+            sig = replace(sig, ts=now)
+        batch.signals.append(sig)
+    return batch
 
 
 def _signal(alert: Any, group_status: Any, now: float, default_feature: str | None) -> Signal:

@@ -1,14 +1,26 @@
-"""OTLP/HTTP JSON spans → llm_call events, old and new gen_ai attribute names."""
+"""OTLP/HTTP JSON spans → llm_call events, old and new gen_ai attribute names; Alertmanager
+webhook payloads → signals."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
 
-from daemon.ingest.alertmanager import alertmanager_signals
+from config.settings import load_settings
+from correlator import rfc3339
+from daemon.app import Daemon
+from daemon.ingest.alertmanager import ClampedTime, alertmanager_signals
 from daemon.ingest.events import LlmCall, validate_items
 from daemon.ingest.otlp import OtlpError, spans_to_events
+
+T_RECEIVED = 1_800_000_000.0  # after every time in the payloads below
 
 
 def attr(key: str, value: Any) -> dict[str, Any]:
@@ -126,7 +138,9 @@ def test_alertmanager_alerts_become_signals() -> None:
             {"status": "firing", "labels": {"alertname": "X", "feature": "bot", "layer": "gpu"}},
         ],
     }
-    sigs, errors, dropped = alertmanager_signals(payload, now=0.0)
+    batch = alertmanager_signals(payload, now=T_RECEIVED)
+    sigs, errors, dropped = batch.signals, batch.errors, batch.dropped
+    assert batch.clamped == []
     assert [(s.metric, s.state, s.layer, s.detector) for s in sigs] == [
         ("VectorStoreSlow", "firing", "infra", "alertmanager"),
         ("GpuDown", "cleared", "infra", "alertmanager"),
@@ -134,3 +148,82 @@ def test_alertmanager_alerts_become_signals() -> None:
     assert sigs[0].ts == 1795773600.0 and sigs[0].series == "abc"
     assert errors == [{"index": 3, "error": "labels.layer: unknown layer 'gpu'"}]
     assert dropped == [2]  # no feature label, no default feature: dropped, not an error
+
+
+def _alert(status: str, starts: str | None = None, ends: str | None = None) -> dict[str, Any]:
+    alert: dict[str, Any] = {"status": status, "labels": {"alertname": "GpuDown", "feature": "bot"}}
+    if starts is not None:
+        alert["startsAt"] = starts
+    if ends is not None:
+        alert["endsAt"] = ends
+    return alert
+
+
+def test_alert_times_after_receipt_are_taken_as_received() -> None:
+    """Probe finding: startsAt 10 min ahead (clock skew) or in 9000 opened an incident "in the
+    future" that resolved that much later, or never. An alert cannot start or end after we
+    received it: such a time becomes the receive time and is listed for counting. A firing
+    alert's endsAt (Alertmanager's resolve_timeout, always ahead) is not looked at."""
+    now = T_RECEIVED
+    skewed = datetime.fromtimestamp(now + 600, UTC).isoformat()
+    payload = {
+        "alerts": [
+            _alert("firing", starts=skewed, ends="9000-01-01T00:05:00Z"),
+            _alert("firing", starts="9000-01-01T00:00:00Z"),
+            _alert("resolved", ends="9000-01-01T00:05:00Z"),
+            _alert("firing", starts=datetime.fromtimestamp(now - 60, UTC).isoformat()),
+            _alert("resolved", ends=datetime.fromtimestamp(now - 30, UTC).isoformat()),
+        ]
+    }
+    batch = alertmanager_signals(payload, now=now)
+    assert [s.ts - now for s in batch.signals] == [0.0, 0.0, 0.0, -60.0, -30.0]
+    year_9000 = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
+    assert batch.clamped == [
+        ClampedTime(0, "bot", "GpuDown", "startsAt", now + 600),
+        ClampedTime(1, "bot", "GpuDown", "startsAt", year_9000),
+        ClampedTime(2, "bot", "GpuDown", "endsAt", year_9000 + 300),
+    ]
+    assert batch.clamped[0].ahead_s(now) == 600
+
+
+async def test_a_skewed_alert_opens_and_resolves_now(tmp_path: Path, loop_guard: None) -> None:
+    """Through the daemon's handler: the incident opens at the receive time and resolves one
+    cooldown after the resolved alert (endsAt in 9000), both clamps are counted in /metrics,
+    and the time more than ingest.lateness_s ahead is logged once."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "state": {"path": str(tmp_path / "state.db")},
+        "aggregation": {"tick_s": 1, "window_s": 5, "quality_window_s": 5},
+        "correlation": {"cooldown_s": 2},
+    }))  # fmt: skip
+    clock = [float(int(time.time()))]
+    daemon = Daemon(load_settings(cfg), clock=lambda: clock[0])
+    start = clock[0]
+    daemon.handle(daemon.pipeline.advance(start))
+    skewed = datetime.fromtimestamp(start + 600, UTC).isoformat()
+    firing = _alert("firing", starts=skewed) | {"fingerprint": "f1"}
+    firing["labels"] |= {"page_alone": "true"}
+    resolved = firing | {"status": "resolved", "endsAt": "9000-01-01T00:00:00Z"}
+    async with TestClient(TestServer(daemon.build_app())) as client:
+        with structlog.testing.capture_logs() as logs:
+            resp = await client.post("/v1/alertmanager", json={"alerts": [firing]})
+        assert resp.status == 200 and (await resp.json())["accepted"] == 1
+        (warned,) = [e for e in logs if e["event"] == "alert_time_in_future"]
+        assert warned["first"][0]["ahead_s"] == 600 and warned["first"][0]["field"] == "startsAt"
+        (inc,) = (await (await client.get("/api/v1/incidents")).json())["incidents"]
+        assert inc["status"] == "open" and inc["opened_at"] == rfc3339(start)
+
+        clock[0] = start + 3
+        daemon.handle(daemon.pipeline.advance(clock[0]))
+        resp = await client.post("/v1/alertmanager", json={"alerts": [resolved]})
+        assert resp.status == 200
+        clock[0] = start + 8  # past the 2 s cooldown
+        daemon.handle(daemon.pipeline.advance(clock[0]))
+        (inc,) = (await (await client.get("/api/v1/incidents")).json())["incidents"]
+        assert inc["status"] == "resolved", inc
+        resolved_at = datetime.fromisoformat(inc["resolved_at"]).timestamp()
+        assert start + 3 <= resolved_at <= clock[0]
+        text = await (await client.get("/metrics")).text()
+        assert 'llm_oncall_alert_times_clamped_total{field="startsAt"} 1.0' in text
+        assert 'llm_oncall_alert_times_clamped_total{field="endsAt"} 1.0' in text
+    daemon.store.close()
