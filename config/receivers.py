@@ -193,6 +193,8 @@ class WebhookReceiver(_ReceiverBase):
     # Header values often carry tokens (Authorization), so they are secrets too.
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     rate_limit_per_min: float | None = Field(default=None, gt=0)
+    # Bodies above this are shrunk, least useful parts first (a 413 would be a dead letter).
+    max_body_bytes: int = Field(default=512_000, ge=16_384)
 
     @model_validator(mode="after")
     def _load(self) -> WebhookReceiver:

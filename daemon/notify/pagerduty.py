@@ -17,6 +17,7 @@ import aiohttp
 from daemon.notify import render
 from daemon.notify.http import cap_key, dumps, request, truncate
 from daemon.notify.model import DeliveryResult, Notification
+from daemon.notify.shrink import shrink_to_fit
 
 __all__ = ["MAX_EVENT_BYTES", "PagerDutySender", "build_event"]
 
@@ -74,50 +75,8 @@ def build_event(n: Notification, routing_key: str, public_url: str | None = None
     links = _links(n, public_url)
     if links:
         event["links"] = links
-    return _shrink(event)
-
-
-def _shrink(event: dict[str, Any]) -> dict[str, Any]:
-    """Drop the bulkiest details, step by step, until the event fits in 512 KB."""
-    details: dict[str, Any] = event["payload"]["custom_details"]
-
-    def size() -> int:
-        return len(dumps(event))
-
-    if size() <= MAX_EVENT_BYTES:
-        return event
-    dropped: list[str] = []
-    steps: list[tuple[str, Callable[[], None]]] = [
-        ("signals beyond 20", lambda: details.__setitem__("signals", details["signals"][:20])),
-        ("changes beyond 10", lambda: details.__setitem__("changes", details["changes"][:10])),
-        (
-            "attribution beyond 3",
-            lambda: details.__setitem__("attribution", details["attribution"][:3]),
-        ),
-        ("long evidence", lambda: _cut_evidence(details["triage"])),
-        ("changes", lambda: details.pop("changes", None)),
-        ("signals", lambda: details.pop("signals", None)),
-        ("attribution", lambda: details.pop("attribution", None)),
-        ("runbook", lambda: details.pop("runbook", None)),
-        ("triage", lambda: details.pop("triage", None)),
-    ]
-    for label, step in steps:
-        step()
-        dropped.append(label)
-        details["truncated"] = "dropped to fit 512 KB: " + ", ".join(dropped)
-        if size() <= MAX_EVENT_BYTES:
-            return event
-    event["payload"]["custom_details"] = {
-        "incident_id": details.get("incident_id"),
-        "truncated": "details dropped to fit 512 KB",
-    }
-    return event
-
-
-def _cut_evidence(triage: list[dict[str, Any]]) -> None:
-    for t in triage:
-        if isinstance(t.get("evidence"), str):
-            t["evidence"] = truncate(t["evidence"], 2000)
+    # Over 512 KB PagerDuty answers 400 (a dead letter): shrink instead, least useful first.
+    return shrink_to_fit(event, payload["custom_details"], MAX_EVENT_BYTES, keep=("incident_id",))
 
 
 class PagerDutySender:

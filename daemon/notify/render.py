@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from daemon.notify.http import truncate
 from daemon.notify.model import Notification
 
 __all__ = ["details", "lead_signal", "lines", "title"]
@@ -87,6 +88,20 @@ def change_line(c: Mapping[str, Any]) -> str:
     return f"{c.get('ts')} {c.get('kind')}: {c.get('description', '')}"
 
 
+# Changes listed in the text of a page, and the characters of each. Receivers cut long
+# text at the end (Opsgenie's description at 15,000 characters): thousands of deploys, or a
+# few with long descriptions, would push the runbook and the incident id off it.
+MAX_CHANGE_LINES = 10
+MAX_CHANGE_CHARS = 300
+
+
+def _change_rows(changes: list[Mapping[str, Any]]) -> list[str]:
+    rows = [f"- {truncate(change_line(c), MAX_CHANGE_CHARS)}" for c in changes[:MAX_CHANGE_LINES]]
+    if len(changes) > MAX_CHANGE_LINES:
+        rows.append(f"- … and {len(changes) - MAX_CHANGE_LINES} more")
+    return rows
+
+
 def lines(n: Notification) -> list[str]:
     """The incident as plain-text lines, most important first."""
     inc = n.incident
@@ -113,11 +128,11 @@ def lines(n: Notification) -> list[str]:
     changes = [c for c in inc.get("changes") or [] if isinstance(c, Mapping)]
     if changes:
         out.append("Recent changes (before the start, most recent first):")
-        out += [f"- {change_line(c)}" for c in changes]
+        out += _change_rows(changes)
     later = [c for c in inc.get("later_changes") or [] if isinstance(c, Mapping)]
     if later:
         out.append("Changes after the start (context):")
-        out += [f"- {change_line(c)}" for c in later]
+        out += _change_rows(later)
     if n.runbook:
         out.append("Runbook: " + ", ".join(f"{k}={v}" for k, v in n.runbook.items() if v))
     out.append(f"incident {n.incident_id}, dedup key {n.dedup_key}")

@@ -73,6 +73,7 @@ def build_senders(
                 hmac_secret=r.hmac_secret.get_secret_value() if r.hmac_secret else None,
                 headers={k: v.get_secret_value() for k, v in r.headers.items()},
                 rate_limit_per_min=r.rate_limit_per_min,
+                max_body_bytes=r.max_body_bytes,
                 timeout_s=timeout_s,
                 wall_clock=wall_clock,
             )

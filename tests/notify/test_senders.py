@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import email.utils
+from typing import Any
 
 import aiohttp
 import orjson
@@ -10,6 +11,7 @@ from daemon.notify.http import cap_key, classify_status, parse_retry_after, trun
 from daemon.notify.opsgenie import OpsgenieSender, build_alert
 from daemon.notify.pagerduty import MAX_EVENT_BYTES, PagerDutySender, build_event
 from daemon.notify.slack import SlackSender, build_message
+from daemon.notify.webhook import MAX_BODY_BYTES as MAX_WEBHOOK_BODY_BYTES
 from daemon.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSender, verify
 from tests.notify.conftest import url
 from tests.notify.fakes import FakeClock, FakeHTTP, FakeOpsgenie, FakePagerDuty, Fault
@@ -218,3 +220,66 @@ async def test_webhook_signature_verifies(hook: FakeHTTP, session: aiohttp.Clien
     assert got.body["notification"]["dedup_key"] == inc["dedup_key"]
     assert got.body["incident"]["summary"] == inc["summary"]
     assert got.body["notification"]["runbook"] == RUNBOOK
+
+
+def change_flood(status: str = "open") -> dict[str, Any]:
+    """Probe finding: 8,000 change events during one incident (1000 kept as later changes,
+    2000 characters each) made a ~2 MB webhook body, which a receiver with a 1 MB limit
+    refuses with 413: a dead letter, and the incident never resolves there."""
+    flood = [
+        {"ts": f"2026-11-27T03:{i // 60 % 60:02d}:{i % 60:02d}Z", "kind": "deploy",
+         "description": f"deploy #{i} " + "d" * 2000}
+        for i in range(1000)
+    ]  # fmt: skip
+    return incident(status=status, later_changes=flood, changes=flood[:50])
+
+
+@pytest.mark.parametrize("action", ["trigger", "resolve"])
+async def test_webhook_body_is_shrunk_below_the_receivers_limit(
+    action: str, hook: FakeHTTP, session: aiohttp.ClientSession
+) -> None:
+    inc = change_flood("resolved" if action == "resolve" else "open")
+    assert len(orjson.dumps(inc)) > 2_000_000
+    s = WebhookSender("hook", url(hook) + "/hook", hmac_secret="s3cr3t")
+    result = await s.send(session, note(inc, action, 1.0, RUNBOOK))
+    assert result.ok, result  # the fake, as aiohttp, refuses bodies over 1 MiB with 413
+    raw, got = hook.raw[0], hook.accepted[0]
+    assert len(raw) <= MAX_WEBHOOK_BODY_BYTES
+    assert verify("s3cr3t", raw, got.headers[SIGNATURE_HEADER])  # signed as sent
+    assert got.body["truncated"].startswith("dropped to fit 512 KB: later_changes beyond 10")
+    body_inc = got.body["incident"]
+    assert len(body_inc["later_changes"]) == 10 and len(body_inc["changes"]) == 50
+    assert body_inc["triage"] == inc["triage"] and body_inc["signals"] == inc["signals"]
+    assert body_inc["status"] == inc["status"] and body_inc["id"] == inc["id"]
+    assert len(inc["later_changes"]) == 1000  # the notification's record is not changed
+
+
+async def test_webhook_body_cap_is_configurable_and_keeps_the_identity(
+    hook: FakeHTTP, session: aiohttp.ClientSession
+) -> None:
+    inc = change_flood()
+    inc["triage"][0]["evidence"] = "e" * 100_000
+    s = WebhookSender("hook", url(hook) + "/hook", max_body_bytes=16_384)
+    assert (await s.send(session, note(inc, "trigger", 1.0))).ok
+    assert len(hook.raw[0]) <= 16_384
+    body = hook.accepted[0].body
+    assert body["truncated"].startswith("dropped to fit 16.384 KB: later_changes beyond 10,")
+    assert body["incident"]["id"] == inc["id"] and body["incident"]["status"] == "open"
+    assert "triage" in body["incident"]  # kept: enough was dropped before it
+    assert len(body["incident"]["triage"][0]["evidence"]) <= 2000
+
+
+def test_every_receiver_bounds_a_change_flood() -> None:
+    """PagerDuty keeps its triage (the later changes go first, not the whole details);
+    Opsgenie and Slack bodies stay small and keep the incident id line."""
+    inc = change_flood()
+    ev = build_event(note(inc, "trigger", 1.0, RUNBOOK), PD_KEY)
+    assert len(orjson.dumps(ev)) <= MAX_EVENT_BYTES
+    details = ev["payload"]["custom_details"]
+    assert details["truncated"].startswith("dropped to fit 512 KB: later_changes beyond 10")
+    assert details["triage"] and details["runbook"] == RUNBOOK
+    og = build_alert(note(inc, "trigger", 1.0, RUNBOOK))
+    assert len(orjson.dumps(og)) < 64_000
+    assert og["description"].endswith(f"incident {inc['id']}, dedup key {inc['dedup_key']}")
+    assert "… and 990 more" in og["description"]
+    assert len(orjson.dumps(build_message(note(inc, "trigger", 1.0, RUNBOOK)))) < 200_000
