@@ -348,11 +348,22 @@ class Outbox:
         return moved
 
     def prune(self, sent_before: float) -> int:
-        """Delete sent rows older than `sent_before` (dead letters are kept for people)."""
+        """Delete sent rows older than `sent_before` (dead letters are kept for people).
+
+        Except the last sent trigger of an incident at a receiver, until a later resolve (or
+        a later live trigger) of that incident is enqueued there: it is the record that the
+        receiver holds the page, which the resolve is sent by (`Paging`) and a config
+        reload checks. Pruned after `keep_sent_s` (7 days), an incident open that long
+        would have resolved nowhere, and its receiver could be removed."""
         self._begin()
         try:
             cur = self.conn.execute(
-                "DELETE FROM notify_outbox WHERE state = 'sent' AND sent_at < ?", (sent_before,)
+                "DELETE FROM notify_outbox WHERE state = 'sent' AND sent_at < ? AND ("
+                " action != 'trigger' OR EXISTS (SELECT 1 FROM notify_outbox r"
+                " WHERE r.incident_id = notify_outbox.incident_id"
+                " AND r.receiver = notify_outbox.receiver AND r.seq > notify_outbox.seq"
+                " AND (r.action = 'resolve' OR (r.action = 'trigger' AND r.state != 'dead'))))",
+                (sent_before,),
             )
             self.conn.commit()
         except BaseException:

@@ -114,3 +114,31 @@ def test_depth_and_oldest() -> None:
     assert ob.depth_by_receiver() == {"sre": 2, "chat": 1}
     assert ob.oldest_pending_created_at() == 5.0
     assert ob.unfinished_count() == 3
+
+
+def test_prune_keeps_the_trigger_of_a_page_still_open() -> None:
+    """A resolve goes to the receivers whose trigger row is in the outbox: pruning the sent
+    trigger of an incident open longer than keep_sent_s would send its resolve nowhere (and
+    let a reload drop the receiver). The last trigger stays until a resolve follows it."""
+    clock = FakeClock(1000.0)
+    conn = open_db()
+    ob = Outbox(conn, clock)
+
+    def send(inc: dict[str, object], action: str, receivers: list[str]) -> None:
+        ids = ob.enqueue(conn, note(inc, action, clock()), receivers)  # type: ignore[arg-type]
+        conn.commit()
+        for row in ob.claim(ids):
+            ob.mark_sent(row.id, clock())
+
+    still_open, resolved = incident(1), incident(2)
+    send(still_open, "trigger", ["sre", "chat"])
+    send(resolved, "trigger", ["sre"])
+    send(still_open, "trigger", ["sre"])  # a reminder: the first trigger can go
+    send(resolved, "resolve", ["sre"])
+    clock.t += 10
+    assert ob.prune(clock()) == 3
+    left = [(r.incident_id, r.receiver, r.action, r.seq) for r in ob.rows()]
+    assert left == [("inc-1", "chat", "trigger", 1), ("inc-1", "sre", "trigger", 2)]
+    send(still_open, "resolve", ["sre", "chat"])
+    clock.t += 10
+    assert ob.prune(clock()) == 4 and ob.rows() == []
