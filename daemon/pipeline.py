@@ -378,6 +378,12 @@ class Pipeline:
                 self._last_data_ts = ts
         return out
 
+    def count_future(self, ev: Event) -> None:
+        """Count an event that replay set aside as ahead of its clock (daemon/replay.py), as
+        `ingest` counts one the live clock finds too far ahead: accepted, then unused."""
+        self.counters.accepted[ev.type] = self.counters.accepted.get(ev.type, 0) + 1
+        self.counters.count_unused("future")
+
     def _start(self, ts: float) -> None:
         self.next_tick = (math.floor(ts / self.tick_s) + 1) * self.tick_s
 

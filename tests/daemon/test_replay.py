@@ -13,7 +13,7 @@ import orjson
 from config.settings import load_settings
 from correlator.records import rfc3339
 from daemon.pipeline import STALE_CHECK_S
-from daemon.replay import replay
+from daemon.replay import ReplayResult, replay
 
 T0 = 1_795_000_000.0 - (1_795_000_000.0 % 15)  # tick-aligned
 BREACH, END = T0 + 3600, T0 + 3600 + 1200
@@ -195,3 +195,96 @@ def test_incident_records_carry_when_they_notified(tmp_path: Path) -> None:
             assert when >= rec["opened_at"]
             assert severity in ("warning", "critical")
     assert any(sev == "critical" for r in result.incidents for _, sev in r["notifications"])
+
+
+def _outage_lines(start: float) -> list[bytes]:
+    """Three hours of support-bot at 60 calls/min with a 30-min provider outage at 2 h."""
+    from daemon.simulate import FeatureProfile, Injection, generate
+
+    feats = [FeatureProfile("support-bot", rpm=60)]
+    outage = Injection("provider_outage", "support-bot", start + 2 * 3600, start + 2.5 * 3600)
+    return [orjson.dumps(ev) + b"\n" for ev in generate(start, 3.0, feats, [outage], seed=1)]
+
+
+def _provider_incidents(result: ReplayResult) -> list[dict[str, object]]:
+    return [r for r in result.incidents if r["domain"] == "provider" and r["paged"]]
+
+
+def test_a_lone_far_ahead_event_is_set_aside_as_future(tmp_path: Path) -> None:
+    """A 2099 line among 2026 events, or one written hours ahead of its neighbours, must not
+    drag replay's clock (every later event would be late and the outage lost): it is counted
+    as `future`, as the live daemon counts an event too far ahead of its clock."""
+    lines = _outage_lines(T0)
+    clean = replay(_write(tmp_path / "clean.jsonl", lines), load_settings(None))
+    assert len(_provider_incidents(clean)) == 1 and "future" not in clean.unused
+    far = {"type": "llm_call", "ts": "2099-01-01T00:00:00Z", "feature": "support-bot"}
+    ahead = {"type": "llm_call", "ts": T0 + 5 * 3600, "feature": "support-bot"}
+    for name, bad, at in (("2099", far, 3000), ("ahead", ahead, 3000), ("first", far, 0)):
+        path = _write(
+            tmp_path / f"{name}.jsonl", [*lines[:at], orjson.dumps(bad) + b"\n", *lines[at:]]
+        )
+        result = replay(path, load_settings(None))
+        assert result.unused == {"future": 1}, name
+        assert result.events == len(lines) + 1
+        assert result.last_ts == clean.last_ts and result.first_ts == clean.first_ts
+        assert [r["opened_at"] for r in _provider_incidents(result)] == [
+            r["opened_at"] for r in _provider_incidents(clean)
+        ], name
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "replay", str(tmp_path / "2099.jsonl")],
+        capture_output=True,
+        check=True,
+    )
+    assert "not used: 1 future" in proc.stdout.decode()
+
+
+def test_a_real_gap_between_bursts_moves_the_clock(tmp_path: Path) -> None:
+    """Capture files have gaps of hours or days: the events after a gap confirm the jump, so
+    both halves replay (one outage in each) and nothing is counted late or future."""
+    day = 86400.0 + 3 * 3600
+    lines = _outage_lines(T0) + _outage_lines(T0 + day)
+    result = replay(_write(tmp_path / "gap.jsonl", lines), load_settings(None))
+    assert result.unused == {}
+    assert len(_provider_incidents(result)) == 2
+    assert result.last_ts is not None and result.last_ts > T0 + day + 2.9 * 3600
+
+
+def test_clock_guard_rules() -> None:
+    """The hold-and-confirm rule on its own: contradiction, confirmation, the end of input."""
+    from daemon.ingest.events import Event, validate_one
+    from daemon.replay import ClockGuard
+
+    def ev(ts: float) -> Event:
+        return validate_one({"type": "llm_call", "ts": ts, "feature": "f"})
+
+    def run(times: list[float]) -> tuple[list[float], list[float]]:
+        aside: list[Event] = []
+        guard = ClockGuard(300.0, aside.append)
+        passed = guard.feed([ev(t) for t in times]) + guard.finish()
+        return [e.ts for e in passed], [e.ts for e in aside]
+
+    t = T0
+    # A pair of bad lines is still contradicted by the stream going on where it was.
+    assert run([t, t + 1, 4e9, 4e9, t + 2, t + 3]) == ([t, t + 1, t + 2, t + 3], [4e9, 4e9])
+    # Three events at a later time confirm it; a straggler behind them is the pipeline's
+    # to judge (late), not the guard's.
+    later = t + 86400
+    assert run([t, later, later + 1, later + 2, t + 5]) == (
+        [t, later, later + 1, later + 2, t + 5],
+        [],
+    )
+    # A bad line, then a real gap: the bad line goes, the gap's events move the clock.
+    assert run([t, 4e9, later, later + 1, later + 2]) == ([t, later, later + 1, later + 2], [4e9])
+    # At the very end a jump goes on only when the file has made as long a one before (an
+    # hourly series' last hour); a file of one or two events is too short to judge.
+    assert run([t, t + 1, t + 2, 4e9]) == ([t, t + 1, t + 2], [4e9])
+    hourly = [t + h * 3600 for h in range(6)]
+    assert run(hourly) == (hourly, [])
+    assert run([*hourly, 4e9]) == (hourly, [4e9])
+    assert run([t]) == ([t], []) and run([t, t + 1000]) == ([t, t + 1000], [])
+
+
+def _write(path: Path, lines: list[bytes]) -> str:
+    path.write_bytes(b"".join(lines))
+    return str(path)
+
