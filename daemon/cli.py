@@ -47,23 +47,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit(args.config)
     configure("warning", settings.log.format)
+    if args.input != "-":
+        # Before the outputs are opened: a mistyped input must not truncate last run's files.
+        try:
+            open(args.input, "rb").close()
+        except OSError as exc:
+            return _os_error("read", exc)
     with ExitStack() as stack:
         sig_out: IO[bytes] | None = None
         inc_out: IO[bytes] | None = None
-        if args.signals:
-            sig_out = stack.enter_context(open(args.signals, "wb"))
-        if args.incidents:
-            inc_out = stack.enter_context(open(args.incidents, "wb"))
+        try:
+            if args.signals:
+                sig_out = stack.enter_context(open(args.signals, "wb"))
+            if args.incidents:
+                inc_out = stack.enter_context(open(args.incidents, "wb"))
+        except OSError as exc:
+            return _os_error("write", exc)
         try:
             result = replay(args.input, settings, sig_out, inc_out)
-        except FileNotFoundError as exc:
-            print(f"llm-oncall: cannot read {exc.filename}: no such file", file=sys.stderr)
-            return 1
         except InputError as exc:
             print(f"llm-oncall: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:
+            return _os_error("read" if exc.filename == args.input else "write", exc)
     print_summary(result)
     return 0
+
+
+def _os_error(verb: str, exc: OSError) -> int:
+    """One line naming the path, as every CLI error (exit 1, as check-config and simulate)."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        print(f"llm-oncall: cannot {verb}: {reason}", file=sys.stderr)
+    else:
+        print(f"llm-oncall: cannot {verb} {exc.filename}: {reason}", file=sys.stderr)
+    return 1
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -288,3 +288,28 @@ def _write(path: Path, lines: list[bytes]) -> str:
     path.write_bytes(b"".join(lines))
     return str(path)
 
+
+def test_replay_cli_paths_it_cannot_use_are_one_line_errors(tmp_path: Path) -> None:
+    """A directory or missing input, or an output in a missing directory: one line naming the
+    path, exit 1 (as check-config and simulate), and last run's output is not truncated."""
+    events = _write(
+        tmp_path / "in.jsonl", [orjson.dumps({"type": "llm_call", "ts": T0, "feature": "f"})]
+    )
+    previous = tmp_path / "incidents.jsonl"
+    previous.write_text("last run\n")
+    missing_dir = tmp_path / "nope" / "x.jsonl"
+    cases = [
+        ([str(tmp_path)], f"cannot read {tmp_path}: Is a directory"),
+        ([str(tmp_path / "missing.jsonl"), "--incidents", str(previous)], "cannot read"),
+        ([events, "--incidents", str(missing_dir)], f"cannot write {missing_dir}: No such file"),
+        ([events, "--signals", str(tmp_path)], f"cannot write {tmp_path}: Is a directory"),
+    ]
+    for args, message in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "replay", *args], capture_output=True
+        )
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, err
+        assert err.startswith("llm-oncall: ") and message in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert previous.read_text() == "last run\n"
