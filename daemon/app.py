@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import math
+import os
 import signal
 import sqlite3
 import time
@@ -75,6 +76,22 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 CONTROL_PREFIXES = ("/api/", "/-/", "/incidents/", "/silences", "/login")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OFFLOAD_BYTES = 256 * 1024  # OTLP bodies larger than this decode off the event loop
+
+
+class ListenError(Exception):
+    """The HTTP listener could not start (port taken, address not on this machine): a
+    settings problem the operator fixes in `listen`, reported as one line, not a traceback."""
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
+    # asyncio's bind error repeats the address in its text; the errno's own words are shorter
+    # (a host that does not resolve has a negative errno and says it in `strerror`).
+    if exc.errno is not None and exc.errno > 0:
+        reason = os.strerror(exc.errno)
+    else:
+        reason = exc.strerror or str(exc)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return ListenError(f"cannot listen on {where} (listen.host, listen.port): {reason}")
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -711,7 +728,8 @@ class Daemon:
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT, then stop gracefully within SHUTDOWN_TIMEOUT_S.
 
-        Returns the process exit code. Failures inside a tick are caught per series by the
+        Returns the process exit code; raises ListenError when the port cannot be bound.
+        Failures inside a tick are caught per series by the
         pipeline; if an owned background task (tick loop, snapshot loop, delivery worker)
         dies anyway (the state store failing, a bug outside the per-series guards), the
         daemon can no longer detect or page, so it says so on /readyz, tries a final
@@ -737,7 +755,13 @@ class Daemon:
         await runner.setup()
         listen = self.settings.listen
         site = web.TCPSite(runner, listen.host, listen.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # Nothing was accepted yet, so there is nothing to flush: release what was opened.
+            await runner.cleanup()
+            self.store.close()
+            raise _listen_error(listen.host, listen.port, exc) from None
         port = _bound_port(runner) or listen.port
         tasks = [
             asyncio.create_task(self._tick_loop(), name="tick"),

@@ -25,7 +25,7 @@ def _settings_or_exit(path: str | None) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.app import Daemon
+    from daemon.app import Daemon, ListenError
     from daemon.logs import configure
     from daemon.store import StateFileError
 
@@ -37,7 +37,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StateFileError as exc:
         print(f"llm-oncall: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(daemon.serve())
+    try:
+        return asyncio.run(daemon.serve())
+    except ListenError as exc:
+        print(f"llm-oncall: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

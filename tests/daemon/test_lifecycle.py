@@ -209,3 +209,40 @@ def test_sighup_does_not_stop_the_daemon(tmp_path: Path) -> None:
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(15) == 0
     assert '"final_snapshot_saved"' in d.log()
+
+
+def test_a_port_already_taken_is_one_line_naming_listen_port(tmp_path: Path) -> None:
+    """Probe finding: `run` on a taken port ended in a 15-line OSError traceback. It is one
+    line naming the address and the settings to change, exit 1, and the state file closed."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_ONCALL_")} | {
+            "PYTHONPATH": str(ROOT),
+            "LLM_ONCALL_LISTEN__HOST": "127.0.0.1",
+            "LLM_ONCALL_LISTEN__PORT": str(port),
+            "LLM_ONCALL_STATE__PATH": str(tmp_path / "state.db"),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("llm-oncall:")]
+    assert line == (
+        f"llm-oncall: cannot listen on 127.0.0.1:{port} (listen.host, listen.port): "
+        "Address already in use"
+    )
