@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import signal
 import sys
 from contextlib import ExitStack
 from typing import IO
@@ -114,6 +116,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"llm-oncall: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # `--out - | head`: main ends quietly
     except OSError as exc:
         print(f"llm-oncall: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -171,9 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     # time. Our objects hold no cycles worth collecting that often.
     gc.set_threshold(50_000, 20, 100)
     args = build_parser().parse_args(argv)
-    if args.func.__module__ == client.__name__:
-        return client.run(args)
-    return int(args.func(args))
+    is_client = args.func.__module__ == client.__name__
+    try:
+        code = client.run(args) if is_client else int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+    except BrokenPipeError:
+        return _stdout_closed()
+    return code
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`… | head`): stop quietly, as standard tools do.
+
+    Python ignores SIGPIPE (the daemon's sockets need EPIPE as an error), so a tool's usual
+    silent death becomes a BrokenPipeError; the rest of the output would fail again when the
+    interpreter flushes stdout at exit, so it goes to /dev/null. The status is the one a shell
+    reports for a tool killed by SIGPIPE (128 + 13), for scripts using `set -o pipefail`.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def add_commands(sub: Any) -> None:
     inc.add_argument("--limit", type=int, default=50)
     inc.add_argument("--by", default=None, help="who acts (default: your user name)")
     inc.add_argument("--comment", default="")
-    inc.set_defaults(func=cmd_incidents)
+    inc.set_defaults(func=cmd_incidents, usage_error=inc.error)
 
     sil = sub.add_parser("silence", parents=[common], help="add, list or expire silences")
     sil.add_argument("action", nargs="?", default="list", choices=("add", "list", "expire"))
@@ -71,7 +71,7 @@ def add_commands(sub: Any) -> None:
     sil.add_argument("--by", default=None, help="who adds it (default: your user name)")
     sil.add_argument("--comment", default="")
     sil.add_argument("--all", action="store_true", help="list: expired ones too")
-    sil.set_defaults(func=cmd_silence)
+    sil.set_defaults(func=cmd_silence, usage_error=sil.error)
 
     tp = sub.add_parser(
         "test-page", parents=[common], help="send a marked test trigger and resolve to a receiver"
@@ -111,7 +111,10 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """One request to the daemon; the parsed JSON answer, or ClientError with its message."""
-    base = urllib.parse.urlsplit(args.url)
+    try:
+        base = urllib.parse.urlsplit(args.url)
+    except ValueError:  # "http://[::1": an unclosed IPv6 bracket
+        base = urllib.parse.SplitResult("", "", "", "", "")
     if (
         base.scheme not in ("http", "https")
         or not base.netloc
@@ -191,6 +194,10 @@ def _who(args: argparse.Namespace) -> str:
 
 def cmd_incidents(args: argparse.Namespace) -> int:
     if args.action == "list":
+        if args.id is not None:
+            # argparse fills the optional `id` slot for every action; a stray word after
+            # `list` is a mistake to point out, not a filter to ignore.
+            args.usage_error(f"incidents list takes no incident id (got {args.id!r})")
         query: dict[str, Any] = {"limit": args.limit}
         if args.status != "all":
             query["status"] = args.status
@@ -340,6 +347,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
         done = [call(args, "DELETE", f"/api/v1/silences/{quote(s, safe='')}") for s in args.args]
         _emit(args, done, "\n".join(f"expired {d['expired']}" for d in done))
         return 0
+    if args.args:
+        args.usage_error(f"silence list takes no arguments (got {' '.join(args.args)!r})")
     sils = call(args, "GET", "/api/v1/silences")["silences"]
     if not args.all:
         sils = [s for s in sils if s.get("state") != "expired"]
