@@ -52,6 +52,18 @@ class _Strict(BaseModel):
 
 def _secret(value: SecretStr | None, path: Path | None, key: str) -> SecretStr:
     """The secret from `key` or from the file named by `key_file`; one of them is required."""
+    secret = optional_secret(value, path, key)
+    if secret is None:
+        raise ValueError(f"{key} or {key}_file is required")
+    return secret
+
+
+def optional_secret(value: SecretStr | None, path: Path | None, key: str) -> SecretStr | None:
+    """The secret from `key` or from the file named by `key_file`, or None when neither is
+    given. Every secret of the config goes through here (receivers, `ingest.token`,
+    `api.read_token`), so the rules are the same for all: both at once is an error (which one
+    wins would be a guess, and a missing file would go unnoticed), and so is an empty value or
+    file: an empty token would admit an empty `Authorization: Bearer `."""
     if value is not None and path is not None:
         raise ValueError(f"give {key} or {key}_file, not both")
     if value is not None:
@@ -59,7 +71,7 @@ def _secret(value: SecretStr | None, path: Path | None, key: str) -> SecretStr:
             raise ValueError(f"{key} is empty")
         return value
     if path is None:
-        raise ValueError(f"{key} or {key}_file is required")
+        return None
     try:
         text = path.read_text().strip()
     except OSError as exc:

@@ -32,7 +32,13 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from config.receivers import NotifyConfig, ReceiverConfig, RouteConfig, validate_routes
+from config.receivers import (
+    NotifyConfig,
+    ReceiverConfig,
+    RouteConfig,
+    optional_secret,
+    validate_routes,
+)
 from config.references import raw_reference_errors, rule_errors
 
 SPLIT_RESERVED = frozenset({"provider", "model", "endpoint"})
@@ -82,8 +88,7 @@ class IngestConfig(_Strict):
 
     @model_validator(mode="after")
     def _read_token_file(self) -> IngestConfig:
-        if self.token is None and self.token_file is not None:
-            self.token = SecretStr(_read_secret(self.token_file, "ingest.token_file"))
+        self.token = optional_secret(self.token, self.token_file, "token")
         return self
 
 
@@ -100,8 +105,7 @@ class ApiConfig(_Strict):
 
     @model_validator(mode="after")
     def _read_token_file(self) -> ApiConfig:
-        if self.read_token is None and self.read_token_file is not None:
-            self.read_token = SecretStr(_read_secret(self.read_token_file, "api.read_token_file"))
+        self.read_token = optional_secret(self.read_token, self.read_token_file, "read_token")
         return self
 
 
@@ -432,13 +436,6 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-def _read_secret(path: Path, where: str) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ValueError(f"{where}: cannot read {path}: {exc.strerror}") from None
-
-
 def yaml_path(loc: tuple[int | str, ...]) -> str:
     """('features', 'bot', 'rules', 0, 'params') → features.bot.rules[0].params"""
     out = ""
@@ -513,9 +510,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 
 def _resolve_files(data: dict[str, Any], base: Path) -> None:
-    """Make the file's relative `*_file` paths (ingest.token_file, receivers[i].*_file)
-    relative to the config file's folder. Absolute paths and `~` are left as written."""
-    sections = [data.get("ingest"), *(data.get("receivers") or [])]
+    """Make the file's relative `*_file` paths (ingest.token_file, api.read_token_file,
+    receivers[i].*_file) relative to the config file's folder. Absolute paths and `~` are
+    left as written."""
+    sections = [data.get("ingest"), data.get("api"), *(data.get("receivers") or [])]
     for section in sections:
         if not isinstance(section, dict):
             continue

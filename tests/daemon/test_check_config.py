@@ -169,6 +169,7 @@ def test_file_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     cfg = conf_dir / "config.yaml"
     cfg.write_text(
         "ingest: {token_file: secrets/token}\n"
+        "api: {read_token_file: secrets/token}\n"
         "receivers: [{name: sre, type: pagerduty, routing_key_file: ./secrets/pd}]\n"
     )
     elsewhere = tmp_path / "elsewhere"
@@ -183,10 +184,44 @@ def test_file_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         os.chdir(old)
     assert s.ingest.token is not None
     assert s.ingest.token.get_secret_value() == "from-the-config-folder"
+    assert s.api.read_token is not None
+    assert s.api.read_token.get_secret_value() == "from-the-config-folder"
     # A missing one names the resolved path, so the operator sees where it looked.
     cfg.write_text("ingest: {token_file: secrets/nope}\n")
     proc = check(cfg, cwd=elsewhere)
     assert proc.returncode == 1 and str(conf_dir / "secrets" / "nope") in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "error"),
+    [
+        ("ingest: {token_file: empty}", "ingest: token_file: {dir}/empty is empty"),
+        ("ingest: {token_file: blank}", "ingest: token_file: {dir}/blank is empty"),
+        ("ingest: {token: '  '}", "ingest: token is empty"),
+        ("api: {read_token_file: empty}", "api: read_token_file: {dir}/empty is empty"),
+        ("ingest: {token: x, token_file: nope}", "ingest: give token or token_file, not both"),
+        (
+            "api: {read_token: x, read_token_file: t}",
+            "api: give read_token or read_token_file, not both",
+        ),
+    ],
+)
+def test_token_secrets_follow_the_receivers_rules(
+    tmp_path: Path, yaml_text: str, error: str
+) -> None:
+    """Probe findings: an empty token file was accepted, and auth then let an empty
+    `Authorization: Bearer ` in; a token and a token_file whose file did not exist said ok.
+    The tokens now follow the receivers' secrets: one or the other, never empty."""
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "blank").write_text(" \n\t\n")
+    (tmp_path / "t").write_text("t0ken\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text + "\n")
+    proc = check(cfg, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1:] == ["  " + error.format(dir=tmp_path)], proc.stderr
+    with pytest.raises(ConfigError):  # `run` and reloads read settings the same way
+        load_settings(cfg)
 
 
 def test_shipped_example_checks_from_any_directory(tmp_path: Path) -> None:
