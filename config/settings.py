@@ -7,9 +7,10 @@ twelve-factor habit: the environment overrides the file, the file overrides the 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -483,12 +484,13 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if env_errors:
         raise ConfigError(env_errors)
     env = {k.upper(): k for k in os.environ if k.upper().startswith(ENV_PREFIX)}
+    unknown = unknown_env_errors(env.values())
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except SettingsError as exc:
-        raise ConfigError([_env_parse_error(str(exc), env)]) from None
+        raise ConfigError([*unknown, _env_parse_error(str(exc), env)]) from None
     except ValidationError as exc:
-        errors: list[str] = []
+        errors: list[str] = list(unknown)
         field_errors = False
         for err in exc.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
@@ -507,6 +509,54 @@ def load_settings(path: str | Path | None = None) -> Settings:
             sections = {name.removeprefix(ENV_PREFIX).lower() for name in env if "__" not in name}
             errors += [e for e in raw_reference_errors(data, sections) if e not in errors]
         raise ConfigError(errors) from None
+    if unknown:
+        raise ConfigError(unknown)
+    return settings
+
+
+# `LLM_ONCALL_*` variables that are not settings: who reads each. Every other variable with
+# the prefix must name a setting (see `unknown_env_errors`).
+NOT_SETTINGS_ENV = {
+    "LLM_ONCALL_TOKEN": "the client commands' API token (daemon/client.py)",
+    "LLM_ONCALL_URL": "the client commands' daemon URL (daemon/client.py)",
+    "LLM_ONCALL_INGEST_TOKEN": "the OpenTelemetry Collector's token (deploy/otel-collector.yaml)",
+    "LLM_ONCALL_FUZZ_EXAMPLES": "examples per fuzz test (tests/fuzz)",
+    "LLM_ONCALL_TEST_ARTIFACTS": "where browser tests put screenshots (tests/e2e)",
+}
+
+
+def unknown_env_errors(names: Iterable[str]) -> list[str]:
+    """One error per `LLM_ONCALL_*` variable that names no setting.
+
+    The model rejects an unknown key below a known section (`LLM_ONCALL_LISTEN__PROT`), but
+    pydantic-settings only looks up the variables of fields it has, so a typo in the section
+    itself (`LLM_ONCALL_CORRELATON__WINDOW_S`) would be ignored and the default used in
+    silence, as a YAML typo never is (`extra="forbid"`). The prefix is ours: a variable with it
+    is a setting, or one of `NOT_SETTINGS_ENV`.
+    """
+    sections = Settings.model_fields
+    paths = list(sections)
+    for section, info in sections.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            paths += [f"{section}__{key}" for key in info.annotation.model_fields]
+    errors = []
+    for name in sorted(names):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_SETTINGS_ENV:
+            continue
+        rest = upper[len(ENV_PREFIX) :].lower()
+        if rest.split("__")[0] in sections:
+            continue
+        ends = [p for p in paths if p.endswith("__" + rest)]
+        close = ends or difflib.get_close_matches(rest, paths, n=1, cutoff=0.6)
+        if not close and "__" in rest:
+            # A typo in the section of a nested name: suggest the section, keep the rest.
+            section, _, tail = rest.partition("__")
+            near = difflib.get_close_matches(section, list(sections), n=1, cutoff=0.6)
+            close = [f"{near[0]}__{tail}"] if near else []
+        hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
+        errors.append(f"{name}: environment variable names no setting{hint}")
+    return errors
 
 
 def _resolve_files(data: dict[str, Any], base: Path) -> None:

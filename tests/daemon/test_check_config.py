@@ -161,6 +161,36 @@ def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
     assert "environment variable" not in proc.stderr
 
 
+def test_a_variable_that_names_no_setting_is_an_error(tmp_path: Path) -> None:
+    """Probe finding: `LLM_ONCALL_CORRELATON__WINDOW_S=5` was ignored in silence (the default
+    window used) while `LLM_ONCALL_LISTEN__PROT=5` was refused. Both are errors now, in the
+    same pass, each naming its variable, with a suggestion when one is close."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("listen: {port: 9477}\n")
+    proc = check(
+        cfg, cwd=tmp_path, LLM_ONCALL_CORRELATON__WINDOW_S="5", LLM_ONCALL_LISTEN__PROT="5",
+        LLM_ONCALL_PORT="9000", LLM_ONCALL_NOTHING_LIKE_IT="1",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1:] == [
+        "  LLM_ONCALL_CORRELATON__WINDOW_S: environment variable names no setting; did you"
+        " mean LLM_ONCALL_CORRELATION__WINDOW_S?",
+        "  LLM_ONCALL_NOTHING_LIKE_IT: environment variable names no setting",
+        "  LLM_ONCALL_PORT: environment variable names no setting; did you mean"
+        " LLM_ONCALL_LISTEN__PORT?",
+        "  listen.prot (environment variable LLM_ONCALL_LISTEN__PROT): Extra inputs are not"
+        " permitted",
+    ]
+    # The variables the tools read that are not settings (the client's token and URL, the
+    # Collector's token in deploy/otel-collector.yaml, the tests' knobs) are left alone.
+    proc = check(
+        cfg, cwd=tmp_path, LLM_ONCALL_TOKEN="t", LLM_ONCALL_URL="http://127.0.0.1:9477",
+        LLM_ONCALL_INGEST_TOKEN="t", LLM_ONCALL_FUZZ_EXAMPLES="5",
+        LLM_ONCALL_TEST_ARTIFACTS="/tmp", LLM_ONCALL_CORRELATION__WINDOW_S="5",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_file_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     conf_dir = tmp_path / "etc" / "llm-oncall"
     (conf_dir / "secrets").mkdir(parents=True)
