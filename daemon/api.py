@@ -476,7 +476,10 @@ OPENAPI: dict[str, Any] = {
                     "400": {"description": "no event accepted; per-event errors"},
                     "401": {"description": "missing or wrong bearer token"},
                     "413": {"description": "body over the limit"},
-                    "415": {"description": "Content-Type not JSON or NDJSON"},
+                    "415": {
+                        "description": "Content-Type not JSON or NDJSON, "
+                        "or Content-Encoding not gzip"
+                    },
                     "503": {"description": "shedding load; see Retry-After"},
                 },
             }
@@ -506,7 +509,10 @@ OPENAPI: dict[str, Any] = {
                     "401": {"description": "missing or wrong bearer token"},
                     "408": {"description": "body not received within listen.body_timeout_s"},
                     "413": {"description": "body over the limit (after gzip inflation)"},
-                    "415": {"description": "Content-Type neither protobuf nor JSON"},
+                    "415": {
+                        "description": "Content-Type neither protobuf nor JSON, "
+                        "or Content-Encoding not gzip"
+                    },
                     "503": {"description": "shedding load; see Retry-After"},
                 },
             }
@@ -520,7 +526,7 @@ OPENAPI: dict[str, Any] = {
                     "400": {"description": "not a webhook payload, or no alert taken"},
                     "401": {"description": "missing or wrong bearer token"},
                     "413": {"description": "body over the limit"},
-                    "415": {"description": "Content-Type not JSON"},
+                    "415": {"description": "Content-Type not JSON, or Content-Encoding not gzip"},
                     "503": {"description": "shedding load; see Retry-After"},
                 },
             }

@@ -37,6 +37,7 @@ from daemon.ingest.alertmanager import ClampedTime, alertmanager_signals
 from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
+    UnsupportedEncoding,
     UnsupportedMediaType,
     body_format,
     decompress,
@@ -511,6 +512,11 @@ class Daemon:
         except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             self._count_rejected("too_large")
             return too_large
+        except UnsupportedEncoding as exc:
+            self._count_rejected("bad_body")
+            return web.json_response(
+                {"error": str(exc)}, status=415, headers={"Accept-Encoding": "gzip"}
+            )
         except BodyError as exc:
             self._count_rejected("bad_body")
             return web.json_response(

@@ -308,7 +308,9 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     if not content_encoding or content_encoding.lower() in ("identity",):
         return body
     if content_encoding.lower() not in ("gzip", "x-gzip"):
-        raise BodyError(f"Content-Encoding {content_encoding!r} is not supported (use gzip)")
+        raise UnsupportedEncoding(
+            f"Content-Encoding {content_encoding!r} is not supported (use gzip)"
+        )
     out = bytearray()
     view = memoryview(body)
     pos = 0
@@ -375,6 +377,12 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 
 class UnsupportedMediaType(ValueError):
     """The Content-Type is neither JSON nor NDJSON (answered 415)."""
+
+
+class UnsupportedEncoding(UnsupportedMediaType):
+    """A Content-Encoding other than gzip. Also a 415 (RFC 9110, 15.5.16): the body may be
+    fine, the server cannot read that coding, so the sender should change the request rather
+    than the data; the answer's `Accept-Encoding` says which coding would do."""
 
 
 def body_format(content_type: str | None) -> Literal["json", "ndjson"]:

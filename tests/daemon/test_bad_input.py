@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,21 @@ def test_issue_reproductions_against_the_real_daemon(tmp_path: Path) -> None:
         status, answer = post(url, whole[: len(whole) // 2], gz)
         assert (status, answer["accepted"]) == (400, 0)
         assert answer["rejected"][0]["error"].startswith("gzip body is truncated")
+        # A content coding the daemon cannot read is a 415 (RFC 9110, 15.5.16) saying which
+        # one it can, on every ingest endpoint; it used to be a 400. (Through the real daemon:
+        # aiohttp's test server refuses `br` itself before any handler runs.)
+        for path in ("/v1/events", "/v1/traces", "/v1/alertmanager"):
+            req = urllib.request.Request(
+                d.url + path, data=g, method="POST",
+                headers={"Content-Type": "application/json", "Content-Encoding": "br"},
+            )  # fmt: skip
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=10)
+            assert refused.value.code == 415, path
+            assert refused.value.headers["Accept-Encoding"] == "gzip"
+            assert orjson.loads(refused.value.read()) == {
+                "error": "Content-Encoding 'br' is not supported (use gzip)"
+            }
 
         m = metrics(d)
         ticks = m[("llm_oncall_ticks_total", ())]

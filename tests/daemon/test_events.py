@@ -17,6 +17,7 @@ from daemon.ingest.events import (
     LlmCall,
     MetricEvent,
     Score,
+    UnsupportedEncoding,
     UnsupportedMediaType,
     body_format,
     decompress,
@@ -201,7 +202,7 @@ def test_gzip_and_its_limit() -> None:
         decompress(gzip.compress(b" " * 100_000), "gzip", 1000)
     with pytest.raises(BodyError, match="not valid gzip"):
         decompress(b"plain", "gzip", 1000)
-    with pytest.raises(BodyError, match="not supported"):
+    with pytest.raises(UnsupportedEncoding, match="'br' is not supported"):
         decompress(b"x", "br", 1000)
 
 
