@@ -821,7 +821,9 @@ class Correlator:
         search can place hands over to the next, such as the whole feature's series of the
         same fault, which fired later and still holds its start. While no member has placed
         the start (basis "detection"), the search runs again while the youngest member is
-        younger than `changepoint_refine_s`: one that joins late may place it."""
+        younger than `changepoint_refine_s`: one that joins late may place it. Once placed,
+        the later members of other families that changed at the same moment sharpen it
+        (`_shared_start`)."""
         p = self.policy
         if not inc.members:
             return
