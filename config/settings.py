@@ -174,12 +174,14 @@ class RuleConfig(_Strict):
 
     @model_validator(mode="after")
     def _params_build(self) -> RuleConfig:
-        from detectors.factory import build_detector
+        from detectors.factory import ParameterError, build_detector
 
         try:
             build_detector(self.detector, self.params)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"detector {self.detector!r}: {exc}") from None
+            # A ParameterError names the kind already; say it once, in front.
+            reason = exc.reason if isinstance(exc, ParameterError) else str(exc)
+            raise ValueError(f"detector {self.detector!r}: {reason}") from None
         return self
 
 

@@ -1,9 +1,10 @@
 """Build detectors by kind from config params, and rebuild them from snapshots.
 
 `build_detector` checks parameter names against the constructor before calling it, so a typo
-in a config file reads "unknown parameter 'treshold' for detector 'ewma'" instead of a
-TypeError from deep inside; bad values are rejected by the constructors with a ValueError
-naming the parameter. `detector_from_state` dispatches on the snapshot's `kind`; each
+in a config file reads "detector 'ewma': unknown parameter 'treshold'" and a forgotten one
+"detector 'static': missing parameter 'threshold'" instead of a TypeError from deep inside
+(`ParameterError`); bad values are rejected by the constructors with a ValueError naming the
+parameter. `detector_from_state` dispatches on the snapshot's `kind`; each
 `from_state` refuses a state version it does not know (ValueError), and the daemon then
 starts that series fresh with a warning.
 """
@@ -46,6 +47,30 @@ KINDS: Mapping[str, type[Detector]] = MappingProxyType(
     }
 )
 
+_REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        kind: tuple(
+            name
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self"
+            and p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+        for kind, cls in KINDS.items()
+    }
+)
+
+
+class ParameterError(ValueError):
+    """A parameter a detector kind does not know, lacks, or cannot take: `reason` says which
+    without the kind (a config error already names the rule's detector), str() with it."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"detector {kind!r}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
 _PARAMS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         kind: frozenset(
@@ -74,14 +99,16 @@ def build_detector(kind: str, params: Mapping[str, Any]) -> Detector:
     allowed = _PARAMS[kind]
     for key in params:
         if key not in allowed:
-            raise ValueError(
-                f"unknown parameter {key!r} for detector {kind!r}; "
-                f"known: {', '.join(sorted(allowed))}"
+            raise ParameterError(
+                kind, f"unknown parameter {key!r}; known: {', '.join(sorted(allowed))}"
             )
+    for name in _REQUIRED[kind]:
+        if name not in params:
+            raise ParameterError(kind, f"missing parameter {name!r}")
     try:
         return cls(**dict(params))
-    except TypeError as exc:  # e.g. a missing required parameter, or a str where a number goes
-        raise ValueError(f"detector {kind!r}: {exc}") from None
+    except TypeError as exc:  # e.g. a str where a number goes
+        raise ParameterError(kind, str(exc)) from None
 
 
 def detector_from_state(state: Mapping[str, Any]) -> Detector:

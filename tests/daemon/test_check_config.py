@@ -141,6 +141,23 @@ def test_reference_errors_alone_each_have_their_path(tmp_path: Path) -> None:
     assert len(err.value.errors) == 2
 
 
+def test_rule_parameter_errors_name_the_detector_once(tmp_path: Path) -> None:
+    """A forgotten required parameter reads as one, not as the constructor's TypeError, and
+    the rule's detector is named once."""
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text(
+        "rules:\n"
+        "  - {metric: latency_p95_ms, detector: static, params: {op: above}}\n"
+        "  - {metric: refusal_rate, detector: ewma, params: {treshold: 3}}\n"
+    )
+    proc = check(cfg, cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = [ln.strip() for ln in proc.stderr.splitlines()[1:]]
+    assert lines[0] == "rules[0]: detector 'static': missing parameter 'threshold'"
+    assert lines[1].startswith("rules[1]: detector 'ewma': unknown parameter 'treshold'; known:")
+    assert len(lines) == 2, proc.stderr
+
+
 def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("listen: {port: 9477}\n")

@@ -266,7 +266,7 @@ def test_parameter_validation_names_the_parameter(kind_: str, name: str, value: 
 
 
 def test_unknown_parameter_and_kind() -> None:
-    with pytest.raises(ValueError, match="unknown parameter 'zz' for detector 'ewma'"):
+    with pytest.raises(ValueError, match="detector 'ewma': unknown parameter 'zz'"):
         build_detector("ewma", {"zz": 1})
     with pytest.raises(ValueError, match="unknown detector kind 'nope'"):
         build_detector("nope", {})
