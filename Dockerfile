@@ -38,7 +38,11 @@ VOLUME ["/var/lib/llm-oncall"]
 EXPOSE 9477
 # The daemon drains on SIGTERM: stop accepting, last tick, flush state, stop pagers (≤ 10 s).
 STOPSIGNAL SIGTERM
-# No curl in slim: probe /healthz with the interpreter that is already there.
+# No curl in slim: probe /healthz with the interpreter that is already there. The probe knows
+# only LLM_ONCALL_LISTEN__PORT (default 9477), not a mounted config file: to move the port,
+# set that variable (-e LLM_ONCALL_LISTEN__PORT=8080; it overrides the file anyway) rather
+# than listen.port in the file, or override HEALTHCHECK. It connects to 127.0.0.1, so
+# listen.host must be 0.0.0.0 or loopback.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('LLM_ONCALL_LISTEN__PORT', '9477') + '/healthz', timeout=4)"]
 ENTRYPOINT ["llm-oncall"]
