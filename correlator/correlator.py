@@ -69,7 +69,7 @@ from correlator.records import (
     rfc3339,
 )
 from correlator.severity import SeverityInput, assess, max_severity
-from correlator.triage import summarize, triage
+from correlator.triage import PROMPT_MODEL_CHANGE_KINDS, summarize, triage
 from detectors.base import LAYERS, Direction, Layer
 
 __all__ = ["ContextFn", "Correlator", "CorrelatorStats"]
@@ -931,7 +931,15 @@ class Correlator:
     def _attach_changes(self, inc: _Inc, start: float, now: float) -> None:
         """Changes of the feature (or of all features) in the lookback before `start`, most
         recent first; those after it (beyond the estimate's tolerance) are `later_changes`:
-        context such as a rollback, never the suspect."""
+        context such as a rollback, never the suspect.
+
+        At most `incident_max_changes` on each side. A deploy pipeline that sends a change
+        every minute filled one incident with 766 changes of 2,000 characters (probe: a
+        1.5 MB record, API response and snapshot entry), which nobody reads. Before the start
+        the ones kept are, in this order: those that set a value attribution names (the
+        summary quotes the one that introduced the suspect), prompt and model changes
+        (triage's second question reads them), then the most recent of the rest. After it,
+        the earliest (a rollback comes soon after)."""
         p = self.policy
         cut = start + p.change_start_tolerance_s
         lo = start - p.change_lookback_s
@@ -952,8 +960,20 @@ class Correlator:
                 )
                 seen.setdefault((ref.ts, ref.kind, ref.description, ref.feature), ref)
         refs = sorted(seen.values(), key=lambda c: (c.ts, c.kind, c.description))
-        inc.changes = tuple(reversed([c for c in refs if lo <= c.ts <= cut]))
-        inc.later_changes = tuple(c for c in refs if c.ts > cut)
+        before = list(reversed([c for c in refs if lo <= c.ts <= cut]))
+        cap = p.incident_max_changes
+        if len(before) > cap:
+            suspects = {(a.label, a.value) for a in inc.attribution}
+
+            def rank(c: ChangeRef) -> int:
+                if suspects.intersection(c.labels):
+                    return 0
+                return 1 if c.kind in PROMPT_MODEL_CHANGE_KINDS else 2
+
+            kept = set(sorted(before, key=rank)[:cap])  # stable: most recent first per rank
+            before = [c for c in before if c in kept]
+        inc.changes = tuple(before)
+        inc.later_changes = tuple(c for c in refs if c.ts > cut)[:cap]
 
     def _refresh(
         self,

@@ -34,7 +34,9 @@ class CorrelationPolicy:
       incident of the feature (the case where inhibition between incidents of one feature
       applies).
     - retention: resolved incidents are kept `resolved_retention_s` (at most `max_resolved`),
-      change events `change_retention_s` (at most `max_changes`).
+      change events `change_retention_s` (at most `max_changes`). An incident quotes at most
+      `incident_max_changes` changes before its start and as many after it (see
+      `Correlator._attach_changes` for which).
     - attribution: `attribution_min_support` anomalous events and `attribution_min_delta` share
       lift over the baseline, top `attribution_top` values.
     - `new_incident_after_s`: a signal of a symptom family (`correlator.severity.family`) the
@@ -85,6 +87,7 @@ class CorrelationPolicy:
     max_resolved: int = 1000
     change_retention_s: float = 86400.0
     max_changes: int = 1000
+    incident_max_changes: int = 50
     attribution_min_support: int = 5
     attribution_min_delta: float = 0.1
     attribution_top: int = 3
@@ -116,6 +119,8 @@ class CorrelationPolicy:
             raise ValueError("correlation.flap_fires must be >= 2")
         if self.max_resolved < 1 or self.max_changes < 1 or self.attribution_top < 1:
             raise ValueError("correlation.max_resolved, max_changes, attribution_top must be >= 1")
+        if self.incident_max_changes < 1:
+            raise ValueError("correlation.incident_max_changes must be >= 1")
         if self.attribution_min_delta > 1 or self.quality_stable_tol > 1:
             raise ValueError("correlation.attribution_min_delta, quality_stable_tol must be <= 1")
         if not 0 < self.changepoint_alpha < 1 or not 0 < self.attribution_alpha < 1:

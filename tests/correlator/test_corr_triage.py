@@ -414,3 +414,38 @@ def test_an_error_rate_made_of_provider_failures_is_the_provider() -> None:
     )
     assert not _answers(up.incident)["provider"][0]
     assert up.incident.domain == "prompt_model"
+
+
+def test_an_incident_quotes_a_bounded_number_of_changes_keeping_the_suspects() -> None:
+    """Probe: a deploy pipeline sending a change a minute filled one incident with 766
+    changes (a 1.5 MB record). At most `incident_max_changes` on each side of the start:
+    before it, the change that introduced the suspect and the prompt changes first, then the
+    most recent of the rest; after it, the earliest (the rollback)."""
+    corr = Correlator(policy(incident_max_changes=5))
+    corr.add_change(
+        ChangeRecord(T0 - 5000, "prompt", FEATURE, "roll out v42", {"prompt_version": "v42"})
+    )
+    corr.add_change(ChangeRecord(T0 - 4000, "prompt", FEATURE, "tone tweak", {"tone": "warm"}))
+    for i in range(60):
+        corr.add_change(ChangeRecord(T0 - 3600 + 60 * i, "deploy", FEATURE, f"deploy {i}"))
+    corr.add_change(
+        ChangeRecord(T0 + 300, "prompt", FEATURE, "rollback v42 -> v41", {"prompt_version": "v41"})
+    )
+    for i in range(20):
+        corr.add_change(ChangeRecord(T0 + 400 + 60 * i, "deploy", FEATURE, f"later {i}"))
+    c = ctx(
+        bad={"prompt_version": {"v42": 40}},
+        all_={"prompt_version": {"v41": 70, "v42": 130}},
+        base={"prompt_version": {"v41": 200}},
+    )
+    corr.on_signal(sig("score:faithfulness", T0), c)
+    inc = corr.tick(T0 + 1800, lambda f, t: c)[-1].incident
+    assert inc.attribution[0].value == "v42"
+    assert [ch.description for ch in inc.changes] == [
+        "deploy 59", "deploy 58", "deploy 57", "tone tweak", "roll out v42",
+    ]  # fmt: skip
+    assert [ch.description for ch in inc.later_changes] == [
+        "rollback v42 -> v41", "later 0", "later 1", "later 2", "later 3",
+    ]  # fmt: skip
+    assert "suspect prompt change roll out v42" in inc.summary
+    assert inc.domain == "prompt_model"
