@@ -13,12 +13,8 @@ estimate and the ratio this/base; CPU time of the child, not wall time.
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from child_ab import alternate
 
 CHILD = r"""
 import sys, time
@@ -42,33 +38,13 @@ print((time.process_time() - t) / len(histories) * 1000.0)
 """
 
 
-def run(checkout: Path, series: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(checkout), str(series)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", required=True, help="the other checkout (e.g. a git worktree)")
     ap.add_argument("--series", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
-    sides = {"base": Path(args.base).resolve(), "this": ROOT}
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for i in range(args.repeat):
-        order = list(sides) if i % 2 == 0 else list(reversed(sides))
-        for name in order:
-            times[name].append(run(sides[name], args.series))
-    for name, path in sides.items():
-        runs = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"{name} ({path}): median {statistics.median(times[name]):.2f} ms CPU [{runs}]")
-    ratio = statistics.median(times["this"]) / statistics.median(times["base"])
-    print(f"this/base: {ratio:.3f}")
+    alternate(CHILD, args.base, [str(args.series)], args.repeat, "ms")
 
 
 if __name__ == "__main__":
