@@ -242,22 +242,28 @@ def test_changes_in_and_out_of_lookback() -> None:
     assert rec["later_changes"][0]["description"] == "after onset"
 
 
-def test_summary_names_the_change_that_introduced_the_suspect_not_the_rollback() -> None:
-    """v42 rolled out, then rolled back after the start (to v41), then an unrelated prompt
-    tweak of another label before the start: the suspect is v42's change."""
-    corr = Correlator()
+def _v42_rolled_back(corr: Correlator, rolled_out: float, tweaked: float) -> FeatureContext:
+    """Prompt v42 rolled out at `rolled_out`, an unrelated tone tweak at `tweaked`, the
+    rollback to v41 at T0 + 300; the context of traffic where v42 carries the bad calls."""
     corr.add_change(
-        ChangeRecord(T0 - 900, "prompt", FEATURE, "roll out v42", {"prompt_version": "v42"})
+        ChangeRecord(rolled_out, "prompt", FEATURE, "roll out v42", {"prompt_version": "v42"})
     )
-    corr.add_change(ChangeRecord(T0 - 300, "prompt", FEATURE, "tone tweak", {"tone": "warm"}))
+    corr.add_change(ChangeRecord(tweaked, "prompt", FEATURE, "tone tweak", {"tone": "warm"}))
     corr.add_change(
         ChangeRecord(T0 + 300, "prompt", FEATURE, "rollback v42 -> v41", {"prompt_version": "v41"})
     )
-    c = ctx(
+    return ctx(
         bad={"prompt_version": {"v42": 40}},
         all_={"prompt_version": {"v41": 70, "v42": 130}},
         base={"prompt_version": {"v41": 200}},
     )
+
+
+def test_summary_names_the_change_that_introduced_the_suspect_not_the_rollback() -> None:
+    """v42 rolled out, then rolled back after the start (to v41), then an unrelated prompt
+    tweak of another label before the start: the suspect is v42's change."""
+    corr = Correlator()
+    c = _v42_rolled_back(corr, T0 - 900, T0 - 300)
     corr.on_signal(sig("score:faithfulness", T0), c)
     inc = corr.tick(T0 + 600, lambda f, t: c)[-1].incident
     assert inc.attribution[0].value == "v42"
@@ -422,22 +428,11 @@ def test_an_incident_quotes_a_bounded_number_of_changes_keeping_the_suspects() -
     before it, the change that introduced the suspect and the prompt changes first, then the
     most recent of the rest; after it, the earliest (the rollback)."""
     corr = Correlator(policy(incident_max_changes=5))
-    corr.add_change(
-        ChangeRecord(T0 - 5000, "prompt", FEATURE, "roll out v42", {"prompt_version": "v42"})
-    )
-    corr.add_change(ChangeRecord(T0 - 4000, "prompt", FEATURE, "tone tweak", {"tone": "warm"}))
+    c = _v42_rolled_back(corr, T0 - 5000, T0 - 4000)
     for i in range(60):
         corr.add_change(ChangeRecord(T0 - 3600 + 60 * i, "deploy", FEATURE, f"deploy {i}"))
-    corr.add_change(
-        ChangeRecord(T0 + 300, "prompt", FEATURE, "rollback v42 -> v41", {"prompt_version": "v41"})
-    )
     for i in range(20):
         corr.add_change(ChangeRecord(T0 + 400 + 60 * i, "deploy", FEATURE, f"later {i}"))
-    c = ctx(
-        bad={"prompt_version": {"v42": 40}},
-        all_={"prompt_version": {"v41": 70, "v42": 130}},
-        base={"prompt_version": {"v41": 200}},
-    )
     corr.on_signal(sig("score:faithfulness", T0), c)
     inc = corr.tick(T0 + 1800, lambda f, t: c)[-1].incident
     assert inc.attribution[0].value == "v42"
