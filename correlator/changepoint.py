@@ -98,7 +98,8 @@ class Bin:
 @dataclass(frozen=True, slots=True)
 class ChangePoint:
     """The estimated change: `start` (τ) and, for a ramp or a pulse, `end` (τ2); the levels
-    before and after, and the statistic against its threshold (evidence for the record)."""
+    before and after, the statistic against its threshold (evidence for the record), and
+    the start's posterior (`shared_start` multiplies those of several series)."""
 
     start: float
     end: float | None
@@ -107,7 +108,7 @@ class ChangePoint:
     after: float
     stat: float
     threshold: float
-    posterior: StartPosterior | None = field(default=None, compare=False, repr=False)
+    posterior: StartPosterior = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -853,7 +853,7 @@ class Correlator:
         if cp is not None:
             start = cp.start
             joined: tuple[str, ...] = ()
-            if cp.posterior is not None and ctx is not None:
+            if ctx is not None:
                 start, joined = self._shared_start(searched, later, cp, ctx, lo, now)
             started = min(start, first.onset)
             est = StartEstimate(
@@ -910,16 +910,14 @@ class Correlator:
         One series per family, its earliest member: metrics of one family measure one
         quantity (output tokens and output length), and their noise is not independent
         evidence. A derived family (cost) adds nothing its parts do not say."""
-        assert cp.posterior is not None
-        seen = {anchor.family or default_family(anchor.metric)}
+        seen = {anchor.family}
         others: list[tuple[_Member, StartPosterior]] = []
         for member in later:
-            fam = member.family or default_family(member.metric)
-            if fam in seen or fam in DERIVED_FAMILIES:
+            if member.family in seen or member.family in DERIVED_FAMILIES:
                 continue
-            seen.add(fam)
+            seen.add(member.family)
             other = self._search(member, ctx, lo, now)
-            if other is not None and other.posterior is not None:
+            if other is not None:
                 others.append((member, other.posterior))
         if not others:
             return cp.start, ()

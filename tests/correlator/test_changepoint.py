@@ -237,7 +237,7 @@ def _two_series(gap_min: int) -> tuple[int, int, int, int]:
         detected = start + 180 * MIN
         a = estimate(_shifted(rng, 150, 4, 0.4), direction=1, not_after=detected)
         b = estimate(_shifted(rng, 150 - gap_min, 4, 0.4), direction=1, not_after=detected)
-        if a is None or b is None or a.posterior is None or b.posterior is None:
+        if a is None or b is None:
             continue
         both += 1
         shared, used = changepoint.shared_start(a.posterior, [b.posterior])
