@@ -153,9 +153,15 @@ def _check_len(value: str, limit: int, name: str) -> None:
         raise ValueError(f"{name}: longer than {limit} characters")
 
 
-def _did_you_mean(word: str, choices: Collection[str]) -> str:
+def _closest(word: str, choices: Collection[str]) -> str | None:
+    """The choice a typo most likely meant, if any is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None
+
+
+def _did_you_mean(word: str, choices: Collection[str]) -> str:
+    close = _closest(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def _check_keys(d: Mapping[Any, Any], known: tuple[str, ...], where: str) -> None:
@@ -171,10 +177,8 @@ def _check_keys(d: Mapping[Any, Any], known: tuple[str, ...], where: str) -> Non
             parts.append(repr(key))
             continue
         snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in key).lstrip("_")
-        hint = f" (did you mean {snake!r}?)" if snake in known else ""
-        if not hint:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        meant = snake if snake in known else _closest(key, known)
+        hint = f" (did you mean {meant!r}?)" if meant else ""
         parts.append(f"{key[:64]!r}{hint}")
     more = f" and {len(unknown) - _SHOWN_UNKNOWN} more" if len(unknown) > _SHOWN_UNKNOWN else ""
     noun = "field" if len(unknown) == 1 else "fields"
