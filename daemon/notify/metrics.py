@@ -10,13 +10,26 @@ not attempts:
     `retried / (sent + dead)` the share that did not go through first time.
 Attempts (every HTTP try) are in `llm_oncall_notification_attempts_total{receiver,outcome}`
 with outcome ok|retry|rate_limited|timeout|network|rejected|expired.
+
+prometheus_client would also export a `<name>_created` gauge (a Unix timestamp, with the
+counter's HELP text) beside every counter and histogram child. In the text format /metrics
+serves, those are separate gauge families that no rule or dashboard reads, doubling these
+families' series: `llm_oncall_notifications_created` showed up as a "Notifications by final
+result" gauge of value 1.79e9. Turned off, as the client's README suggests for text-format
+exporters (`PROMETHEUS_DISABLE_CREATED_SERIES`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 __all__ = ["NotifyMetrics"]
 
@@ -25,6 +38,7 @@ _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600
 
 class NotifyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide; module doc
         self.notifications = Counter(
             "llm_oncall_notifications",
             "Notifications by final result (sent, dead) and whether they needed a retry.",

@@ -314,3 +314,20 @@ async def test_a_429_pauses_receivers_without_a_rate_limit(
     assert len(rest) == 4  # the retried row and the three that waited
     assert all(t - first >= 120 for t in rest), [t - first for t in rest]
     assert len(fake.accepted) == 4
+
+
+def test_metrics_export_no_created_gauges() -> None:
+    """prometheus_client's `_created` series are not exported: in the text format they are
+    gauges of their own (`llm_oncall_notifications_created`) with the counter's HELP text."""
+    from prometheus_client import CollectorRegistry
+
+    from daemon.notify.metrics import NotifyMetrics
+
+    reg = CollectorRegistry()
+    m = NotifyMetrics(reg)
+    m.notifications.labels(receiver="pd", action="trigger", result="sent").inc()
+    m.attempts.labels(receiver="pd", outcome="ok").inc()
+    m.delivery_seconds.labels(receiver="pd").observe(0.2)
+    text = generate_latest(reg).decode()
+    assert "llm_oncall_notifications_total{" in text
+    assert "_created" not in text
