@@ -15,7 +15,7 @@ from aiohttp import web
 from config.settings import Settings
 from correlator import MAX_API_DURATION_S, HumanAction, Silence
 from daemon.ingest.events import UnsupportedMediaType, require_json
-from daemon.paging import Paging
+from daemon.paging import Paging, TooManyTestPages
 from daemon.pipeline import Pipeline, TickOutput
 from daemon.store import Store
 from daemon.timeouts import BodyTimeout, body_timeout_response, read_body
@@ -368,6 +368,12 @@ def add_routes(app: web.Application, daemon: ApiHost) -> None:
             raise _bad_request(f"by: at most {MAX_BY} characters, no control characters")
         try:
             record = daemon.paging.test_page(request.match_info["name"], by)
+        except TooManyTestPages as exc:
+            return web.json_response(
+                {"error": str(exc)},
+                status=429,
+                headers={"Retry-After": str(math.ceil(exc.retry_after_s))},
+            )
         except KeyError:
             known = ", ".join(daemon.paging.receiver_names())
             return web.json_response(

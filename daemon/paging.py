@@ -9,6 +9,7 @@ because the incident was re-routed, silenced or escalated in between.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import sqlite3
 import uuid
@@ -40,6 +41,23 @@ def _ids(ids: list[str], shown: int = 5) -> str:
     return ", ".join(ids[:shown]) + (f", … {len(ids) - shown} more" if len(ids) > shown else "")
 
 
+# At most one test page per receiver this often: a test page reaches a real pager, and with
+# no token configured anyone who reaches the listener can ask for one (300 requests queued 300
+# trigger-and-resolve pairs to PagerDuty before this).
+TEST_PAGE_INTERVAL_S = 10.0
+
+
+class TooManyTestPages(Exception):
+    """A test page to this receiver was queued less than `TEST_PAGE_INTERVAL_S` ago."""
+
+    def __init__(self, receiver: str, retry_after_s: float) -> None:
+        super().__init__(
+            f"a test page to {receiver!r} was queued {TEST_PAGE_INTERVAL_S - retry_after_s:.0f} s"
+            f" ago; at most one every {TEST_PAGE_INTERVAL_S:.0f} s per receiver"
+        )
+        self.retry_after_s = retry_after_s
+
+
 class Paging:
     def __init__(
         self,
@@ -53,6 +71,7 @@ class Paging:
         self.store = store
         self.clock = clock
         self.log = log
+        self._last_test: dict[str, float] = {}  # receiver -> when its last test page was queued
         Outbox.init_schema(store.conn)
         self.outbox = Outbox(store.conn, clock)
         self.router = Router(settings.receivers, settings.routes)
@@ -215,10 +234,15 @@ class Paging:
     def test_page(self, receiver: str, by: str) -> dict[str, Any]:
         """A clearly marked test trigger and its resolve to one receiver, through the outbox
         like any page (so retries, rate limits and dead letters show as usual). Returns the
-        record sent. Raises KeyError for a receiver that is not configured."""
+        record sent. Raises KeyError for a receiver that is not configured, TooManyTestPages
+        within `TEST_PAGE_INTERVAL_S` of the last one to that receiver."""
         if receiver not in self.senders:
             raise KeyError(receiver)
         now = self.clock()
+        wait = self._last_test.get(receiver, -math.inf) + TEST_PAGE_INTERVAL_S - now
+        if wait > 0:
+            raise TooManyTestPages(receiver, wait)
+        self._last_test[receiver] = now
         iid = f"test-{uuid.uuid4().hex[:12]}"
         record: dict[str, Any] = {
             "id": iid,

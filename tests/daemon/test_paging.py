@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
 from config.settings import load_settings
 from correlator import Correlator, IncidentUpdate
 from correlator.records import Signal
-from daemon.paging import Paging
+from daemon.paging import TEST_PAGE_INTERVAL_S, Paging, TooManyTestPages
 from daemon.store import Store
 from detectors.base import Direction
 
@@ -86,3 +87,23 @@ def test_routes_resolves_and_per_route_reminders(tmp_path: Path) -> None:
     apply([resolved])
     assert sorted(rows(store)[5:]) == [("fast", "resolve"), ("slow", "resolve")]
     store.close()
+
+
+def test_test_pages_to_one_receiver_are_one_per_interval(tmp_path: Path) -> None:
+    """Probe finding: with no token, 300 requests queued 300 test trigger-and-resolve pairs
+    to a real pager. Now one per receiver per `TEST_PAGE_INTERVAL_S`; others wait."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    store = Store(tmp_path / "state.db")
+    clock = Clock()
+    paging = Paging(load_settings(cfg), store, CollectorRegistry(), structlog.get_logger(), clock)
+    paging.test_page("fast", "alice")
+    clock.now += 4.0
+    with pytest.raises(TooManyTestPages) as too_soon:
+        paging.test_page("fast", "mallory")
+    assert too_soon.value.retry_after_s == pytest.approx(TEST_PAGE_INTERVAL_S - 4.0)
+    paging.test_page("slow", "alice")  # another receiver has its own interval
+    clock.now += TEST_PAGE_INTERVAL_S
+    paging.test_page("fast", "alice")
+    pairs = [("fast", "trigger"), ("fast", "resolve"), ("slow", "trigger"), ("slow", "resolve")]
+    assert rows(store) == [*pairs, ("fast", "trigger"), ("fast", "resolve")]

@@ -131,6 +131,8 @@ def test_cli_silences_test_page_and_routes(outage: Any) -> None:
     test_trigger = next(r.body for r in fake.accepted if r.body["dedup_key"] == key)
     assert test_trigger["event_action"] == "trigger"
     assert test_trigger["payload"]["summary"].startswith("[warning] llm-oncall-test: [TEST]")
+    again = cli(d, "test-page", "sre")  # a test page reaches a real pager: one per 10 s
+    assert again.returncode == 1 and "at most one every 10 s per receiver" in again.stderr
     missing = cli(d, "test-page", "nobody")
     assert missing.returncode == 1 and "no receiver named 'nobody'" in missing.stderr
 
