@@ -95,6 +95,30 @@ def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
     return ListenError(f"cannot listen on {where} (listen.host, listen.port): {reason}")
 
 
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header (RFC 9110 12.5.3) takes gzip: listed, or covered by
+    `*`, with a q-value above 0."""
+    named: float | None = None
+    star: float | None = None
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        coding = coding.lower()
+        if coding in ("gzip", "x-gzip"):
+            named = q
+        elif coding == "*":
+            star = q
+    q_gzip = named if named is not None else star
+    return q_gzip is not None and q_gzip > 0
+
+
 def _bearer(request: web.Request) -> str | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return given.strip() if scheme.lower() == "bearer" else None
@@ -668,8 +692,12 @@ class Daemon:
             )
 
     async def get_metrics(self, request: web.Request) -> web.Response:
-        body = await render(self.registry, self.collector, self._metrics_lock)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        gzipped = _accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        body = await render(self.registry, self.collector, self._metrics_lock, gzipped)
+        headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon.app import _accepts_gzip
 from tests.conftest import DaemonProcess, start_daemon
 
 
@@ -123,6 +125,14 @@ def test_ingest_forms_and_metrics(daemon: DaemonProcess) -> None:
         with urllib.request.urlopen(daemon.url + path, timeout=5) as resp:
             assert resp.status == 200
 
+    # Prometheus asks for gzip (Accept-Encoding: gzip): the same text, compressed.
+    req = urllib.request.Request(daemon.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(resp.read()).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["llm_oncall_score"].samples
+
 
 def test_auth_and_body_limit(tmp_path: Path) -> None:
     d = start_daemon(
@@ -168,3 +178,21 @@ def test_sigterm_stops_cleanly_and_keeps_state(daemon: DaemonProcess) -> None:
     finally:
         again.proc.send_signal(signal.SIGTERM)
         assert again.proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "takes"),
+    [
+        ("gzip", True),
+        ("deflate, gzip;q=1.0, *;q=0.5", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        ("*", True),
+        ("*;q=0.2, gzip;q=0", False),
+        ("", False),
+        ("GZIP ; q=0.5", True),
+        ("gzip;q=oops", False),
+    ],
+)
+def test_accept_encoding_takes_gzip_as_rfc_9110_says(header: str, takes: bool) -> None:
+    assert _accepts_gzip(header) is takes
