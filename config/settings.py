@@ -53,7 +53,7 @@ class _Strict(BaseModel):
 class ListenConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(9477, ge=0, le=65535)
-    public_url: str | None = None  # how links in pages reach this daemon's API
+    public_url: str | None = None  # how links in pages reach this daemon's incident pages
     # Slow clients (slowloris) must not hold connections: a connection that has not sent
     # complete request headers this long after it opened (or after its previous response,
     # which makes this the keep-alive idle timeout too) is closed; a request body that has not

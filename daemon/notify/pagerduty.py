@@ -34,10 +34,14 @@ def _links(n: Notification, public_url: str | None) -> list[dict[str, str]]:
         href = rb.get(key)
         if isinstance(href, str) and href.startswith(("http://", "https://")):
             links.append({"href": href, "text": text})
-    if public_url:
+    # The incident's page (summary, charts, Acknowledge / Resolve), not its JSON record: the
+    # link is for the person holding the phone, and a browser that needs the read token is
+    # sent to /login from the page, where the API would answer 401. A test page has no
+    # incident to show (its id is not in the correlator): no link rather than a 404.
+    if public_url and not n.incident.get("test"):
         links.append(
             {
-                "href": f"{public_url.rstrip('/')}/api/v1/incidents/{n.incident_id}",
+                "href": f"{public_url.rstrip('/')}/incidents/{n.incident_id}",
                 "text": "Incident in llm-oncall",
             }
         )

@@ -74,12 +74,19 @@ def test_pagerduty_trigger_event_shape() -> None:
     assert cd["signals"][0]["value"] == 0.31 and cd["signals"][0]["baseline"] == 0.01
     assert cd["attribution"][0]["value"] == "gpt-x" and cd["runbook"]["owner"] == "team-ml"
     assert {
-        "href": "https://oncall.example.com/api/v1/incidents/inc-1",
+        "href": "https://oncall.example.com/incidents/inc-1",
         "text": "Incident in llm-oncall",
     } in ev["links"]
     assert ev["links"][0] == {"href": RUNBOOK["url"], "text": "Runbook"}
     _, errors = FakePagerDuty.validate(orjson.dumps(ev), PD_KEY)
     assert errors == []
+
+
+def test_pagerduty_links_a_test_page_to_no_incident() -> None:
+    """A test page's id is not an incident the daemon knows: its link would be a 404."""
+    inc = incident() | {"test": True}
+    ev = build_event(note(inc, "trigger", 1.0, RUNBOOK), PD_KEY, "https://oncall.example.com")
+    assert [link["text"] for link in ev["links"]] == ["Runbook", "Dashboard"]
 
 
 def test_pagerduty_resolve_carries_only_key_and_action() -> None:
