@@ -794,14 +794,20 @@ class Correlator:
         """Whether a new series' signal joins this open incident of its feature.
 
         Not when `split_after_s` is set and the incident is older than that; and not when the
-        signal is of a symptom family the incident does not have and the incident opened more
-        than `new_incident_after_s` ago: a flapping or stuck incident must not swallow the
-        next real problem (it gets its own incident, triage and page)."""
+        signal is of a symptom family the incident does not have and either the incident
+        opened more than `new_incident_after_s` ago or none of its members is firing: a
+        flapping or stuck incident must not swallow the next real problem, and neither must
+        one whose symptoms have all cleared and that only waits out its cooldown (it gets its
+        own incident, triage and page). An on-call probe stopped a retrieval drift, whose
+        incident was acknowledged, and started a provider outage 4 min after its signals
+        cleared: the outage joined the acknowledged incident and nobody was paged. Its own
+        families firing again are still the same story (`reopen`, flapping)."""
         p = self.policy
         age = now - inc.opened_at
         if p.split_after_s > 0 and age > p.split_after_s:
             return False
-        if p.new_incident_after_s > 0 and age > p.new_incident_after_s:
+        late = p.new_incident_after_s > 0 and age > p.new_incident_after_s
+        if late or not inc.any_firing():
             fam = sig.family or default_family(sig.metric)
             return fam in {m.family for m in inc.members.values()}
         return True

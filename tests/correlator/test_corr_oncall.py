@@ -134,3 +134,27 @@ def test_human_actions_survive_the_state_round_trip() -> None:
             d.pop(key)
     old = Correlator.from_state(state)
     assert old.get(inc.id).acknowledged is None  # type: ignore[union-attr]
+
+
+def test_a_new_family_in_the_cooldown_of_an_acknowledged_incident_pages_on_its_own() -> None:
+    """Probe finding: a retrieval drift paged and was acknowledged; it stopped, and 4 min
+    after its signals cleared a provider outage began. The outage joined the acknowledged
+    incident in its cooldown (its domain turned to provider) and nobody was paged. A family
+    the incident does not have, firing while none of its members fires, is a new story."""
+    corr = Correlator(policy(group_wait_s=0))
+    drift = corr.on_signal(sig("input_tokens_per_request", T0), ctx())
+    drift += corr.on_signal(sig("ttft_ms", T0 + 30), ctx())
+    (first,) = {u.incident.id for u in drift}
+    corr.acknowledge(first, HumanAction("alice", T0 + 120, "on it"))
+    corr.on_signal(sig("input_tokens_per_request", T0 + 3600, "cleared"), ctx())
+    corr.on_signal(sig("ttft_ms", T0 + 3610, "cleared"), ctx())
+    outage = corr.on_signal(sig("availability", T0 + 3850, page_alone=True), ctx())
+    pages = triggers(outage)
+    assert [(p.action, p.incident.severity) for p in pages] == [("open", "critical")]
+    assert pages[0].incident.id != first
+    held = corr.get(first)
+    assert held is not None and held.status == "open" and held.acknowledged is not None
+    assert {s.metric for s in held.signals} == {"input_tokens_per_request", "ttft_ms"}
+    # The drift's own family firing again in the cooldown is still the drift's incident.
+    again = corr.on_signal(sig("input_tokens_per_request", T0 + 3900), ctx())
+    assert {u.incident.id for u in again} == {first}
