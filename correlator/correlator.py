@@ -852,7 +852,7 @@ class Correlator:
             inc.start_checked_at = now
             lo = first.onset - p.changepoint_lookback_s
             for i, searched in enumerate(ordered):
-                cp = self._search(searched, ctx, lo, now)
+                cp = self._search(searched, ctx, self._episode_floor(inc, searched, lo), now)
                 if cp is not None:
                     later = ordered[i + 1 :]
                     break
@@ -860,7 +860,7 @@ class Correlator:
             start = cp.start
             joined: tuple[str, ...] = ()
             if ctx is not None:
-                start, joined = self._shared_start(searched, later, cp, ctx, lo, now)
+                start, joined = self._shared_start(inc, searched, later, cp, ctx, lo, now)
             started = min(start, first.onset)
             est = StartEstimate(
                 "changepoint",
@@ -875,12 +875,32 @@ class Correlator:
         elif ctx is not None and not first.series:
             # No significant change point: the detector's own evidence, if it keeps one.
             reset = ctx.excursions.get(first.metric, math.inf)
-            if first.onset - p.changepoint_lookback_s <= reset < first.onset:
+            floor = self._episode_floor(inc, first, first.onset - p.changepoint_lookback_s)
+            if floor <= reset < first.onset:
                 started, est = reset, StartEstimate("cusum", first.metric)
         if started != inc.started_at:
             inc.baseline_labels = None  # the held "before" was for another split
             inc.split_held = inc.rollout_held = ()
         inc.started_at, inc.start_estimate = started, est
+
+    def _episode_floor(self, inc: _Inc, member: _Member, lo: float) -> float:
+        """Where the search of `member`'s series may begin: `lo`, or later, when the same
+        series fired and cleared in an earlier incident of the feature inside the lookback.
+
+        That earlier episode is a change the series already made and undid, explained by its
+        own incident; searched over, it is the largest change in sight. An on-call probe
+        rolled a bad prompt out, rolled it back, then out again 14 min later: the new
+        incident's start was put at the first rollout, 83 min before the second, and its
+        summary blamed the first rollout's change."""
+        key = (member.metric, member.series, member.detector)
+        floor = lo
+        for other in self._incidents.values():
+            if other is inc or other.feature != inc.feature:
+                continue
+            prior = other.members.get(key)
+            if prior is not None and prior.cleared is not None and prior.cleared <= member.onset:
+                floor = max(floor, prior.cleared)
+        return floor
 
     def _search(
         self, member: _Member, ctx: FeatureContext, lo: float, now: float
@@ -902,6 +922,7 @@ class Correlator:
 
     def _shared_start(
         self,
+        inc: _Inc,
         anchor: _Member,
         later: Sequence[_Member],
         cp: ChangePoint,
@@ -922,7 +943,7 @@ class Correlator:
             if member.family in seen or member.family in DERIVED_FAMILIES:
                 continue
             seen.add(member.family)
-            other = self._search(member, ctx, lo, now)
+            other = self._search(member, ctx, self._episode_floor(inc, member, lo), now)
             if other is not None:
                 others.append((member, other.posterior))
         if not others:

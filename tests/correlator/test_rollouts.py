@@ -346,3 +346,37 @@ def test_members_of_other_families_that_changed_with_the_first_sharpen_its_start
     rec = inc.to_record()["start_estimate"]
     assert rec["corroborated_by"] == ["input_tokens_per_request"]
     assert StartEstimate.from_record(rec).corroborated_by == ("input_tokens_per_request",)
+
+
+def test_a_second_rollout_starts_after_the_first_episode_of_its_series_cleared() -> None:
+    """On-call probe: a bad prompt rolled out, its incident paged, it was rolled back and its
+    refusals cleared; 14 min later it rolled out again. The new incident's start went to the
+    first rollout, 83 min earlier (the largest change in the 4 h searched), and its summary
+    blamed the first rollout's change. The first episode is explained by its own incident:
+    the search of the same series starts after it cleared."""
+    base = T0 - T0 % 60
+    first_on, first_off = base - 5400, base - 1800
+    second_on = base + 1200
+
+    def read(metric: str, series: str, start: float, end: float) -> list[tuple[float, float, int]]:
+        t, out = start - start % 60, []
+        while t < end:
+            bad = first_on <= t < first_off or t >= second_on
+            out.append((t, 0.25 if bad else 0.02, 30))
+            t += 60
+        return out
+
+    c = FeatureContext(
+        FEATURE, {}, {}, {}, {}, history=read, proportions=frozenset({"refusal_rate"})
+    )
+    # Past `reopen_s` after the first resolved: a new incident, not the first one reopened.
+    corr = Correlator(CorrelationPolicy(cooldown_s=900.0, reopen_s=600.0))
+    (old,) = corr.on_signal(sig("refusal_rate", first_on + 300, n=30), c)
+    corr.on_signal(sig("refusal_rate", first_off + 300, "cleared"), c)
+    corr.tick(first_off + 300 + 900, lambda feature, start: c)  # the first incident resolves
+    assert corr.get(old.incident.id).status == "resolved"  # type: ignore[union-attr]
+    ups = corr.on_signal(sig("refusal_rate", second_on + 180, n=30), c)
+    new = corr.get(ups[-1].incident.id)
+    assert new is not None and new.id != old.incident.id
+    assert new.start_estimate is not None and new.start_estimate.basis == "changepoint"
+    assert new.started_at == second_on
