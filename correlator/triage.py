@@ -28,6 +28,9 @@ from detectors.base import Direction
 
 PROMPT_MODEL_CHANGE_KINDS = frozenset({"prompt", "model"})
 INTERNAL_CHANGE_KINDS = frozenset({"prompt", "model", "deploy"})
+# Changes that can inflate latency, tokens or cost with quality stable: a rebuilt index or new
+# chunking returns longer contexts, a deploy or config change retrieves more or slower.
+INFRA_CHANGE_KINDS = frozenset({"index", "deploy", "config"})
 MODEL_LABELS = ("model_version", "model")
 SCORE_SD = 0.25
 """A generous per-score standard deviation, as a share of the score's scale, for telling a
@@ -294,11 +297,13 @@ def triage(
         quality_txt = (
             "quality stable: " + ", ".join(stable) if stable else "no quality signal or score drift"
         )
+        infra_changes = [change_evidence(c, onset) for c in before if c.kind in INFRA_CHANGE_KINDS]
         q3 = TriageAnswer(
             "infra_retrieval",
             True,
-            "; ".join(signal_evidence(s, metrics) for s in inflation) + "; " + quality_txt,
-        )
+            "; ".join([*(signal_evidence(s, metrics) for s in inflation), quality_txt,
+                       *infra_changes]),
+        )  # fmt: skip
 
     answers = (q1, q2, q3)
     domain: Domain = "unknown"
@@ -403,7 +408,16 @@ def summarize(
         else:
             cause = "suspect prompt/model behaviour"
     elif result.domain == "infra_retrieval":
-        cause = "suspect infrastructure/retrieval, quality stable"
+        infra = [
+            c
+            for c in changes
+            if c.kind in INFRA_CHANGE_KINDS and onset - lookback_s <= c.ts <= last_onset
+        ]
+        cause = "suspect infrastructure/retrieval"
+        if infra:  # the most recent before the start, as for a prompt or model change
+            ch = max(infra, key=lambda c: c.ts)
+            cause += f": {ch.kind} change" + (f" {ch.description}" if ch.description else "")
+        cause += ", quality stable"
     else:
         cause = "cause unknown"
     line = f"{head} — {cause} ({result.domain}); {families_phrase(signals)}"

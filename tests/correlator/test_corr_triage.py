@@ -83,6 +83,35 @@ def test_infra_retrieval_when_quality_stable() -> None:
     assert not _answers(inc)["prompt_model"][0]
 
 
+def test_infra_retrieval_names_the_index_change_before_it() -> None:
+    """On-call probe: a retrieval drift 13 s after an index rebuild was summarized as
+    "suspect infrastructure/retrieval, quality stable", the change in no answer, while a
+    prompt change goes straight into the summary."""
+    corr = Correlator()
+    corr.add_change(ChangeRecord(T0 - 3000, "deploy", FEATURE, "api v3.1"))
+    corr.add_change(ChangeRecord(T0 - 600, "index", FEATURE, "kb rebuilt, chunk_size 2048"))
+    corr.add_change(ChangeRecord(T0 - 300, "flag", FEATURE, "dark mode"))
+    c = ctx(
+        metrics={
+            "score:faithfulness": (0.85, 0.86, 120),
+            "input_tokens_per_request": (2040, 1200, 300),
+        }
+    )
+    inc = corr.on_signal(sig("input_tokens_per_request", T0, n=300), c)[-1].incident
+    assert inc.domain == "infra_retrieval"
+    assert (
+        "suspect infrastructure/retrieval: index change kb rebuilt, chunk_size 2048, quality stable"
+        in inc.summary
+    )
+    ok, ev = _answers(inc)["infra_retrieval"]
+    assert (
+        ok
+        and "index change 'kb rebuilt, chunk_size 2048'" in ev
+        and "deploy change 'api v3.1'" in ev
+    )
+    assert "dark mode" not in ev
+
+
 def test_infra_not_answered_when_quality_moved() -> None:
     corr = Correlator()
     c = ctx(metrics={"score:faithfulness": (0.70, 0.86, 120)})
