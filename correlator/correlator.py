@@ -68,7 +68,7 @@ from correlator.records import (
     Signal,
     rfc3339,
 )
-from correlator.severity import SeverityInput, assess, max_severity
+from correlator.severity import SeverityInput, assess_any, max_severity
 from correlator.triage import PROMPT_MODEL_CHANGE_KINDS, summarize, triage
 from detectors.base import LAYERS, Direction, Layer
 
@@ -252,14 +252,50 @@ class _Inc:
     acknowledged: HumanAction | None = None
     resolved_by: HumanAction | None = None
     hold_until: float | None = None
+    # Kept, not recounted, since every signal asks them of each open incident of its
+    # feature (`_maybe_resolve`, `_joinable`): a webhook of 2,000 alerts asked 2,000 times
+    # of 2,000 members. Members change only through `add`, `fire` and `clear`, which keep
+    # them; not persisted (`from_state` adds the members). `families`: None = to compute;
+    # `cleared_max`: the last clear once none is firing, None = to compute.
+    n_firing: int = 0
+    families: set[str] | None = None
+    cleared_max: float | None = None
+
+    def add(self, key: MemberKey, member: _Member) -> None:
+        self.members[key] = member
+        self.n_firing += member.cleared is None
+        if self.families is not None:
+            self.families.add(member.family)
+        self.cleared_max = None
+
+    def fire(self, member: _Member, sig: Signal) -> None:
+        family = member.family
+        self.n_firing += member.cleared is not None
+        member.fire(sig)
+        if member.family != family:
+            self.families = None
+        self.cleared_max = None
+
+    def clear(self, member: _Member, at: float) -> None:
+        self.n_firing -= member.cleared is None
+        member.cleared = at
+        self.cleared_max = None
 
     def any_firing(self) -> bool:
-        return any(m.cleared is None for m in self.members.values())
+        return self.n_firing > 0
 
     def last_clear(self) -> float | None:
         if not self.members or self.any_firing():
             return None
-        return max(cast(float, m.cleared) for m in self.members.values())
+        if self.cleared_max is None:
+            self.cleared_max = max(cast(float, m.cleared) for m in self.members.values())
+        return self.cleared_max
+
+    def family_set(self) -> set[str]:
+        """The families of the members."""
+        if self.families is None:
+            self.families = {m.family for m in self.members.values()}
+        return self.families
 
     def by_onset(self) -> list[_Member]:
         return sorted(self.members.values(), key=_onset_order)
@@ -350,7 +386,7 @@ class _Inc:
         inc.resolved_at = None if d["resolved_at"] is None else float(d["resolved_at"])
         for md in d["members"]:
             m = _Member.from_state(md)
-            inc.members[(m.metric, m.series, m.detector)] = m
+            inc.add((m.metric, m.series, m.detector), m)
         inc.domain = cast(Domain, d["domain"])
         inc.triage = tuple(
             TriageAnswer(t["question"], bool(t["answer"]), str(t["evidence"])) for t in d["triage"]
@@ -407,11 +443,30 @@ MAX_FAILURES_KEPT = 1000
 class EnrichmentFailure:
     """A start estimate or an attribution that raised. The incident is paged without it (a
     page with its detection time and no suspect beats no page); the caller counts and logs
-    these (`Correlator.take_failures`), since the core does no I/O."""
+    these (`Correlator.take_failures`), since the core does no I/O. Stage "correlate" is a
+    signal of a batch, or the settling of an incident it touched, that raised
+    (`Correlator.on_signals`): it alone is lost, as when the caller wrapped each signal."""
 
-    stage: str  # "start_estimate" or "attribution"
+    stage: str  # "start_estimate", "attribution", or "correlate" (`Correlator.on_signals`)
     feature: str
     error: Exception
+    metric: str = "*"
+
+
+@dataclass(slots=True)
+class _Touched:
+    """An incident the signals of one batch touched, waiting for `Correlator._settle`:
+    the action its one update will carry, its record before the batch (for an update), the
+    time of the last signal that touched it, the times its members fired at, and whether it
+    was refreshed since (its first look, when nothing touched it after: a webhook of one
+    alert reads one context, as before)."""
+
+    inc: _Inc
+    action: Action
+    before: dict[str, Any] | None
+    ts: float
+    fired_at: list[float] = field(default_factory=list)
+    looked: bool = False
 
 
 def _change_key(c: ChangeRecord) -> tuple[float, str, str, str]:
@@ -464,11 +519,65 @@ class Correlator:
         """A detector transition (firing or cleared) of `sig.feature` at `sig.ts`. `ctx` is the
         context as of the signal; with `contexts`, the correlator asks again for the span split
         at the incident's estimated start once it has one (see `_refresh`)."""
+        out: list[IncidentUpdate] = []
+        touched: dict[str, _Touched] = {}
+        self._admit(sig, touched, out, contexts, first_look=False)
+        for t in touched.values():  # one at most
+            self._settle(t, ctx, contexts, out)
+        return out
+
+    def on_signals(self, signals: Iterable[Signal], contexts: ContextFn) -> list[IncidentUpdate]:
+        """Transitions that arrived together (one Alertmanager webhook), in order.
+
+        Each signal joins, clears, opens or reopens exactly as `on_signal` would decide, but
+        each incident they touched is settled once, after all of them: severity, start
+        estimate, attribution, triage, summary and the notify decision, as of the last signal
+        that touched it (`_settle`). Settled per signal, a webhook of 2,000 alerts for one
+        feature refreshed and copied a growing incident 2,000 times: quadratic, 5 s of
+        blocked event loop at 500 alerts (bench/bench_alertmanager_ab.py). The incident
+        records that result are those of `on_signal` one by one, as the tests check, with one
+        update per incident instead of one per signal; a warning page followed by a critical
+        one within the same webhook becomes one page at the severity they make together, as
+        `group_wait_s` would have sent it.
+
+        A signal or an incident that raises costs only itself: the failure is kept for the
+        caller to count (`take_failures`, stage "correlate") and the others go on, as they
+        did when the caller wrapped each `on_signal`."""
+        out: list[IncidentUpdate] = []
+        touched: dict[str, _Touched] = {}
+        for sig in signals:
+            try:
+                self._admit(sig, touched, out, contexts, first_look=True)
+            except Exception as exc:  # the caller counts and logs it; the others go on
+                self._failed(EnrichmentFailure("correlate", sig.feature, exc, sig.metric))
+        for t in touched.values():
+            try:
+                ctx = None if t.looked else contexts(t.inc.feature, t.ts)
+                self._settle(t, ctx, contexts, out)
+            except Exception as exc:
+                self._failed(EnrichmentFailure("correlate", t.inc.feature, exc))
+        return out
+
+    def _admit(
+        self,
+        sig: Signal,
+        touched: dict[str, _Touched],
+        out: list[IncidentUpdate],
+        contexts: ContextFn | None,
+        first_look: bool,
+    ) -> None:
+        """Decide where `sig` belongs and apply it to the members; the incident it touched is
+        left in `touched` for `_settle`.
+
+        With `first_look`, an incident it opens is refreshed at once, with this signal its
+        only member, as `on_signal` refreshes it: that look places the start (from the
+        signal that opened the incident: later signals of the same instant tie with it) and
+        holds what attribution found, and later looks within a change-point bin keep both,
+        so the batch's one settling gives the incident `on_signal` would have given."""
         now = sig.ts
         self._now = max(self._now, now)
-        out: list[IncidentUpdate] = []
         for inc in self._open_of(sig.feature):
-            self._maybe_resolve(inc, now, out)
+            self._maybe_resolve(inc, now, out, touched, contexts)
         mkey: MemberKey = (sig.metric, sig.series, sig.detector)
 
         if sig.state == "cleared":
@@ -481,13 +590,11 @@ class Correlator:
                 None,
             )
             if target is None:
-                return out  # the series fired before we knew it (or was never ours)
-            before = target.snapshot().to_record()
+                return  # the series fired before we knew it (or was never ours)
             member = target.members[mkey]
-            member.cleared = max(sig.ts, member.onset)
-            self._refresh(target, ctx, now, contexts)
-            self._emit(target, "update", now, out, before)
-            return out
+            self._touch(target, "update", now, touched)
+            target.clear(member, max(sig.ts, member.onset))
+            return
 
         p = self.policy
         opens = self._open_of(sig.feature)
@@ -495,16 +602,16 @@ class Correlator:
         if holder is not None:
             in_cooldown = not holder.any_firing()
             action: Action = "reopen" if in_cooldown else "update"
-            self._join(holder, sig, mkey, ctx, now, out, action, contexts)
-            return out
+            self._join(holder, sig, mkey, action, touched)
+            return
         joinable = [i for i in opens if self._joinable(i, sig, now)]
         if joinable:
             # The incident telling this family's story, if one is open; else the newest.
             fam = sig.family or default_family(sig.metric)
-            same = [i for i in joinable if fam in {m.family for m in i.members.values()}]
+            same = [i for i in joinable if fam in i.family_set()]
             target = (same or joinable)[-1]
-            self._join(target, sig, mkey, ctx, now, out, "update", contexts)
-            return out
+            self._join(target, sig, mkey, "update", touched)
+            return
         if not opens:
             recent = [
                 i
@@ -528,14 +635,16 @@ class Correlator:
                 # Re-inserted last: open incidents iterate in the order they (re)opened.
                 self._incidents.pop(inc.id)
                 self._incidents[inc.id] = inc
-                self._join(inc, sig, mkey, ctx, now, out, "reopen", contexts)
-                return out
+                self._join(inc, sig, mkey, "reopen", touched)
+                return
         self._seq += 1
         iid = incident_id(sig.feature, sig.ts, self._seq)
         inc = _Inc(iid, dedup_key(sig.feature, sig.ts, iid), sig.feature, self._seq, sig.ts)
         self._incidents[iid] = inc
-        self._join(inc, sig, mkey, ctx, now, out, "open", contexts)
-        return out
+        self._join(inc, sig, mkey, "open", touched)
+        if first_look and contexts is not None:
+            self._refresh(inc, contexts(inc.feature, now), now, contexts)
+            touched[iid].looked = True
 
     def tick(self, now: float, contexts: ContextFn) -> list[IncidentUpdate]:
         """Time passes: resolve quiet incidents, refresh triage/attribution/changes/mutes,
@@ -586,7 +695,7 @@ class Correlator:
         self._now = max(self._now, who.at)
         for m in inc.members.values():
             if m.cleared is None:
-                m.cleared = max(who.at, m.onset)
+                inc.clear(m, max(who.at, m.onset))
         inc.status, inc.resolved_at = "resolved", who.at
         inc.resolved_by, inc.hold_until = who, None
         out: list[IncidentUpdate] = []
@@ -744,7 +853,14 @@ class Correlator:
         hold = min(p.flap_hold_max_s, p.flap_hold_s * 2.0**doublings)
         return max(p.cooldown_s, hold)
 
-    def _maybe_resolve(self, inc: _Inc, now: float, out: list[IncidentUpdate]) -> None:
+    def _maybe_resolve(
+        self,
+        inc: _Inc,
+        now: float,
+        out: list[IncidentUpdate],
+        touched: dict[str, _Touched] | None = None,
+        contexts: ContextFn | None = None,
+    ) -> None:
         last = inc.last_clear()
         if inc.status != "open" or last is None:
             return
@@ -753,41 +869,67 @@ class Correlator:
             deadline = max(deadline, inc.hold_until)
         if now < deadline:
             return
+        pending = None if touched is None else touched.pop(inc.id, None)
+        if pending is not None:  # what earlier signals of the batch did comes first
+            ctx = None if contexts is None or pending.looked else contexts(inc.feature, pending.ts)
+            self._settle(pending, ctx, contexts, out)
         inc.status, inc.resolved_at = "resolved", deadline
         self._emit(inc, "resolve", now, out)
 
+    def _touch(
+        self, inc: _Inc, action: Action, now: float, touched: dict[str, _Touched]
+    ) -> _Touched:
+        """`inc`'s entry in the batch, made at its first touch: then the record before the
+        batch is taken (an update that changed nothing is not emitted). An open or a reopen
+        is what the one update of the batch says, whatever follows it."""
+        t = touched.get(inc.id)
+        if t is None:
+            before = inc.snapshot().to_record() if action == "update" else None
+            t = touched[inc.id] = _Touched(inc, action, before, now)
+        elif action != "update" and t.action == "update":
+            t.action, t.before = action, None
+        t.ts, t.looked = now, False
+        return t
+
     def _join(
-        self,
-        inc: _Inc,
-        sig: Signal,
-        mkey: MemberKey,
-        ctx: FeatureContext | None,
-        now: float,
-        out: list[IncidentUpdate],
-        action: Action,
-        contexts: ContextFn | None = None,
+        self, inc: _Inc, sig: Signal, mkey: MemberKey, action: Action, touched: dict[str, _Touched]
     ) -> None:
-        before = inc.snapshot().to_record() if action == "update" else None
+        t = self._touch(inc, action, sig.ts, touched)
         member = inc.members.get(mkey)
         if member is None:
             member = _Member.from_signal(sig)
-            inc.members[mkey] = member
+            inc.add(mkey, member)
         else:
-            member.fire(sig)
+            inc.fire(member, sig)
         if member.fires >= self.policy.flap_fires:
             inc.flapping = True
-        sev = assess(
-            (m.severity_input() for m in inc.members.values()),
-            sig.ts,
-            self.policy.window_s,
-            self.policy.min_signals,
-        )
-        if SEVERITY_RANK[sev] > SEVERITY_RANK[inc.severity]:
-            inc.severity = max_severity(inc.severity, sev)
-            if action == "update":
-                action = "escalate"
-                before = None
-        self._refresh(inc, ctx, now, contexts)
+        t.fired_at.append(sig.ts)
+
+    def _settle(
+        self,
+        t: _Touched,
+        ctx: FeatureContext | None,
+        contexts: ContextFn | None,
+        out: list[IncidentUpdate],
+    ) -> None:
+        """What the signals of a batch did to `t.inc`, worked out once, as of the last of
+        them: severity at each firing signal's time (it only rises), then the refresh and the
+        notify decision. `ctx` is the context as of that signal."""
+        inc, action, before, now = t.inc, t.action, t.before, t.ts
+        if t.fired_at:
+            sev = assess_any(
+                [m.severity_input() for m in inc.members.values()],
+                t.fired_at,
+                self.policy.window_s,
+                self.policy.min_signals,
+            )
+            if SEVERITY_RANK[sev] > SEVERITY_RANK[inc.severity]:
+                inc.severity = max_severity(inc.severity, sev)
+                if action == "update":
+                    action = "escalate"
+                    before = None
+        if not t.looked:
+            self._refresh(inc, ctx, now, contexts)
         self._emit(inc, action, now, out, before)
 
     def _joinable(self, inc: _Inc, sig: Signal, now: float) -> bool:
@@ -809,7 +951,7 @@ class Correlator:
         late = p.new_incident_after_s > 0 and age > p.new_incident_after_s
         if late or not inc.any_firing():
             fam = sig.family or default_family(sig.metric)
-            return fam in {m.family for m in inc.members.values()}
+            return fam in inc.family_set()
         return True
 
     def _estimate_start(self, inc: _Inc, ctx: FeatureContext | None, now: float) -> None:

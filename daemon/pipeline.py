@@ -560,7 +560,7 @@ class Pipeline:
         """A start estimate or attribution that raised inside the correlator: the incident
         was paged without it; count and log it like any tick failure."""
         for f in self.correlator.take_failures():
-            self.errors.record(self.log, f.stage, f.feature, "*", f.error, now)
+            self.errors.record(self.log, f.stage, f.feature, f.metric, f.error, now)
 
     def _clear_stale(self, now: float) -> TickOutput:
         """Clear the signals of series that stopped receiving samples while firing.
@@ -599,7 +599,10 @@ class Pipeline:
 
     def external_signals(self, signals: Iterable[Signal]) -> TickOutput:
         """Signals decided elsewhere (Alertmanager) go straight to the correlator, within the
-        feature and metric-name caps (each alert is one series of its feature)."""
+        feature and metric-name caps (each alert is one series of its feature).
+
+        They go as one batch (`Correlator.on_signals`): each incident they touch is refreshed
+        once, from one context read, not once per alert."""
         out = TickOutput()
         limit = self.aggregator.limits.label_value_length
         for sig in signals:
@@ -611,7 +614,10 @@ class Pipeline:
                 continue
             if not sig.family:
                 sig = replace(sig, family=self.rulebook.family_for(sig.feature, sig.metric))
-            self._to_correlator(out, sig)
+            out.signals.append(sig)
+        if out.signals:
+            out.updates.extend(self.correlator.on_signals(out.signals, self.context))
+            self._record_enrichment_failures(max(s.ts for s in out.signals))
         return out
 
     def _new_watch(self, sample: Sample) -> _Watch:
