@@ -25,9 +25,11 @@ def run_child(code: str, checkout: Path, args: Sequence[str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def alternate(code: str, base: str, args: Sequence[str], repeat: int, unit: str) -> None:
+def alternate(
+    code: str, base: str, args: Sequence[str], repeat: int, unit: str
+) -> dict[str, float]:
     """`repeat` runs per side, alternating; prints each side's median in `unit` (e.g.
-    "s", "ms") with its runs, and the ratio this/base."""
+    "s", "ms") with its runs, and the ratio this/base. Returns the medians by side."""
     sides = {"base": Path(base).resolve(), "this": ROOT}
     times: dict[str, list[float]] = {name: [] for name in sides}
     for i in range(repeat):
@@ -37,5 +39,6 @@ def alternate(code: str, base: str, args: Sequence[str], repeat: int, unit: str)
     for name, path in sides.items():
         runs = ", ".join(f"{t:.3f}" for t in times[name])
         print(f"{name} ({path}): median {statistics.median(times[name]):.3f} {unit} CPU [{runs}]")
-    ratio = statistics.median(times["this"]) / statistics.median(times["base"])
-    print(f"this/base: {ratio:.3f}")
+    medians = {name: statistics.median(runs) for name, runs in times.items()}
+    print(f"this/base: {medians['this'] / medians['base']:.3f}")
+    return medians
