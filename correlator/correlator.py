@@ -99,6 +99,7 @@ class _Member:
     fires: int = 1
     page_alone: bool = False
     family: str = ""
+    reported_onset: float | None = None
 
     @classmethod
     def from_signal(cls, sig: Signal) -> _Member:
@@ -119,6 +120,7 @@ class _Member:
             1,
             sig.page_alone,
             sig.family or default_family(sig.metric),
+            sig.reported_onset,
         )
 
     def fire(self, sig: Signal) -> None:
@@ -150,6 +152,7 @@ class _Member:
             self.fires,
             self.page_alone,
             self.family,
+            self.reported_onset,
         )
 
     def severity_input(self) -> SeverityInput:
@@ -175,6 +178,7 @@ class _Member:
             "fires": self.fires,
             "page_alone": self.page_alone,
             "family": self.family,
+            "reported_onset": self.reported_onset,
         }
 
     @classmethod
@@ -200,6 +204,7 @@ class _Member:
             bool(d["page_alone"]),
             # States saved before families were stored: the built-in table's answer.
             str(d.get("family") or default_family(str(d["metric"]))),
+            None if d.get("reported_onset") is None else float(d["reported_onset"]),
         )
 
 

@@ -34,6 +34,8 @@ class MemberSignal:
     (None while firing). `value`, `baseline`, `score` come from its latest firing transition;
     `peak` is the value at its most extreme score, `fires` how often it fired (flapping shows
     here). `family` is the symptom family it counts in (`correlator.families`).
+    `reported_onset`: the earlier start its source reported, when the onset was bounded
+    (`Signal.reported_onset`).
     """
 
     metric: str
@@ -51,6 +53,7 @@ class MemberSignal:
     fires: int = 1
     page_alone: bool = False
     family: str = ""
+    reported_onset: float | None = None
 
     @property
     def firing(self) -> bool:
@@ -77,6 +80,8 @@ class MemberSignal:
         rec["fires"] = self.fires
         if self.family:
             rec["family"] = self.family
+        if self.reported_onset is not None:
+            rec["reported_onset"] = rfc3339(self.reported_onset)
         return rec
 
 

@@ -27,7 +27,10 @@ class Signal:
     """A detector transition, enriched with where it came from (contract signal record).
 
     `family` is the symptom family the pipeline resolved for the metric from the config
-    (`correlator.families`); "" leaves it to the built-in table.
+    (`correlator.families`); "" leaves it to the built-in table. `reported_onset`: when the
+    source said a firing series started earlier than `ts` allows (an Alertmanager alert's
+    `startsAt` before the correlation window, `daemon.ingest.alertmanager`), that time,
+    kept as evidence; `ts` is what the correlator goes by.
     """
 
     ts: float
@@ -44,6 +47,7 @@ class Signal:
     n: int | None = None
     page_alone: bool = False
     family: str = ""
+    reported_onset: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -69,6 +73,8 @@ class Signal:
             rec["n"] = self.n
         if self.family:
             rec["family"] = self.family
+        if self.reported_onset is not None:
+            rec["reported_onset"] = rfc3339(self.reported_onset)
         return rec
 
 

@@ -450,6 +450,8 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
         base = sig.get("baseline")
         base_text = "n/a" if base is None else f"{base:.4g}"
         text = f"{e(sig['metric'])} fired ({e(sig['detector'])}): {sig['value']:.4g} vs {base_text}"
+        if sig.get("reported_onset"):
+            text += f", firing since {e(sig['reported_onset'])} as its source reported"
         events.append((sig["onset"], text))
         if sig.get("cleared"):
             events.append((sig["cleared"], f"{e(sig['metric'])} cleared"))
@@ -526,7 +528,10 @@ OPENAPI: dict[str, Any] = {
         "/v1/alertmanager": {
             "post": {
                 "summary": "Alertmanager webhook (version 4): alerts join the incidents of the "
-                "feature in their `feature` label as signals (layer label, default infra).",
+                "feature in their `feature` label as signals (layer label, default infra). "
+                "An alert's time is bounded to the span from correlation.window_s before the "
+                "receipt to the receipt; a firing alert's earlier startsAt is kept as its "
+                "signal's reported_onset.",
                 "responses": {
                     "200": {"description": "{accepted, rejected}: at least one alert taken"},
                     "400": {"description": "not a webhook payload, or no alert taken"},

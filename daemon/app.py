@@ -642,14 +642,19 @@ class Daemon:
             return body
         default_feature = self.settings.alertmanager.default_feature
         now = self.clock()
+        lookback = self.pipeline.policy.window_s
         try:
-            batch = alertmanager_signals(loads_lenient(body), now, default_feature)
+            batch = alertmanager_signals(
+                loads_lenient(body), now, default_feature, lookback_s=lookback
+            )
         except ValueError as exc:
             self._count_rejected("bad_body")
             return web.json_response({"error": str(exc)}, status=400)
         signals, errors, dropped = batch.signals, batch.errors, batch.dropped
         if batch.clamped:
             self._alert_times_clamped(batch.clamped, now)
+        for c in batch.backdated:  # an alert firing for long: counted, nothing to fix
+            self.pipeline.counters.count_backdated(c.field)
         if errors:
             self._count_rejected("invalid", len(errors))
         if dropped:  # 200 all the same: Alertmanager would retry a 4xx forever

@@ -75,6 +75,7 @@ class _Snapshot:
     rejected: dict[str, int]
     unused: dict[str, int]
     clamped: dict[str, int]
+    backdated: dict[str, int]
     capped: dict[str, int]
     limits: dict[str, int]
     usage: dict[str, int]
@@ -115,6 +116,7 @@ class PipelineCollector(Collector):
             rejected=dict(self._rejected),
             unused=dict(pipe.counters.unused),
             clamped=dict(pipe.counters.clamped),
+            backdated=dict(pipe.counters.backdated),
             capped=dict(agg.capped),
             limits=agg.limits.as_dict(),
             usage=agg.usage(),
@@ -269,6 +271,18 @@ class PipelineCollector(Collector):
         for alert_field in ("startsAt", "endsAt"):
             clamped.add_metric([alert_field], snap.clamped.get(alert_field, 0))
         yield clamped
+
+        backdated = CounterMetricFamily(
+            P + "alert_times_before_window",
+            "Alertmanager alerts whose startsAt (firing) or endsAt (resolved) was more than "
+            "correlation.window_s before their receipt, taken as that long before it (an alert "
+            "firing for long, a late resolve; the firing alert's startsAt stays in its incident "
+            "as reported_onset), by field.",
+            labels=["field"],
+        )
+        for alert_field in ("startsAt", "endsAt"):
+            backdated.add_metric([alert_field], snap.backdated.get(alert_field, 0))
+        yield backdated
 
         capped = CounterMetricFamily(
             P + "cardinality_capped",

@@ -157,11 +157,13 @@ class TickErrors:
 @dataclass(slots=True)
 class Counters:
     """Ingest outcomes for /metrics: accepted by type, unused by reason, Alertmanager alert
-    times taken as the receive time by field."""
+    times taken as the receive time (`clamped`) or as the correlation window's start
+    (`backdated`) by field."""
 
     accepted: dict[str, int] = field(default_factory=dict)
     unused: dict[str, int] = field(default_factory=dict)
     clamped: dict[str, int] = field(default_factory=dict)
+    backdated: dict[str, int] = field(default_factory=dict)
     ticks: int = 0
     last_tick_at: float | None = None
 
@@ -170,6 +172,9 @@ class Counters:
 
     def count_clamped(self, alert_field: str, n: int = 1) -> None:
         self.clamped[alert_field] = self.clamped.get(alert_field, 0) + n
+
+    def count_backdated(self, alert_field: str, n: int = 1) -> None:
+        self.backdated[alert_field] = self.backdated.get(alert_field, 0) + n
 
 
 class Pipeline:

@@ -17,6 +17,22 @@ ahead than the ingest tolerance: a clock to fix). Kept at its own time, a firing
 dated 10 minutes (or 7000 years) ahead opened an incident "in the future" that resolved that
 much later, or never; dropped like a future `/v1/events` event, a real firing alert would
 be lost.
+
+A time far in the past is bounded too, by `lookback_s` (the daemon passes
+`correlation.window_s`, 10 minutes): one earlier than that before the receipt is taken as
+that long before it, and listed in `backdated` for the caller to count. What an
+Alertmanager or PagerDuty user expects of an alert firing since Friday, received now (a
+silence expired, a route was added, an inhibiting alert resolved): a problem of now, paged
+now, that joins the LLM incident it explains. Kept at its own time it opened an incident
+dated Friday, past `new_incident_after_s` at birth, so the LLM symptoms that fired a minute
+later split off into an incident and page of their own; and one whose series had been in
+an incident resolved since reopened that old incident. Inside the window the correlator
+tells "before" from "together" and the start estimate reads the onset, so a startsAt there
+(a group's usual delay of seconds to minutes) is kept as given. The firing alert's own
+`startsAt` stays in the incident as its signal's `reported_onset`. A resolved alert whose
+`endsAt` is older than the window clears its series at the window's start at the earliest,
+so the incident resolves one cooldown after that, not days back; and a resolved alert never
+opens or pages anything: it only clears a series the daemon saw firing.
 """
 
 from __future__ import annotations
@@ -34,7 +50,8 @@ MAX_NAME = 200  # as an event's feature and metric names
 
 @dataclass(frozen=True, slots=True)
 class ClampedTime:
-    """An alert time later than the receive time, taken as the receive time."""
+    """An alert time outside the span its receipt allows: later than the receive time (taken
+    as it), or earlier than the lookback before it (taken as the lookback's start)."""
 
     index: int  # the alert's position in the payload
     feature: str
@@ -49,12 +66,14 @@ class ClampedTime:
 @dataclass(frozen=True, slots=True)
 class AlertBatch:
     """One webhook payload: signals, errors by alert index, indexes of alerts dropped for
-    having no feature (and no `default_feature`), and the times taken as the receive time."""
+    having no feature (and no `default_feature`), the times taken as the receive time
+    (`clamped`) and those taken as the lookback's start (`backdated`)."""
 
     signals: list[Signal] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
     clamped: list[ClampedTime] = field(default_factory=list)
+    backdated: list[ClampedTime] = field(default_factory=list)
 
 
 class _AlertError(ValueError):
@@ -97,8 +116,11 @@ def _name(labels: dict[str, str], key: str, default: str | None = None) -> str:
     return value
 
 
-def alertmanager_signals(doc: Any, now: float, default_feature: str | None = None) -> AlertBatch:
-    """Alertmanager webhook payload (version 4), received at `now` → an `AlertBatch`.
+def alertmanager_signals(
+    doc: Any, now: float, default_feature: str | None = None, *, lookback_s: float
+) -> AlertBatch:
+    """Alertmanager webhook payload (version 4), received at `now` → an `AlertBatch`, every
+    alert time within [`now` - `lookback_s`, `now`] (module doc).
 
     A body that is not a payload at all raises ValueError (400); a bad alert is one error
     naming its field, and the other alerts still count.
@@ -119,10 +141,14 @@ def alertmanager_signals(doc: Any, now: float, default_feature: str | None = Non
         except _AlertError as exc:
             batch.errors.append({"index": i, "error": str(exc)})
             continue
+        when: Literal["startsAt", "endsAt"] = "startsAt" if sig.state == "firing" else "endsAt"
         if sig.ts > now:
-            when: Literal["startsAt", "endsAt"] = "startsAt" if sig.state == "firing" else "endsAt"
             batch.clamped.append(ClampedTime(i, sig.feature, sig.metric, when, sig.ts))
             sig = replace(sig, ts=now)
+        elif sig.ts < now - lookback_s:
+            batch.backdated.append(ClampedTime(i, sig.feature, sig.metric, when, sig.ts))
+            reported = sig.ts if sig.state == "firing" else None
+            sig = replace(sig, ts=now - lookback_s, reported_onset=reported)
         batch.signals.append(sig)
     return batch
 

@@ -178,6 +178,8 @@ def details(n: Notification) -> dict[str, Any]:
             }
             # which label value the series is (segment=pro), when it is one
             | ({"series": s["series"]} if s.get("series") else {})
+            # an alert firing since before the correlation window: since when, as it said
+            | ({"reported_onset": s["reported_onset"]} if s.get("reported_onset") else {})
             for s in inc.get("signals") or []
             if isinstance(s, Mapping)
         ],

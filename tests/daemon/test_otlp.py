@@ -3,6 +3,7 @@ webhook payloads → signals."""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,9 +139,11 @@ def test_alertmanager_alerts_become_signals() -> None:
             {"status": "firing", "labels": {"alertname": "X", "feature": "bot", "layer": "gpu"}},
         ],
     }
-    batch = alertmanager_signals(payload, now=T_RECEIVED)
+    # No bound on the past here (months between the payload and T_RECEIVED): this test reads
+    # the fields; tests/daemon/test_alertmanager.py bounds them.
+    batch = alertmanager_signals(payload, now=T_RECEIVED, lookback_s=math.inf)
     sigs, errors, dropped = batch.signals, batch.errors, batch.dropped
-    assert batch.clamped == []
+    assert batch.clamped == [] and batch.backdated == []
     assert [(s.metric, s.state, s.layer, s.detector) for s in sigs] == [
         ("VectorStoreSlow", "firing", "infra", "alertmanager"),
         ("GpuDown", "cleared", "infra", "alertmanager"),
@@ -175,7 +178,7 @@ def test_alert_times_after_receipt_are_taken_as_received() -> None:
             _alert("resolved", ends=datetime.fromtimestamp(now - 30, UTC).isoformat()),
         ]
     }
-    batch = alertmanager_signals(payload, now=now)
+    batch = alertmanager_signals(payload, now=now, lookback_s=600)
     assert [s.ts - now for s in batch.signals] == [0.0, 0.0, 0.0, -60.0, -30.0]
     year_9000 = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
     assert batch.clamped == [
