@@ -81,7 +81,7 @@ def test_a_webhook_of_many_alerts_is_one_refresh_and_one_update_per_incident() -
             alert("VectorStoreSlow", T0 + 5, fp=f"v{i}", feature="other") for i in range(n)
         ]
 
-    reads = {}
+    reads: dict[int, int] = {}
     for n in (30, 300):
         corr = Correlator(policy())
         contexts = Contexts()
