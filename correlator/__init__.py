@@ -22,7 +22,15 @@ from correlator.incident import (
 from correlator.inhibit import InhibitMuter
 from correlator.mute import Muter
 from correlator.policy import CorrelationPolicy
-from correlator.records import ChangeRecord, FeatureContext, MetricSnapshot, Signal, rfc3339
+from correlator.records import (
+    ChangeRecord,
+    FeatureContext,
+    MetricSnapshot,
+    Reading,
+    Readings,
+    Signal,
+    rfc3339,
+)
 from correlator.silences import (
     MAX_API_DURATION_S,
     Matcher,
@@ -56,6 +64,8 @@ __all__ = [
     "Mute",
     "Muter",
     "Notify",
+    "Reading",
+    "Readings",
     "Severity",
     "Signal",
     "Silence",

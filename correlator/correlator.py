@@ -64,6 +64,7 @@ from correlator.records import (
     ChangeRecord,
     FeatureContext,
     LabelCounts,
+    Readings,
     Rollout,
     Signal,
     rfc3339,
@@ -100,6 +101,14 @@ class _Member:
     page_alone: bool = False
     family: str = ""
     reported_onset: float | None = None
+    # The series' reading of the latest tick while the member fires and the most extreme
+    # reading since the last refresh (`read`), published into value/n/peak when the record is
+    # refreshed (`publish`): the numbers follow the outage, and the stored record changes
+    # once per refresh interval, not on every tick. Not persisted: a restart loses at most
+    # one refresh interval of readings.
+    reading: tuple[float, int | None] | None = None
+    extreme: tuple[float, int | None] | None = None
+    peak_n: int | None = None  # the count behind `peak`
 
     @classmethod
     def from_signal(cls, sig: Signal) -> _Member:
@@ -121,9 +130,11 @@ class _Member:
             sig.page_alone,
             sig.family or default_family(sig.metric),
             sig.reported_onset,
+            peak_n=sig.n,
         )
 
     def fire(self, sig: Signal) -> None:
+        self.publish()  # readings before this transition still count towards the peak
         if self.cleared is not None:
             self.cleared = None
             self.fires += 1
@@ -132,8 +143,33 @@ class _Member:
         self.page_alone = self.page_alone or sig.page_alone
         if sig.family:  # the config may have moved the metric since it first fired
             self.family = sig.family
-        if abs(sig.score) > self.peak_score:
-            self.peak, self.peak_score = sig.value, abs(sig.score)
+        if self._beyond(sig.value, self.peak):
+            self.peak, self.peak_n = sig.value, sig.n
+        self.peak_score = max(self.peak_score, abs(sig.score))
+
+    def _beyond(self, value: float, than: float) -> bool:
+        """Whether `value` is more extreme than `than` in the direction the member fired: the
+        peak of a rising error rate is its highest value, of a falling availability its
+        lowest."""
+        return value > than if self.direction == Direction.UP else value < than
+
+    def read(self, value: float, n: int | None) -> None:
+        """The series' current reading, while the member fires (`Correlator.tick`)."""
+        if self.cleared is not None or not math.isfinite(value):
+            return
+        self.reading = (value, n)
+        if self.extreme is None or self._beyond(value, self.extreme[0]):
+            self.extreme = (value, n)
+
+    def publish(self) -> None:
+        """The readings since the last refresh into value, n and peak. `score` and `baseline`
+        stay those of the firing transition: a detector states them only when it changes
+        state (a static rule's baseline is its threshold, not the series' mean)."""
+        if self.reading is not None:
+            self.value, self.n = self.reading
+        if self.extreme is not None and self._beyond(self.extreme[0], self.peak):
+            self.peak, self.peak_n = self.extreme
+        self.reading = self.extreme = None
 
     def snapshot(self) -> MemberSignal:
         return MemberSignal(
@@ -153,6 +189,7 @@ class _Member:
             self.page_alone,
             self.family,
             self.reported_onset,
+            self.peak_n,
         )
 
     def severity_input(self) -> SeverityInput:
@@ -179,6 +216,7 @@ class _Member:
             "page_alone": self.page_alone,
             "family": self.family,
             "reported_onset": self.reported_onset,
+            "peak_n": self.peak_n,
         }
 
     @classmethod
@@ -205,6 +243,8 @@ class _Member:
             # States saved before families were stored: the built-in table's answer.
             str(d.get("family") or default_family(str(d["metric"]))),
             None if d.get("reported_onset") is None else float(d["reported_onset"]),
+            # States saved before peak_n: the peak's count is unknown.
+            peak_n=None if d.get("peak_n") is None else int(d["peak_n"]),
         )
 
 
@@ -651,20 +691,30 @@ class Correlator:
             self._refresh(inc, contexts(inc.feature, now), now, contexts)
             touched[iid].looked = True
 
-    def tick(self, now: float, contexts: ContextFn) -> list[IncidentUpdate]:
+    def tick(
+        self, now: float, contexts: ContextFn, readings: Readings | None = None
+    ) -> list[IncidentUpdate]:
         """Time passes: resolve quiet incidents, refresh triage/attribution/changes/mutes,
-        send deferred triggers and re-notifications. `contexts(feature, onset)`."""
+        send deferred triggers and re-notifications. `contexts(feature, onset)`.
+
+        `readings` are the watched series' current values: a firing member's value and peak
+        follow its series, or the page, the evidence and every reminder would quote the
+        figure of the moment it fired (an outage that grows after detection was understated
+        3-7x). They are read every tick (the peak misses no tick) and published with the
+        record's refresh, once per refresh interval, and before a reminder."""
         self._now = max(self._now, now)
         out: list[IncidentUpdate] = []
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             self._maybe_resolve(inc, now, out)
         p = self.policy
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
+            if readings is not None:
+                _read(inc, readings)
             young = now - inc.opened_at < p.refresh_slow_after_s
             every = p.refresh_s if young else p.refresh_slow_s
             refresh_bin = math.floor(now / every) * every
             before: dict[str, Any] | None = None
-            if inc.refreshed_bin != refresh_bin:
+            if inc.refreshed_bin != refresh_bin or self._reminder_due(inc, now):
                 before = inc.snapshot().to_record()
                 inc.refreshed_bin = refresh_bin
                 start = inc.opened_at if inc.started_at is None else inc.started_at
@@ -1155,6 +1205,8 @@ class Correlator:
         contexts: ContextFn | None = None,
     ) -> None:
         p = self.policy
+        for m in inc.members.values():
+            m.publish()
         try:
             self._estimate_start(inc, ctx, now)
         except Exception as exc:  # the page goes out without it; the pipeline counts it
@@ -1310,14 +1362,7 @@ class Correlator:
                     notify = "trigger"
                     if action == "update":
                         action = "escalate"
-                elif (
-                    renotify
-                    and inc.acknowledged is None
-                    and p.renotify_s > 0
-                    and (inc.any_firing() or inc.flapping)
-                    and inc.last_trigger_at is not None
-                    and now - inc.last_trigger_at >= p.renotify_s
-                ):
+                elif renotify and self._reminder_due(inc, now):
                     notify = "trigger"
                     if action == "update":
                         action = "renotify"
@@ -1343,6 +1388,20 @@ class Correlator:
             return
         out.append(IncidentUpdate(snap, action, notify, now))
 
+    def _reminder_due(self, inc: _Inc, now: float) -> bool:
+        """A paged incident, unmuted and unacknowledged, still firing (or flapping), whose
+        last trigger is `renotify_s` old: the tick re-sends it, with fresh numbers."""
+        p = self.policy
+        return (
+            inc.receiver_open
+            and inc.muted is None
+            and inc.acknowledged is None
+            and p.renotify_s > 0
+            and (inc.any_firing() or inc.flapping)
+            and inc.last_trigger_at is not None
+            and now - inc.last_trigger_at >= p.renotify_s
+        )
+
     def _prune(self) -> None:
         p = self.policy
         now = self._now
@@ -1360,6 +1419,15 @@ class Correlator:
         if cut:
             del self._changes[:cut]
             del self._change_keys[:cut]
+
+
+def _read(inc: _Inc, readings: Readings) -> None:
+    """Each firing member of `inc` takes its series' current reading."""
+    for m in inc.members.values():
+        if m.cleared is None:
+            r = readings.get((inc.feature, m.metric, m.series))
+            if r is not None:
+                m.read(r.value, r.n)
 
 
 def _label_total(counts: LabelCounts) -> int:

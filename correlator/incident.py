@@ -31,9 +31,13 @@ class MemberSignal:
     """One series (metric, series, detector) that fired inside an incident.
 
     `onset` is the first time it fired in this incident, `cleared` the time of its last clear
-    (None while firing). `value`, `baseline`, `score` come from its latest firing transition;
-    `peak` is the value at its most extreme score, `fires` how often it fired (flapping shows
-    here). `family` is the symptom family it counts in (`correlator.families`).
+    (None while firing). While it fires, `value` and `n` follow its series (the current
+    window value, as /metrics `layer_value` shows it, refreshed with the record) and `peak`
+    is its most extreme value since it first fired (highest for a rise, lowest for a drop),
+    `peak_n` the count behind it; once cleared, `value` is its last reading while firing.
+    `baseline` and `score` come from its latest firing transition. `fires` is how often it
+    fired (flapping shows here). `family` is the symptom family it counts in
+    (`correlator.families`).
     `reported_onset`: the earlier start its source reported, when the onset was bounded
     (`Signal.reported_onset`).
     """
@@ -54,10 +58,20 @@ class MemberSignal:
     page_alone: bool = False
     family: str = ""
     reported_onset: float | None = None
+    peak_n: int | None = None  # not in the record: evidence quotes it beside the peak
 
     @property
     def firing(self) -> bool:
         return self.cleared is None
+
+    @property
+    def shown(self) -> tuple[float, int | None]:
+        """The figure a person reads first, and its count: the current value while the
+        signal fires, its peak once it cleared (the value at the clear is the recovery's,
+        and would make a resolved outage look like none)."""
+        if self.firing or self.peak is None:
+            return self.value, self.n
+        return self.peak, self.peak_n
 
     def to_record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {

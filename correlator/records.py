@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from detectors.base import Direction, Layer
 
@@ -99,6 +99,22 @@ class MetricSnapshot:
     baseline: float | None
     n: int | None
 
+
+class Reading(Protocol):
+    """A series' current window value and the count behind it (the pipeline's latest
+    `detectors.base.Sample` is one, so the daemon hands its own map over without a copy)."""
+
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def n(self) -> int | None: ...
+
+
+Readings = Mapping[tuple[str, str, str], Reading]
+"""(feature, metric, series) → the series' current reading, as /metrics `layer_value` shows
+it: what a firing member's `value` follows (`Correlator.tick`). A member whose series has no
+reading (an Alertmanager alert) keeps the value of its firing transition."""
 
 LabelCounts = Mapping[str, Mapping[str, int]]
 """label name → label value → count (values beyond a per-label cap are folded into `__other__`)."""

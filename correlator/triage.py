@@ -126,27 +126,33 @@ def _unit(layer: str) -> str:
 
 
 def _n_of(sig: MemberSignal, metrics: Mapping[str, MetricSnapshot]) -> int | None:
-    if sig.n is not None:
-        return sig.n
+    n = sig.shown[1]
+    if n is not None or not sig.firing:
+        return n  # a cleared signal's peak is not the context's current window
     snap = metrics.get(sig.metric)
     return None if snap is None else snap.n
 
 
 def signal_evidence(sig: MemberSignal, metrics: Mapping[str, MetricSnapshot]) -> str:
-    """e.g. "rate_limited_rate 31% vs baseline 0.4% over 412 calls"."""
+    """e.g. "rate_limited_rate 31% vs baseline 0.4% over 412 calls (peak 35%)": the current
+    value while the signal fires, with its peak when that reads differently; once cleared,
+    its peak (the value at the clear is the recovery's)."""
     text = f"{sig.metric}"
     if sig.series:
         text += f"{{{sig.series}}}"
-    text += f" {fmt_value(sig.metric, sig.value)}"
+    shown = sig.shown[0]
+    text += f" {fmt_value(sig.metric, shown)}"
     if sig.baseline is not None:
         text += f" vs baseline {fmt_value(sig.metric, sig.baseline)}"
         if not _is_share(sig.metric):
-            text += _rel(sig.value, sig.baseline)
+            text += _rel(shown, sig.baseline)
     n = _n_of(sig, metrics)
     if n is not None:
         text += f" over {n} {_unit(sig.layer)}"
     if sig.cleared is not None:
-        text += " (cleared)"
+        text += " (peak, now cleared)" if sig.peak is not None else " (cleared)"
+    elif sig.peak is not None and fmt_value(sig.metric, sig.peak) != fmt_value(sig.metric, shown):
+        text += f" (peak {fmt_value(sig.metric, sig.peak)})"
     return text
 
 
@@ -319,7 +325,7 @@ def triage(
 
 def _phrase(sig: MemberSignal) -> str:
     base = "" if sig.baseline is None else f" vs {fmt_value(sig.metric, sig.baseline)}"
-    val = fmt_value(sig.metric, sig.value)
+    val = fmt_value(sig.metric, sig.shown[0])
     if sig.layer == "quality":
         name = sig.metric.removeprefix("score:")
         word = "drop" if str(sig.direction) == "down" else "shift"

@@ -463,7 +463,7 @@ class Pipeline:
 
     def _correlator_tick(self, out: TickOutput, now: float) -> None:
         try:
-            out.updates.extend(self.correlator.tick(now, self.context))
+            out.updates.extend(self.correlator.tick(now, self.context, self.latest))
         except Exception as exc:  # counted and logged; the next tick retries
             self.errors.record(self.log, "correlator_tick", "*", "*", exc, now)
         self._record_enrichment_failures(now)
