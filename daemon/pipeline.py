@@ -509,7 +509,9 @@ class Pipeline:
                 )
             if tr.state == "firing":
                 watch.directions[i] = tr.direction
-            self._emit(out, sample, rule, det.kind, tr)
+                self._emit(out, _with_evidence_n(sample, det), rule, det.kind, tr)
+            else:
+                self._emit(out, sample, rule, det.kind, tr)
         if parts is not None:
             self.latest[key] = _fused_value(sample, watch)
         if not sample.series and sample.ts >= watch.next_history_ts:
@@ -1074,13 +1076,24 @@ def _fused_value(sample: Sample, watch: _Watch) -> Sample:
     (probe: a Grafana panel plotted 0 and 1 beside the score means). Not the estimate
     below the threshold either: over a short excursion of noise it read 0.8 or less in 5%
     of a healthy feature's ticks. The score observations stay out of `latest`: only the
-    detector reads them."""
+    detector reads them. While it fires, `n` is the scores the estimate rests on
+    (`_with_evidence_n`): the correlator quotes this sample as the member's current value."""
     for _, det in watch.slots:
         relative = getattr(det, "relative_quality", None)
         if relative is not None:
-            value = float(relative) if det.firing else 1.0
-            return replace(sample, value=value, parts=None)
+            if not det.firing:
+                return replace(sample, value=1.0, parts=None)
+            return replace(_with_evidence_n(sample, det), value=float(relative), parts=None)
     return replace(sample, parts=None)
+
+
+def _with_evidence_n(sample: Sample, det: Detector) -> Sample:
+    """The sample with the count its detector's verdict rests on, where that is not the
+    sample's: the fused quality verdict's estimate covers the scores of its whole excursion,
+    where the sample counts one tick's (a page read "quality 0.81 vs baseline 1 over 1
+    scores")."""
+    obs = getattr(det, "excursion_obs", None) if sample.parts is not None else None
+    return sample if obs is None else replace(sample, n=int(obs))
 
 
 def _baseline_of(det: Detector) -> float | None:

@@ -181,6 +181,7 @@ class QualityFusion:
         self._zero_at: float | None = None  # the last update that left S at 0
         self._num = 0.0  # sum theta*z over the current excursion (S > 0)
         self._den = 0.0  # sum theta^2 over the current excursion
+        self._obs = 0.0  # observations that counted over the current excursion
         self._last: float | None = None
         self._firing = False
         self.ignored_sources = 0  # observations of names past max_sources
@@ -224,6 +225,12 @@ class QualityFusion:
         return src.m, math.sqrt(src.lo)
 
     @property
+    def excursion_obs(self) -> int:
+        """How many score observations `relative_quality` rests on: the evidence a page quotes
+        beside it ("over 412 scores"), not the one or two scores of the latest tick."""
+        return round(self._obs)
+
+    @property
     def relative_quality(self) -> float:
         """Quality relative to baseline over the current excursion: 1 - the maximum-likelihood
         decline (0.9 = 10% down), information-weighted across sources; 1.0 when S = 0."""
@@ -248,6 +255,7 @@ class QualityFusion:
         incr = 0.0
         num = 0.0
         den = 0.0
+        obs = 0.0
         seen = False
         for part in parts:
             values = [x for x in part.values if math.isfinite(x)]
@@ -302,6 +310,7 @@ class QualityFusion:
                     incr += llr
                     num += theta * zsum
                     den += theta * theta * k
+                    obs += len(values)
                 else:
                     src.tok = min(tok, self.evidence_burst)
             else:
@@ -312,12 +321,13 @@ class QualityFusion:
             return None
         s = self._s + incr
         if s <= 0.0:
-            self._s = self._num = self._den = 0.0
+            self._s = self._num = self._den = self._obs = 0.0
             self._zero_at = ts
         else:
             self._s = s
             self._num += num
             self._den += den
+            self._obs += obs
         if self._firing:
             if self._s > 1.5 * self.h:
                 self._s = 1.5 * self.h
@@ -381,6 +391,7 @@ class QualityFusion:
             "s": self._s,
             "num": self._num,
             "den": self._den,
+            "obs": self._obs,
             "last": self._last,
             "firing": self._firing,
             "ignored": self.ignored_sources,
@@ -395,6 +406,7 @@ class QualityFusion:
         det._s = float(state["s"])
         det._num = float(state["num"])
         det._den = float(state["den"])
+        det._obs = float(state.get("obs", 0.0))  # optional: older states have none
         last = state["last"]
         det._last = None if last is None else float(last)
         det._firing = bool(state["firing"])

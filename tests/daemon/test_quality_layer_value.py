@@ -36,6 +36,7 @@ def test_the_fused_quality_layer_value_is_relative_quality(tmp_path: Path) -> No
     assert not rejected
     pipe = Pipeline(Settings())
     seen: dict[str, list[float]] = {"before": [], "declined": []}
+    counts: list[int | None] = []
     fired = False
     tick = 15.0
     now = events[0].ts - events[0].ts % tick + tick
@@ -53,8 +54,12 @@ def test_the_fused_quality_layer_value_is_relative_quality(tmp_path: Path) -> No
             seen["before"].append(sample.value)
         elif sample is not None and fired:
             seen["declined"].append(sample.value)
+            counts.append(sample.n)
         now += tick
     assert fired
     assert seen["before"] and set(seen["before"]) == {1.0}  # counts of 0, 1, 2... before
     assert seen["declined"] and 0.75 < min(seen["declined"]) < 0.97
     assert _layer_value(pipe, now) == pipe.latest[("bot", QUALITY_METRIC, "")].value
+    # While it fires, n is the scores the estimate rests on (what a page quotes beside it,
+    # "over 412 scores"), not the tick's one or two (probe: "over 1 scores").
+    assert all(c is not None and c >= 30 for c in counts)
