@@ -450,6 +450,11 @@ def postmortem_markdown(rec: dict[str, Any], runbook: dict[str, Any]) -> str:
         base = sig.get("baseline")
         base_text = "n/a" if base is None else f"{base:.4g}"
         text = f"{e(sig['metric'])} fired ({e(sig['detector'])}): {sig['value']:.4g} vs {base_text}"
+        if sig.get("peak") is not None:  # the worst it got; value is the latest reading
+            text = (
+                f"{e(sig['metric'])} fired ({e(sig['detector'])}): peak {sig['peak']:.4g}"
+                f" vs {base_text} (latest {sig['value']:.4g})"
+            )
         if sig.get("reported_onset"):
             text += f", firing since {e(sig['reported_onset'])} as its source reported"
         events.append((sig["onset"], text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,22 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+SIGNIFICANT = 4
+
+
+def _rounded(v: Any) -> Any:
+    """Floats to `SIGNIFICANT` significant digits, inside lists and dicts too: what a person
+    reads in a receiver's details (0.036, not 0.036020583190394515). The record behind the
+    page (API, replay, webhook) keeps the raw numbers."""
+    if isinstance(v, float):
+        return float(f"{v:.{SIGNIFICANT}g}") if math.isfinite(v) else v
+    if isinstance(v, Mapping):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_rounded(x) for x in v]
+    return v
 
 
 def title(n: Notification) -> str:
@@ -45,9 +62,11 @@ def lead_signal(inc: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def signal_line(s: Mapping[str, Any]) -> str:
     arrow = {"up": "↑", "down": "↓"}.get(str(s.get("direction")), "")
     series = f"{{{s['series']}}}" if s.get("series") else ""  # e.g. {segment=pro}
+    peak = s.get("peak")
+    peak_text = f", peak {_fmt(peak)}" if peak is not None and peak != s.get("value") else ""
     return (
         f"{s.get('metric')}{series} ({s.get('layer')}) {arrow}{_fmt(s.get('value'))} vs baseline "
-        f"{_fmt(s.get('baseline'))}, score {_fmt(s.get('score'))}, {s.get('detector')}"
+        f"{_fmt(s.get('baseline'))}{peak_text}, score {_fmt(s.get('score'))}, {s.get('detector')}"
         f" since {s.get('onset')}" + (f", cleared {s['cleared']}" if s.get("cleared") else "")
     )
 
@@ -140,9 +159,10 @@ def lines(n: Notification) -> list[str]:
 
 
 def details(n: Notification) -> dict[str, Any]:
-    """Structured details for receivers that take JSON (PagerDuty custom_details)."""
+    """Structured details for receivers that take JSON (PagerDuty custom_details), numbers
+    rounded for reading (`_rounded`)."""
     inc = n.incident
-    return {
+    out = {
         "incident_id": n.incident_id,
         "status": inc.get("status"),
         "severity": inc.get("severity"),
@@ -169,6 +189,7 @@ def details(n: Notification) -> dict[str, Any]:
                     "layer",
                     "detector",
                     "value",
+                    "peak",
                     "baseline",
                     "score",
                     "direction",
@@ -188,3 +209,5 @@ def details(n: Notification) -> dict[str, Any]:
         "later_changes": list(inc.get("later_changes") or []),
         "runbook": dict(n.runbook or {}),
     }
+    rounded: dict[str, Any] = _rounded(out)
+    return rounded

@@ -248,3 +248,20 @@ def test_a_corroborated_start_is_shown_with_its_metrics() -> None:
     }  # fmt: skip
     text = postmortem_markdown(rec, {})
     assert r"estimated start (changepoint, ttft\_ms with input\_tokens\_per\_request)" in text
+
+
+def test_the_post_mortem_timeline_quotes_a_signal_s_peak() -> None:
+    """A resolved signal's value is its last reading (the recovery's); the timeline says
+    how bad it got."""
+    from daemon.api import postmortem_markdown
+
+    sig = {"metric": "availability", "detector": "rate", "onset": "2026-12-02T10:00:00.000Z",
+           "cleared": "2026-12-02T10:30:00.000Z", "value": 0.93, "peak": 0.5816,
+           "baseline": 0.9958}  # fmt: skip
+    rec = {
+        "id": "inc-1", "feature": "bot", "severity": "critical", "status": "resolved",
+        "domain": "provider", "opened_at": "2026-12-02T10:00:00.000Z", "signals": [sig],
+        "triage": [], "changes": [], "attribution": [], "summary": "s",
+    }  # fmt: skip
+    text = postmortem_markdown(rec, {})
+    assert "availability fired (rate): peak 0.5816 vs 0.9958 (latest 0.93)" in text

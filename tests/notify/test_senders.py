@@ -7,6 +7,7 @@ import aiohttp
 import orjson
 import pytest
 
+from daemon.notify import render
 from daemon.notify.http import cap_key, classify_status, parse_retry_after, truncate
 from daemon.notify.opsgenie import OpsgenieSender, build_alert
 from daemon.notify.pagerduty import MAX_EVENT_BYTES, PagerDutySender, build_event
@@ -290,3 +291,17 @@ def test_every_receiver_bounds_a_change_flood() -> None:
     assert og["description"].endswith(f"incident {inc['id']}, dedup key {inc['dedup_key']}")
     assert "… and 990 more" in og["description"]
     assert len(orjson.dumps(build_message(note(inc, "trigger", 1.0, RUNBOOK)))) < 200_000
+
+
+def test_pagerduty_custom_details_round_numbers_and_carry_the_peak() -> None:
+    """Receivers show numbers a person reads (probe: `"peak": 0.036020583190394515`); the
+    record behind the page keeps the raw ones."""
+    inc = incident()
+    inc["signals"][0] |= {"value": 0.21020583190394515, "peak": 0.36020583190394515}
+    inc["attribution"][0]["z"] = 9.123456789
+    ev = build_event(note(inc, "trigger", 1.0, RUNBOOK), PD_KEY, "https://oncall.example.com")
+    cd = ev["payload"]["custom_details"]
+    assert cd["signals"][0]["value"] == 0.2102 and cd["signals"][0]["peak"] == 0.3602
+    assert cd["attribution"][0]["z"] == 9.123 and cd["attribution"][0]["value"] == "gpt-x"
+    assert inc["signals"][0]["value"] == 0.21020583190394515  # the record is untouched
+    assert ", peak 0.3602," in render.signal_line(inc["signals"][0])
