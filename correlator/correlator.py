@@ -54,6 +54,7 @@ from correlator.incident import (
     Severity,
     StartEstimate,
     Status,
+    StillFiring,
     TriageAnswer,
     dedup_key,
     incident_id,
@@ -248,6 +249,18 @@ class _Member:
         )
 
 
+def _label(m: _Member) -> str:
+    """How a person names a member: its metric, and its series when it is one."""
+    return f"{m.metric}{{{m.series}}}" if m.series else m.metric
+
+
+def _after_resolve(who: HumanAction, t: float) -> str:
+    """ " 15 min after a manual resolve by alice": how long after whose resolve."""
+    span = max(t - who.at, 0.0)
+    text = f"{span:.0f} s" if span < 120 else f"{span / 60:.0f} min"
+    return f" {text} after a manual resolve by {who.by}"
+
+
 def _onset_order(m: _Member) -> tuple[float, str, str, str]:
     """Members by onset; ties by metric, series and detector, so every use sees one order."""
     return (m.onset, m.metric, m.series, m.detector)
@@ -297,6 +310,11 @@ class _Inc:
     acknowledged: HumanAction | None = None
     resolved_by: HumanAction | None = None
     hold_until: float | None = None
+    # Resolved by hand while members still fire: they keep firing here (the detector has
+    # not cleared them), and if any still fires at `recheck_at` the incident reopens and
+    # pages, saying why (`reopen_reason`; `Correlator._recheck`).
+    recheck_at: float | None = None
+    reopen_reason: str | None = None
     # Kept, not recounted, since every signal asks them of each open incident of its
     # feature (`_maybe_resolve`, `_joinable`): a webhook of 2,000 alerts asked 2,000 times
     # of 2,000 members. Members change only through `add`, `fire` and `clear`, which keep
@@ -372,7 +390,15 @@ class _Inc:
             flapping=self.flapping,
             acknowledged=self.acknowledged,
             resolved_by=self.resolved_by,
+            still_firing=self.still_firing(),
+            reopen_reason=self.reopen_reason,
         )
+
+    def still_firing(self) -> StillFiring | None:
+        if self.status != "resolved" or self.recheck_at is None:
+            return None
+        firing = tuple(_label(m) for m in self.by_onset() if m.cleared is None)
+        return StillFiring(firing, self.recheck_at) if firing else None
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -409,6 +435,8 @@ class _Inc:
             "acknowledged": None if self.acknowledged is None else self.acknowledged.to_state(),
             "resolved_by": None if self.resolved_by is None else self.resolved_by.to_state(),
             "hold_until": self.hold_until,
+            "recheck_at": self.recheck_at,
+            "reopen_reason": self.reopen_reason,
         }
 
     @classmethod
@@ -465,6 +493,11 @@ class _Inc:
         inc.resolved_by = HumanAction.from_state(d.get("resolved_by"))
         hu = d.get("hold_until")
         inc.hold_until = None if hu is None else float(hu)
+        # Absent in states saved before a manual resolve kept firing members firing.
+        rc = d.get("recheck_at")
+        inc.recheck_at = None if rc is None else float(rc)
+        rr = d.get("reopen_reason")
+        inc.reopen_reason = None if rr is None else str(rr)
         return inc
 
 
@@ -623,6 +656,9 @@ class Correlator:
         self._now = max(self._now, now)
         for inc in self._open_of(sig.feature):
             self._maybe_resolve(inc, now, out, touched, contexts)
+        for inc in self._rechecks_of(sig.feature):
+            # As a tick would have, whatever the tick cadence.
+            self._recheck(inc, now, out, touched, contexts)
         mkey: MemberKey = (sig.metric, sig.series, sig.detector)
 
         if sig.state == "cleared":
@@ -635,7 +671,9 @@ class Correlator:
                 None,
             )
             if target is None:
-                return  # the series fired before we knew it (or was never ours)
+                # Still firing when a person resolved its incident: now it has cleared.
+                self._cleared_after_resolve(sig, mkey, now, touched)
+                return  # or the series fired before we knew it (or was never ours)
             member = target.members[mkey]
             self._touch(target, "update", now, touched)
             target.clear(member, max(sig.ts, member.onset))
@@ -658,28 +696,31 @@ class Correlator:
             self._join(target, sig, mkey, "update", touched)
             return
         if not opens:
+            # A series of a resolved incident that fires again within `reopen_s`; or any
+            # signal of the feature while a manually resolved incident still has a member
+            # firing: that fault is not over, and this is more of it.
             recent = [
                 i
                 for i in self._incidents.values()
                 if i.feature == sig.feature
                 and i.status == "resolved"
-                and mkey in i.members
                 and i.resolved_at is not None
-                and now - i.resolved_at <= p.reopen_s
+                and (
+                    (mkey in i.members and now - i.resolved_at <= p.reopen_s)
+                    or (i.any_firing() and self._joinable(i, sig, now))
+                )
             ]
             if recent:
                 inc = max(recent, key=lambda i: (cast(float, i.resolved_at), i.seq))
-                inc.status, inc.resolved_at = "open", None
-                inc.reopens += 1
-                # Resolved by hand and firing again: the fix did not hold, which is not a
-                # flapping detector. Either way the old acknowledgement no longer holds.
-                inc.flapping = inc.resolved_by is None
+                reason = None
                 if inc.resolved_by is not None:
-                    inc.last_trigger_at = None  # page at once: no re-trigger spacing
-                inc.resolved_by = inc.acknowledged = None
-                # Re-inserted last: open incidents iterate in the order they (re)opened.
-                self._incidents.pop(inc.id)
-                self._incidents[inc.id] = inc
+                    verb = "fired again" if mkey in inc.members else "fired"
+                    reason = f"{_label(_Member.from_signal(sig))} {verb}"
+                    reason += _after_resolve(inc.resolved_by, now)
+                    still = [_label(m) for m in inc.by_onset() if m.cleared is None]
+                    if still:
+                        reason += f" ({', '.join(still)} still firing)"
+                self._reopen_by_itself(inc, reason)
                 self._join(inc, sig, mkey, "reopen", touched)
                 return
         self._seq += 1
@@ -706,6 +747,8 @@ class Correlator:
         out: list[IncidentUpdate] = []
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             self._maybe_resolve(inc, now, out)
+        for inc in [i for i in self._incidents.values() if i.recheck_at is not None]:
+            self._recheck(inc, now, out)
         p = self.policy
         for inc in [i for i in self._incidents.values() if i.status == "open"]:
             if readings is not None:
@@ -744,15 +787,20 @@ class Correlator:
         return [IncidentUpdate(inc.snapshot(), "acknowledge", notify, who.at)]
 
     def resolve(self, incident_id: str, who: HumanAction) -> list[IncidentUpdate]:
-        """Resolved by hand: the receivers get the resolve now. Firing members count as
-        cleared; if their detector fires again the incident reopens (and pages) as usual."""
+        """Resolved by hand: the receivers get the resolve now (the person's call).
+
+        Members whose detector still fires are not marked cleared: nothing cleared them,
+        and the record says so (`still_firing`, and no `cleared` time). They get a grace
+        (`CorrelationPolicy.resolve_grace`) for the fix to show in the data; one that clears
+        meanwhile gets its true clear time, and if any still fires when the grace ends the
+        incident reopens and pages (`_recheck`). A detector that keeps firing emits no new
+        transition, so without this check the incident stayed resolved and silent while the
+        fault went on. A member that fires again after clearing reopens it at once."""
         inc = self._open_incident(incident_id)
         self._now = max(self._now, who.at)
-        for m in inc.members.values():
-            if m.cleared is None:
-                inc.clear(m, max(who.at, m.onset))
         inc.status, inc.resolved_at = "resolved", who.at
         inc.resolved_by, inc.hold_until = who, None
+        inc.recheck_at = who.at + self.policy.resolve_grace if inc.any_firing() else None
         out: list[IncidentUpdate] = []
         self._emit(inc, "resolve", who.at, out)
         return out
@@ -769,6 +817,7 @@ class Correlator:
         inc.status, inc.resolved_at = "open", None
         inc.reopens += 1
         inc.resolved_by = inc.acknowledged = None
+        inc.recheck_at = inc.reopen_reason = None
         inc.hold_until = who.at + self.policy.cooldown_s
         inc.last_trigger_at = None  # a person asked: no re-trigger spacing applies
         # Re-inserted last: open incidents iterate in the order they (re)opened.
@@ -946,6 +995,83 @@ class Correlator:
         t.ts, t.looked = now, False
         return t
 
+    def _rechecks_of(self, feature: str) -> list[_Inc]:
+        return [
+            i for i in self._incidents.values() if i.feature == feature and i.recheck_at is not None
+        ]
+
+    def _recheck(
+        self,
+        inc: _Inc,
+        now: float,
+        out: list[IncidentUpdate],
+        touched: dict[str, _Touched] | None = None,
+        contexts: ContextFn | None = None,
+    ) -> None:
+        """At the end of a manual resolve's grace: members still firing reopen the incident
+        and page at once, saying why (the fix did not hold, or the resolve was early).
+
+        Not marked flapping: the detector did not flip, a person's resolve was ahead of the
+        data. Once reopened the incident lives as any open one: it resolves when its members
+        have been clear for the cooldown, and reminds every `renotify_s` meanwhile. Within a
+        batch (`on_signals`), what earlier signals did to it (members that cleared) is
+        settled first, so the updates come in the order `on_signal` one by one gives."""
+        due, who = inc.recheck_at, inc.resolved_by
+        if due is None or now < due:
+            return
+        inc.recheck_at = None
+        firing = [_label(m) for m in inc.by_onset() if m.cleared is None]
+        if inc.status != "resolved" or who is None or not firing:
+            return
+        pending = None if touched is None else touched.pop(inc.id, None)
+        if pending is not None:
+            ctx = None if contexts is None or pending.looked else contexts(inc.feature, pending.ts)
+            self._settle(pending, ctx, contexts, out)
+        self._reopen_by_itself(inc, f"{', '.join(firing)} still firing{_after_resolve(who, due)}")
+        self._emit(inc, "reopen", now, out)
+
+    def _reopen_by_itself(self, inc: _Inc, reason: str | None) -> None:
+        """A resolved incident opens again because its data says so (not a person): with
+        `reason` when a person had resolved it."""
+        inc.status, inc.resolved_at = "open", None
+        inc.reopens += 1
+        # Resolved by hand and firing again: the fix did not hold, which is not a flapping
+        # detector. Either way the old acknowledgement no longer holds.
+        inc.flapping = inc.resolved_by is None
+        if inc.resolved_by is not None:
+            inc.last_trigger_at = None  # page at once: no re-trigger spacing
+        inc.resolved_by = inc.acknowledged = None
+        inc.recheck_at, inc.reopen_reason = None, reason
+        # Re-inserted last: open incidents iterate in the order they (re)opened.
+        self._incidents.pop(inc.id)
+        self._incidents[inc.id] = inc
+
+    def _cleared_after_resolve(
+        self, sig: Signal, mkey: MemberKey, now: float, touched: dict[str, _Touched]
+    ) -> None:
+        """A member still firing at a manual resolve clears: its true clear time goes into
+        the record; with none left firing, the incident stays resolved for good.
+
+        Through `_Inc.clear` (it keeps the firing count `any_firing` reads) and `touched`:
+        a webhook that clears 2,000 such alerts gives one update, not 2,000 copies of the
+        incident; `_settle` neither refreshes nor notifies a resolved incident."""
+        held = next(
+            (
+                i
+                for i in self._rechecks_of(sig.feature)
+                if mkey in i.members and i.members[mkey].cleared is None
+            ),
+            None,
+        )
+        if held is None:
+            return
+        member = held.members[mkey]
+        t = self._touch(held, "update", now, touched)
+        held.clear(member, max(sig.ts, member.onset))
+        t.looked = True  # resolved: nothing to refresh (and no context to read for it)
+        if not held.any_firing():
+            held.recheck_at = None
+
     def _join(
         self, inc: _Inc, sig: Signal, mkey: MemberKey, action: Action, touched: dict[str, _Touched]
     ) -> None:
@@ -971,6 +1097,14 @@ class Correlator:
         them: severity at each firing signal's time (it only rises), then the refresh and the
         notify decision. `ctx` is the context as of that signal."""
         inc, action, before, now = t.inc, t.action, t.before, t.ts
+        if inc.status == "resolved":
+            # Resolved by hand, and members still firing then have cleared since
+            # (`_cleared_after_resolve`): the record says when; the person's resolve stands,
+            # so nothing is refreshed and nobody is notified (`_emit` would page it).
+            snap = inc.snapshot()
+            if before is None or snap.to_record() != before:
+                out.append(IncidentUpdate(snap, action, None, now))
+            return
         if t.fired_at:
             sev = assess_any(
                 [m.severity_input() for m in inc.members.values()],
@@ -988,7 +1122,8 @@ class Correlator:
         self._emit(inc, action, now, out, before)
 
     def _joinable(self, inc: _Inc, sig: Signal, now: float) -> bool:
-        """Whether a new series' signal joins this open incident of its feature.
+        """Whether a new series' signal joins this open incident of its feature (or reopens
+        one resolved by hand while members still fire: `_admit`'s reopen candidates).
 
         Not when `split_after_s` is set and the incident is older than that; and not when the
         signal is of a symptom family the incident does not have and either the incident

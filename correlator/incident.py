@@ -335,6 +335,23 @@ class HumanAction:
 
 
 @dataclass(frozen=True, slots=True)
+class StillFiring:
+    """Members still firing when a person resolved the incident, and when it reopens (and
+    pages) if they are still firing then (`CorrelationPolicy.resolve_grace`).
+
+    A resolve is what the person believes; the detectors say what the data shows. Both are
+    in the record so the answer to the resolve can say "these still fire", and a later
+    reader sees why a resolved incident has members without a `cleared` time.
+    """
+
+    signals: tuple[str, ...]
+    reopens_at: float
+
+    def to_record(self) -> dict[str, Any]:
+        return {"signals": list(self.signals), "reopens_at": rfc3339(self.reopens_at)}
+
+
+@dataclass(frozen=True, slots=True)
 class Incident:
     """An incident snapshot. `to_record()` is the DESIGN.md contract record.
 
@@ -363,6 +380,8 @@ class Incident:
     flapping: bool = False
     acknowledged: HumanAction | None = None
     resolved_by: HumanAction | None = None
+    still_firing: StillFiring | None = None
+    reopen_reason: str | None = None
 
     @property
     def layers(self) -> frozenset[str]:
@@ -401,6 +420,10 @@ class Incident:
             # Extensions (issue 13): who acknowledged it, and who resolved it by hand.
             "acknowledged": None if self.acknowledged is None else self.acknowledged.to_record(),
             "resolved_by": None if self.resolved_by is None else self.resolved_by.to_record(),
+            # Extensions: a manual resolve while members still fire (`StillFiring`), and why
+            # the incident last reopened by itself after a manual resolve.
+            "still_firing": None if self.still_firing is None else self.still_firing.to_record(),
+            "reopen_reason": self.reopen_reason,
         }
 
 

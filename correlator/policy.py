@@ -70,6 +70,10 @@ class CorrelationPolicy:
       (escalations, reminders, resolves) are not delayed. 0 = page at once.
     - `quality_stable_tol`: a quality metric within this relative distance of its baseline is
       "stable" for triage question 3.
+    - `resolve_grace_s`: how long a member still firing when a person resolved the incident
+      may go on firing before the incident reopens and pages (None = `cooldown_s`; the
+      daemon passes the longer of the cooldown and its longest evaluation window, see
+      `resolve_grace`).
     """
 
     window_s: float = 600.0
@@ -103,6 +107,7 @@ class CorrelationPolicy:
     change_start_tolerance_s: float = 180.0
     attribution_alpha: float = 0.01
     group_wait_s: float = 0.0
+    resolve_grace_s: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -137,6 +142,20 @@ class CorrelationPolicy:
     @property
     def retrigger_s(self) -> float:
         return self.cooldown_s if self.retrigger_min_s is None else self.retrigger_min_s
+
+    @property
+    def resolve_grace(self) -> float:
+        """The grace a manual resolve gets while members still fire.
+
+        A person who resolves while detectors still fire has usually just fixed something (a
+        rollback); the detectors clear only once the bad data has left the windows they
+        judge, so a re-page at once would be noise. But a fault that goes on must not stay
+        silent until the next reminder (`renotify_s`, 4 h: Alertmanager's repeat interval
+        fits "someone is on it", not "someone said it is over"). The grace is therefore what
+        a fix needs to show in the data: at least the cooldown, the quiet the correlator
+        already requires before it believes a fault is over, and (in the daemon) at least
+        the longest evaluation window, so every window holds only post-fix data by then."""
+        return self.cooldown_s if self.resolve_grace_s is None else self.resolve_grace_s
 
     def to_state(self) -> dict[str, Any]:
         return asdict(self)

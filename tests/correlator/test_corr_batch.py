@@ -9,7 +9,7 @@ from corr_helpers import FEATURE, T0, policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from correlator import Correlator, FeatureContext, IncidentUpdate, Signal
+from correlator import Correlator, FeatureContext, HumanAction, IncidentUpdate, Signal
 from correlator.families import DERIVED_FAMILIES
 from correlator.severity import SeverityInput, assess, assess_any
 from detectors.base import Direction
@@ -265,3 +265,96 @@ def test_batch_gives_the_records_of_one_by_one(
         return {u.incident.id: (u.notify, u.incident.severity) for u in updates if u.notify}
 
     assert last_notice(batched) == last_notice(single)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(event, min_size=1, max_size=6),
+    st.lists(event, min_size=1, max_size=25),
+    policies,
+    st.sampled_from([0.0, 30.0, 600.0]),
+)
+def test_batch_after_a_manual_resolve_gives_the_records_of_one_by_one(
+    before: list[Any], batch: list[Any], pol: dict[str, float], grace: float
+) -> None:
+    """Every open incident resolved by hand while members still fire, then a webhook: its
+    alerts clear those members, re-send them, or fire others, before and after the grace
+    (`Correlator._recheck`). The batch gives the records and pages of one by one: a reopen
+    at the grace comes after what earlier alerts of the batch did, and members that clear
+    give the resolved incident's record their clear times, without a page."""
+
+    def signals(events: list[Any], t: float) -> tuple[list[Signal], float]:
+        out = []
+        for dt, name, fp, state, feature in events:
+            t += dt
+            out.append(alert(name, t, state, fp=f"{name}{fp}", feature=feature))
+        return out, t
+
+    prior, t = signals(before, T0)
+    sigs, _ = signals(batch, t)
+    a, b = (Correlator(policy(**pol, resolve_grace_s=grace)) for _ in range(2))
+    one_by_one(a, prior)
+    one_by_one(b, prior)
+    for corr in (a, b):
+        for inc in corr.open_incidents():
+            corr.resolve(inc.id, HumanAction("alice", t, "rolled back"))
+    batched = a.on_signals(sigs, Contexts())
+    single = one_by_one(b, sigs)
+    assert records(a) == records(b)
+
+    def notices(updates: list[IncidentUpdate]) -> dict[str, tuple[str | None, str, str | None]]:
+        return {
+            u.incident.id: (u.notify, u.incident.severity, u.incident.reopen_reason)
+            for u in updates
+            if u.notify
+        }
+
+    assert notices(batched) == notices(single)
+    assert [u for u in batched if u.incident.status == "resolved" and u.notify] == [
+        u for u in single if u.incident.status == "resolved" and u.notify
+    ]
+
+
+def test_a_webhook_that_clears_still_firing_alerts_is_one_update_without_a_page() -> None:
+    """Resolved by hand while 300 alerts fire; a webhook clears them all. One update (not
+    300 copies of the incident), no page, the incident stays resolved with their clear
+    times; with none left firing, the grace no longer reopens it."""
+    corr = Correlator(policy(cooldown_s=600))
+    corr.on_signals([alert("GpuDown", T0, fp=f"fp{i}") for i in range(300)], Contexts())
+    (inc,) = corr.open_incidents()
+    corr.resolve(inc.id, HumanAction("alice", T0 + 60, "rolled back"))
+    assert corr.get(inc.id).still_firing is not None  # type: ignore[union-attr]
+    contexts = Contexts()
+    cleared = [alert("GpuDown", T0 + 120, "cleared", fp=f"fp{i}") for i in range(300)]
+    updates = corr.on_signals(cleared, contexts)
+    assert [(u.action, u.notify, u.incident.status) for u in updates] == [
+        ("update", None, "resolved")
+    ]
+    assert contexts.calls == 0  # a resolved incident is not refreshed
+    rec = updates[0].incident
+    assert rec.still_firing is None and all(s.cleared == T0 + 120 for s in rec.signals)
+    assert corr.tick(T0 + 3600, Contexts()) == []
+
+
+def test_a_webhook_after_the_grace_reopens_once_then_joins() -> None:
+    """Resolved by hand while an alert fires; the next webhook comes after the grace with
+    another alert of the feature: the incident reopens and pages once, saying why, and the
+    new alert joins it, as one by one."""
+    pol = policy(cooldown_s=600)
+    a, b = Correlator(pol), Correlator(pol)
+    for corr in (a, b):
+        corr.on_signals([alert("GpuDown", T0, page_alone=True)], Contexts())
+        (inc,) = corr.open_incidents()
+        corr.resolve(inc.id, HumanAction("alice", T0 + 60, "rolled back"))
+    batch = [alert("error_rate", T0 + 700), alert("VectorStoreSlow", T0 + 701)]
+    batched = a.on_signals(batch, Contexts())
+    single = one_by_one(b, batch)
+    assert records(a) == records(b)
+    assert [(u.action, u.notify) for u in batched if u.notify] == [("reopen", "trigger")]
+    assert [(u.action, u.notify) for u in single if u.notify] == [("reopen", "trigger")]
+    (inc,) = a.incidents()
+    assert inc.status == "open" and len(inc.signals) == 3
+    assert (
+        inc.reopen_reason
+        == "GpuDown{fp-GpuDown} still firing 10 min after a manual resolve by alice"
+    )

@@ -8,7 +8,7 @@ import json
 import pytest
 from corr_helpers import T0, ctx, no_ctx, policy, run_ticks, sig, triggers
 
-from correlator import Correlator, HumanAction, IncidentUpdate
+from correlator import Correlator, HumanAction, IncidentUpdate, rfc3339
 
 ALICE = HumanAction("alice", T0 + 120, "looking")
 
@@ -94,7 +94,15 @@ def test_manual_resolve_sends_the_resolve_and_reopen_pages_again() -> None:
     assert [(u.action, u.notify) for u in done] == [("resolve", "resolve")]
     rec = done[0].incident.to_record()
     assert rec["status"] == "resolved" and rec["resolved_by"]["comment"] == "fixed upstream"
-    assert all(s["cleared"] is not None for s in rec["signals"])
+    # Nothing cleared them: they are not recorded as cleared at the resolve.
+    assert all(s["cleared"] is None for s in rec["signals"])
+    assert rec["still_firing"]["signals"] == ["rate_limited_rate", "score:faithfulness"]
+    # They clear within the grace: their true clear times, and nothing is left to check.
+    for metric in ("rate_limited_rate", "score:faithfulness"):
+        corr.on_signal(sig(metric, T0 + 350, "cleared"), ctx())
+    rec = corr.get(inc.id).to_record()  # type: ignore[union-attr]
+    assert {s["cleared"] for s in rec["signals"]} == {rfc3339(T0 + 350)}
+    assert rec["status"] == "resolved" and rec["still_firing"] is None
     with pytest.raises(ValueError, match="already resolved"):
         corr.resolve(inc.id, HumanAction("bob", T0 + 301))
     with pytest.raises(ValueError, match="already resolved"):
@@ -158,3 +166,116 @@ def test_a_new_family_in_the_cooldown_of_an_acknowledged_incident_pages_on_its_o
     # The drift's own family firing again in the cooldown is still the drift's incident.
     again = corr.on_signal(sig("input_tokens_per_request", T0 + 3900), ctx())
     assert {u.incident.id for u in again} == {first}
+
+
+# ---- resolved by hand while members still fire ------------------------------------------
+
+GRACE = 900.0  # the default grace: the cooldown
+
+
+def _resolved_while_firing(
+    corr: Correlator, at: float = T0 + 300
+) -> tuple[str, list[IncidentUpdate]]:
+    inc = triggers(_outage(corr))[0].incident
+    return inc.id, corr.resolve(inc.id, HumanAction("alice", at, "rolled back"))
+
+
+def test_still_firing_after_the_grace_reopens_and_pages_once_saying_why() -> None:
+    """The probe's case: resolved while the regression goes on, and no detector transition
+    ever comes. The resolve goes out; the page comes back once the grace has passed."""
+    corr = Correlator(policy(cooldown_s=900, renotify_s=14400))
+    iid, done = _resolved_while_firing(corr)
+    assert [(u.action, u.notify) for u in done] == [("resolve", "resolve")]
+    check = done[0].incident.to_record()["still_firing"]
+    assert check == {
+        "signals": ["rate_limited_rate", "score:faithfulness"],
+        "reopens_at": rfc3339(T0 + 300 + GRACE),
+    }
+    # The data still drains: no page, still resolved, until the grace is over.
+    quiet = run_ticks(corr, T0 + 315, T0 + 300 + GRACE - 1, 15)
+    assert [u for u in quiet if u.notify] == []
+    assert corr.get(iid).status == "resolved"  # type: ignore[union-attr]
+    back = corr.tick(T0 + 300 + GRACE, no_ctx)
+    assert [(u.action, u.notify) for u in back if u.notify] == [("reopen", "trigger")]
+    inc = back[0].incident
+    assert inc.status == "open" and not inc.flapping and inc.resolved_by is None
+    assert inc.reopen_reason == (
+        "rate_limited_rate, score:faithfulness still firing 15 min after a manual resolve by alice"
+    )
+    rec = inc.to_record()
+    assert rec["reopen_reason"] == inc.reopen_reason and rec["still_firing"] is None
+    assert all(s["cleared"] is None for s in rec["signals"])
+    # Paged once: then it is an open incident like any other (reminders every renotify_s).
+    later = run_ticks(corr, T0 + 300 + GRACE + 15, T0 + 3 * 3600, 15)
+    assert triggers(later) == []
+
+
+def test_members_that_clear_within_the_grace_stay_resolved() -> None:
+    corr = Correlator(policy(cooldown_s=900))
+    iid, _ = _resolved_while_firing(corr)
+    first = corr.on_signal(sig("rate_limited_rate", T0 + 500, "cleared"), ctx())
+    assert [(u.action, u.notify) for u in first] == [("update", None)]
+    assert first[0].incident.to_record()["still_firing"]["signals"] == ["score:faithfulness"]
+    corr.on_signal(sig("score:faithfulness", T0 + 1100, "cleared"), ctx())
+    ups = run_ticks(corr, T0 + 1110, T0 + 3 * 3600, 15)
+    assert [u for u in ups if u.notify] == []
+    rec = corr.get(iid).to_record()  # type: ignore[union-attr]
+    assert rec["status"] == "resolved" and rec["still_firing"] is None
+    assert [s["cleared"] for s in rec["signals"]] == [rfc3339(T0 + 500), rfc3339(T0 + 1100)]
+
+
+def test_the_reopen_names_only_the_members_still_firing() -> None:
+    corr = Correlator(policy(cooldown_s=900, resolve_grace_s=600))
+    _resolved_while_firing(corr)
+    corr.on_signal(sig("rate_limited_rate", T0 + 500, "cleared"), ctx())
+    back = triggers(corr.tick(T0 + 900, no_ctx))
+    assert back[0].incident.reopen_reason == (
+        "score:faithfulness still firing 10 min after a manual resolve by alice"
+    )
+
+
+def test_the_grace_ends_at_its_time_whatever_the_tick_cadence() -> None:
+    """A clear arriving after the grace (before any tick) sees the incident reopened first,
+    as a resolve is settled at its deadline before a later signal."""
+    corr = Correlator(policy(cooldown_s=900))
+    _resolved_while_firing(corr)
+    ups = corr.on_signal(sig("rate_limited_rate", T0 + 300 + GRACE + 30, "cleared"), ctx())
+    assert [(u.action, u.notify) for u in ups] == [("reopen", "trigger"), ("update", None)]
+
+
+def test_another_signal_during_the_grace_reopens_at_once() -> None:
+    """The fault is not over (a member still fires) and something else of the feature fires:
+    that is more of it, not a new incident."""
+    corr = Correlator(policy(cooldown_s=900))
+    iid, _ = _resolved_while_firing(corr)
+    ups = corr.on_signal(sig("latency_p95_ms", T0 + 400), ctx())
+    assert [(u.action, u.notify) for u in ups] == [("reopen", "trigger")]
+    inc = ups[0].incident
+    assert inc.id == iid and len(corr.incidents()) == 1
+    assert inc.reopen_reason == (
+        "latency_p95_ms fired 100 s after a manual resolve by alice"
+        " (rate_limited_rate, score:faithfulness still firing)"
+    )
+
+
+def test_reopened_by_hand_during_the_grace_stays_open_while_members_fire() -> None:
+    corr = Correlator(policy(cooldown_s=900))
+    iid, _ = _resolved_while_firing(corr)
+    back = corr.reopen(iid, HumanAction("carol", T0 + 400, "not fixed"))
+    assert [(u.action, u.notify) for u in back] == [("reopen", "trigger")]
+    # Its members never cleared: no resolve after the reopen's hold, no second reopen.
+    ups = run_ticks(corr, T0 + 415, T0 + 3 * 3600, 15)
+    assert [u for u in ups if u.notify] == [] and corr.get(iid).status == "open"  # type: ignore[union-attr]
+
+
+def test_the_grace_survives_a_restart() -> None:
+    corr = Correlator(policy(cooldown_s=900))
+    iid, _ = _resolved_while_firing(corr)
+    run_ticks(corr, T0 + 315, T0 + 600, 15)
+    state = json.loads(json.dumps(corr.to_state()))
+    back = Correlator.from_state(state, policy=policy(cooldown_s=900))
+    assert back.get(iid) == corr.get(iid)
+    theirs = run_ticks(corr, T0 + 615, T0 + 3600, 15)
+    ours = run_ticks(back, T0 + 615, T0 + 3600, 15)
+    assert ours == theirs
+    assert [(u.action, u.ts) for u in triggers(ours)] == [("reopen", T0 + 300 + GRACE)]
