@@ -687,6 +687,15 @@ class Correlator:
             action: Action = "reopen" if in_cooldown else "update"
             self._join(holder, sig, mkey, action, touched)
             return
+        if any(
+            i.members[mkey].cleared is None
+            for i in self._rechecks_of(sig.feature)
+            if mkey in i.members
+        ):
+            # Still firing since a manual resolve: a repeat (Alertmanager re-sends firing
+            # alerts, and a webhook carries every alert of its group), not a new fire. The
+            # grace decides (`_recheck`).
+            return
         joinable = [i for i in opens if self._joinable(i, sig, now)]
         if joinable:
             # The incident telling this family's story, if one is open; else the newest.

@@ -946,7 +946,11 @@ class Pipeline:
         """
         self._unconfirmed.clear()
         agg = self.aggregator
-        for inc in self.correlator.open_incidents():
+        # Resolved incidents too: a member still firing at a manual resolve reopens its
+        # incident after a grace unless it clears, so it must not outlive its detector.
+        for inc in self.correlator.incidents():
+            if inc.status != "open" and inc.still_firing is None:
+                continue
             for m in inc.signals:
                 if m.cleared is not None or m.detector not in KINDS:
                     continue
@@ -1027,7 +1031,17 @@ def policy_of(settings: Settings) -> CorrelationPolicy:
         split_after_s=corr.split_after_s,
         new_incident_after_s=corr.new_incident_after_s,
         group_wait_s=settings.notify.group_wait_s,
+        resolve_grace_s=resolve_grace(settings),
     )
+
+
+def resolve_grace(settings: Settings) -> float:
+    """How long a member still firing at a manual resolve may go on before the incident
+    reopens and pages (`CorrelationPolicy.resolve_grace`): the cooldown, and at least the
+    longest evaluation window, the time a fix needs before every window holds only data
+    from after it (15 min by default: the score window)."""
+    agg = settings.aggregation
+    return max(settings.correlation.cooldown_s, agg.window_s, agg.quality_window_s)
 
 
 def reminder_interval(settings: Settings) -> float:

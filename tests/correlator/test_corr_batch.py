@@ -358,3 +358,18 @@ def test_a_webhook_after_the_grace_reopens_once_then_joins() -> None:
         inc.reopen_reason
         == "GpuDown{fp-GpuDown} still firing 10 min after a manual resolve by alice"
     )
+
+
+def test_a_webhook_re_sending_still_firing_alerts_changes_nothing() -> None:
+    """Alertmanager re-sends a group's firing alerts with every notification: after a
+    manual resolve that is the same firing, in a batch as one by one; the grace decides."""
+    corr = Correlator(policy(cooldown_s=600))
+    firing = [alert("GpuDown", T0, fp=f"fp{i}", page_alone=True) for i in range(30)]
+    corr.on_signals(firing, Contexts())
+    (inc,) = corr.open_incidents()
+    corr.resolve(inc.id, HumanAction("alice", T0 + 60, "rolled back"))
+    again = [alert("GpuDown", T0 + 300, fp=f"fp{i}", page_alone=True) for i in range(30)]
+    assert corr.on_signals(again, Contexts()) == []
+    assert corr.get(inc.id).status == "resolved"  # type: ignore[union-attr]
+    back = corr.tick(T0 + 660, Contexts())
+    assert [(u.action, u.notify) for u in back] == [("reopen", "trigger")]

@@ -123,6 +123,7 @@ def test_firing_again_after_a_manual_resolve_reopens_without_flapping() -> None:
     corr = Correlator()
     inc = triggers(_outage(corr))[0].incident
     corr.resolve(inc.id, HumanAction("bob", T0 + 300))
+    corr.on_signal(sig("rate_limited_rate", T0 + 400, "cleared"), ctx())
     again = corr.on_signal(sig("rate_limited_rate", T0 + 600), ctx())
     assert [(u.action, u.notify) for u in again] == [("reopen", "trigger")]
     assert not again[0].incident.flapping and again[0].incident.resolved_by is None
@@ -279,3 +280,13 @@ def test_the_grace_survives_a_restart() -> None:
     ours = run_ticks(back, T0 + 615, T0 + 3600, 15)
     assert ours == theirs
     assert [(u.action, u.ts) for u in triggers(ours)] == [("reopen", T0 + 300 + GRACE)]
+
+
+def test_a_repeat_of_a_signal_still_firing_is_not_a_new_fire() -> None:
+    """Alertmanager re-sends a firing alert with every notification of its group: that is the
+    same firing, and the grace decides, not the repeat."""
+    corr = Correlator(policy(cooldown_s=900))
+    iid, _ = _resolved_while_firing(corr)
+    assert corr.on_signal(sig("rate_limited_rate", T0 + 400), ctx()) == []
+    assert corr.get(iid).status == "resolved"  # type: ignore[union-attr]
+    assert len(triggers(run_ticks(corr, T0 + 415, T0 + 300 + GRACE + 15, 15))) == 1
