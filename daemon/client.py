@@ -234,8 +234,20 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         {"by": _who(args), "comment": args.comment},
     )  # fmt: skip
     verb = {"ack": "acknowledged", "resolve": "resolved", "reopen": "reopened"}[args.action]
-    _emit(args, rec, f"{rec['id']} {verb} ({rec['status']}, {rec['severity']})")
+    text = f"{rec['id']} {verb} ({rec['status']}, {rec['severity']})"
+    _emit(args, rec, text + _still_firing(rec))
     return 0
+
+
+def _still_firing(rec: dict[str, Any]) -> str:
+    """What a resolve left firing: the person who resolved should know it may page again."""
+    still = rec.get("still_firing")
+    if not isinstance(still, dict) or not still.get("signals"):
+        return ""
+    return (
+        f"\n  still firing: {', '.join(map(str, still['signals']))};"
+        f" it reopens and pages at {still.get('reopens_at')} if they still fire then"
+    )
 
 
 def _show(rec: dict[str, Any], notes: list[dict[str, Any]]) -> str:
@@ -248,6 +260,10 @@ def _show(rec: dict[str, Any], notes: list[dict[str, Any]]) -> str:
     if rec.get("acknowledged"):
         a = rec["acknowledged"]
         lines.append(f"  acknowledged by {a['by']} at {a['at']}: {a.get('comment') or ''}")
+    if rec.get("reopen_reason"):
+        lines.append(f"  reopened: {rec['reopen_reason']}")
+    if rec.get("still_firing"):
+        lines.append(_still_firing(rec).removeprefix("\n"))
     lines += ["", "signals:"]
     lines.append(
         table(

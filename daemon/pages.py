@@ -402,6 +402,18 @@ def _incident_body(
         facts.append(("acknowledged", _human(ack)))
     if by:
         facts.append(("resolved by hand", _human(by)))
+    still = rec.get("still_firing")
+    if isinstance(still, Mapping) and still.get("signals"):
+        reopens = _ts(still.get("reopens_at"))
+        facts.append(
+            (
+                "still firing",
+                e(", ".join(map(str, still["signals"])))
+                + f"; reopens and pages at {_hm(reopens)} UTC if they still fire then",
+            )
+        )
+    if rec.get("reopen_reason"):
+        facts.append(("reopened", e(str(rec["reopen_reason"]))))
     if rec.get("muted"):
         facts.append(("muted", e(f"{rec['muted'].get('reason')}: {rec['muted'].get('by')}")))
     est = rec.get("start_estimate")

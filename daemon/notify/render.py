@@ -40,6 +40,10 @@ def title(n: Notification) -> str:
     if not summary:
         summary = f"{inc.get('domain', 'unknown')} incident on {inc.get('feature', '?')}"
     prefix = "[RESOLVED] " if n.action == "resolve" else ""
+    reason = inc.get("reopen_reason")
+    if n.action == "trigger" and reason:
+        # It was resolved by hand and the data says otherwise: that comes first.
+        prefix = f"[REOPENED: {reason}] "
     if n.action == "acknowledge":
         ack = inc.get("acknowledged")
         by = ack.get("by") if isinstance(ack, Mapping) else None
@@ -132,6 +136,14 @@ def lines(n: Notification) -> list[str]:
         + (f", resolved {inc['resolved_at']}" if inc.get("resolved_at") else "")
         + (" — FLAPPING: its signals keep firing and clearing" if inc.get("flapping") else ""),
     ]
+    if inc.get("reopen_reason"):
+        out.append(f"Reopened: {inc['reopen_reason']}")
+    still = inc.get("still_firing")
+    if isinstance(still, Mapping) and still.get("signals"):
+        out.append(
+            f"Resolved by hand while {', '.join(map(str, still['signals']))} still fire;"
+            f" reopens at {still.get('reopens_at')} if they still fire then"
+        )
     triage = [t for t in inc.get("triage") or [] if isinstance(t, Mapping)]
     if triage:
         out.append("Triage:")
@@ -172,6 +184,7 @@ def details(n: Notification) -> dict[str, Any]:
         "started_at": inc.get("started_at"),
         "resolved_at": inc.get("resolved_at"),
         "flapping": bool(inc.get("flapping")),
+        "reopen_reason": inc.get("reopen_reason"),
         "triage": [
             {
                 "question": t.get("question"),
