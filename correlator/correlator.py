@@ -14,6 +14,9 @@ Lifecycle of an incident (all times are the caller's):
 - **resolve** — every member has been clear for the quiet period: `cooldown_s`, or for a
   flapping incident `flap_hold_s` doubling with each reopen-after-resolve. `resolved_at` is
   exactly the last clear + the quiet period, whatever the tick cadence.
+- **resolved by hand** — the resolve is notified at once; members still firing stay firing,
+  and if any still fires after `policy.resolve_grace` the incident reopens and pages, saying
+  why (`Correlator.resolve`, `_recheck`).
 - **renotify** — a paged incident still open, with a member still firing, re-sends its
   trigger every `renotify_s` (an incident only waiting out its quiet period is not re-sent).
 

@@ -72,8 +72,7 @@ class CorrelationPolicy:
       "stable" for triage question 3.
     - `resolve_grace_s`: how long a member still firing when a person resolved the incident
       may go on firing before the incident reopens and pages (None = `cooldown_s`; the
-      daemon passes the longer of the cooldown and its longest evaluation window, see
-      `resolve_grace`).
+      daemon passes its longest evaluation window plus the cooldown, see `resolve_grace`).
     """
 
     window_s: float = 600.0
@@ -152,9 +151,10 @@ class CorrelationPolicy:
         judge, so a re-page at once would be noise. But a fault that goes on must not stay
         silent until the next reminder (`renotify_s`, 4 h: Alertmanager's repeat interval
         fits "someone is on it", not "someone said it is over"). The grace is therefore what
-        a fix needs to show in the data: at least the cooldown, the quiet the correlator
-        already requires before it believes a fault is over, and (in the daemon) at least
-        the longest evaluation window, so every window holds only post-fix data by then."""
+        a fix needs to show in the data: the cooldown, the quiet the correlator already
+        requires before it believes a fault is over; the daemon adds its longest evaluation
+        window, so every window holds only post-fix data before that quiet is counted
+        (`daemon.pipeline.resolve_grace`)."""
         return self.cooldown_s if self.resolve_grace_s is None else self.resolve_grace_s
 
     def to_state(self) -> dict[str, Any]:

@@ -1037,11 +1037,16 @@ def policy_of(settings: Settings) -> CorrelationPolicy:
 
 def resolve_grace(settings: Settings) -> float:
     """How long a member still firing at a manual resolve may go on before the incident
-    reopens and pages (`CorrelationPolicy.resolve_grace`): the cooldown, and at least the
-    longest evaluation window, the time a fix needs before every window holds only data
-    from after it (15 min by default: the score window)."""
+    reopens and pages (`CorrelationPolicy.resolve_grace`): the longest evaluation window
+    (the time a fix needs before every window holds only data from after it; 15 min by
+    default, the score window), then the cooldown (the quiet the correlator asks before it
+    believes a fault is over; 15 min) for the detectors' own calm-before-clear. 30 min by
+    default. Measured on the scenario replays (prompt regression, provider outage, silent
+    model update, retrieval drift), members cleared 2-14.5 min after their fault ended
+    (docs/oncall.md): the window alone (15 min) would have re-paged on a working rollback
+    of a prompt regression resolved a minute early."""
     agg = settings.aggregation
-    return max(settings.correlation.cooldown_s, agg.window_s, agg.quality_window_s)
+    return max(agg.window_s, agg.quality_window_s) + settings.correlation.cooldown_s
 
 
 def reminder_interval(settings: Settings) -> float:

@@ -4,9 +4,9 @@ its detectors kept firing).
 
 The resolve goes out at once; a member still firing after the grace reopens the incident and
 pages once under the same dedup key, saying why; a member that clears within the grace keeps
-it resolved, with its true clear time. Here the grace is max(cooldown_s 2, window_s 5,
-quality_window_s 5) = 5 s (`daemon.pipeline.resolve_grace`); a restart in the middle of it
-does not lose it."""
+it resolved, with its true clear time. Here the grace is the longest window (5 s) plus the
+cooldown (2 s), 7 s (`daemon.pipeline.resolve_grace`); a restart in the middle of it does not
+lose it."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from tests.e2e.harness import (
     write_config,
 )
 
-GRACE_S = 5.0
+GRACE_S = 7.0
 
 
 def _cli(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -125,7 +125,7 @@ def test_resolved_while_firing_reopens_after_the_grace_and_a_cleared_one_stays_r
             again = _trigger_bodies(fake, key_a)[-1]
             summary = again["payload"]["summary"]
             assert summary.startswith("[REOPENED: availability"), summary
-            assert "still firing 5 s after a manual resolve by alice]" in summary
+            assert "still firing 7 s after a manual resolve by alice]" in summary
             rec = incident_of(d, "bot-a")
             assert rec["status"] == "open" and rec["id"] == going_on["id"]
             assert rec["reopen_reason"] in summary and not rec["flapping"]
@@ -152,7 +152,7 @@ def test_the_grace_survives_a_restart(tmp_path: Path) -> None:
     """Resolved, then the daemon restarts inside the grace: the restored daemon still
     knows which members fire and reopens the incident when the grace ends."""
     with fake_pagerduty() as (fake, url):
-        # A longer grace (the cooldown, 10 s) leaves room for the restart inside it.
+        # A longer grace (5 s window + 10 s cooldown) leaves room for the restart inside it.
         cfg = write_config(
             tmp_path, url, rules=OUTAGE_RULES, correlation={"cooldown_s": 10, "window_s": 10}
         )
@@ -171,10 +171,10 @@ def test_the_grace_survives_a_restart(tmp_path: Path) -> None:
             back = incident_of(d, "bot-a")
             assert back["status"] == "resolved" and back["still_firing"], back
             reopened: Callable[[], bool] = lambda: fake.count(key, "trigger") == 2  # noqa: E731
-            _keep_posting(d, 15, {"bot-a": 500}, until=reopened)
+            _keep_posting(d, 25, {"bot-a": 500}, until=reopened)
             assert reopened(), fake.deliveries()
             assert (
-                "still firing 10 s after a manual resolve by alice"
+                "still firing 15 s after a manual resolve by alice"
                 in (incident_of(d, "bot-a")["reopen_reason"])
             )
         finally:
