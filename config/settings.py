@@ -161,6 +161,11 @@ class CorrelationConfig(_Strict):
     # incident opened, opens its own incident and page (0 = never): a flapping or stuck
     # incident must not hide the next problem.
     new_incident_after_s: float = Field(7200.0, ge=0)
+    # Change events kept for incidents to quote (docs/correlator.md "Changes"): per feature,
+    # for every feature (`feature: null`), and in all. Past one, the oldest go, counted.
+    max_changes_per_feature: int = Field(200, ge=1)
+    max_global_changes: int = Field(200, ge=1)
+    max_changes: int = Field(1000, ge=1)
 
 
 class RuleConfig(_Strict):

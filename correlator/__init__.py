@@ -2,6 +2,7 @@
 correlation, lifecycle, muting). Pure and deterministic; see docs/correlator.md."""
 
 from correlator.attribution import attribute
+from correlator.changes import ChangeDrop
 from correlator.correlator import ContextFn, Correlator, CorrelatorStats
 from correlator.families import Family, resolve_family
 from correlator.incident import (
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_API_DURATION_S",
     "Action",
     "Attribution",
+    "ChangeDrop",
     "ChangeRecord",
     "ChangeRef",
     "ContextFn",

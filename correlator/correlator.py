@@ -33,7 +33,6 @@ Notify decisions (`IncidentUpdate.notify`):
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from typing import Any, Self, cast
 
 from correlator.attribution import attribute, look_alpha, split_suspects
 from correlator.changepoint import Bin, ChangePoint, StartPosterior, estimate, shared_start
+from correlator.changes import ChangeDrop, ChangeStore
 from correlator.families import CALL_FAMILIES, DERIVED_FAMILIES, default_family
 from correlator.incident import (
     SEVERITY_RANK,
@@ -550,10 +550,6 @@ class _Touched:
     looked: bool = False
 
 
-def _change_key(c: ChangeRecord) -> tuple[float, str, str, str]:
-    return (c.ts, c.kind, c.feature or "", c.description)
-
-
 class Correlator:
     """Groups signals into incidents. Feed it `add_change`, `on_signal` and `tick`; persist it
     with `to_state` / `from_state`."""
@@ -562,8 +558,7 @@ class Correlator:
         self.policy = policy if policy is not None else CorrelationPolicy()
         self._muters: list[Muter] = list(muters)
         self._incidents: dict[str, _Inc] = {}
-        self._changes: list[ChangeRecord] = []
-        self._change_keys: list[tuple[float, str, str, str]] = []
+        self._changes = ChangeStore()
         self._seq = 0
         self._now = -math.inf
         self._failures: list[EnrichmentFailure] = []
@@ -578,18 +573,18 @@ class Correlator:
 
     # ---- inputs ------------------------------------------------------------------------
 
-    def add_change(self, change: ChangeRecord) -> None:
-        """Remember a change event (deduplicated; bounded by count and age)."""
-        key = _change_key(change)
-        i = bisect.bisect_left(self._change_keys, key)
-        if i < len(self._change_keys) and self._change_keys[i] == key:
-            return
-        self._change_keys.insert(i, key)
-        self._changes.insert(i, change)
-        excess = len(self._changes) - self.policy.max_changes
-        if excess > 0:
-            del self._changes[:excess]
-            del self._change_keys[:excess]
+    def add_change(self, change: ChangeRecord, now: float | None = None) -> bool:
+        """Remember a change event: deduplicated, bounded per feature (`correlator.changes`).
+        True when it is new and kept, so the caller can persist it. `now` (default: the
+        later of the correlator's time and the change's) tells which kept changes have left
+        the change lookback, the first to go when the bounds bind.
+
+        No incident is touched here: open incidents pick a change up at their next refresh
+        (`tick`), which is also how a change that arrives late (a deploy record sent when
+        the deploy finished) reaches the incident it may explain."""
+        if now is None:
+            now = max(self._now, change.ts)
+        return self._changes.add(change, now, self.policy)
 
     def on_signal(
         self,
@@ -877,7 +872,12 @@ class Correlator:
         return None if inc is None else inc.snapshot()
 
     def changes(self) -> list[ChangeRecord]:
-        return list(self._changes)
+        return self._changes.all()
+
+    def take_change_drops(self) -> dict[ChangeDrop, int]:
+        """The changes the store's bounds dropped since the last call, counted by list, bound
+        and age (and forgotten); the shell exports and logs them."""
+        return self._changes.take_drops()
 
     def stats(self) -> CorrelatorStats:
         by_sd: dict[tuple[str, str], int] = {(s, d): 0 for s in SEVERITIES for d in DOMAINS}
@@ -910,16 +910,7 @@ class Correlator:
             "policy": self.policy.to_state(),
             "seq": self._seq,
             "now": None if math.isinf(self._now) else self._now,
-            "changes": [
-                {
-                    "ts": c.ts,
-                    "kind": c.kind,
-                    "feature": c.feature,
-                    "description": c.description,
-                    "labels": dict(c.labels),
-                }
-                for c in self._changes
-            ],
+            "changes": [c.to_state() for c in self._changes.all()],
             "incidents": [i.to_state() for i in self._incidents.values()],
         }
 
@@ -941,16 +932,9 @@ class Correlator:
         corr._seq = int(state["seq"])
         now = state.get("now")
         corr._now = -math.inf if now is None else float(now)
+        # The bounds apply as configured now: a lowered one drops (and counts) the excess.
         for c in state.get("changes", []):
-            corr.add_change(
-                ChangeRecord(
-                    float(c["ts"]),
-                    str(c["kind"]),
-                    c.get("feature"),
-                    str(c.get("description", "")),
-                    dict(c.get("labels") or {}),
-                )
-            )
+            corr.add_change(ChangeRecord.from_state(c))
         for d in state.get("incidents", []):
             inc = _Inc.from_state(d)
             corr._incidents[inc.id] = inc
@@ -1312,22 +1296,20 @@ class Correlator:
         p = self.policy
         cut = start + p.change_start_tolerance_s
         lo = start - p.change_lookback_s
-        first = bisect.bisect_left(self._change_keys, (lo, "", "", ""))
         seen = {(c.ts, c.kind, c.description, c.feature): c for c in inc.changes}
         for c in inc.later_changes:
             seen.setdefault((c.ts, c.kind, c.description, c.feature), c)
-        for ch in self._changes[first:]:
+        for ch in self._changes.window(inc.feature, lo):
             if ch.ts > now:
                 break
-            if ch.feature is None or ch.feature == inc.feature:
-                ref = ChangeRef(
-                    ch.ts,
-                    ch.kind,
-                    ch.description or _labels_text(ch),
-                    ch.feature,
-                    tuple(sorted(ch.labels.items())),
-                )
-                seen.setdefault((ref.ts, ref.kind, ref.description, ref.feature), ref)
+            ref = ChangeRef(
+                ch.ts,
+                ch.kind,
+                ch.description or _labels_text(ch),
+                ch.feature,
+                tuple(sorted(ch.labels.items())),
+            )
+            seen.setdefault((ref.ts, ref.kind, ref.description, ref.feature), ref)
         refs = sorted(seen.values(), key=lambda c: (c.ts, c.kind, c.description))
         before = list(reversed([c for c in refs if lo <= c.ts <= cut]))
         cap = p.incident_max_changes
@@ -1562,10 +1544,7 @@ class Correlator:
             drop += keep[: len(keep) - p.max_resolved]
         for i in drop:
             del self._incidents[i.id]
-        cut = bisect.bisect_left(self._change_keys, (now - p.change_retention_s, "", "", ""))
-        if cut:
-            del self._changes[:cut]
-            del self._change_keys[:cut]
+        self._changes.prune(now, p)
 
 
 def _read(inc: _Inc, readings: Readings) -> None:

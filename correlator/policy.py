@@ -34,9 +34,11 @@ class CorrelationPolicy:
       incident of the feature (the case where inhibition between incidents of one feature
       applies).
     - retention: resolved incidents are kept `resolved_retention_s` (at most `max_resolved`),
-      change events `change_retention_s` (at most `max_changes`). An incident quotes at most
-      `incident_max_changes` changes before its start and as many after it (see
-      `Correlator._attach_changes` for which).
+      change events `change_retention_s`, at most `max_changes_per_feature` per feature,
+      `max_global_changes` of those for every feature (`feature: null`) and `max_changes` in
+      all (`correlator.changes` says which go first and how drops are counted). An incident
+      quotes at most `incident_max_changes` changes before its start and as many after it
+      (see `Correlator._attach_changes` for which).
     - attribution: `attribution_min_support` anomalous events and `attribution_min_delta` share
       lift over the baseline, top `attribution_top` values.
     - `new_incident_after_s`: a signal of a symptom family (`correlator.severity.family`) the
@@ -90,6 +92,9 @@ class CorrelationPolicy:
     max_resolved: int = 1000
     change_retention_s: float = 86400.0
     max_changes: int = 1000
+    # 200: a deploy pipeline sending a change a minute fills 120 in the 2-h change lookback.
+    max_changes_per_feature: int = 200
+    max_global_changes: int = 200
     incident_max_changes: int = 50
     attribution_min_support: int = 5
     attribution_min_delta: float = 0.1
@@ -123,6 +128,8 @@ class CorrelationPolicy:
             raise ValueError("correlation.flap_fires must be >= 2")
         if self.max_resolved < 1 or self.max_changes < 1 or self.attribution_top < 1:
             raise ValueError("correlation.max_resolved, max_changes, attribution_top must be >= 1")
+        if self.max_changes_per_feature < 1 or self.max_global_changes < 1:
+            raise ValueError("correlation.max_changes_per_feature, max_global_changes must be >= 1")
         if self.incident_max_changes < 1:
             raise ValueError("correlation.incident_max_changes must be >= 1")
         if self.attribution_min_delta > 1 or self.quality_stable_tol > 1:

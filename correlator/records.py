@@ -88,6 +88,32 @@ class ChangeRecord:
     description: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def key(self) -> tuple[float, str, str, str]:
+        """Identity and order: a change sent twice (a retried deploy hook) is kept once.
+        Labels are not part of it: the same change re-sent with more labels is the same."""
+        return (self.ts, self.kind, self.feature or "", self.description)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "kind": self.kind,
+            "feature": self.feature,
+            "description": self.description,
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_state(cls, d: Mapping[str, Any]) -> ChangeRecord:
+        feature = d.get("feature")
+        return cls(
+            float(d["ts"]),
+            str(d["kind"]),
+            None if feature is None else str(feature),
+            str(d.get("description", "")),
+            {str(k): str(v) for k, v in (d.get("labels") or {}).items()},
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MetricSnapshot:

@@ -255,7 +255,8 @@ class PipelineCollector(Collector):
             P + "events_unused",
             "Accepted events not used by the pipeline, by reason (late, future, "
             "feature_limit, score_name_limit, metric_name_limit, series_limit, not_llm_span, "
-            "alert_no_feature).",
+            "alert_no_feature; change_limit, change_limit_aged: change events dropped by the "
+            "correlator's bounds inside or past the change lookback).",
             labels=["reason"],
         )
         for reason, n in snap.unused.items():

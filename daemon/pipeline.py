@@ -19,6 +19,7 @@ import structlog
 
 from config.settings import IngestConfig, Settings
 from correlator import (
+    ChangeDrop,
     CorrelationPolicy,
     Correlator,
     HumanAction,
@@ -155,6 +156,64 @@ class TickErrors:
 
 
 @dataclass(slots=True)
+class ChangeDropLog:
+    """Change events the correlator's bounds dropped (`correlator.changes`), counted for
+    /metrics and logged.
+
+    Counted in `llm_oncall_events_unused_total` (`change_limit` while the change was still
+    inside the change lookback and could have been an incident's suspect, `change_limit_aged`
+    past it) and in `llm_oncall_cardinality_capped_total{dimension="changes"}`. Logged as
+    `change_dropped` at most once per list (a feature, or null for the changes of every
+    feature) every `ERROR_LOG_INTERVAL_S` of the pipeline's clock, with what was dropped since
+    the last line: a CI job that floods one feature's changes writes one line per 5 min, not
+    one per change, and the quiet features' lists are untouched.
+    """
+
+    _last_logged: dict[str | None, float] = field(default_factory=dict)
+    _pending: dict[str | None, dict[str, int]] = field(default_factory=dict)
+
+    def record(
+        self,
+        log: Any,
+        drops: dict[ChangeDrop, int],
+        counters: Counters,
+        aggregator: Aggregator,
+        policy: CorrelationPolicy,
+        now: float,
+    ) -> None:
+        for drop, n in drops.items():
+            counters.count_unused("change_limit_aged" if drop.aged else "change_limit", n)
+            aggregator.count_capped("changes", n)
+            pending = self._pending.setdefault(drop.feature, {})
+            pending[drop.cap] = pending.get(drop.cap, 0) + n
+            if not drop.aged:
+                pending["in_lookback"] = pending.get("in_lookback", 0) + n
+        limits = {
+            "per_feature": policy.max_changes_per_feature,
+            "global": policy.max_global_changes,
+            "total": policy.max_changes,
+        }
+        for feature in {d.feature for d in drops}:
+            last = self._last_logged.get(feature)
+            if last is not None and now - last < ERROR_LOG_INTERVAL_S:
+                continue
+            self._last_logged[feature] = now
+            pending = self._pending.pop(feature)
+            in_lookback = pending.pop("in_lookback", 0)
+            log.warning(
+                "change_dropped",
+                feature=feature,
+                dropped=sum(pending.values()),
+                inside_lookback=in_lookback,
+                by_bound={cap: n for cap, n in sorted(pending.items())},
+                limits={cap: limits[cap] for cap in sorted(pending)},
+                detail="the oldest change events of this list were dropped to stay within"
+                " correlation.max_changes_per_feature / max_global_changes / max_changes;"
+                " counted in llm_oncall_events_unused_total{reason=change_limit}",
+            )
+
+
+@dataclass(slots=True)
 class Counters:
     """Ingest outcomes for /metrics: accepted by type, unused by reason, Alertmanager alert
     times taken as the receive time (`clamped`) or as the correlation window's start
@@ -218,6 +277,7 @@ class Pipeline:
         self.latest: dict[SeriesKey, Sample] = {}
         self.counters = Counters()
         self.errors = TickErrors()
+        self.change_drops = ChangeDropLog()
         # Correlator members restored as firing whose detector was not (see `reconcile`):
         # (feature, metric, series, detector kind) -> clear-by deadline, None until a tick.
         self._unconfirmed: dict[tuple[str, str, str, str], _Unconfirmed] = {}
@@ -327,6 +387,7 @@ class Pipeline:
         out = TickOutput()
         lateness = self.lateness_s
         accepted = self.counters.accepted
+        horizon = -math.inf
         for ev in events:
             ts = ev.ts
             accepted[ev.type] = accepted.get(ev.type, 0) + 1
@@ -368,9 +429,8 @@ class Pipeline:
                 if len(description) > DESCRIPTION_MAX:
                     agg.count_capped("description_length")
                     description = clip(description, DESCRIPTION_MAX)
-                self.correlator.add_change(
-                    ChangeRecord(ts, ev.kind, ev.feature, description, labels)
-                )
+                change = ChangeRecord(ts, ev.kind, ev.feature, description, labels)
+                self.correlator.add_change(change, now=horizon)
                 continue
             elif isinstance(ev, MetricEvent):
                 unused = self.aggregator.admit_external(ev.feature, ev.name)
@@ -381,6 +441,7 @@ class Pipeline:
                 self._observe(sample, out)
             if ts > self._last_data_ts:
                 self._last_data_ts = ts
+        self._record_change_drops(horizon)
         return out
 
     def count_future(self, ev: Event) -> None:
@@ -467,6 +528,15 @@ class Pipeline:
         except Exception as exc:  # counted and logged; the next tick retries
             self.errors.record(self.log, "correlator_tick", "*", "*", exc, now)
         self._record_enrichment_failures(now)
+        # A reload that lowered a bound, or a restore under lower bounds, drops at the tick.
+        self._record_change_drops(now)
+
+    def _record_change_drops(self, now: float) -> None:
+        drops = self.correlator.take_change_drops()
+        if drops:
+            self.change_drops.record(
+                self.log, drops, self.counters, self.aggregator, self.policy, now
+            )
 
     def _observe(self, sample: Sample, out: TickOutput) -> None:
         """Feed one sample to its series' detectors; what they emit is added to `out`."""
@@ -1032,6 +1102,9 @@ def policy_of(settings: Settings) -> CorrelationPolicy:
         new_incident_after_s=corr.new_incident_after_s,
         group_wait_s=settings.notify.group_wait_s,
         resolve_grace_s=resolve_grace(settings),
+        max_changes_per_feature=corr.max_changes_per_feature,
+        max_global_changes=corr.max_global_changes,
+        max_changes=corr.max_changes,
     )
 
 

@@ -156,6 +156,7 @@ CAPPED_DIMENSIONS = (
     "label_value_length",
     "description_length",
     "split_value",
+    "changes",
 )
 """The `dimension` values of llm_oncall_cardinality_capped_total, all exported from 0."""
 
@@ -695,8 +696,8 @@ class Aggregator:
         """How full the global caps are, by the name of their limit."""
         return {"features": len(self._features), "series": self._n_series}
 
-    def count_capped(self, dimension: str) -> None:
-        self.capped[dimension] = self.capped.get(dimension, 0) + 1
+    def count_capped(self, dimension: str, n: int = 1) -> None:
+        self.capped[dimension] = self.capped.get(dimension, 0) + n
 
     def _feature(self, name: str) -> _Feature | None:
         feat = self._features.get(name)

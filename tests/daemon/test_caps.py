@@ -164,7 +164,7 @@ def test_change_labels_are_cleaned() -> None:
     labels = {"a": "123456789", "b": "x", "c": "y"}
     change = ev(type="change", kind="deploy", feature="f", labels=labels, description="d" * 5000)
     pipe.ingest([change], now=T0)
-    (kept,) = pipe.correlator._changes
+    (kept,) = pipe.correlator.changes()
     assert dict(kept.labels) == {"a": "1234…", "b": "x"}
     assert len(kept.description) == DESCRIPTION_MAX and kept.description.endswith("…")
     assert pipe.aggregator.capped == {

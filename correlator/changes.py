@@ -1,0 +1,168 @@
+"""The change store: the `change` events the correlator attaches to incidents, bounded per
+feature so that one feature's changes never push out another's.
+
+Until 2026-12-03 every feature shared one list of `max_changes` (1,000), trimmed oldest
+first: a CI job posting 1,000 `flag` changes for `noisy-ci` pushed `support-bot`'s prompt
+change out, and nothing counted it (probe). Now each feature has a list of its own, bounded
+by `max_changes_per_feature`; the changes for every feature (`feature: null`) have one
+bounded by `max_global_changes`; and all lists together stay within `max_changes`, which
+bounds memory and the correlator state written with every incident change.
+
+Which change goes when a bound is hit:
+
+- a list over its own bound drops its oldest changes (those past the change lookback go
+  first by construction: they are the oldest);
+- over the total, the victim is the oldest change past the change lookback in any list, if
+  there is one (a new incident can no longer quote it as a suspect, and ingest would count it
+  `late` if it arrived now), else the oldest change of the longest list: each list keeps its
+  share of the total whatever the others send.
+
+Every change a bound drops is counted (`ChangeDrop`: which list, which bound, and whether it
+was still inside the change lookback) for the shell to export and log (`take_drops`); the
+core does no I/O. Changes older than `change_retention_s` leave without being counted: that
+is their retention, not a cap.
+
+Pure: no clock. `now` is an argument.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from correlator.policy import CorrelationPolicy
+from correlator.records import ChangeRecord
+
+__all__ = ["ChangeDrop", "ChangeStore"]
+
+ChangeKey = tuple[float, str, str, str]
+Cap = Literal["per_feature", "global", "total"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDrop:
+    """What a dropped change was: its list (`feature`, None for the changes of every
+    feature), the bound that dropped it, and whether it had already left the change
+    lookback (`aged`) or could still have been an incident's suspect."""
+
+    feature: str | None
+    cap: Cap
+    aged: bool
+
+
+@dataclass(slots=True)
+class _List:
+    """One list's changes in key order (`ChangeRecord.key`), keys kept beside for bisect."""
+
+    keys: list[ChangeKey] = field(default_factory=list)
+    items: list[ChangeRecord] = field(default_factory=list)
+
+    def pop_oldest(self) -> ChangeRecord:
+        del self.keys[0]
+        return self.items.pop(0)
+
+
+class ChangeStore:
+    """Change events by feature, deduplicated, bounded (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lists: dict[str | None, _List] = {}
+        self._size = 0
+        self._drops: dict[ChangeDrop, int] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, change: ChangeRecord, now: float, policy: CorrelationPolicy) -> bool:
+        """Keep `change` unless it is kept already; True when it is new and still kept after
+        the bounds are applied (it can be the one they drop: the oldest of a full list)."""
+        lst = self._lists.setdefault(change.feature, _List())
+        key = change.key
+        i = bisect.bisect_left(lst.keys, key)
+        if i < len(lst.keys) and lst.keys[i] == key:
+            return False
+        lst.keys.insert(i, key)
+        lst.items.insert(i, change)
+        self._size += 1
+        horizon = now - policy.change_lookback_s
+        dropped = self._bound_list(change.feature, lst, horizon, policy)
+        dropped |= self._bound_total(horizon, policy)
+        return not dropped or self._holds(lst, key)
+
+    def prune(self, now: float, policy: CorrelationPolicy) -> None:
+        """Drop the changes past their retention (uncounted), then apply the bounds again:
+        a config reload may have lowered them."""
+        cut = (now - policy.change_retention_s, "", "", "")
+        for feature, lst in list(self._lists.items()):
+            n = bisect.bisect_left(lst.keys, cut)
+            if n:
+                del lst.keys[:n]
+                del lst.items[:n]
+                self._size -= n
+            if not lst.keys:
+                del self._lists[feature]
+        horizon = now - policy.change_lookback_s
+        for feature, lst in list(self._lists.items()):
+            self._bound_list(feature, lst, horizon, policy)
+        self._bound_total(horizon, policy)
+
+    def window(self, feature: str, lo: float) -> Iterable[ChangeRecord]:
+        """The changes of `feature` and of every feature from `lo` on, oldest first."""
+        parts = []
+        for name in (feature, None):
+            lst = self._lists.get(name)
+            if lst is not None:
+                start = bisect.bisect_left(lst.keys, (lo, "", "", ""))
+                parts.append(lst.items[start:])
+        if len(parts) == 1:
+            return parts[0]
+        return heapq.merge(*parts, key=lambda c: c.key)
+
+    def all(self) -> list[ChangeRecord]:
+        """Every change kept, in key order (time first)."""
+        return list(heapq.merge(*(lst.items for lst in self._lists.values()), key=lambda c: c.key))
+
+    def take_drops(self) -> dict[ChangeDrop, int]:
+        """The changes dropped by a bound since the last call, counted (and forgotten)."""
+        out, self._drops = self._drops, {}
+        return out
+
+    # ---- internals ---------------------------------------------------------------------
+
+    @staticmethod
+    def _holds(lst: _List, key: ChangeKey) -> bool:
+        i = bisect.bisect_left(lst.keys, key)
+        return i < len(lst.keys) and lst.keys[i] == key
+
+    def _drop(self, feature: str | None, lst: _List, cap: Cap, horizon: float) -> None:
+        change = lst.pop_oldest()
+        self._size -= 1
+        if not lst.keys:
+            del self._lists[feature]
+        drop = ChangeDrop(feature, cap, change.ts < horizon)
+        self._drops[drop] = self._drops.get(drop, 0) + 1
+
+    def _bound_list(
+        self, feature: str | None, lst: _List, horizon: float, policy: CorrelationPolicy
+    ) -> bool:
+        cap: Cap = "global" if feature is None else "per_feature"
+        bound = policy.max_global_changes if feature is None else policy.max_changes_per_feature
+        excess = len(lst.keys) - bound
+        for _ in range(max(excess, 0)):
+            self._drop(feature, lst, cap, horizon)
+        return excess > 0
+
+    def _bound_total(self, horizon: float, policy: CorrelationPolicy) -> bool:
+        dropped = False
+        while self._size > policy.max_changes:
+            feature, lst = min(self._lists.items(), key=lambda kv: kv[1].keys[0])
+            if lst.keys[0][0] >= horizon:  # nothing past the lookback: the longest list pays
+                feature, lst = min(
+                    self._lists.items(), key=lambda kv: (-len(kv[1].keys), kv[1].keys[0])
+                )
+            self._drop(feature, lst, "total", horizon)
+            dropped = True
+        return dropped
