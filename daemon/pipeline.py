@@ -383,9 +383,16 @@ class Pipeline:
 
         In replay each event may first close the ticks it passes, so events interleave with
         ticks exactly as their timestamps say.
+
+        A `change` may be as late as the change lookback (`change_lookback_s`, 2 h), not just
+        `ingest.lateness_s`: it goes into no time bucket, incidents look it up that far
+        back, and a deploy pipeline sends its record when the deploy finishes, often more
+        than 5 min after the time it reports. Open incidents pick it up at their next
+        refresh. Only one older than that is counted `late`.
         """
         out = TickOutput()
         lateness = self.lateness_s
+        change_lateness = max(lateness, self.policy.change_lookback_s)
         accepted = self.counters.accepted
         horizon = -math.inf
         for ev in events:
@@ -406,7 +413,7 @@ class Pipeline:
                 if ts > now + lateness:
                     self.counters.count_unused("future")
                     continue
-            if ts < horizon - lateness:
+            if ts < horizon - (change_lateness if isinstance(ev, Change) else lateness):
                 self.counters.count_unused("late")
                 continue
             if isinstance(ev, LlmCall):

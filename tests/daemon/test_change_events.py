@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import Settings
+from correlator.records import Signal
 from daemon.ingest.events import Event, validate_one
 from daemon.pipeline import Pipeline
+from detectors.base import Direction
 from tests.daemon.test_caps import scrape
 from tests.daemon.test_oncall_pages import Log
 
@@ -76,3 +78,53 @@ def test_the_changes_for_every_feature_have_their_own_bound() -> None:
     assert sum(c.feature is None for c in kept) == 20
     assert any(c.feature == FEATURE for c in kept)
     assert unused(pipe) == {"change_limit": 30}
+
+
+# ---- c. accepted within the change lookback ------------------------------------------------
+
+
+def test_a_change_is_accepted_within_the_change_lookback_live_and_in_replay() -> None:
+    live = Pipeline(Settings(), Log())
+    live.ingest(
+        [change(T0 - 1800, "deploy finished"), change(T0 - 7199, "edge"), change(T0 - 7300, "old")],
+        now=T0,
+    )
+    assert unused(live) == {"late": 1}
+    assert [c.description for c in live.correlator.changes()] == ["edge", "deploy finished"]
+    replay = Pipeline(Settings(), Log())
+    call = validate_one({"type": "llm_call", "ts": T0, "feature": FEATURE, "status": 200})
+    replay.ingest([call, change(T0 - 1800, "deploy finished"), change(T0 - 7300, "old")])
+    assert [c.description for c in replay.correlator.changes()] == ["deploy finished"]
+    assert unused(replay) == {"late": 1}
+    # Telemetry keeps its 300-s allowance.
+    late_call = validate_one({"type": "llm_call", "ts": T0 - 400, "feature": FEATURE})
+    live.ingest([late_call], now=T0)
+    assert unused(live) == {"late": 2}
+
+
+def test_an_open_incident_picks_up_a_late_change_at_its_next_refresh() -> None:
+    pipe = Pipeline(Settings(), Log())
+    pipe.advance(T0)
+    firing = Signal(
+        T0,
+        FEATURE,
+        "ModelDown",
+        "infra",
+        "alertmanager",
+        "firing",
+        1.0,
+        0.0,
+        1.0,
+        Direction.UP,
+        "fp",
+    )
+    pipe.external_signals([firing])
+    (inc,) = pipe.correlator.open_incidents()
+    assert inc.changes == ()
+    # The deploy record, 20 min before the incident, sent 10 min after it opened.
+    pipe.ingest([change(T0 - 1200, "app 1.2.4")], now=T0 + 600)
+    assert "late" not in unused(pipe)
+    out = pipe.advance(T0 + 660)
+    (inc,) = pipe.correlator.open_incidents()
+    assert [c.description for c in inc.changes] == ["app 1.2.4"]
+    assert any(u.incident.changes for u in out.updates)  # the daemon writes the new record
