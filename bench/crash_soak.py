@@ -10,9 +10,10 @@ collapses for 5-9 s, paged through the detectors) and recoveries, then kills it 
 SIGKILL and starts the next.
 After the last cycle every feature is healthy and the daemon runs until each incident has
 resolved. Expected pages come from the daemon's own incident records: every paged incident
-must have its trigger and, last, its resolve delivered. A repeated action on one key is a
-duplicate (at-least-once across a kill; PagerDuty's dedup_key absorbs it). Exit code 1 if
-anything was lost or out of order. The short version runs in the default test suite
+must have its trigger and, last, its resolve delivered. About once a second a change event is
+posted too; every one answered 200 must be in the final state file. A repeated action on one
+key is a duplicate (at-least-once across a kill; PagerDuty's dedup_key absorbs it). Exit code
+1 if anything was lost or out of order. The short version runs in the default test suite
 (tests/e2e/test_crash_consistency.py).
 """
 

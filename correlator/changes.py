@@ -1,7 +1,7 @@
 """The change store: the `change` events the correlator attaches to incidents, bounded per
 feature so that one feature's changes never push out another's.
 
-Until 2026-12-03 every feature shared one list of `max_changes` (1,000), trimmed oldest
+Until 2026-12-02 every feature shared one list of `max_changes` (1,000), trimmed oldest
 first: a CI job posting 1,000 `flag` changes for `noisy-ci` pushed `support-bot`'s prompt
 change out, and nothing counted it (probe). Now each feature has a list of its own, bounded
 by `max_changes_per_feature`; the changes for every feature (`feature: null`) have one
@@ -108,6 +108,10 @@ class ChangeStore:
         for feature, lst in list(self._lists.items()):
             self._bound_list(feature, lst, horizon, policy)
         self._bound_total(horizon, policy)
+
+    def holds(self, change: ChangeRecord) -> bool:
+        lst = self._lists.get(change.feature)
+        return lst is not None and self._holds(lst, change.key)
 
     def window(self, feature: str, lo: float) -> Iterable[ChangeRecord]:
         """The changes of `feature` and of every feature from `lo` on, oldest first."""

@@ -874,6 +874,10 @@ class Correlator:
     def changes(self) -> list[ChangeRecord]:
         return self._changes.all()
 
+    def keeps(self, change: ChangeRecord) -> bool:
+        """Whether `change` is in the store now (a later one may have pushed it out)."""
+        return self._changes.holds(change)
+
     def take_change_drops(self) -> dict[ChangeDrop, int]:
         """The changes the store's bounds dropped since the last call, counted by list, bound
         and age (and forgotten); the shell exports and logs them."""

@@ -143,7 +143,7 @@ class ApiHost(Protocol):
 
     def save_silences(self) -> None: ...
 
-    def handle(self, out: TickOutput) -> None: ...
+    def handle(self, out: TickOutput) -> bool: ...
 
 
 # Who acted on an incident and why, as given to the API, CLI or page form.
@@ -493,7 +493,11 @@ OPENAPI: dict[str, Any] = {
                         "description": "Content-Type not JSON or NDJSON, "
                         "or Content-Encoding not gzip"
                     },
-                    "503": {"description": "shedding load; see Retry-After"},
+                    "503": {
+                        "description": "shedding load, or a body of change events only that"
+                        " could not be written to the state store yet (sending it again is"
+                        " safe: a change is kept once); see Retry-After"
+                    },
                 },
             }
         },

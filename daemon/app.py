@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import math
 import os
@@ -28,7 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
 from config.settings import ConfigError, Settings, load_settings
-from correlator import IncidentUpdate, SilenceMuter, load_silences
+from correlator import ChangeRecord, IncidentUpdate, SilenceMuter, load_silences
 from daemon import api, pages
 from daemon.exposition import PipelineCollector, render
 from daemon.health import HealthCollector, ReloadCollector
@@ -37,6 +38,7 @@ from daemon.ingest.alertmanager import ClampedTime, alertmanager_signals
 from daemon.ingest.events import (
     BodyError,
     BodyTooLarge,
+    Change,
     UnsupportedEncoding,
     UnsupportedMediaType,
     body_format,
@@ -58,6 +60,9 @@ SILENCES_KEY = "silences"
 # Detector state of one series, written with each of its transitions (see `handle`); the
 # periodic snapshot, which holds every series, removes them.
 SERIES_PREFIX = "series:"
+# One change event, written before its request is answered (see `handle`); every write of
+# the correlator state, which holds every change kept, removes them.
+CHANGE_PREFIX = "change:"
 SHUTDOWN_TIMEOUT_S = 10.0
 SHED_LAG_S = 2.0  # event-loop lag past which ingest answers 503 + Retry-After
 # After a background task dies: how long /readyz answers 503 before the socket closes, so a
@@ -195,6 +200,11 @@ class Daemon:
                 self.pipeline.restore_correlator(corr)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.log.warning("state_restore_partial", detail=f"incidents: {exc}")
+        try:
+            for warning in self.pipeline.restore_changes(self.store.with_prefix(CHANGE_PREFIX)):
+                self.log.warning("state_restore_partial", detail=warning)
+        except ValueError as exc:  # a row that is not JSON
+            self.log.warning("state_restore_partial", detail=f"change events: {exc}")
         unconfirmed = self.pipeline.reconcile()
         if unconfirmed:
             # Only state written before detector snapshots committed with each transition,
@@ -261,6 +271,7 @@ class Daemon:
             self.store.put(conn, SNAPSHOT_KEY, snap, now)
             self.store.delete_prefix(conn, SERIES_PREFIX)  # the snapshot holds newer states
             self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+            self.store.delete_prefix(conn, CHANGE_PREFIX)  # the correlator state holds them
         self._saved(written)
 
     def save_silences(self) -> None:
@@ -274,8 +285,10 @@ class Daemon:
 
     # ---- pipeline output ------------------------------------------------------------------
 
-    def handle(self, out: TickOutput) -> None:
-        """Log signals; persist incident changes together with their pages.
+    def handle(self, out: TickOutput) -> bool:
+        """Log signals; persist incident changes together with their pages, and change
+        events before the request that carried them is answered. Returns whether everything
+        unsaved is now written.
 
         When a detector transition reached the correlator, that series' detector state
         commits in the same transaction: the correlator's firing signals and the detectors'
@@ -291,15 +304,28 @@ class Daemon:
         never paged, even after a restart). Meanwhile /readyz fails; after
         `UNSAVED_GIVE_UP_S` the tick loop stops the daemon for a restart from the store.
         The request that caused the change is still answered as accepted: its data is in the
-        pipeline, and a client retrying it would count it twice.
+        pipeline, and a client retrying it would count it twice (`post_events` makes one
+        exception, for a body of change events only).
+
+        Change events (`out.changes`) are one-off records: a deploy hook sends its record
+        once, where telemetry that a crash loses since the last snapshot keeps coming. Each
+        new one still kept is written as a row of its own (`change:<digest>`, at most a few
+        KB) in this call, so it is on disk before the 200 (probe: a change answered 200 was
+        gone after a kill -9 within the 60-s snapshot interval). The rows go when the
+        correlator state, which holds every change kept, is next written (an incident change
+        or the snapshot, so within `snapshot_interval_s`); a restart puts them back
+        (`Pipeline.restore_changes`). Commits are not fsynced (WAL, synchronous=NORMAL, as
+        for incidents and pages): they survive the process dying, not the machine losing
+        power.
         """
         for sig in out.signals:
             self.log.info("signal", **sig.to_record())
-        if out.updates or out.changed:
+        if out.unsaved():
             self._unsaved.updates.extend(out.updates)
             self._unsaved.changed |= out.changed
-        if not self._unsaved.updates and not self._unsaved.changed:
-            return
+            self._unsaved.changes.extend(out.changes)
+        if not self._unsaved.unsaved():
+            return True
         now = self.clock()
         try:
             with self.store.transaction() as conn:
@@ -312,24 +338,32 @@ class Daemon:
                 state=str(self.store.path),
                 error=f"{type(exc).__name__}: {exc}",
                 unsaved_updates=len(self._unsaved.updates),
+                unsaved_changes=len(self._unsaved.changes),
                 failing_for_s=round(now - self._unsaved_since, 1),
                 detail="kept in memory and retried; pages go out once written",
             )
-            return
+            return False
         self._saved(written)
+        return True
 
     def _write_unsaved(self, conn: sqlite3.Connection, now: float) -> TickOutput:
         """Write the unsaved changes in `conn`'s transaction; returns what was written."""
         unsaved = self._unsaved
         if not unsaved.updates and not unsaved.changed:
+            # Change events alone: a row each, not the whole correlator state (up to
+            # `max_changes` changes and every incident kept) per request.
+            for change in unsaved.changes:
+                self.store.put(conn, _change_row(change), change.to_state(), now)
             return unsaved
         for upd in unsaved.updates:
             record = upd.incident.to_record()
             self.store.save_incident(conn, record, upd.incident.opened_at, now)
             self.paging.enqueue(conn, upd, record)
         # The correlator's state commits with the pages it caused: after a crash the
-        # restored correlator knows which incidents were already paged.
+        # restored correlator knows which incidents were already paged. It holds every
+        # change event kept, so the rows written for them one by one can go.
         self.store.put(conn, CORRELATOR_KEY, self.pipeline.correlator.to_state(), now)
+        self.store.delete_prefix(conn, CHANGE_PREFIX)
         for entry in self.pipeline.series_states(unsaved.changed):
             key = SERIES_PREFIX + orjson.dumps(entry["key"]).decode()
             self.store.put(conn, key, entry, now)
@@ -566,9 +600,17 @@ class Daemon:
             )
         if rejected:
             self._count_rejected("invalid", len(rejected))
+        written = True
         if events:
-            self.handle(self.pipeline.ingest(events, now=self.clock()))
+            written = self.handle(self.pipeline.ingest(events, now=self.clock()))
         payload = {"accepted": len(events), "rejected": [r.to_dict() for r in rejected]}
+        if not written and all(isinstance(ev, Change) for ev in events):
+            # Not on disk, and nothing in the body would count twice if it came again (a
+            # change sent twice is kept once): say so, so the sender retries instead of
+            # taking a 200 that a crash before the store recovers would make untrue. With
+            # telemetry in the body, the 200 stands (see `handle`).
+            payload["error"] = "state store unavailable: not yet written; retry"
+            return web.json_response(payload, status=503, headers={"Retry-After": "5"})
         return web.json_response(payload, status=200 if events else 400)
 
     async def post_traces(self, request: web.Request) -> web.StreamResponse:
@@ -963,6 +1005,13 @@ def _otlp_error_from(resp: web.StreamResponse) -> web.StreamResponse:
     message = doc.get("error") or "; ".join(str(r.get("error")) for r in doc.get("rejected", []))
     keep = {k: v for k, v in resp.headers.items() if k in ("Retry-After", "WWW-Authenticate")}
     return _otlp_error(True, resp.status, str(message), headers=keep)
+
+
+def _change_row(change: ChangeRecord) -> str:
+    """The kv key of one change event's row: its identity (`ChangeRecord.key`), hashed to a
+    fixed length (the description alone may be 2,000 characters)."""
+    digest = hashlib.sha256(orjson.dumps(change.key)).hexdigest()[:32]
+    return CHANGE_PREFIX + digest
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

@@ -94,16 +94,26 @@ class TickOutput:
     `changed` names the series whose detector transition reached the correlator: the
     daemon saves their detector state (`series_states`) in the same transaction as the
     correlator's state, so the two are never restored out of step (see `reconcile`).
+
+    `changes` are the change events the correlator took in (new, not duplicates): the
+    daemon writes them before it answers the request that carried them, since senders do
+    not resend a deploy record the way telemetry keeps coming (see `Daemon.handle`).
     """
 
     signals: list[Signal] = field(default_factory=list)
     updates: list[IncidentUpdate] = field(default_factory=list)
     changed: set[SeriesKey] = field(default_factory=set)
+    changes: list[ChangeRecord] = field(default_factory=list)
 
     def extend(self, other: TickOutput) -> None:
         self.signals.extend(other.signals)
         self.updates.extend(other.updates)
         self.changed |= other.changed
+        self.changes.extend(other.changes)
+
+    def unsaved(self) -> bool:
+        """Whether anything here must reach the state store."""
+        return bool(self.updates or self.changed or self.changes)
 
 
 TICK_STAGES = (
@@ -437,7 +447,8 @@ class Pipeline:
                     agg.count_capped("description_length")
                     description = clip(description, DESCRIPTION_MAX)
                 change = ChangeRecord(ts, ev.kind, ev.feature, description, labels)
-                self.correlator.add_change(change, now=horizon)
+                if self.correlator.add_change(change, now=horizon):
+                    out.changes.append(change)
                 continue
             elif isinstance(ev, MetricEvent):
                 unused = self.aggregator.admit_external(ev.feature, ev.name)
@@ -448,7 +459,9 @@ class Pipeline:
                 self._observe(sample, out)
             if ts > self._last_data_ts:
                 self._last_data_ts = ts
-        self._record_change_drops(horizon)
+        if self._record_change_drops(horizon) and out.changes:
+            # A flood pushes out its own oldest within one body: only what is kept is written.
+            out.changes = [c for c in out.changes if self.correlator.keeps(c)]
         return out
 
     def count_future(self, ev: Event) -> None:
@@ -538,12 +551,14 @@ class Pipeline:
         # A reload that lowered a bound, or a restore under lower bounds, drops at the tick.
         self._record_change_drops(now)
 
-    def _record_change_drops(self, now: float) -> None:
+    def _record_change_drops(self, now: float) -> bool:
+        """Count and log what the change store's bounds dropped; whether anything was."""
         drops = self.correlator.take_change_drops()
         if drops:
             self.change_drops.record(
                 self.log, drops, self.counters, self.aggregator, self.policy, now
             )
+        return bool(drops)
 
     def _observe(self, sample: Sample, out: TickOutput) -> None:
         """Feed one sample to its series' detectors; what they emit is added to `out`."""
@@ -988,6 +1003,19 @@ class Pipeline:
     def restore_correlator(self, state: dict[str, Any]) -> None:
         # The current config's policy wins over the one saved with the state.
         self.correlator = Correlator.from_state(state, policy=self.policy, muters=self._muters)
+
+    def restore_changes(self, entries: Iterable[dict[str, Any]]) -> list[str]:
+        """Put back the change events written one by one since the correlator state was
+        (`Daemon.handle`); call after `restore_correlator`. One the state holds already is
+        a duplicate and ignored; the bounds apply as usual. Returns warnings for entries that
+        cannot be read (each skipped on its own)."""
+        warnings: list[str] = []
+        for entry in entries:
+            try:
+                self.correlator.add_change(ChangeRecord.from_state(entry))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                warnings.append(f"change event {str(entry)[:200]}: {exc!r}; skipped")
+        return warnings
 
     def reconcile(self) -> int:
         """After a restore, find the signals the correlator holds as firing whose detector is

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -67,6 +68,31 @@ def post_calls(d: DaemonProcess, feature: str, n: int, status: int, timeout: flo
     return code
 
 
+def post_change(d: DaemonProcess, feature: str, description: str, timeout: float = 2.0) -> int:
+    """Post one `deploy` change event of `feature` stamped now; the HTTP status (0: none)."""
+    body = {"type": "change", "ts": time.time(), "kind": "deploy", "feature": feature,
+            "description": description}  # fmt: skip
+    try:
+        return http("POST", d.url + "/v1/events", body, timeout=timeout)[0]
+    except OSError:
+        return 0
+
+
+def saved_changes(state: Path) -> set[str]:
+    """The descriptions of the change events in a stopped daemon's state file: those in the
+    correlator state and those written one by one since (`daemon/app.py`, `CHANGE_PREFIX`)."""
+    with sqlite3.connect(state) as conn:
+        rows = conn.execute(
+            "SELECT key, value FROM kv WHERE key = 'correlator' OR key LIKE 'change:%'"
+        ).fetchall()
+    out: set[str] = set()
+    for key, value in rows:
+        doc = orjson.loads(value)
+        changes = doc["changes"] if key == "correlator" else [doc]
+        out.update(str(c["description"]) for c in changes)
+    return out
+
+
 # ---- the crash soak: kill -9 at random points through outages and recoveries -------------
 
 
@@ -74,6 +100,10 @@ POST_EVERY_S = 0.2
 # The availability window is 5 s and the rule pages below 50%: 3 s of accepted failures
 # (60% of the window) pages whatever the calls around them were.
 PAGEABLE_S = 3.0
+# One change event every this many posting rounds (~1 s): a deploy record the sender does not
+# send again. Each answered 200 must be in the state at the end (~200 in 20 cycles, within
+# the change store's bounds).
+CHANGE_EVERY = 5
 
 
 @dataclass
@@ -127,6 +157,7 @@ class Traffic:
         self.daemon: DaemonProcess | None = None
         self.healthy_after = math.inf  # no outage starts from then on
         self.posted = self.unanswered = 0
+        self.changes_accepted: list[str] = []  # descriptions answered 200
         # (feature, outage start) -> failing posts the daemon accepted during that outage
         self.accepted_failing: dict[tuple[str, float], int] = {}
         self._stop = threading.Event()
@@ -141,8 +172,16 @@ class Traffic:
         self._thread.join(10)
 
     def _run(self) -> None:
+        rounds = 0
         while not self._stop.is_set():
             d, now = self.daemon, time.time()
+            rounds += 1
+            if d is not None and rounds % CHANGE_EVERY == 0:
+                live = [p for p in self.plans if p.active(now, self.healthy_after)]
+                feature = live[rounds % len(live)].feature if live else None
+                description = f"deploy {rounds}"
+                if feature is not None and post_change(d, feature, description) == 200:
+                    self.changes_accepted.append(description)
             for plan in self.plans:
                 if d is None:
                     break
@@ -181,9 +220,11 @@ class SoakResult:
     details: list[str] = field(default_factory=list)
     daemon_errors_logged: int = 0  # background_task_failed, tick_error, tracebacks
     final_exit_code: int = 0  # of the last daemon, stopped with SIGTERM
+    changes_accepted: int = 0  # change events answered 200
+    changes_lost: int = 0  # of those, missing from the final state
 
     def ok(self) -> bool:
-        lost = self.triggers_lost + self.resolves_lost + self.still_open
+        lost = self.triggers_lost + self.resolves_lost + self.still_open + self.changes_lost
         healthy = self.daemon_errors_logged == 0 and self.final_exit_code == 0
         return (
             lost == 0 and self.out_of_order == 0 and self.outages_paged == self.outages and healthy
@@ -269,6 +310,10 @@ def soak(
                        time.time() - t_start)  # fmt: skip
         res.daemon_errors_logged = failures
         res.final_exit_code = final_exit
+        saved = saved_changes(tmp / "state.db")
+        lost = [c for c in traffic.changes_accepted if c not in saved]
+        res.changes_accepted, res.changes_lost = len(traffic.changes_accepted), len(lost)
+        res.details += [f"change {c!r} answered 200, not in the final state" for c in lost[:20]]
         return res
 
 

@@ -126,3 +126,4 @@ def test_crash_soak_short(tmp_path: Path) -> None:
     assert res.ok(), res.details
     assert res.outages >= 2 and res.paged >= 2
     assert res.triggers_delivered == res.resolves_delivered == res.paged
+    assert res.changes_accepted >= 5 and res.changes_lost == 0
