@@ -71,26 +71,46 @@ class ChangeStore:
     def __init__(self) -> None:
         self._lists: dict[str | None, _List] = {}
         self._size = 0
-        self._drops: dict[ChangeDrop, int] = {}
+        # (feature, cap, aged) -> count; a plain tuple: hashing a dataclass per drop was a
+        # fifth of the cost of a flood.
+        self._drops: dict[tuple[str | None, Cap, bool], int] = {}
 
     def __len__(self) -> int:
         return self._size
 
     def add(self, change: ChangeRecord, now: float, policy: CorrelationPolicy) -> bool:
         """Keep `change` unless it is kept already; True when it is new and still kept after
-        the bounds are applied (it can be the one they drop: the oldest of a full list)."""
-        lst = self._lists.setdefault(change.feature, _List())
+        the bounds are applied (it can be the one they drop: the oldest of a full list).
+
+        Written for a flood (one body of 1,000 changes of one feature): a change newer than
+        the list's newest is appended without a search, and the bounds are looked at only
+        when one is exceeded."""
+        feature = change.feature
+        lst = self._lists.get(feature)
+        if lst is None:
+            lst = self._lists[feature] = _List()
         key = change.key
-        i = bisect.bisect_left(lst.keys, key)
-        if i < len(lst.keys) and lst.keys[i] == key:
-            return False
-        lst.keys.insert(i, key)
-        lst.items.insert(i, change)
+        keys = lst.keys
+        if keys and key <= keys[-1]:
+            i = bisect.bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                return False
+            keys.insert(i, key)
+            lst.items.insert(i, change)
+        else:
+            i = len(keys)
+            keys.append(key)
+            lst.items.append(change)
         self._size += 1
+        bound = policy.max_global_changes if feature is None else policy.max_changes_per_feature
+        if len(keys) <= bound and self._size <= policy.max_changes:
+            return True
         horizon = now - policy.change_lookback_s
-        dropped = self._bound_list(change.feature, lst, horizon, policy)
-        dropped |= self._bound_total(horizon, policy)
-        return not dropped or self._holds(lst, key)
+        kept = i >= self._bound_list(feature, lst, horizon, policy)  # its oldest went
+        if self._size > policy.max_changes:
+            self._bound_total(horizon, policy)
+            kept = self._holds(lst, key)  # the total may have taken from this list too
+        return kept
 
     def prune(self, now: float, policy: CorrelationPolicy) -> None:
         """Drop the changes past their retention (uncounted), then apply the bounds again:
@@ -132,7 +152,7 @@ class ChangeStore:
     def take_drops(self) -> dict[ChangeDrop, int]:
         """The changes dropped by a bound since the last call, counted (and forgotten)."""
         out, self._drops = self._drops, {}
-        return out
+        return {ChangeDrop(*key): n for key, n in out.items()}
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -146,21 +166,21 @@ class ChangeStore:
         self._size -= 1
         if not lst.keys:
             del self._lists[feature]
-        drop = ChangeDrop(feature, cap, change.ts < horizon)
-        self._drops[drop] = self._drops.get(drop, 0) + 1
+        key = (feature, cap, change.ts < horizon)
+        self._drops[key] = self._drops.get(key, 0) + 1
 
     def _bound_list(
         self, feature: str | None, lst: _List, horizon: float, policy: CorrelationPolicy
-    ) -> bool:
+    ) -> int:
+        """Drop the list's oldest beyond its bound; how many."""
         cap: Cap = "global" if feature is None else "per_feature"
         bound = policy.max_global_changes if feature is None else policy.max_changes_per_feature
-        excess = len(lst.keys) - bound
-        for _ in range(max(excess, 0)):
+        excess = max(len(lst.keys) - bound, 0)
+        for _ in range(excess):
             self._drop(feature, lst, cap, horizon)
-        return excess > 0
+        return excess
 
-    def _bound_total(self, horizon: float, policy: CorrelationPolicy) -> bool:
-        dropped = False
+    def _bound_total(self, horizon: float, policy: CorrelationPolicy) -> None:
         while self._size > policy.max_changes:
             feature, lst = min(self._lists.items(), key=lambda kv: kv[1].keys[0])
             if lst.keys[0][0] >= horizon:  # nothing past the lookback: the longest list pays
@@ -168,5 +188,3 @@ class ChangeStore:
                     self._lists.items(), key=lambda kv: (-len(kv[1].keys), kv[1].keys[0])
                 )
             self._drop(feature, lst, "total", horizon)
-            dropped = True
-        return dropped

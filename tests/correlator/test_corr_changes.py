@@ -4,6 +4,8 @@ change lookback go first, and every change a bound drops is counted."""
 
 from __future__ import annotations
 
+import random
+
 from corr_helpers import FEATURE, T0, no_ctx, policy, sig
 
 from correlator import ChangeDrop, ChangeRecord, Correlator
@@ -122,3 +124,28 @@ def test_an_incident_quotes_its_features_and_the_global_changes_only() -> None:
         corr.add_change(flag(T0 - 900 + i, i))
     ups = corr.on_signal(sig("latency_p95_ms", T0), None)
     assert [c.description for c in ups[0].incident.changes] == ["reindex", "v42"]
+
+
+def test_random_adds_keep_every_bound_and_say_truly_whether_the_change_is_kept() -> None:
+    """Random order, duplicates, old and new changes in four lists under small bounds: each
+    answer of `add_change` is whether the change is there afterwards, every bound holds,
+    and every change that went is counted once."""
+    rng = random.Random(5)
+    pol = policy(max_changes_per_feature=7, max_global_changes=5, max_changes=16)
+    corr = Correlator(pol)
+    new = dropped = 0
+    for step in range(3000):
+        now = T0 + step
+        feature = rng.choice(["a", "b", "c", None])
+        ts = now - rng.choice([0, 60, 3600, 3 * 3600]) - rng.randrange(100)
+        change = ChangeRecord(ts, "deploy", feature, f"d{rng.randrange(400)}")
+        present = corr.keeps(change)
+        kept = corr.add_change(change, now=now)
+        assert kept == (not present and corr.keeps(change))
+        new += not present
+        dropped += sum(corr.take_change_drops().values())
+        assert new - dropped == len(corr.changes())  # each change that went counted once
+        lists = [[c for c in corr.changes() if c.feature == f] for f in ("a", "b", "c", None)]
+        assert all(len(lst) <= 7 for lst in lists[:3]) and len(lists[3]) <= 5
+        assert len(corr.changes()) <= 16
+    assert len(corr.changes()) == 16 and dropped > 1000
