@@ -60,9 +60,25 @@ class _List:
     keys: list[ChangeKey] = field(default_factory=list)
     items: list[ChangeRecord] = field(default_factory=list)
 
-    def pop_oldest(self) -> ChangeRecord:
-        del self.keys[0]
-        return self.items.pop(0)
+    def insert(self, change: ChangeRecord) -> bool:
+        """Put `change` in its place; False when it is there already. A change newer than
+        the newest (the usual case) is appended without a search."""
+        key = change.key
+        keys = self.keys
+        if keys and key <= keys[-1]:
+            i = bisect.bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                return False
+            keys.insert(i, key)
+            self.items.insert(i, change)
+        else:
+            keys.append(key)
+            self.items.append(change)
+        return True
+
+    def holds(self, key: ChangeKey) -> bool:
+        i = bisect.bisect_left(self.keys, key)
+        return i < len(self.keys) and self.keys[i] == key
 
 
 class ChangeStore:
@@ -71,46 +87,38 @@ class ChangeStore:
     def __init__(self) -> None:
         self._lists: dict[str | None, _List] = {}
         self._size = 0
-        # (feature, cap, aged) -> count; a plain tuple: hashing a dataclass per drop was a
-        # fifth of the cost of a flood.
-        self._drops: dict[tuple[str | None, Cap, bool], int] = {}
+        self._drops: dict[tuple[str | None, Cap, bool], int] = {}  # (feature, cap, aged)
 
     def __len__(self) -> int:
         return self._size
 
-    def add(self, change: ChangeRecord, now: float, policy: CorrelationPolicy) -> bool:
-        """Keep `change` unless it is kept already; True when it is new and still kept after
-        the bounds are applied (it can be the one they drop: the oldest of a full list).
+    def add(
+        self, changes: Iterable[ChangeRecord], now: float, policy: CorrelationPolicy
+    ) -> list[ChangeRecord]:
+        """Keep each change not kept already, then apply the bounds once; returns the new
+        changes still kept (a bound can drop one at once: the oldest of a full list).
 
-        Written for a flood (one body of 1,000 changes of one feature): a change newer than
-        the list's newest is appended without a search, and the bounds are looked at only
-        when one is exceeded."""
-        feature = change.feature
-        lst = self._lists.get(feature)
-        if lst is None:
-            lst = self._lists[feature] = _List()
-        key = change.key
-        keys = lst.keys
-        if keys and key <= keys[-1]:
-            i = bisect.bisect_left(keys, key)
-            if i < len(keys) and keys[i] == key:
-                return False
-            keys.insert(i, key)
-            lst.items.insert(i, change)
-        else:
-            i = len(keys)
-            keys.append(key)
-            lst.items.append(change)
-        self._size += 1
-        bound = policy.max_global_changes if feature is None else policy.max_changes_per_feature
-        if len(keys) <= bound and self._size <= policy.max_changes:
-            return True
+        One pass of the bounds per batch, not per change: a body of 1,000 changes of one
+        feature trims its list with one slice, where trimming it after each change cost
+        ten times the old single list's insert."""
+        new: list[ChangeRecord] = []
+        for change in changes:
+            lst = self._lists.get(change.feature)
+            if lst is None:
+                lst = self._lists[change.feature] = _List()
+            if lst.insert(change):
+                new.append(change)
+        if not new:
+            return new
+        self._size += len(new)
         horizon = now - policy.change_lookback_s
-        kept = i >= self._bound_list(feature, lst, horizon, policy)  # its oldest went
-        if self._size > policy.max_changes:
-            self._bound_total(horizon, policy)
-            kept = self._holds(lst, key)  # the total may have taken from this list too
-        return kept
+        dropped = False
+        for feature in {c.feature for c in new}:
+            dropped |= self._bound_list(feature, self._lists[feature], horizon, policy)
+        dropped |= self._bound_total(horizon, policy)
+        if dropped:
+            new = [c for c in new if self._holds(c)]
+        return new
 
     def prune(self, now: float, policy: CorrelationPolicy) -> None:
         """Drop the changes past their retention (uncounted), then apply the bounds again:
@@ -128,10 +136,6 @@ class ChangeStore:
         for feature, lst in list(self._lists.items()):
             self._bound_list(feature, lst, horizon, policy)
         self._bound_total(horizon, policy)
-
-    def holds(self, change: ChangeRecord) -> bool:
-        lst = self._lists.get(change.feature)
-        return lst is not None and self._holds(lst, change.key)
 
     def window(self, feature: str, lo: float) -> Iterable[ChangeRecord]:
         """The changes of `feature` and of every feature from `lo` on, oldest first."""
@@ -156,35 +160,43 @@ class ChangeStore:
 
     # ---- internals ---------------------------------------------------------------------
 
-    @staticmethod
-    def _holds(lst: _List, key: ChangeKey) -> bool:
-        i = bisect.bisect_left(lst.keys, key)
-        return i < len(lst.keys) and lst.keys[i] == key
+    def _holds(self, change: ChangeRecord) -> bool:
+        lst = self._lists.get(change.feature)
+        return lst is not None and lst.holds(change.key)
 
-    def _drop(self, feature: str | None, lst: _List, cap: Cap, horizon: float) -> None:
-        change = lst.pop_oldest()
-        self._size -= 1
+    def _drop_oldest(
+        self, feature: str | None, lst: _List, n: int, cap: Cap, horizon: float
+    ) -> None:
+        """Drop the list's `n` oldest changes, counted as aged or not."""
+        aged = bisect.bisect_left(lst.keys, (horizon, "", "", ""), 0, n)
+        del lst.keys[:n]
+        del lst.items[:n]
+        self._size -= n
         if not lst.keys:
             del self._lists[feature]
-        key = (feature, cap, change.ts < horizon)
-        self._drops[key] = self._drops.get(key, 0) + 1
+        for is_aged, count in ((True, aged), (False, n - aged)):
+            if count:
+                key = (feature, cap, is_aged)
+                self._drops[key] = self._drops.get(key, 0) + count
 
     def _bound_list(
         self, feature: str | None, lst: _List, horizon: float, policy: CorrelationPolicy
-    ) -> int:
-        """Drop the list's oldest beyond its bound; how many."""
+    ) -> bool:
         cap: Cap = "global" if feature is None else "per_feature"
         bound = policy.max_global_changes if feature is None else policy.max_changes_per_feature
-        excess = max(len(lst.keys) - bound, 0)
-        for _ in range(excess):
-            self._drop(feature, lst, cap, horizon)
-        return excess
+        excess = len(lst.keys) - bound
+        if excess > 0:
+            self._drop_oldest(feature, lst, excess, cap, horizon)
+        return excess > 0
 
-    def _bound_total(self, horizon: float, policy: CorrelationPolicy) -> None:
+    def _bound_total(self, horizon: float, policy: CorrelationPolicy) -> bool:
+        dropped = False
         while self._size > policy.max_changes:
             feature, lst = min(self._lists.items(), key=lambda kv: kv[1].keys[0])
             if lst.keys[0][0] >= horizon:  # nothing past the lookback: the longest list pays
                 feature, lst = min(
                     self._lists.items(), key=lambda kv: (-len(kv[1].keys), kv[1].keys[0])
                 )
-            self._drop(feature, lst, "total", horizon)
+            self._drop_oldest(feature, lst, 1, "total", horizon)
+            dropped = True
+        return dropped

@@ -582,9 +582,16 @@ class Correlator:
         No incident is touched here: open incidents pick a change up at their next refresh
         (`tick`), which is also how a change that arrives late (a deploy record sent when
         the deploy finished) reaches the incident it may explain."""
+        return bool(self.add_changes([change], now))
+
+    def add_changes(
+        self, changes: Sequence[ChangeRecord], now: float | None = None
+    ) -> list[ChangeRecord]:
+        """`add_change` for a batch (one request's changes), bounds applied once at the end;
+        returns the changes that are new and kept."""
         if now is None:
-            now = max(self._now, change.ts)
-        return self._changes.add(change, now, self.policy)
+            now = max(self._now, max((c.ts for c in changes), default=-math.inf))
+        return self._changes.add(changes, now, self.policy)
 
     def on_signal(
         self,
@@ -874,10 +881,6 @@ class Correlator:
     def changes(self) -> list[ChangeRecord]:
         return self._changes.all()
 
-    def keeps(self, change: ChangeRecord) -> bool:
-        """Whether `change` is in the store now (a later one may have pushed it out)."""
-        return self._changes.holds(change)
-
     def take_change_drops(self) -> dict[ChangeDrop, int]:
         """The changes the store's bounds dropped since the last call, counted by list, bound
         and age (and forgotten); the shell exports and logs them."""
@@ -937,8 +940,7 @@ class Correlator:
         now = state.get("now")
         corr._now = -math.inf if now is None else float(now)
         # The bounds apply as configured now: a lowered one drops (and counts) the excess.
-        for c in state.get("changes", []):
-            corr.add_change(ChangeRecord.from_state(c))
+        corr.add_changes([ChangeRecord.from_state(c) for c in state.get("changes", [])])
         for d in state.get("incidents", []):
             inc = _Inc.from_state(d)
             corr._incidents[inc.id] = inc

@@ -405,6 +405,9 @@ class Pipeline:
         change_lateness = max(lateness, self.policy.change_lookback_s)
         accepted = self.counters.accepted
         horizon = -math.inf
+        # Changes go to the correlator together (its bounds apply once per batch), before
+        # any tick they precede in replay and at the end.
+        changes: list[ChangeRecord] = []
         for ev in events:
             ts = ev.ts
             accepted[ev.type] = accepted.get(ev.type, 0) + 1
@@ -412,6 +415,7 @@ class Pipeline:
                 if self.next_tick is None:
                     self._start(ts)
                 elif ts >= self.next_tick:
+                    self._add_changes(changes, horizon, out)
                     out.extend(self.advance(ts))
                 if self.watermark is None or ts > self.watermark:
                     self.watermark = ts
@@ -446,9 +450,7 @@ class Pipeline:
                 if len(description) > DESCRIPTION_MAX:
                     agg.count_capped("description_length")
                     description = clip(description, DESCRIPTION_MAX)
-                change = ChangeRecord(ts, ev.kind, ev.feature, description, labels)
-                if self.correlator.add_change(change, now=horizon):
-                    out.changes.append(change)
+                changes.append(ChangeRecord(ts, ev.kind, ev.feature, description, labels))
                 continue
             elif isinstance(ev, MetricEvent):
                 unused = self.aggregator.admit_external(ev.feature, ev.name)
@@ -459,10 +461,16 @@ class Pipeline:
                 self._observe(sample, out)
             if ts > self._last_data_ts:
                 self._last_data_ts = ts
-        if self._record_change_drops(horizon) and out.changes:
-            # A flood pushes out its own oldest within one body: only what is kept is written.
-            out.changes = [c for c in out.changes if self.correlator.keeps(c)]
+        self._add_changes(changes, horizon, out)
         return out
+
+    def _add_changes(self, changes: list[ChangeRecord], now: float, out: TickOutput) -> None:
+        """Hand the batch to the correlator; the new ones it keeps go out to be written (a
+        flood pushes out its own oldest within one body: those are not)."""
+        if changes:
+            out.changes.extend(self.correlator.add_changes(changes, now=now))
+            changes.clear()
+            self._record_change_drops(now)
 
     def count_future(self, ev: Event) -> None:
         """Count an event that replay set aside as ahead of its clock (daemon/replay.py), as
@@ -551,14 +559,13 @@ class Pipeline:
         # A reload that lowered a bound, or a restore under lower bounds, drops at the tick.
         self._record_change_drops(now)
 
-    def _record_change_drops(self, now: float) -> bool:
-        """Count and log what the change store's bounds dropped; whether anything was."""
+    def _record_change_drops(self, now: float) -> None:
+        """Count and log what the change store's bounds dropped."""
         drops = self.correlator.take_change_drops()
         if drops:
             self.change_drops.record(
                 self.log, drops, self.counters, self.aggregator, self.policy, now
             )
-        return bool(drops)
 
     def _observe(self, sample: Sample, out: TickOutput) -> None:
         """Feed one sample to its series' detectors; what they emit is added to `out`."""
@@ -1010,11 +1017,13 @@ class Pipeline:
         a duplicate and ignored; the bounds apply as usual. Returns warnings for entries that
         cannot be read (each skipped on its own)."""
         warnings: list[str] = []
+        changes: list[ChangeRecord] = []
         for entry in entries:
             try:
-                self.correlator.add_change(ChangeRecord.from_state(entry))
+                changes.append(ChangeRecord.from_state(entry))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 warnings.append(f"change event {str(entry)[:200]}: {exc!r}; skipped")
+        self.correlator.add_changes(changes)
         return warnings
 
     def reconcile(self) -> int:
