@@ -228,6 +228,11 @@ def _validate_json_array(body: bytes) -> list[Event]:
 
 
 EVENT_TYPES = ("llm_call", "score", "change", "metric")
+# Field errors named per rejected event: an event with 100,000 bad label keys is one line.
+MAX_FIELD_ERRORS = 10
+# Every value an error message echoes (a field's input, a label key, an unknown `type`) is
+# cut to this many characters, so an answer never copies a megabyte of the request back.
+ECHO_CHARS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,11 +257,12 @@ def _format_error(exc: ValidationError, skip: int = 0) -> str:
     reads "latency_ms: Input should be greater than or equal to 0 (got -5)".
     """
     parts: list[str] = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors[:MAX_FIELD_ERRORS]:
         kind = err["type"]
         if kind == "union_tag_invalid":
             tag = err.get("ctx", {}).get("tag")
-            parts.append(f"type: must be one of {', '.join(EVENT_TYPES)} (got {tag!r})")
+            parts.append(f"type: must be one of {', '.join(EVENT_TYPES)} (got {_short(tag)})")
             continue
         if kind == "union_tag_not_found":
             parts.append("type: field required (one of " + ", ".join(EVENT_TYPES) + ")")
@@ -278,17 +284,28 @@ def _format_error(exc: ValidationError, skip: int = 0) -> str:
         elif kind == "string_pattern_mismatch":
             msg = CONTROL_MSG
         parts.append(f"{field}: {msg} (got {_short(err.get('input'))})")
+    if len(errors) > MAX_FIELD_ERRORS:
+        parts.append(f"and {len(errors) - MAX_FIELD_ERRORS} more errors")
     return "; ".join(parts)
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 3] + "..."
+
+
 def _printable(part: str | int) -> str:
-    text = str(part)
-    return text if text.isprintable() else repr(text)
+    """A path part (a label key can be one) as the message shows it: escaped when it holds
+    a control character, and cut like any echoed value."""
+    text = str(part)[: ECHO_CHARS + 1]
+    return _cut(text if text.isprintable() else repr(text))
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, str):
+        # The cut keeps fewer characters than this, and repr only lengthens: no need to
+        # write out a megabyte to keep its first 57 characters.
+        value = value[: ECHO_CHARS + 1]
+    return _cut(repr(value))
 
 
 # A body of many tiny gzip members costs a few microseconds each to open on the event loop;
@@ -309,7 +326,7 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
         return body
     if content_encoding.lower() not in ("gzip", "x-gzip"):
         raise UnsupportedEncoding(
-            f"Content-Encoding {content_encoding!r} is not supported (use gzip)"
+            f"Content-Encoding {_short(content_encoding)} is not supported (use gzip)"
         )
     out = bytearray()
     view = memoryview(body)
@@ -399,7 +416,7 @@ def body_format(content_type: str | None) -> Literal["json", "ndjson"]:
     ):
         return "json"
     raise UnsupportedMediaType(
-        f"Content-Type {ctype!r} is not supported: send application/json (one event or an "
+        f"Content-Type {_short(ctype)} is not supported: send application/json (one event or an "
         "array) or application/x-ndjson (one event per line)"
     )
 
@@ -416,7 +433,7 @@ def require_json(content_type: str | None, what: str) -> None:
     ):
         return
     raise UnsupportedMediaType(
-        f"Content-Type {ctype!r} is not supported: {what} takes application/json"
+        f"Content-Type {_short(ctype)} is not supported: {what} takes application/json"
     )
 
 

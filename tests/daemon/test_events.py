@@ -439,3 +439,28 @@ def test_pretty_printed_array_with_a_syntax_error_names_the_position() -> None:
     pretty_nan = b'[\n  {"type": "score", "ts": 1, "feature": "f", "name": "n", "value": NaN}\n]'
     events, rejected = parse_body(pretty_nan, "application/json")
     assert events == [] and rejected[0].error == "value: must be a finite number (got nan)"
+
+
+# ---- what an error message echoes (probe: a 1 MB label key came back whole) --------------
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (CALL | {"labels": {"k\n" + "x" * 1_000_000: "v"}}, "labels."),  # bad key: in the path
+        (CALL | {"labels": {"k": "v\n" + "x" * 1_000_000}}, "labels.k"),  # bad value
+        ({"type": "x" * 1_000_000, "ts": 1}, "type"),  # unknown type: in the message
+        (CALL | {"feature": "x" * 1_000_000}, "feature"),  # too long: the input
+        (CALL | {"model": ["x" * 1_000_000]}, "model"),  # not a string at all
+    ],
+)
+def test_every_echoed_value_is_cut_the_same_way(event: dict[str, Any], field: str) -> None:
+    error = one_error(event)
+    assert error.startswith(field) and len(error) < 300, error[:400]
+    assert "..." in error  # cut, and visibly so
+
+
+def test_an_event_with_thousands_of_bad_fields_names_ten() -> None:
+    labels = {f"k{i}\n": "v" for i in range(5000)}
+    error = one_error(CALL | {"labels": labels})
+    assert error.count("labels.") == 10 and error.endswith("; and 4990 more errors")
