@@ -1,12 +1,13 @@
 """A/B of ingest: this checkout against another one, alternating, so a noisy shared machine
 slows both sides alike (whole-benchmark runs one after the other swing by 2-3x there).
 
-    python bench/bench_validation_ab.py --base CHECKOUT [--events 100000] [--repeat 15]
+    python bench/bench_validation_ab.py --base CHECKOUT [--events 100000] [--repeat 15] [--no-http]
 
 Validation, in one process: each run parses the same bodies with `parse_body` (JSON arrays of
 1,000 events, as the HTTP bench posts them) and with the NDJSON path replay uses
-(`iter_lines`). `daemon/ingest/events.py` imports only the standard library and pydantic, so both
-versions load side by side.
+(`iter_lines`), clean and "dirty" (every 100th event invalid, which sends each batch down the
+per-item fallback). `daemon/ingest/events.py` imports only the standard library, pydantic and
+(since the item cap) numpy, so both versions load side by side.
 
 HTTP: one daemon process per checkout, both running; each round posts the same 100 batches of
 1,000 events to one, then the other (order alternating per round).
@@ -118,34 +119,39 @@ def main() -> None:
     ap.add_argument("--base", required=True, type=Path, help="the other checkout's root")
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--no-http", action="store_true", help="validation only, no daemons")
     args = ap.parse_args()
     sides = {
         "base": load(_events_file(args.base), "events_base"),
         "this": load(_events_file(ROOT), "events_this"),
     }
     events = make_events(args.events)
-    batches = [orjson.dumps(events[i : i + 1000]) for i in range(0, len(events), 1000)]
-    lines = [orjson.dumps(ev) + b"\n" for ev in events]
+    dirty = [ev | {"latency_ms": -1} if i % 100 == 50 else ev for i, ev in enumerate(events)]
+    good = {"": len(events), "-dirty": len(events) - len(events) // 100}
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeat):
         for name, mod in sides.items():
-            t = time.process_time()
-            n = sum(len(mod.parse_body(b, "application/json")[0]) for b in batches)
-            times.setdefault((name, "array"), []).append(time.process_time() - t)
-            assert n == len(events)
-            t = time.process_time()
-            n = sum(len(evs) for evs, _ in mod.iter_lines(iter(lines)))
-            times.setdefault((name, "ndjson"), []).append(time.process_time() - t)
-            assert n == len(events)
-    for path in ("array", "ndjson"):
+            for kind, evs in (("", events), ("-dirty", dirty)):
+                batches = [orjson.dumps(evs[i : i + 1000]) for i in range(0, len(evs), 1000)]
+                lines = [orjson.dumps(ev) + b"\n" for ev in evs]
+                t = time.process_time()
+                n = sum(len(mod.parse_body(b, "application/json")[0]) for b in batches)
+                times.setdefault((name, "array" + kind), []).append(time.process_time() - t)
+                assert n == good[kind]
+                t = time.process_time()
+                n = sum(len(evs) for evs, _ in mod.iter_lines(iter(lines)))
+                times.setdefault((name, "ndjson" + kind), []).append(time.process_time() - t)
+                assert n == good[kind]
+    for path in ("array", "ndjson", "array-dirty", "ndjson-dirty"):
         base = statistics.median(times[("base", path)])
         this = statistics.median(times[("this", path)])
         print(
-            f"{path:>6}: base {len(events) / base:,.0f} events/CPU-s, this "
+            f"{path:>12}: base {len(events) / base:,.0f} events/CPU-s, this "
             f"{len(events) / this:,.0f} events/CPU-s, "
             f"this costs {100 * (this / base - 1):+.1f}% (median of {args.repeat})"
         )
-    http_ab(args.base, args.repeat)
+    if not args.no_http:
+        http_ab(args.base, args.repeat)
 
 
 if __name__ == "__main__":

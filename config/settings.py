@@ -67,10 +67,22 @@ class StateConfig(_Strict):
     snapshot_interval_s: float = Field(60.0, gt=0)
 
 
+# The smallest valid event, `{"type":"change","ts":0,"kind":"x"}` (35 bytes), with the byte
+# that separates it from the next (a comma, or an NDJSON newline). A body of B bytes holds at
+# most (B + 1) // 36 valid events: that is the default of `ingest.max_body_events`.
+SMALLEST_EVENT_BYTES = 36
+
+
 class IngestConfig(_Strict):
     token: SecretStr | None = None
     token_file: Path | None = None
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Events per request body (array items, or non-blank NDJSON lines), counted before the
+    # body is parsed; past it, 413. The byte limit alone let 8 MB hold 4 million one-byte
+    # items, each a rejected event with its own error (2.3 GB, an 18 s stall). None: as many
+    # as the smallest valid event allows in max_body_bytes (233,016 for 8 MiB), so only a
+    # body that must contain invalid items is refused; lower it to bound the work per request.
+    max_body_events: int | None = Field(None, gt=0)
     lateness_s: float = Field(300.0, ge=0)
     # Cardinality caps (docs/ingest.md "Cardinality caps"): every dimension that grows with
     # the input is bounded, and what passes a cap is folded or counted, never lost silently.
@@ -91,6 +103,13 @@ class IngestConfig(_Strict):
     def _read_token_file(self) -> IngestConfig:
         self.token = optional_secret(self.token, self.token_file, "token")
         return self
+
+    @property
+    def body_events_limit(self) -> int:
+        """`max_body_events`, or its default from `max_body_bytes`."""
+        if self.max_body_events is not None:
+            return self.max_body_events
+        return (self.max_body_bytes + 1) // SMALLEST_EVENT_BYTES
 
 
 class ApiConfig(_Strict):

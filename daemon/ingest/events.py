@@ -2,7 +2,13 @@
 
 Validation is pydantic v2 so the rules live in one declarative place; the hot path validates
 a whole batch in one call into the Rust core and only falls back to per-item validation when
-the batch has an error, so a clean batch of 1,000 costs one call, not 1,000.
+the batch has an error, so a clean batch of 1,000 costs one call, not 1,000. The batch call
+stops at the first bad item (`fail_fast`), and the fallback reads each item once: a batch of a
+million bad items used to be validated three times over, building a million errors each time.
+
+What one body can cost is bounded before it is parsed: its items are counted by a scan that
+builds nothing (`daemon.ingest.jsonscan`) against `ingest.max_body_events`, and the answer
+names the first `MAX_LISTED` rejected events and counts the rest.
 
 Numbers are strict: `true` is not a latency and `"12"` is not a count (lax pydantic would
 accept both), finite and inside a documented range per field (the constants below), so no
@@ -16,7 +22,7 @@ import gzip
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
@@ -25,6 +31,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PlainValidator,
     StrictBool,
     StrictFloat,
@@ -33,7 +40,9 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from pydantic_core import from_json
+from pydantic_core import core_schema, from_json
+
+from daemon.ingest.jsonscan import ArrayShape, array_shape
 
 _TS_MSG = "must be RFC 3339 with a time zone or Unix seconds"
 
@@ -166,7 +175,29 @@ class MetricEvent(_Event):
 Event = LlmCall | Score | Change | MetricEvent
 _EventField = Annotated[Event, Field(discriminator="type")]
 _ONE: TypeAdapter[Event] = TypeAdapter(_EventField)
-_MANY: TypeAdapter[list[Event]] = TypeAdapter(list[_EventField])
+
+
+class _RejectedAsNone:
+    """Annotation: an item that fails validation becomes None instead of failing its list.
+
+    So one call into pydantic-core validates a whole batch, good items and bad, each once:
+    the good ones come out as events, the bad ones as None, with no error built in Python.
+    Only the rejections the answer lists (the first MAX_LISTED) are validated again, alone,
+    to write their message. (Before, a batch with one bad item was validated three times
+    over, and a batch of four million bad items built four million errors each time.)"""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.with_default_schema(handler(source), default=None, on_error="default")
+
+
+# Typed by its argument (pydantic >= 2.14), the adapter would claim no None: cast to what it
+# parses into.
+_MANY = cast(
+    "TypeAdapter[list[Event | None]]",
+    TypeAdapter(list[Annotated[_EventField, _RejectedAsNone()]]),
+)
 
 
 # The unchecked fast path. A raw control byte inside a JSON string is not JSON (both parsers
@@ -209,25 +240,32 @@ class _FastMetric(MetricEvent):
 # The fast models are subclasses of the event types, but list is invariant: pydantic >= 2.14
 # types TypeAdapter(...) by its argument, so the adapter is cast to what it parses into.
 _FAST_MANY = cast(
-    "TypeAdapter[list[Event]]",
+    "TypeAdapter[list[Event | None]]",
     TypeAdapter(
         list[
             Annotated[
-                _FastLlmCall | _FastScore | _FastChange | _FastMetric, Field(discriminator="type")
+                _FastLlmCall | _FastScore | _FastChange | _FastMetric,
+                Field(discriminator="type"),
+                _RejectedAsNone(),
             ]
         ]
     ),
 )
 
 
-def _validate_json_array(body: bytes) -> list[Event]:
-    """Validate a JSON array of events in one call into pydantic-core (raises on any error)."""
+def _validate_json_array(body: bytes) -> list[Event | None]:
+    """Validate a JSON array of events in one call into pydantic-core: an event per item,
+    None for each bad one. Raises ValueError when the body is not JSON the reader takes
+    (NaN and big numbers are fine; a raw control byte, or nesting past 200 levels, is not)."""
     if b"\\" in body or b"\x7f" in body:
         return _MANY.validate_json(body)
     return _FAST_MANY.validate_json(body)
 
 
 EVENT_TYPES = ("llm_call", "score", "change", "metric")
+# Rejected (and unused) events an answer names by index; all are counted. The probe's
+# 4,190,000 one-byte items made a 288 MB answer, held as long as its client did not read it.
+MAX_LISTED = 100
 # Field errors named per rejected event: an event with 100,000 bad label keys is one line.
 MAX_FIELD_ERRORS = 10
 # Every value an error message echoes (a field's input, a label key, an unknown `type`) is
@@ -248,6 +286,29 @@ class Rejected:
 
 class BodyError(ValueError):
     """The body as a whole cannot be read (bad gzip, not JSON at all, wrong top-level type)."""
+
+
+class TooManyEvents(ValueError):
+    """More items in one body than `ingest.max_body_events` (answered 413, like a body over
+    the byte limit: the sender splits it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"body has more than {limit} events (ingest.max_body_events; array items or "
+            "non-blank NDJSON lines): send them in smaller batches"
+        )
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One body, validated: its events with the index each had in the body (array position
+    or NDJSON line), and its rejections, all counted and the first `listed` of them kept."""
+
+    events: list[Event]
+    indexes: Sequence[int]
+    rejected: list[Rejected]
+    rejected_count: int
 
 
 def _format_error(exc: ValidationError, skip: int = 0) -> str:
@@ -370,22 +431,80 @@ def validate_one(obj: Any) -> Event:
 
 
 def validate_items(items: list[Any]) -> tuple[list[Event], list[Rejected]]:
-    """Validate a batch; fast path when every item is good, per-item errors otherwise."""
-    try:
-        return _MANY.validate_python(items), []
-    except ValidationError:
-        pass
-    events: list[Event] = []
-    rejected: list[Rejected] = []
-    for i, obj in enumerate(items):
+    """Validate a batch of Python objects (OTLP spans, tests): every rejection listed."""
+    batch = _sort_out(_MANY.validate_python(items), range(len(items)), items.__getitem__, None)
+    return batch.events, batch.rejected
+
+
+def _sort_out(
+    results: list[Event | None],
+    indexes: Sequence[int],
+    item: Callable[[int], Any],
+    listed: int | None,
+) -> Batch:
+    """A batch validated in one call (`_RejectedAsNone`) into its events and rejections:
+    `indexes[i]` is the body's index of result i, and `item(i)` reads item i again, which is
+    needed only for the first `listed` rejections (None: all), to write their message."""
+    events = [ev for ev in results if ev is not None]
+    if len(events) == len(results):
+        return Batch(events, indexes, [], 0)
+    found = _Found(listed)
+    for i, ev in enumerate(results):
+        if ev is not None:
+            found.event(indexes[i], ev)
+        elif found.full():
+            found.count += 1
+        else:
+            try:
+                obj = item(i)
+            except ValueError as exc:  # not read by the lenient parser either
+                found.reject(indexes[i], _unreadable(exc))
+                continue
+            found.item(indexes[i], obj)
+    return found.batch()
+
+
+class _Found:
+    """What the items of one body came to, in body order: each valid event with its index,
+    and each rejection counted, with a message for the first `listed` (None: all)."""
+
+    __slots__ = ("count", "events", "indexes", "listed", "rejected")
+
+    def __init__(self, listed: int | None) -> None:
+        self.events: list[Event] = []
+        self.indexes: list[int] = []
+        self.rejected: list[Rejected] = []
+        self.count = 0
+        self.listed = listed
+
+    def full(self) -> bool:
+        """Every rejection from here on is counted, not listed."""
+        return self.listed is not None and len(self.rejected) >= self.listed
+
+    def event(self, index: int, event: Event) -> None:
+        self.events.append(event)
+        self.indexes.append(index)
+
+    def reject(self, index: int, error: str | ValidationError) -> None:
+        self.count += 1
+        if not self.full():
+            text = error if isinstance(error, str) else _format_error(error, skip=1)
+            self.rejected.append(Rejected(index, text))
+
+    def item(self, index: int, obj: Any) -> None:
+        """Validate one item on its own, for its error message (or as the only item)."""
         if not isinstance(obj, dict):
-            rejected.append(Rejected(i, f"event must be a JSON object, got {type(obj).__name__}"))
-            continue
+            self.reject(index, f"event must be a JSON object, got {type(obj).__name__}")
+            return
         try:
-            events.append(_ONE.validate_python(obj))
+            event = _ONE.validate_python(obj)
         except ValidationError as exc:
-            rejected.append(Rejected(i, _format_error(exc, skip=1)))
-    return events, rejected
+            self.reject(index, exc)
+            return
+        self.event(index, event)
+
+    def batch(self) -> Batch:
+        return Batch(self.events, self.indexes, self.rejected, self.count)
 
 
 JSON_TYPES = ("application/json",)  # and any application/*+json
@@ -462,70 +581,127 @@ def loads_lenient(body: bytes) -> Any:
     return from_json(fixed, allow_inf_nan=True)
 
 
+def _unreadable(exc: ValueError) -> str:
+    """The rejection of one NDJSON line or array item that is not JSON the reader takes."""
+    return f"line is not valid JSON: {exc}"
+
+
 def parse_body(body: bytes, content_type: str | None = None) -> tuple[list[Event], list[Rejected]]:
-    """Parse a POST /v1/events body: one object, an array, or NDJSON."""
+    """Parse a POST /v1/events body: one object, an array, or NDJSON; every rejection is
+    listed and no item cap applies (the daemon calls `read_events` with its limits)."""
+    batch = read_events(body, content_type)
+    return batch.events, batch.rejected
+
+
+def read_events(
+    body: bytes,
+    content_type: str | None = None,
+    *,
+    max_events: int | None = None,
+    listed: int | None = None,
+) -> Batch:
+    """Parse a POST /v1/events body: one object, an array, or NDJSON.
+
+    Raises TooManyEvents past `max_events` items, counted before anything is parsed, and
+    BodyError when the body as a whole cannot be read. Of the rejected events, the first
+    `listed` come with their message (None: all); `Batch.rejected_count` counts them all.
+    """
     if body_format(content_type) == "ndjson":
-        return parse_ndjson(body)
-    if body.lstrip()[:1] == b"[":
+        return _read_ndjson(body, max_events, listed)
+    array = body.lstrip()[:1] == b"["
+    if array:
+        # An array of n items has at least n - 1 commas: below the cap, nothing to count.
+        if (
+            max_events is not None
+            and body.count(b",") >= max_events
+            and array_shape(body, stop_after=max_events).items > max_events
+        ):
+            raise TooManyEvents(max_events)
         try:
-            return _validate_json_array(body), []
+            results = _validate_json_array(body)
         except ValueError:
-            pass  # find out which items are bad, below
+            pass  # not JSON pydantic-core reads: the lenient parser below, item by item
+        else:
+            return _sort_out(results, range(len(results)), _item_reader(body), listed)
     try:
         doc = loads_lenient(body)
     except ValueError as exc:
         # Bodies sent without the NDJSON content type but with several lines still work (a
         # pretty-printed array that is not JSON gets the parser's line and column instead).
-        if b"\n" in body.strip() and body.lstrip()[:1] != b"[":
-            return parse_ndjson(body)
+        if b"\n" in body.strip() and not array:
+            return _read_ndjson(body, max_events, listed)
         raise BodyError(f"body is not valid JSON: {exc}") from None
     if isinstance(doc, dict):
-        return validate_items([doc])
-    if isinstance(doc, list):
-        return validate_items(doc)
-    raise BodyError("body must be a JSON object, an array of objects, or NDJSON")
+        doc = [doc]
+    elif not isinstance(doc, list):
+        raise BodyError("body must be a JSON object, an array of objects, or NDJSON")
+    return _sort_out(_MANY.validate_python(doc), range(len(doc)), doc.__getitem__, listed)
+
+
+def _item_reader(body: bytes) -> Callable[[int], Any]:
+    """Item i of a JSON array, parsed alone (for the message of a rejected one): the items'
+    bounds are found once, on the first call, by a scan that parses nothing else."""
+    shape: list[ArrayShape] = []
+
+    def item(i: int) -> Any:
+        if not shape:
+            shape.append(array_shape(body))
+        start, end = shape[0].bounds(i)
+        return loads_lenient(body[start:end])
+
+    return item
 
 
 def parse_ndjson(body: bytes) -> tuple[list[Event], list[Rejected]]:
     """NDJSON: indexes are line numbers from 0 counting blank lines, so they match an editor."""
+    batch = _read_ndjson(body, None, None)
+    return batch.events, batch.rejected
+
+
+# A non-blank line: `^` tries line starts only, so blank lines cost the regex engine, not a
+# Python loop, and a long run of spaces is not rescanned from every position.
+_LINE = re.compile(rb"^[ \t\r\f\v]*\S[^\n]*", re.MULTILINE)
+
+
+def _read_ndjson(body: bytes, max_events: int | None, listed: int | None) -> Batch:
     lines: list[bytes] = []
     numbers: list[int] = []
-    for lineno, line in enumerate(body.split(b"\n")):
-        line = line.strip()
-        if line:
-            lines.append(line)
-            numbers.append(lineno)
-    return _validate_lines(lines, numbers)
+    lineno, seen = 0, 0
+    for match in _LINE.finditer(body):
+        if max_events is not None and len(lines) >= max_events:
+            raise TooManyEvents(max_events)
+        lineno += body.count(b"\n", seen, match.start())
+        seen = match.start()
+        lines.append(match[0].strip())
+        numbers.append(lineno)
+    return _validate_lines(lines, numbers, listed)
 
 
-def _validate_lines_fast(lines: list[bytes]) -> list[Event] | None:
-    """All-good fast path: validate the lines as one JSON array inside pydantic-core, which
-    skips building Python dicts first. None when anything is off (then go line by line); the
-    length check catches a line that smuggles in two values ("{...}, {...}")."""
+def _validate_lines_fast(lines: list[bytes]) -> list[Event | None] | None:
+    """The usual path: validate the lines as one JSON array inside pydantic-core, which
+    skips building Python dicts first. None when the joined lines are not JSON it reads (then
+    go line by line); the length check catches a line that smuggles in two values
+    ("{...}, {...}")."""
     try:
-        events = _validate_json_array(b"[" + b",".join(lines) + b"]")
-    except ValueError:  # ValidationError, or the joined text is not JSON
+        results = _validate_json_array(b"[" + b",".join(lines) + b"]")
+    except ValueError:
         return None
-    return events if len(events) == len(lines) else None
+    return results if len(results) == len(lines) else None
 
 
-def _validate_lines(lines: list[bytes], numbers: list[int]) -> tuple[list[Event], list[Rejected]]:
-    fast = _validate_lines_fast(lines)
-    if fast is not None:
-        return fast, []
-    items: list[Any] = []
-    positions: list[int] = []
-    rejected: list[Rejected] = []
+def _validate_lines(lines: list[bytes], numbers: list[int], listed: int | None = None) -> Batch:
+    results = _validate_lines_fast(lines)
+    if results is not None:
+        return _sort_out(results, numbers, lambda i: loads_lenient(lines[i]), listed)
+    found = _Found(listed)
     for number, line in zip(numbers, lines, strict=True):
         try:
-            items.append(loads_lenient(line))
-            positions.append(number)
+            obj = loads_lenient(line)
         except ValueError as exc:
-            rejected.append(Rejected(number, f"line is not valid JSON: {exc}"))
-    events, bad = validate_items(items)
-    rejected.extend(Rejected(positions[r.index], r.error) for r in bad)
-    rejected.sort(key=lambda r: r.index)
-    return events, rejected
+            found.reject(number, _unreadable(exc))
+            continue
+        found.item(number, obj)
+    return found.batch()
 
 
 def iter_lines(
@@ -542,9 +718,11 @@ def iter_lines(
         lines.append(line)
         numbers.append(lineno)
         if len(lines) >= chunk:
-            yield _validate_lines(lines, numbers)
+            batch = _validate_lines(lines, numbers)
+            yield batch.events, batch.rejected
             lines, numbers = [], []
-    yield _validate_lines(lines, numbers)
+    batch = _validate_lines(lines, numbers)
+    yield batch.events, batch.rejected
 
 
 class InputError(ValueError):
