@@ -271,6 +271,10 @@ MAX_FIELD_ERRORS = 10
 # Every value an error message echoes (a field's input, a label key, an unknown `type`) is
 # cut to this many characters, so an answer never copies a megabyte of the request back.
 ECHO_CHARS = 60
+# How deep pydantic-core's JSON reader nests arrays and objects (about 200; it refuses the
+# whole document past that, unknown fields included).
+MAX_JSON_DEPTH = 200
+_DEPTH_ERROR = "recursion limit exceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,9 +585,19 @@ def loads_lenient(body: bytes) -> Any:
     return from_json(fixed, allow_inf_nan=True)
 
 
+def _too_deep(exc: ValueError) -> bool:
+    return _DEPTH_ERROR in str(exc)
+
+
+_DEPTH_MSG = (
+    f"event nests arrays or objects more than {MAX_JSON_DEPTH} levels deep, past what the "
+    "JSON reader takes (unknown fields are ignored, but they are read too)"
+)
+
+
 def _unreadable(exc: ValueError) -> str:
     """The rejection of one NDJSON line or array item that is not JSON the reader takes."""
-    return f"line is not valid JSON: {exc}"
+    return _DEPTH_MSG if _too_deep(exc) else f"line is not valid JSON: {exc}"
 
 
 def parse_body(body: bytes, content_type: str | None = None) -> tuple[list[Event], list[Rejected]]:
@@ -626,10 +640,14 @@ def read_events(
     try:
         doc = loads_lenient(body)
     except ValueError as exc:
+        if array and _too_deep(exc):
+            return _read_items_apart(body, listed)
         # Bodies sent without the NDJSON content type but with several lines still work (a
         # pretty-printed array that is not JSON gets the parser's line and column instead).
         if b"\n" in body.strip() and not array:
             return _read_ndjson(body, max_events, listed)
+        if _too_deep(exc):
+            raise BodyError(_DEPTH_MSG) from None
         raise BodyError(f"body is not valid JSON: {exc}") from None
     if isinstance(doc, dict):
         doc = [doc]
@@ -650,6 +668,28 @@ def _item_reader(body: bytes) -> Callable[[int], Any]:
         return loads_lenient(body[start:end])
 
     return item
+
+
+def _read_items_apart(body: bytes, listed: int | None) -> Batch:
+    """An array the JSON reader refused whole because one item nests too deeply: cut at its
+    top-level commas (found without parsing), each item is read on its own, so only the deep
+    one is rejected and the rest of the batch is kept, as for any other bad event. A syntax
+    error anywhere still refuses the body whole, as it would without the deep item."""
+    shape = array_shape(body)
+    if shape.closed_at < 0 or body[shape.closed_at + 1 :].strip():
+        raise BodyError("body is not valid JSON: the array is not closed, or text follows it")
+    found = _Found(listed)
+    for i in range(shape.items):
+        start, end = shape.bounds(i)
+        try:
+            obj = loads_lenient(body[start:end])
+        except ValueError as exc:
+            if not _too_deep(exc):
+                raise BodyError(f"body is not valid JSON: item {i}: {exc}") from None
+            found.reject(i, _DEPTH_MSG)
+            continue
+        found.item(i, obj)
+    return found.batch()
 
 
 def parse_ndjson(body: bytes) -> tuple[list[Event], list[Rejected]]:

@@ -182,6 +182,24 @@ async def test_malformed_alertmanager_is_a_400_naming_the_field(
     daemon.store.close()
 
 
+async def test_an_unknown_field_nested_too_deep_costs_only_its_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe: an unknown (ignored) field nested 200+ levels made the whole batch a 400
+    against index 0; now that event is rejected alone and the others are accepted."""
+    daemon, client = await _client(tmp_path, monkeypatch)
+    good = orjson.dumps({"type": "llm_call", "ts": time.time(), "feature": "bot"})
+    bad = good[:-1] + b',"extra":' + b"[" * 300 + b"]" * 300 + b"}"
+    async with client:
+        resp = await client.post("/v1/events", data=b"[" + b",".join([good, bad, good]) + b"]",
+                                 headers=JSON)  # fmt: skip
+        answer = await resp.json()
+        assert resp.status == 200 and answer["accepted"] == 2, answer
+        assert [r["index"] for r in answer["rejected"]] == [1]
+        assert "more than 200 levels deep" in answer["rejected"][0]["error"]
+    daemon.store.close()
+
+
 async def test_events_content_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon, client = await _client(tmp_path, monkeypatch)
     event = orjson.dumps({"type": "llm_call", "ts": time.time(), "feature": "bot"})

@@ -464,3 +464,46 @@ def test_an_event_with_thousands_of_bad_fields_names_ten() -> None:
     labels = {f"k{i}\n": "v" for i in range(5000)}
     error = one_error(CALL | {"labels": labels})
     assert error.count("labels.") == 10 and error.endswith("; and 4990 more errors")
+
+
+# ---- nesting past the JSON reader's depth (probe: one deep unknown field lost the batch) ----
+
+
+def deep(levels: int) -> bytes:
+    """CALL with an unknown field nested `levels` arrays deep (ignored when it can be read)."""
+    return orjson.dumps(CALL | {"x": "X"}).replace(b'"X"', b"[" * levels + b"]" * levels)
+
+
+@pytest.mark.parametrize("levels", [250, 5_000, 1_000_000])
+def test_an_event_nested_past_the_readers_depth_is_rejected_alone(levels: int) -> None:
+    good = [orjson.dumps(CALL), orjson.dumps(CALL | {"labels": {"k": "[[{,"}})]
+    items = [good[0], deep(levels), good[1], deep(levels), good[0]]
+    for body, ctype, first in [
+        (b"[" + b",".join(items) + b"]", "application/json", 1),
+        (b"[\n  " + b",\n  ".join(items) + b"\n]\n", None, 1),  # pretty-printed
+        (b"\n".join(items), "application/x-ndjson", 1),
+        (b"\n\n".join(items), "application/x-ndjson", 2),  # NDJSON indexes are lines
+    ]:
+        events, rejected = parse_body(body, ctype)
+        assert len(events) == 3 and events[1].labels == {"k": "[[{,"}
+        assert [r.index for r in rejected] == [first, 3 * first]
+        assert rejected[0].error.startswith("event nests arrays or objects more than 200 levels")
+
+
+def test_an_unknown_field_the_reader_can_nest_is_ignored() -> None:
+    events, rejected = parse_body(b"[" + b",".join([orjson.dumps(CALL), deep(150)]) + b"]")
+    assert len(events) == 2 and rejected == []
+
+
+def test_a_deep_body_still_needs_to_be_json() -> None:
+    items = [orjson.dumps(CALL), deep(500)]
+    with pytest.raises(BodyError, match="not valid JSON"):
+        parse_body(b"[" + b",".join(items) + b"] trailing")
+    with pytest.raises(BodyError, match="not valid JSON: item 2"):
+        parse_body(b"[" + b",".join([*items, b"{oops}"]) + b"]")
+    with pytest.raises(BodyError, match="more than 200 levels"):
+        parse_body(items[1])  # the only event: the body is that event
+    # A raw control byte elsewhere in the body is still one bad event of its own.
+    raw_nul = orjson.dumps(CALL | {"model": "VV"}).replace(b"VV", b"gpt\x00")
+    events, rejected = parse_body(b"[" + b",".join([*items, raw_nul]) + b"]")
+    assert len(events) == 1 and [r.index for r in rejected] == [1, 2]
