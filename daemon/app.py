@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -92,6 +92,23 @@ OFFLOAD_BYTES = 256 * 1024
 # Validated events enter the pipeline this many at a time, the event loop free in between:
 # 165,000 events (8 MiB) take ~0.7 s to aggregate, under 10 ms per slice.
 APPLY_SLICE = 2_000
+
+
+class _Unused:
+    """The accepted events a batch could not use, for its answer: all counted, the first
+    MAX_LISTED named by their index in the body and the reason /metrics counts them under
+    (`llm_oncall_events_unused_total{reason}`)."""
+
+    __slots__ = ("count", "listed")
+
+    def __init__(self) -> None:
+        self.listed: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, index: int, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append({"index": index, "reason": reason})
 
 
 class ListenError(Exception):
@@ -598,8 +615,10 @@ class Daemon:
 
     async def post_events(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1/events` (DESIGN.md "Event contract"). The answer's `accepted` counts the
-        valid events; extension: `rejected` names the first MAX_LISTED rejected events, and
-        `rejected_count` counts all of them when more were."""
+        valid events; extensions: `rejected` names the first MAX_LISTED rejected events
+        (`rejected_count` counts all of them when more were), and `unused` names the accepted
+        events the pipeline could not use (late, future, past a cap) with their reason
+        (`unused_count` likewise), so a sender sees what /metrics counts."""
         body = await self._read_body(request)
         if isinstance(body, web.StreamResponse):
             return body
@@ -630,13 +649,17 @@ class Daemon:
                 )
             if batch.rejected_count:
                 self._count_rejected("invalid", batch.rejected_count)
-            written = await self._apply(batch.events)
+            unused, written = await self._apply(batch.events, batch.indexes)
         payload: dict[str, Any] = {
             "accepted": len(batch.events),
             "rejected": [r.to_dict() for r in batch.rejected],
         }
         if batch.rejected_count > len(batch.rejected):
             payload["rejected_count"] = batch.rejected_count
+        if unused.count:
+            payload["unused"] = unused.listed
+            if unused.count > len(unused.listed):
+                payload["unused_count"] = unused.count
         if batch.events and not written and all(isinstance(ev, Change) for ev in batch.events):
             # Not on disk, and nothing in the body would count twice if it came again (a
             # change sent twice is kept once): say so, so the sender retries instead of
@@ -646,20 +669,26 @@ class Daemon:
             return web.json_response(payload, status=503, headers={"Retry-After": "5"})
         return web.json_response(payload, status=200 if batch.events else 400)
 
-    async def _apply(self, events: list[Event]) -> bool:
+    async def _apply(self, events: list[Event], indexes: Sequence[int]) -> tuple[_Unused, bool]:
         """Validated events into the pipeline, APPLY_SLICE at a time with the event loop free
         in between (the caller holds `_ingest_order`, so no other batch interleaves; a tick
         may, which is the same as the rest of the batch arriving a moment later). All of
         them are judged late or future against one clock reading, the time of receipt.
-        Returns whether every slice's changes were written (`handle`)."""
+        Returns the events not used, by their index in the body, and whether every slice's
+        changes were written (`handle`)."""
+        unused = _Unused()
         now = self.clock()
         written = True
         for start in range(0, len(events), APPLY_SLICE):
             if start:
                 await asyncio.sleep(0)
-            ingested = self.pipeline.ingest(events[start : start + APPLY_SLICE], now=now)
-            written = self.handle(ingested) and written
-        return written
+
+            def note(position: int, reason: str, start: int = start) -> None:
+                unused.add(indexes[start + position], reason)
+
+            part = events[start : start + APPLY_SLICE]
+            written = self.handle(self.pipeline.ingest(part, now=now, on_unused=note)) and written
+        return unused, written
 
     async def post_traces(self, request: web.Request) -> web.StreamResponse:
         """OTLP/HTTP traces, protobuf (`application/x-protobuf`, what stock exporters send) or
@@ -706,7 +735,7 @@ class Daemon:
                 self._count_rejected("invalid", len(errors))
             if spans.skipped:
                 self.pipeline.counters.count_unused("not_llm_span", spans.skipped)
-            await self._apply(events)
+            await self._apply(events, range(len(events)))
         message = "; ".join(errors[:20])
         if errors and not events:
             return _otlp_error(proto, 400, message, rejected=len(errors))

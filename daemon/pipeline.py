@@ -388,11 +388,18 @@ class Pipeline:
 
     # ---- ingest ---------------------------------------------------------------------------
 
-    def ingest(self, events: Iterable[Event], now: float | None = None) -> TickOutput:
+    def ingest(
+        self,
+        events: Iterable[Event],
+        now: float | None = None,
+        on_unused: Callable[[int, str], None] | None = None,
+    ) -> TickOutput:
         """Take validated events. `now` is the wall clock live, None in replay.
 
         In replay each event may first close the ticks it passes, so events interleave with
-        ticks exactly as their timestamps say.
+        ticks exactly as their timestamps say. An event taken but not used (late, future, past
+        a cardinality cap) is counted by reason, and also reported to `on_unused` with its
+        position in `events`, so the HTTP answer can name it to its sender.
 
         A `change` may be as late as the change lookback (`change_lookback_s`, 2 h), not just
         `ingest.lateness_s`: it goes into no time bucket, incidents look it up that far
@@ -408,9 +415,10 @@ class Pipeline:
         # Changes go to the correlator together (its bounds apply once per batch), before
         # any tick they precede in replay and at the end.
         changes: list[ChangeRecord] = []
-        for ev in events:
+        for position, ev in enumerate(events):
             ts = ev.ts
             accepted[ev.type] = accepted.get(ev.type, 0) + 1
+            unused: str | None = None
             if now is None:
                 if self.next_tick is None:
                     self._start(ts)
@@ -425,44 +433,53 @@ class Pipeline:
                 if self.next_tick is None:
                     self._start(now)
                 if ts > now + lateness:
-                    self.counters.count_unused("future")
-                    continue
-            if ts < horizon - (change_lateness if isinstance(ev, Change) else lateness):
-                self.counters.count_unused("late")
-                continue
-            if isinstance(ev, LlmCall):
-                unused = self.aggregator.add_call(ev)
-                if unused is not None:
-                    self.counters.count_unused(unused)
-                    continue
-            elif isinstance(ev, Score):
-                unused = self.aggregator.add_score(ev)
-                if unused is not None:
-                    self.counters.count_unused(unused)
-                    continue
-            elif isinstance(ev, Change):
-                if ev.feature is not None and not self.aggregator.admit_feature(ev.feature):
-                    self.counters.count_unused("feature_limit")
-                    continue
-                agg = self.aggregator
-                labels = dict(agg.clean_labels(ev.labels)) if ev.labels else {}
-                description = ev.description
-                if len(description) > DESCRIPTION_MAX:
-                    agg.count_capped("description_length")
-                    description = clip(description, DESCRIPTION_MAX)
-                changes.append(ChangeRecord(ts, ev.kind, ev.feature, description, labels))
-                continue
-            elif isinstance(ev, MetricEvent):
-                unused = self.aggregator.admit_external(ev.feature, ev.name)
-                if unused is not None:
-                    self.counters.count_unused(unused)
-                    continue
-                sample = Sample(ts, ev.feature, ev.layer, ev.name, float(ev.value), None)
-                self._observe(sample, out)
-            if ts > self._last_data_ts:
-                self._last_data_ts = ts
+                    unused = "future"
+            late = change_lateness if isinstance(ev, Change) else lateness
+            if unused is None and ts < horizon - late:
+                unused = "late"
+            if unused is None:
+                unused = self._take(ev, ts, out, changes)
+            if unused is not None:
+                self.counters.count_unused(unused)
+                if on_unused is not None:
+                    on_unused(position, unused)
         self._add_changes(changes, horizon, out)
         return out
+
+    def _take(
+        self, ev: Event, ts: float, out: TickOutput, changes: list[ChangeRecord]
+    ) -> str | None:
+        """One event in time into the aggregator, or a change into `changes` (the batch for
+        the correlator, `_add_changes`); the reason it was not used (a cardinality cap), or
+        None."""
+        if isinstance(ev, LlmCall):
+            unused = self.aggregator.add_call(ev)
+            if unused is not None:
+                return unused
+        elif isinstance(ev, Score):
+            unused = self.aggregator.add_score(ev)
+            if unused is not None:
+                return unused
+        elif isinstance(ev, Change):
+            if ev.feature is not None and not self.aggregator.admit_feature(ev.feature):
+                return "feature_limit"
+            agg = self.aggregator
+            labels = dict(agg.clean_labels(ev.labels)) if ev.labels else {}
+            description = ev.description
+            if len(description) > DESCRIPTION_MAX:
+                agg.count_capped("description_length")
+                description = clip(description, DESCRIPTION_MAX)
+            changes.append(ChangeRecord(ts, ev.kind, ev.feature, description, labels))
+            return None
+        elif isinstance(ev, MetricEvent):
+            unused = self.aggregator.admit_external(ev.feature, ev.name)
+            if unused is not None:
+                return unused
+            sample = Sample(ts, ev.feature, ev.layer, ev.name, float(ev.value), None)
+            self._observe(sample, out)
+        if ts > self._last_data_ts:
+            self._last_data_ts = ts
+        return None
 
     def _add_changes(self, changes: list[ChangeRecord], now: float, out: TickOutput) -> None:
         """Hand the batch to the correlator; the new ones it keeps go out to be written (a
