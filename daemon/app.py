@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -92,6 +92,11 @@ OFFLOAD_BYTES = 256 * 1024
 # Validated events enter the pipeline this many at a time, the event loop free in between:
 # 165,000 events (8 MiB) take ~0.7 s to aggregate, under 10 ms per slice.
 APPLY_SLICE = 2_000
+# Ingest bodies waiting for their turn (see `_ingest_turn`), in full-size bodies: past this
+# many bytes a new one is answered 503 + Retry-After. With the event loop free during
+# validation, a flood no longer shows as loop lag (the other shedding rule); without this
+# bound it would queue, in memory, behind the body being validated.
+QUEUED_BODIES = 4
 
 
 class _Unused:
@@ -193,11 +198,8 @@ class Daemon:
         self._failure: str | None = None  # why a background task died; /readyz says it
         self._loop_lag = 0.0
         self._metrics_lock = asyncio.Lock()
-        # Ingest bodies are decoded and applied one at a time, in the order they finished
-        # arriving (asyncio.Lock wakes its waiters first come, first served): a large body
-        # validated in a thread must not be overtaken by a small one behind it, and only one
-        # decoded batch at a time is held in memory waiting for the pipeline.
-        self._ingest_order = asyncio.Lock()
+        self._ingest_order = asyncio.Lock()  # see `_ingest_turn`
+        self._ingest_queued = 0  # bytes of the bodies waiting for, or holding, their turn
         self._logged: dict[str, tuple[Any, ...]] = {}  # incident id -> state last logged
         # Incident changes and detector transitions not yet written (`handle`): the pipeline
         # has moved on in memory, so they must reach the store before any snapshot does.
@@ -584,10 +586,7 @@ class Daemon:
             self._count_rejected("unauthorized")
             return api.unauthorized()
         if self._loop_lag > SHED_LAG_S:
-            self._count_rejected("shed")
-            return web.json_response(
-                {"error": "overloaded, retry later"}, status=503, headers={"Retry-After": "1"}
-            )
+            return self._shed()
         limit = self.settings.ingest.max_body_bytes
         too_large = web.json_response({"error": f"body exceeds {limit} bytes"}, status=413)
         if request.content_length is not None and request.content_length > limit:
@@ -613,6 +612,33 @@ class Daemon:
                 {"accepted": 0, "rejected": [{"index": 0, "error": str(exc)}]}, status=400
             )
 
+    def _shed(self) -> web.Response:
+        self._count_rejected("shed")
+        return web.json_response(
+            {"error": "overloaded, retry later"}, status=503, headers={"Retry-After": "1"}
+        )
+
+    def _queue_full(self, size: int) -> bool:
+        """A body of `size` bytes would queue past QUEUED_BODIES full bodies (one body alone
+        always gets its turn)."""
+        bound = QUEUED_BODIES * self.settings.ingest.max_body_bytes
+        return self._ingest_queued > 0 and self._ingest_queued + size > bound
+
+    @contextlib.asynccontextmanager
+    async def _ingest_turn(self, size: int) -> AsyncIterator[None]:
+        """Decode and apply one ingest body, after every body that arrived before it.
+
+        One lock (asyncio.Lock wakes its waiters first come, first served) for /v1/events
+        and /v1/traces: a large body validated in a worker thread is not overtaken by a
+        small one behind it, so batches reach the pipeline in the order they finished
+        arriving, and one decoded batch at a time waits for the pipeline."""
+        self._ingest_queued += size
+        try:
+            async with self._ingest_order:
+                yield
+        finally:
+            self._ingest_queued -= size
+
     async def post_events(self, request: web.Request) -> web.StreamResponse:
         """`POST /v1/events` (DESIGN.md "Event contract"). The answer's `accepted` counts the
         valid events; extensions: `rejected` names the first MAX_LISTED rejected events
@@ -633,7 +659,9 @@ class Daemon:
         def decode() -> Batch:
             return read_events(body, ctype, max_events=max_events, listed=MAX_LISTED)
 
-        async with self._ingest_order:
+        if self._queue_full(len(body)):
+            return self._shed()
+        async with self._ingest_turn(len(body)):
             try:
                 if len(body) > OFFLOAD_BYTES:
                     batch = await asyncio.to_thread(decode)
@@ -719,7 +747,9 @@ class Daemon:
             )
             return (spans, *validate_items(spans.events))
 
-        async with self._ingest_order:  # as for /v1/events: in order of arrival
+        if self._queue_full(len(body)):
+            return _otlp_error_from(self._shed()) if proto else self._shed()
+        async with self._ingest_turn(len(body)):
             try:
                 # A large body decodes in a worker thread: 4M empty resourceSpans (8 MB of
                 # valid protobuf) held the event loop for 6 s, and /healthz and ingest with it.

@@ -15,6 +15,7 @@ import threading
 import time
 import tracemalloc
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from config.settings import SMALLEST_EVENT_BYTES, IngestConfig, load_settings
+from config.settings import SMALLEST_EVENT_BYTES, ConfigError, IngestConfig, load_settings
 from daemon import app as app_module
 from daemon.app import Daemon
 from daemon.ingest import events as events_module
@@ -233,6 +234,47 @@ async def test_batches_apply_in_the_order_they_arrived(
     daemon.store.close()
 
 
+async def test_a_flood_queued_behind_a_large_body_is_shed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the loop free while a body validates, a flood no longer shows as loop lag;
+    bodies waiting for their turn are bounded (QUEUED_BODIES full bodies), the rest get a
+    503 with Retry-After and are counted as shed."""
+    monkeypatch.setenv("LLM_ONCALL_INGEST__MAX_BODY_BYTES", "1000000")
+    daemon, client = await _client(tmp_path, monkeypatch)
+    started, release = threading.Event(), threading.Event()
+    real = app_module.read_events
+
+    def held_read(*args: Any, **kw: Any) -> Any:
+        started.set()
+        release.wait(30)  # the first body holds its turn until the flood has arrived
+        return real(*args, **kw)
+
+    monkeypatch.setattr(app_module, "read_events", held_read)
+    body = orjson.dumps([call()] * 4000)  # validated in a thread; 13 fit in 4 full bodies
+    assert app_module.OFFLOAD_BYTES < len(body) < 1_000_000
+    admitted = app_module.QUEUED_BODIES * 1_000_000 // len(body)
+    async with client:
+        first = asyncio.create_task(client.post("/v1/events", data=body, headers=JSON))
+        assert await asyncio.to_thread(started.wait, 10)
+        more = [
+            asyncio.create_task(client.post("/v1/events", data=body, headers=JSON))
+            for _ in range(19)
+        ]
+        for _ in range(1000):  # until each has been shed or is queued
+            queued = daemon._ingest_queued // len(body) - 1
+            if queued + sum(t.done() for t in more) == len(more):
+                break
+            await asyncio.sleep(0.01)
+        release.set()
+        answers = [await first, *await asyncio.gather(*more)]
+    statuses = [r.status for r in answers]
+    assert statuses.count(200) == admitted and statuses.count(503) == 20 - admitted
+    assert all(r.headers["Retry-After"] == "1" for r in answers if r.status == 503)
+    assert daemon.rejected == {"shed": 20 - admitted}
+    daemon.store.close()
+
+
 # ---- the real daemon process ---------------------------------------------------------------
 
 
@@ -260,3 +302,28 @@ def test_the_probes_body_costs_the_daemon_little_memory(daemon: DaemonProcess) -
     assert grown_mib < 200, f"peak RSS grew {grown_mib:.0f} MiB (it was 2,200 before the cap)"
     with urllib.request.urlopen(daemon.url + "/healthz", timeout=5) as resp:
         assert resp.status == 200
+
+
+def test_a_gzip_bomb_stops_inflating_at_the_limit() -> None:
+    """64 MiB of zeros in 64 KB of gzip: refused after inflating past the body limit, not
+    after inflating everything."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    bomb = b"".join(squeeze.compress(block) for _ in range(64)) + squeeze.flush()
+    assert len(bomb) < 100_000
+    limit = IngestConfig().max_body_bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(events_module.BodyTooLarge):
+            events_module.decompress(bomb, "gzip", limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit, peak
+
+
+def test_a_bad_cap_is_named_by_its_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest: {max_body_events: 0}\n")
+    with pytest.raises(ConfigError, match=r"ingest\.max_body_events"):
+        load_settings(cfg)
