@@ -2,6 +2,7 @@
 another, alternating, one fresh daemon process per request so each peak is its own.
 
     python bench/bench_ingest_limits.py --base CHECKOUT [--repeat 3] [--scenario NAME ...]
+                                        [--poll-ms 10]
 
 Scenarios (each body is built once and sent unchanged to both sides):
 - `bomb`: the probe's 8 KB request, `[1,1,…]` with 4,190,000 items, gzip level 9;
@@ -10,11 +11,15 @@ Scenarios (each body is built once and sent unchanged to both sides):
 - `dirty-25k`: 25,000 full events (bench_ingest.make_events, 6.8 MB) with every 10th one
   invalid.
 
-Per request: the HTTP status, the answer's size, the request's wall time, the slowest
-`GET /healthz` answered while it ran (polled every 10 ms from another thread; the event loop's
-freeze as a client sees it), and the daemon's peak RSS growth (VmHWM after, minus VmRSS
-before). Prints the median of `--repeat` requests per side and this/base for each figure: the
-ratios, not the absolute times, are the result on a shared machine.
+Per request: the HTTP status, the answer's size, the request's wall time, the daemon's CPU
+time for it (utime + stime from /proc, which a busy machine disturbs far less than wall time;
+it includes answering the /healthz polls: a daemon whose loop is free answers a hundred a
+second, a frozen one none, so compare CPU with `--poll-ms 0`), the slowest `GET /healthz`
+answered while it ran (polled every 10 ms from another thread; the event loop's freeze as a
+client sees it), and
+the daemon's peak RSS growth (VmHWM after, minus VmRSS before). Prints the median of
+`--repeat` requests per side and this/base for each figure: the ratios, not the absolute
+times, are the result on a shared machine.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_ingest import free_port, make_events
+from bench.bench_validation_ab import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +110,9 @@ def _start(checkout: Path, state_dir: str) -> tuple[subprocess.Popen[bytes], int
     raise RuntimeError(f"daemon in {checkout} did not start")
 
 
-def one_request(checkout: Path, body: bytes, headers: dict[str, str]) -> dict[str, float]:
+def one_request(
+    checkout: Path, body: bytes, headers: dict[str, str], poll_s: float
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as state:
         proc, port = _start(checkout, state)
         try:
@@ -114,23 +122,25 @@ def one_request(checkout: Path, body: bytes, headers: dict[str, str]) -> dict[st
             worst = [0.0]
 
             def poll() -> None:
-                while not done.is_set():
+                while poll_s and not done.is_set():
                     t = time.perf_counter()
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                     conn.request("GET", "/healthz")
                     conn.getresponse().read()
                     conn.close()
                     worst[0] = max(worst[0], time.perf_counter() - t)
-                    time.sleep(0.01)
+                    time.sleep(poll_s)
 
             poller = threading.Thread(target=poll)
             poller.start()
+            cpu = cpu_seconds(proc.pid)
             t = time.perf_counter()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
             conn.request("POST", "/v1/events", body=body, headers=headers)
             resp = conn.getresponse()
             answer = resp.read()
             elapsed = time.perf_counter() - t
+            cpu = cpu_seconds(proc.pid) - cpu
             done.set()
             poller.join()
             peak = _status(proc.pid)["VmHWM"]
@@ -141,6 +151,7 @@ def one_request(checkout: Path, body: bytes, headers: dict[str, str]) -> dict[st
         "status": resp.status,
         "answer_kb": len(answer) / 1024,
         "request_s": elapsed,
+        "daemon_cpu_s": cpu,
         "healthz_max_s": worst[0],
         "peak_rss_mib": (peak - before) / 1024,
     }
@@ -151,6 +162,7 @@ def main() -> None:
     ap.add_argument("--base", required=True, type=Path, help="the other checkout's root")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    ap.add_argument("--poll-ms", type=float, default=10, help="0: no /healthz polling")
     args = ap.parse_args()
     sides = {"base": args.base.resolve(), "this": ROOT}
     for name in args.scenario or list(SCENARIOS):
@@ -158,9 +170,10 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
         for i in range(args.repeat):
             for side in list(sides) if i % 2 == 0 else list(reversed(sides)):
-                runs[side].append(one_request(sides[side], body, headers))
+                runs[side].append(one_request(sides[side], body, headers, args.poll_ms / 1000))
         print(f"{name}: {len(body):,} bytes sent, median of {args.repeat} requests per side")
-        for key in ("status", "answer_kb", "request_s", "healthz_max_s", "peak_rss_mib"):
+        keys = ("status", "answer_kb", "request_s", "daemon_cpu_s", "healthz_max_s", "peak_rss_mib")
+        for key in keys:
             b = statistics.median(r[key] for r in runs["base"])
             t = statistics.median(r[key] for r in runs["this"])
             ratio = f"{t / b:.3f}" if b else "-"

@@ -126,7 +126,7 @@ def main() -> None:
         "this": load(_events_file(ROOT), "events_this"),
     }
     events = make_events(args.events)
-    dirty = [ev | {"latency_ms": -1} if i % 100 == 50 else ev for i, ev in enumerate(events)]
+    dirty = [ev | {"ts": -1} if i % 100 == 50 else ev for i, ev in enumerate(events)]
     good = {"": len(events), "-dirty": len(events) - len(events) // 100}
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeat):
