@@ -485,10 +485,18 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Ingest events: a JSON object, an array, or NDJSON (gzip allowed).",
                 "responses": {
-                    "200": {"description": "at least one event accepted"},
+                    "200": {
+                        "description": "at least one event accepted: {accepted, rejected: "
+                        "[{index, error}] (the first 100), rejected_count (when more were), "
+                        "unused: [{index, reason}] (accepted but not used: late, future, past "
+                        "a cap; the first 100), unused_count (when more were)}"
+                    },
                     "400": {"description": "no event accepted; per-event errors"},
                     "401": {"description": "missing or wrong bearer token"},
-                    "413": {"description": "body over the limit"},
+                    "413": {
+                        "description": "body over ingest.max_body_bytes (after gzip "
+                        "inflation), or more events than ingest.max_body_events"
+                    },
                     "415": {
                         "description": "Content-Type not JSON or NDJSON, "
                         "or Content-Encoding not gzip"
