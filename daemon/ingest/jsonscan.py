@@ -28,6 +28,7 @@ _STEP = np.full(256, 2, dtype=np.int8)
 _STEP[[ord("["), ord("{")]] = 1
 _STEP[[ord("]"), ord("}")]] = -1
 _STEP[_COMMA] = 0
+_STEP.flags.writeable = False
 CHUNK = 1 << 18  # 256 KiB: the scan holds ~6 MB of arrays, at no cost in speed
 
 
