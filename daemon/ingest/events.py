@@ -714,23 +714,36 @@ def _read_ndjson(body: bytes, max_events: int | None, listed: int | None) -> Bat
         seen = match.start()
         lines.append(match[0].strip())
         numbers.append(lineno)
-    return _validate_lines(lines, numbers, listed)
+    return _validate_lines(lines, numbers, listed, max_events)
 
 
-def _validate_lines_fast(lines: list[bytes]) -> list[Event | None] | None:
+def _validate_lines_fast(lines: list[bytes], max_events: int | None) -> list[Event | None] | None:
     """The usual path: validate the lines as one JSON array inside pydantic-core, which
     skips building Python dicts first. None when the joined lines are not JSON it reads (then
     go line by line); the length check catches a line that smuggles in two values
-    ("{...}, {...}")."""
+    ("{...}, {...}"). Under an item cap, a body with as many commas as the cap is scanned
+    first: one line of four million `1,` is one line, but four million items once joined."""
+    joined = b"[" + b",".join(lines) + b"]"
+    if (
+        max_events is not None
+        and joined.count(b",") >= max_events
+        and array_shape(joined, stop_after=len(lines)).items != len(lines)
+    ):
+        return None
     try:
-        results = _validate_json_array(b"[" + b",".join(lines) + b"]")
+        results = _validate_json_array(joined)
     except ValueError:
         return None
     return results if len(results) == len(lines) else None
 
 
-def _validate_lines(lines: list[bytes], numbers: list[int], listed: int | None = None) -> Batch:
-    results = _validate_lines_fast(lines)
+def _validate_lines(
+    lines: list[bytes],
+    numbers: list[int],
+    listed: int | None = None,
+    max_events: int | None = None,
+) -> Batch:
+    results = _validate_lines_fast(lines, max_events)
     if results is not None:
         return _sort_out(results, numbers, lambda i: loads_lenient(lines[i]), listed)
     found = _Found(listed)

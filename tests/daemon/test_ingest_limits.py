@@ -80,6 +80,21 @@ def test_a_body_over_the_cap_is_refused_before_it_is_parsed(ctype: str | None) -
     assert peak < 20_000_000, peak  # measured: 6 MB
 
 
+def test_one_ndjson_line_of_millions_of_items_is_one_bad_line() -> None:
+    """Joined into one array for the fast path, `1,1,1,…` on one line would be four million
+    items: the scan sees it first, and the line is rejected on its own."""
+    body = orjson.dumps(call()) + b"\n" + bomb()[1:-1]
+    tracemalloc.start()
+    try:
+        batch = read_events(body, "application/x-ndjson", max_events=233_016, listed=100)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(batch.events) == 1 and [r.index for r in batch.rejected] == [1]
+    assert batch.rejected[0].error.startswith("line is not valid JSON: trailing characters")
+    assert peak < 40_000_000, peak  # copies of the 8 MB line (split, joined): 25 MB measured
+
+
 def test_the_cap_counts_items_not_bytes() -> None:
     ten = orjson.dumps([call()] * 10)
     assert len(read_events(ten, None, max_events=10).events) == 10
