@@ -4,7 +4,8 @@
 - items per body are capped (`ingest.max_body_events`, by default what the byte limit can hold
   of the smallest valid event), counted before anything is parsed, and refused with a 413;
 - the answer names at most MAX_LISTED rejections and counts the rest;
-- large bodies are validated off the event loop and applied in slices, in order of arrival.
+- large bodies are validated off the event loop and applied in slices, in order of arrival,
+  and the bodies waiting for their turn are bounded (503 + Retry-After past it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gzip
 import threading
 import time
 import tracemalloc
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
