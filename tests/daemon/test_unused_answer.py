@@ -51,7 +51,8 @@ async def test_the_probes_four_events_are_named_with_their_reason(
     daemon, client = await _client(tmp_path, monkeypatch)
     now = time.time()
     events = [
-        {"type": "change", "ts": now - HOUR, "kind": "deploy"},
+        # A change may be as late as the change lookback (2 h): 3 h is too late for it.
+        {"type": "change", "ts": now - 3 * HOUR, "kind": "deploy"},
         call(ts=now + HOUR),
         call(ts=0),
         call(ts="9999-12-31T23:59:59Z"),
