@@ -13,9 +13,10 @@ Which change goes when a bound is hit:
 - a list over its own bound drops its oldest changes (those past the change lookback go
   first by construction: they are the oldest);
 - over the total, the victim is the oldest change past the change lookback in any list, if
-  there is one (a new incident can no longer quote it as a suspect, and ingest would count it
-  `late` if it arrived now), else the oldest change of the longest list: each list keeps its
-  share of the total whatever the others send.
+  there is one (a new incident quotes it only if its start is estimated that far back, up
+  to `changepoint_lookback_s` before its first signal, and ingest would count it `late` if it
+  arrived now), else the oldest change of the longest list: each list keeps its share of the
+  total whatever the others send.
 
 Every change a bound drops is counted (`ChangeDrop`: which list, which bound, and whether it
 was still inside the change lookback) for the shell to export and log (`take_drops`); the
