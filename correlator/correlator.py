@@ -975,12 +975,24 @@ class Correlator:
             deadline = max(deadline, inc.hold_until)
         if now < deadline:
             return
-        pending = None if touched is None else touched.pop(inc.id, None)
-        if pending is not None:  # what earlier signals of the batch did comes first
-            ctx = None if contexts is None or pending.looked else contexts(inc.feature, pending.ts)
-            self._settle(pending, ctx, contexts, out)
+        self._settle_first(inc, out, touched, contexts)
         inc.status, inc.resolved_at = "resolved", deadline
         self._emit(inc, "resolve", now, out)
+
+    def _settle_first(
+        self,
+        inc: _Inc,
+        out: list[IncidentUpdate],
+        touched: dict[str, _Touched] | None,
+        contexts: ContextFn | None,
+    ) -> None:
+        """Within a batch, what earlier signals did to `inc` is settled (and emitted) before
+        the resolve or reopen that follows, so updates come in the order `on_signal` one by
+        one gives."""
+        pending = None if touched is None else touched.pop(inc.id, None)
+        if pending is not None:
+            ctx = None if contexts is None or pending.looked else contexts(inc.feature, pending.ts)
+            self._settle(pending, ctx, contexts, out)
 
     def _touch(
         self, inc: _Inc, action: Action, now: float, touched: dict[str, _Touched]
@@ -1025,10 +1037,7 @@ class Correlator:
         firing = [_label(m) for m in inc.by_onset() if m.cleared is None]
         if inc.status != "resolved" or who is None or not firing:
             return
-        pending = None if touched is None else touched.pop(inc.id, None)
-        if pending is not None:
-            ctx = None if contexts is None or pending.looked else contexts(inc.feature, pending.ts)
-            self._settle(pending, ctx, contexts, out)
+        self._settle_first(inc, out, touched, contexts)
         self._reopen_by_itself(inc, f"{', '.join(firing)} still firing{_after_resolve(who, due)}")
         self._emit(inc, "reopen", now, out)
 
