@@ -9,10 +9,7 @@ c. a change dated more than `ingest.lateness_s` (300 s) back was dropped as `lat
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from detectors.base import Direction
 from tests.conftest import DaemonProcess, start_daemon
 from tests.daemon.test_caps import scrape
 from tests.daemon.test_oncall_pages import Clock, Log
+from tests.daemon.test_unsaved_writes import lock_store
 from tests.e2e.harness import alert, http, incident_of, metrics, stop, wait_for
 
 T0 = 1_795_000_000.0
@@ -200,14 +198,7 @@ async def test_a_change_only_body_is_a_503_while_the_store_cannot_write(tmp_path
     once the store recovers."""
     clock, log = Clock(), Log()
     d = _daemon(tmp_path, clock, log)
-    working = d.store.transaction
-
-    @contextmanager
-    def locked() -> Iterator[sqlite3.Connection]:
-        raise sqlite3.OperationalError("database is locked")
-        yield d.store.conn  # pragma: no cover
-
-    d.store.transaction = locked  # type: ignore[method-assign]
+    unlock = lock_store(d)
     json = {"Content-Type": "application/json"}
     async with TestClient(TestServer(d.build_app())) as client:
         resp = await client.post("/v1/events", data=_body(_change(clock.now, "v1")), headers=json)
@@ -216,7 +207,7 @@ async def test_a_change_only_body_is_a_503_while_the_store_cannot_write(tmp_path
         call = {"type": "llm_call", "ts": clock.now, "feature": FEATURE, "status": 200}
         mixed = _body(_change(clock.now, "v2"), call)
         assert (await client.post("/v1/events", data=mixed, headers=json)).status == 200
-        d.store.transaction = working  # type: ignore[method-assign]
+        unlock()
         resp = await client.post("/v1/events", data=_body(_change(clock.now, "v1")), headers=json)
         assert resp.status == 200  # the retry: a duplicate, and the store wrote both
     assert _rows(d) == 2

@@ -5,12 +5,13 @@ restart, because the next snapshot saved the correlator without the incident's r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from daemon.app import Daemon
 from tests.daemon.test_oncall_pages import Clock, Log, make_daemon, run_outage
 
 
@@ -19,9 +20,9 @@ def _outbox(d: object) -> list[tuple[str, str]]:
     return list(conn.execute("SELECT receiver, action FROM notify_outbox ORDER BY id"))
 
 
-async def test_a_failed_write_is_retried_and_the_page_goes_out(tmp_path: Path) -> None:
-    clock, log = Clock(), Log()
-    d = make_daemon(tmp_path, clock, log)
+def lock_store(d: Daemon) -> Callable[[], None]:
+    """Make every state write fail as a database locked by another process does; returns
+    what makes them work again."""
     working = d.store.transaction
 
     @contextmanager
@@ -30,6 +31,17 @@ async def test_a_failed_write_is_retried_and_the_page_goes_out(tmp_path: Path) -
         yield d.store.conn  # pragma: no cover
 
     d.store.transaction = locked  # type: ignore[method-assign]
+
+    def unlock() -> None:
+        d.store.transaction = working  # type: ignore[method-assign]
+
+    return unlock
+
+
+async def test_a_failed_write_is_retried_and_the_page_goes_out(tmp_path: Path) -> None:
+    clock, log = Clock(), Log()
+    d = make_daemon(tmp_path, clock, log)
+    unlock = lock_store(d)
     run_outage(d, clock)  # the outage opens its incident while every write fails
     assert d.store.incidents() == [] and _outbox(d) == []
     assert any(event == "state_write_failed" for event, _ in log.lines)
@@ -45,7 +57,7 @@ async def test_a_failed_write_is_retried_and_the_page_goes_out(tmp_path: Path) -
         else:
             raise AssertionError("the snapshot was saved without the unsaved changes")
 
-        d.store.transaction = working  # type: ignore[method-assign]
+        unlock()
         clock.now += 5
         d.handle(d.pipeline.advance(clock.now))
         (rec,) = d.store.incidents()
