@@ -27,14 +27,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,8 +39,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_ingest import free_port, make_events
-from bench.bench_validation_ab import cpu_seconds
+from bench.bench_ingest import make_events
+from bench.bench_validation_ab import cpu_seconds, start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,33 +85,11 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def _start(checkout: Path, state_dir: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = os.environ | {
-        "LLM_ONCALL_LISTEN__HOST": "127.0.0.1",
-        "LLM_ONCALL_LISTEN__PORT": str(port),
-        "LLM_ONCALL_STATE__PATH": os.path.join(state_dir, f"{port}.db"),
-        "PYTHONPATH": str(checkout),
-        "LLM_ONCALL_AGGREGATION__TICK_S": "300",  # no tick inside the measured request
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run"], cwd=checkout, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=0.5):
-                return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"daemon in {checkout} did not start")
-
-
 def one_request(
     checkout: Path, body: bytes, headers: dict[str, str], poll_s: float
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as state:
-        proc, port = _start(checkout, state)
+        proc, port = start(checkout, state)
         try:
             time.sleep(0.5)  # let start-up allocations settle before the baseline
             before = _status(proc.pid)["VmRSS"]
